@@ -1,0 +1,25 @@
+//! # weightreel
+//!
+//! Stream Hugging Face model weights tensor by tensor in bounded memory, lay parameter chunks
+//! out along a Hilbert curve as 2-D frames, store each model as a lossless FFV1 video reel in a
+//! store with a SQLite registry, and answer "which stored models are most like this one?".
+//!
+//! The data flows one way, one module per stage:
+//!
+//! | stage | module | what it does |
+//! |---|---|---|
+//! | source | [`source`] | files, the HF cache, the Hub over HTTP `Range`; headers; dtype → f32 |
+//! | selection | [`roles`], [`selection`] | roles from a name table, `--layers`, `--include`, limits, sampling |
+//! | stream | [`stream`] | push-style [`stream::Sink`] fed in bounded pieces, stoppable |
+//! | inspect | [`inspect`] | header-only report of a model and a selection |
+//!
+//! No module reaches back up the chain; the CLI only calls the library.
+
+pub mod error;
+pub mod inspect;
+pub mod roles;
+pub mod selection;
+pub mod source;
+pub mod stream;
+
+pub use error::{Error, Result};

@@ -1,0 +1,130 @@
+//! Random-access byte sources: a local file read with `pread`, or (with the `hub` feature) an
+//! HTTP file read with `Range` requests. Everything above this layer asks for byte ranges only,
+//! so a model is never downloaded or mapped whole.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Counters of what a source has read so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReadStats {
+    /// Number of read calls that reached the file or the network (HTTP requests for the Hub).
+    pub requests: u64,
+    /// Bytes transferred.
+    pub bytes: u64,
+}
+
+impl std::ops::Add for ReadStats {
+    type Output = ReadStats;
+    fn add(self, other: ReadStats) -> ReadStats {
+        ReadStats {
+            requests: self.requests + other.requests,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+/// A file that can be read at any offset. Implementations must be cheap to call repeatedly
+/// with small buffers and must never hold more than a bounded amount of the file in memory.
+pub trait ByteSource: Send + Sync {
+    /// What to call this source in messages: a path, or a URL without credentials.
+    fn name(&self) -> &str;
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    /// True when the source holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fill `buf` with the bytes at `offset..offset + buf.len()`. Reading past the end is an error
+    /// that names the source and says it is truncated.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// What has been read so far.
+    fn stats(&self) -> ReadStats;
+}
+
+/// A local file read with positioned reads into caller buffers.
+///
+/// We use `pread` rather than mmap on purpose: mapped pages that were touched count in the
+/// process's resident set, so streaming a 10 GB file through a map would grow RSS with the model.
+pub struct LocalFile {
+    path: PathBuf,
+    name: String,
+    file: File,
+    len: u64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl LocalFile {
+    /// Open `path` for reading.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::model(
+                path.display().to_string(),
+                "is a directory, expected a .safetensors file",
+            ));
+        }
+        Ok(LocalFile {
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+            file,
+            len: meta.len(),
+            requests: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// The path this file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl ByteSource for LocalFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| Error::header(&self.name, "read offset overflows"))?;
+        if end > self.len {
+            return Err(Error::header(
+                &self.name,
+                format!(
+                    "file is truncated: needs bytes up to {end} but has only {}",
+                    self.len
+                ),
+            ));
+        }
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::header(&self.name, "file is truncated (it shrank while being read)")
+            } else {
+                Error::io(&self.path, e)
+            }
+        })?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn stats(&self) -> ReadStats {
+        ReadStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Stage 1 of the pipeline: getting parameters out of a model without holding the model.
+//!
+//! - [`bytes`]: random-access byte sources (local `pread`, HTTP `Range`).
+//! - [`header`]: the safetensors header, read and checked on its own.
+//! - [`model`]: locating a model (file, directory, HF cache, Hub) and ordering its tensors.
+//! - [`convert`]: element types to f32.
+//! - [`hub`]: the Hub client (feature `hub`).
+
+pub mod bytes;
+pub mod cache;
+pub mod convert;
+pub mod header;
+#[cfg(feature = "hub")]
+pub mod hub;
+pub mod model;
+
+pub use bytes::{ByteSource, LocalFile, ReadStats};
+pub use model::{Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo};

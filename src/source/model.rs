@@ -1,0 +1,651 @@
+//! Locating a model (file, directory, HF cache, Hub) and reading its headers into one ordered
+//! list of tensors. No tensor data is read here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use safetensors::Dtype;
+use serde::Serialize;
+
+use super::bytes::{ByteSource, LocalFile, ReadStats};
+use super::cache;
+use super::header::{read_header, Header};
+use crate::error::{Error, Result};
+use crate::roles::{layer_index, Role};
+
+/// The public Hub endpoint, the same default as `huggingface_hub`.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// Where to look for a model and how.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Branch, tag or commit for Hub repos.
+    pub revision: String,
+    /// Never use the network (also set by `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// Bearer token for the Hub (else `HF_TOKEN`). Never printed or stored.
+    pub token: Option<String>,
+    /// Hub endpoint (else `HF_ENDPOINT`, else [`DEFAULT_ENDPOINT`]).
+    pub endpoint: Option<String>,
+    /// HF cache directory (else from the environment).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            revision: "main".into(),
+            offline: false,
+            token: None,
+            endpoint: None,
+            cache_dir: None,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Fill unset fields from the environment like `huggingface_hub` does.
+    pub fn with_env(mut self) -> Self {
+        if !self.offline {
+            self.offline = std::env::var("HF_HUB_OFFLINE")
+                .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+                .unwrap_or(false);
+        }
+        if self.token.is_none() {
+            self.token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+        }
+        if self.endpoint.is_none() {
+            self.endpoint = std::env::var("HF_ENDPOINT").ok().filter(|t| !t.is_empty());
+        }
+        if self.cache_dir.is_none() {
+            self.cache_dir = cache::cache_dir();
+        }
+        self
+    }
+}
+
+/// Where the model was found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Origin {
+    /// A single `.safetensors` file.
+    File { path: String },
+    /// A directory with `model.safetensors` or shards plus an index.
+    Directory { path: String },
+    /// A snapshot in the local Hugging Face cache.
+    Cache {
+        repo: String,
+        revision: String,
+        commit: String,
+        path: String,
+    },
+    /// The Hub over HTTP.
+    Hub {
+        endpoint: String,
+        repo: String,
+        revision: String,
+        commit: String,
+    },
+}
+
+impl Origin {
+    /// Short kind name: file, directory, cache, hub.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::File { .. } => "file",
+            Origin::Directory { .. } => "directory",
+            Origin::Cache { .. } => "cache",
+            Origin::Hub { .. } => "hub",
+        }
+    }
+
+    /// The resolved commit, for cache and Hub origins.
+    pub fn commit(&self) -> Option<&str> {
+        match self {
+            Origin::Cache { commit, .. } | Origin::Hub { commit, .. } => Some(commit),
+            _ => None,
+        }
+    }
+
+    /// The requested revision, for cache and Hub origins.
+    pub fn revision(&self) -> Option<&str> {
+        match self {
+            Origin::Cache { revision, .. } | Origin::Hub { revision, .. } => Some(revision),
+            _ => None,
+        }
+    }
+}
+
+/// `model_type` and `architectures` from `config.json`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// e.g. `bert`, `gpt2`.
+    pub model_type: Option<String>,
+    /// e.g. `["BertModel"]`.
+    pub architectures: Vec<String>,
+}
+
+impl ModelConfig {
+    fn parse(bytes: &[u8]) -> Option<ModelConfig> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        Some(ModelConfig {
+            model_type: value
+                .get("model_type")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            architectures: value
+                .get("architectures")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// One safetensors file of a model.
+pub struct Shard {
+    /// File name (relative to the model) as shown to users.
+    pub file: String,
+    /// Where its bytes come from.
+    pub source: Arc<dyn ByteSource>,
+    /// The checked header.
+    pub header: Header,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("file", &self.file)
+            .field("len", &self.source.len())
+            .field("tensors", &self.header.tensors.len())
+            .finish()
+    }
+}
+
+/// A tensor that will be streamed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorInfo {
+    /// Name as stored.
+    pub name: String,
+    /// Stored element type.
+    #[serde(serialize_with = "ser_dtype")]
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Role from the role table.
+    pub role: Role,
+    /// Layer index, if the name has one.
+    pub layer: Option<u32>,
+    /// Index into [`Model::shards`].
+    pub shard: usize,
+    /// Absolute byte offset in the shard file.
+    pub offset: u64,
+    /// Byte length.
+    pub byte_len: u64,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+
+    /// Bytes per element.
+    pub fn elem_bytes(&self) -> u64 {
+        (self.dtype.bitsize() / 8) as u64
+    }
+}
+
+/// A tensor that is listed but not streamed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedTensor {
+    /// Name as stored.
+    pub name: String,
+    /// Stored element type.
+    #[serde(serialize_with = "ser_dtype")]
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Why it is skipped.
+    pub reason: String,
+}
+
+fn ser_dtype<S: serde::Serializer>(dtype: &Dtype, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{dtype:?}"))
+}
+
+/// Element types we convert to f32.
+pub fn is_streamable_dtype(dtype: Dtype) -> bool {
+    matches!(
+        dtype,
+        Dtype::F64
+            | Dtype::F32
+            | Dtype::F16
+            | Dtype::BF16
+            | Dtype::I8
+            | Dtype::U8
+            | Dtype::I16
+            | Dtype::U16
+            | Dtype::I32
+            | Dtype::U32
+            | Dtype::I64
+            | Dtype::U64
+    )
+}
+
+/// Buffers that hold indices or masks rather than weights, skipped by default.
+fn buffer_reason(name: &str, dtype: Dtype, shape: &[usize]) -> Option<String> {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    if dtype == Dtype::BOOL {
+        return Some("bool mask".into());
+    }
+    if matches!(last, "position_ids" | "token_type_ids" | "input_ids") {
+        return Some("index buffer".into());
+    }
+    if last == "inv_freq" {
+        return Some("rotary frequency buffer".into());
+    }
+    if last == "masked_bias" || (name.ends_with("attn.bias") && shape.len() == 4) {
+        return Some("attention mask buffer".into());
+    }
+    if !is_streamable_dtype(dtype) {
+        return Some(format!("dtype {dtype:?} is not supported yet"));
+    }
+    None
+}
+
+/// A located model with all headers read.
+#[derive(Debug)]
+pub struct Model {
+    /// The name as the user gave it.
+    pub spec: String,
+    /// Where it was found.
+    pub origin: Origin,
+    /// `config.json` fields, when present.
+    pub config: Option<ModelConfig>,
+    /// The safetensors files in shard order.
+    pub shards: Vec<Shard>,
+    /// Streamable tensors: shard order, then data-offset order.
+    pub tensors: Vec<TensorInfo>,
+    /// Tensors listed but not streamed.
+    pub skipped: Vec<SkippedTensor>,
+}
+
+impl Model {
+    /// Total elements over streamable tensors.
+    pub fn total_params(&self) -> u64 {
+        self.tensors.iter().map(TensorInfo::numel).sum()
+    }
+
+    /// Bytes read so far from all shards (headers included).
+    pub fn read_stats(&self) -> ReadStats {
+        self.shards
+            .iter()
+            .fold(ReadStats::default(), |acc, s| acc + s.source.stats())
+    }
+
+    /// "safetensors" or "safetensors (N shards)".
+    pub fn format(&self) -> String {
+        if self.shards.len() == 1 {
+            "safetensors".into()
+        } else {
+            format!("safetensors ({} shards)", self.shards.len())
+        }
+    }
+
+    /// Open `spec`: a `.safetensors` path, a directory, or a Hub repo id (cache first, then Hub).
+    pub fn open(spec: &str, options: &OpenOptions) -> Result<Model> {
+        let path = Path::new(spec);
+        if path.exists() {
+            return if path.is_dir() {
+                open_directory(spec, path)
+            } else {
+                let source: Arc<dyn ByteSource> = Arc::new(LocalFile::open(path)?);
+                let config = read_local_config(path.parent().unwrap_or(Path::new(".")));
+                let file = path.file_name().map_or(spec.to_string(), |f| f.to_string_lossy().into_owned());
+                Model::assemble(
+                    spec,
+                    Origin::File { path: spec.to_string() },
+                    config,
+                    vec![(file, source)],
+                    None,
+                )
+            };
+        }
+        if looks_like_path(spec) {
+            return Err(Error::model(spec, "no such file or directory"));
+        }
+        validate_repo_id(spec)?;
+        validate_revision(&options.revision)?;
+        if let Some(root) = &options.cache_dir {
+            if let Some(snapshot) = cache::find_snapshot(root, spec, &options.revision) {
+                if let Ok(model) = open_snapshot(spec, options, &snapshot) {
+                    return Ok(model);
+                }
+            }
+        }
+        if options.offline {
+            return Err(Error::model(
+                spec,
+                format!(
+                    "not in the Hugging Face cache at revision '{}' and offline mode is on (HF_HUB_OFFLINE or --offline)",
+                    options.revision
+                ),
+            ));
+        }
+        open_hub(spec, options)
+    }
+
+    /// Read every shard header and build the ordered tensor list. `weight_map` (from an index
+    /// file) says which shard must hold which tensor.
+    fn assemble(
+        spec: &str,
+        origin: Origin,
+        config: Option<ModelConfig>,
+        files: Vec<(String, Arc<dyn ByteSource>)>,
+        weight_map: Option<&BTreeMap<String, String>>,
+    ) -> Result<Model> {
+        let mut shards = Vec::with_capacity(files.len());
+        let mut tensors = Vec::new();
+        let mut skipped = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (shard_index, (file, source)) in files.into_iter().enumerate() {
+            let header = read_header(source.as_ref())?;
+            for t in &header.tensors {
+                if let Some(previous) = seen.insert(t.name.clone(), file.clone()) {
+                    return Err(Error::tensor(
+                        source.name(),
+                        &t.name,
+                        format!("also present in shard {previous}"),
+                    ));
+                }
+                if let Some(map) = weight_map {
+                    match map.get(&t.name) {
+                        Some(expected) if *expected != file => {
+                            return Err(Error::tensor(
+                                source.name(),
+                                &t.name,
+                                format!("the index places it in {expected}"),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(reason) = buffer_reason(&t.name, t.dtype, &t.shape) {
+                    skipped.push(SkippedTensor {
+                        name: t.name.clone(),
+                        dtype: t.dtype,
+                        shape: t.shape.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                tensors.push(TensorInfo {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    role: Role::of(&t.name),
+                    layer: layer_index(&t.name),
+                    shard: shard_index,
+                    offset: t.offset,
+                    byte_len: t.byte_len,
+                });
+            }
+            shards.push(Shard { file, source, header });
+        }
+        if let Some(map) = weight_map {
+            if let Some((name, file)) = map.iter().find(|(name, _)| !seen.contains_key(*name)) {
+                return Err(Error::tensor(file.as_str(), name.as_str(), "listed in the index but missing from its shard"));
+            }
+        }
+        Ok(Model {
+            spec: spec.to_string(),
+            origin,
+            config,
+            shards,
+            tensors,
+            skipped,
+        })
+    }
+}
+
+fn looks_like_path(spec: &str) -> bool {
+    spec.starts_with('/')
+        || spec.starts_with("./")
+        || spec.starts_with("../")
+        || spec.starts_with('~')
+        || spec.ends_with(".safetensors")
+        || spec.matches('/').count() > 1
+}
+
+/// Accept `name` or `org/name` with the characters the Hub allows; refuse anything that could
+/// escape a directory or a URL path (`..`, leading dots, backslashes, empty parts).
+pub fn validate_repo_id(repo: &str) -> Result<()> {
+    let problem = if repo.is_empty() {
+        Some("is empty")
+    } else if repo.len() > 96 {
+        Some("is longer than 96 characters")
+    } else if repo.contains("..") || repo.contains("--") {
+        Some("contains '..' or '--', which repo ids may not")
+    } else if repo.split('/').count() > 2 {
+        Some("has more than one '/' (expected 'name' or 'org/name')")
+    } else if repo.split('/').any(|part| {
+        part.is_empty()
+            || part.starts_with('.')
+            || part.starts_with('-')
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }) {
+        Some("is not a valid repo id (expected 'name' or 'org/name' of letters, digits, '-', '_', '.')")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(Error::model(repo, p)),
+        None => Ok(()),
+    }
+}
+
+/// Revisions are branch names, tags or commits; refuse path tricks.
+pub fn validate_revision(revision: &str) -> Result<()> {
+    let bad = revision.is_empty()
+        || revision.contains("..")
+        || revision.starts_with('/')
+        || revision.contains('\\')
+        || revision.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#' || b == b'%');
+    if bad {
+        return Err(Error::invalid(
+            "--revision",
+            format!("'{revision}'"),
+            "a branch, tag or commit without '..', spaces, '?', '#' or '%'",
+        ));
+    }
+    Ok(())
+}
+
+fn read_local_config(dir: &Path) -> Option<ModelConfig> {
+    let bytes = std::fs::read(dir.join("config.json")).ok()?;
+    ModelConfig::parse(&bytes)
+}
+
+/// What to read from a listing of repo files: the safetensors files in shard order and the
+/// index's weight map, or an explanation of why nothing can be read.
+pub(crate) enum FilePlan {
+    /// One file.
+    Single(String),
+    /// Shards named by `model.safetensors.index.json`.
+    Indexed,
+    /// Several safetensors files without an index, read in name order.
+    Several(Vec<String>),
+}
+
+/// Choose which files to read among `files` (relative names).
+pub(crate) fn plan_files(spec: &str, files: &[String]) -> Result<FilePlan> {
+    if files.iter().any(|f| f == "model.safetensors") {
+        return Ok(FilePlan::Single("model.safetensors".into()));
+    }
+    if files.iter().any(|f| f == "model.safetensors.index.json") {
+        return Ok(FilePlan::Indexed);
+    }
+    let mut st: Vec<String> = files
+        .iter()
+        .filter(|f| f.ends_with(".safetensors") && !f.contains('/'))
+        .cloned()
+        .collect();
+    if !st.is_empty() {
+        st.sort();
+        return Ok(if st.len() == 1 {
+            FilePlan::Single(st.remove(0))
+        } else {
+            FilePlan::Several(st)
+        });
+    }
+    let weights: Vec<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| {
+            [".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx", ".safetensors"]
+                .iter()
+                .any(|ext| f.ends_with(ext))
+        })
+        .collect();
+    if weights.is_empty() {
+        Err(Error::model(spec, "no model weights found (no .safetensors file)"))
+    } else {
+        Err(Error::model(
+            spec,
+            format!(
+                "found only {} — these formats are not supported yet; weightreel reads safetensors",
+                weights.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Parse an index file into its weight map and the shard names in order.
+pub(crate) fn parse_index(file: &str, bytes: &[u8]) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let index: Index = serde_json::from_slice(bytes)
+        .map_err(|e| Error::header(file, format!("invalid index: {e}")))?;
+    let mut shards: Vec<String> = index.weight_map.values().cloned().collect();
+    shards.sort();
+    shards.dedup();
+    for shard in &shards {
+        if shard.contains("..") || shard.starts_with('/') || shard.contains('\\') {
+            return Err(Error::header(file, format!("shard name '{shard}' escapes the model directory")));
+        }
+    }
+    Ok((index.weight_map, shards))
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        files.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn open_local_files(
+    spec: &str,
+    dir: &Path,
+    origin: Origin,
+) -> Result<Model> {
+    let files = list_dir(dir)?;
+    let config = read_local_config(dir);
+    let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
+        let path = dir.join(name);
+        if !path.exists() {
+            return Err(Error::model(spec, format!("missing shard {}", path.display())));
+        }
+        Ok((name.to_string(), Arc::new(LocalFile::open(&path)?) as Arc<dyn ByteSource>))
+    };
+    match plan_files(spec, &files)? {
+        FilePlan::Single(name) => Model::assemble(spec, origin, config, vec![open(&name)?], None),
+        FilePlan::Several(names) => {
+            let files = names.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
+            Model::assemble(spec, origin, config, files, None)
+        }
+        FilePlan::Indexed => {
+            let index_path = dir.join("model.safetensors.index.json");
+            let bytes = std::fs::read(&index_path).map_err(|e| Error::io(&index_path, e))?;
+            let (map, shards) = parse_index(&index_path.display().to_string(), &bytes)?;
+            let files = shards.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
+            Model::assemble(spec, origin, config, files, Some(&map))
+        }
+    }
+}
+
+fn open_directory(spec: &str, dir: &Path) -> Result<Model> {
+    open_local_files(spec, dir, Origin::Directory { path: spec.to_string() })
+}
+
+fn open_snapshot(spec: &str, options: &OpenOptions, snapshot: &cache::CachedSnapshot) -> Result<Model> {
+    open_local_files(
+        spec,
+        &snapshot.dir,
+        Origin::Cache {
+            repo: spec.to_string(),
+            revision: options.revision.clone(),
+            commit: snapshot.commit.clone(),
+            path: snapshot.dir.display().to_string(),
+        },
+    )
+}
+
+#[cfg(feature = "hub")]
+fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
+    use super::hub::HubClient;
+    let endpoint = options.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+    let client = HubClient::new(endpoint, options.token.clone())?;
+    let listing = client.list(spec, &options.revision)?;
+    let commit = listing.commit.clone();
+    let origin = Origin::Hub {
+        endpoint: client.endpoint().to_string(),
+        repo: spec.to_string(),
+        revision: options.revision.clone(),
+        commit: commit.clone(),
+    };
+    let config = if listing.files.iter().any(|f| f == "config.json") {
+        client
+            .fetch_small(spec, &commit, "config.json", 1 << 20)
+            .ok()
+            .and_then(|b| ModelConfig::parse(&b))
+    } else {
+        None
+    };
+    let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
+        if !listing.files.iter().any(|f| f == name) {
+            return Err(Error::model(spec, format!("missing shard {name} (not in the repo listing)")));
+        }
+        Ok((name.to_string(), Arc::new(client.open(spec, &commit, name)?) as Arc<dyn ByteSource>))
+    };
+    match plan_files(spec, &listing.files)? {
+        FilePlan::Single(name) => Model::assemble(spec, origin, config, vec![open(&name)?], None),
+        FilePlan::Several(names) => {
+            let files = names.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
+            Model::assemble(spec, origin, config, files, None)
+        }
+        FilePlan::Indexed => {
+            let bytes = client.fetch_small(spec, &commit, "model.safetensors.index.json", 64 << 20)?;
+            let (map, shards) = parse_index("model.safetensors.index.json", &bytes)?;
+            let files = shards.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
+            Model::assemble(spec, origin, config, files, Some(&map))
+        }
+    }
+}
+
+#[cfg(not(feature = "hub"))]
+fn open_hub(spec: &str, _options: &OpenOptions) -> Result<Model> {
+    Err(Error::model(
+        spec,
+        "not found locally, and this build has no Hub client (rebuild with the 'hub' feature)",
+    ))
+}
