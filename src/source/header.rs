@@ -23,7 +23,7 @@ pub const MAX_HEADER_LEN: u64 = 100_000_000;
 
 /// How many bytes to read in the first request: most headers fit, so a remote file needs one
 /// request for its header.
-const FIRST_READ: u64 = 64 * 1024;
+const FIRST_READ: u64 = 16 * 1024;
 
 /// One tensor entry of a header, checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 /// Bytes fetched by the first request of every file: enough for most headers, so that opening a
 /// remote safetensors file costs one request.
-const PREFIX_LEN: u64 = 64 * 1024;
+const PREFIX_LEN: u64 = 16 * 1024;
 
 /// What the listing API said about a repo at a revision.
 #[derive(Debug, Clone)]
