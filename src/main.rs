@@ -106,8 +106,16 @@ impl SelectArgs {
     fn selection(&self) -> Result<Selection> {
         Ok(Selection {
             roles: parse_roles(&self.layers)?,
-            include: self.include.as_deref().map(|p| parse_regex("--include", p)).transpose()?,
-            exclude: self.exclude.as_deref().map(|p| parse_regex("--exclude", p)).transpose()?,
+            include: self
+                .include
+                .as_deref()
+                .map(|p| parse_regex("--include", p))
+                .transpose()?,
+            exclude: self
+                .exclude
+                .as_deref()
+                .map(|p| parse_regex("--exclude", p))
+                .transpose()?,
             max_params: self.max_params,
             sample: SampleMode::parse(&self.sample)?,
         })
@@ -135,7 +143,10 @@ fn run(cli: Cli) -> Result<()> {
             let model = Model::open(&model, &source.options())?;
             let report = Report::new(&model, &selection);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                );
             } else {
                 print!("{}", report.to_text());
             }
@@ -147,7 +158,11 @@ fn run(cli: Cli) -> Result<()> {
 
 fn run_guide(guide: GuideArgs) -> Result<()> {
     match guide.model {
-        Some(_) => Err(Error::invalid("--model", "", "a subcommand; encoding is not built yet")),
+        Some(_) => Err(Error::invalid(
+            "--model",
+            "",
+            "a subcommand; encoding is not built yet",
+        )),
         None => Err(Error::invalid(
             "arguments",
             "(none)",
