@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod roles;
 pub mod selection;
 pub mod source;
+pub mod store;
 pub mod stream;
 
 pub use error::{Error, Result};

@@ -1,0 +1,31 @@
+//! Stage 5: the store — a directory holding reels and a SQLite registry (`registry.sqlite`, WAL
+//! mode) that records every encoded model, its settings, totals and per-frame index.
+//!
+//! Visibility rules that make the store crash-safe:
+//! - a reel is written to a temporary name, fsynced and renamed before the registry row that
+//!   names it is committed, so no committed row ever points at an incomplete reel;
+//! - an entry and all its frame rows are inserted in one transaction, which also deletes the
+//!   entry it replaces (same name, same settings), so readers see the old entry or the new one;
+//! - the replaced reel is deleted only after that commit.
+//!
+//! The schema carries a version in `PRAGMA user_version`; a newer one is refused.
+
+mod registry;
+
+pub use registry::{
+    EntryRecord, EntrySummary, FrameRecord, Settings, Store, StoreStats, Totals, SCHEMA_VERSION,
+};
+
+/// The default store directory when neither `--storage-dir` nor `$WEIGHTREEL_STORE` is given.
+pub const DEFAULT_STORE_DIR: &str = "weightreel_store";
+
+/// The store directory from an explicit flag, else `$WEIGHTREEL_STORE`, else the default.
+pub fn store_dir(flag: Option<&std::path::Path>) -> std::path::PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    std::env::var_os("WEIGHTREEL_STORE")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_STORE_DIR))
+}

@@ -1,0 +1,507 @@
+//! The SQLite registry.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Version of the registry schema this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS models (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL,
+    settings_key    TEXT NOT NULL,
+    settings_json   TEXT NOT NULL,
+    source_kind     TEXT NOT NULL,
+    source          TEXT NOT NULL,
+    revision        TEXT,
+    commit_sha      TEXT,
+    format          TEXT NOT NULL,
+    model_type      TEXT,
+    architectures   TEXT NOT NULL,
+    chunk_size      INTEGER NOT NULL,
+    layers          TEXT NOT NULL,
+    include_re      TEXT,
+    exclude_re      TEXT,
+    max_params      INTEGER,
+    sample          TEXT NOT NULL,
+    mode            TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    params          INTEGER NOT NULL,
+    chunks          INTEGER NOT NULL,
+    frames          INTEGER NOT NULL,
+    bytes_read      INTEGER NOT NULL,
+    read_requests   INTEGER NOT NULL,
+    encoding_secs   REAL NOT NULL,
+    params_per_sec  REAL NOT NULL,
+    peak_rss_bytes  INTEGER NOT NULL,
+    reel_file       TEXT NOT NULL,
+    reel_bytes      INTEGER NOT NULL,
+    created_at      TEXT NOT NULL,
+    UNIQUE (name, settings_key)
+);
+CREATE TABLE IF NOT EXISTS frames (
+    model_id    INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    efficiency  REAL NOT NULL,
+    checksum    INTEGER NOT NULL,
+    meta_json   TEXT NOT NULL,
+    PRIMARY KEY (model_id, idx)
+) WITHOUT ROWID;
+";
+
+/// The settings an encode ran with. Two encodes of one model with equal settings are the same
+/// entry (the newer replaces the older); different settings make separate entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Branch, tag or commit asked for.
+    pub revision: String,
+    /// Values per chunk.
+    pub chunk_size: u64,
+    /// `--layers`, canonical (`all` or `attention,mlp`).
+    pub layers: String,
+    /// `--include`.
+    pub include: Option<String>,
+    /// `--exclude`.
+    pub exclude: Option<String>,
+    /// `--max-params`.
+    pub max_params: Option<u64>,
+    /// `stratified` or `head`.
+    pub sample: String,
+    /// Pixel mode: `u16`, `lossless`, `u8`.
+    pub mode: String,
+    /// `chunk` (one frame per chunk) or `batch` (one frame for everything, split at the cap).
+    pub method: String,
+    /// Largest frame, in values.
+    pub max_frame_values: u64,
+    /// `--min-efficiency`.
+    pub min_efficiency: f64,
+    /// Finest pyramid block side.
+    pub pyramid_finest: u32,
+}
+
+impl Settings {
+    /// A stable key of these settings: CRC32 and length of their canonical JSON, in hex.
+    pub fn key(&self) -> String {
+        let json = serde_json::to_string(self).expect("settings serialize");
+        format!(
+            "{:08x}{:04x}",
+            crc32fast::hash(json.as_bytes()),
+            json.len() & 0xffff
+        )
+    }
+}
+
+/// Totals of one encode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Values encoded.
+    pub params: u64,
+    /// Chunks of `chunk_size` values streamed.
+    pub chunks: u64,
+    /// Frames in the reel.
+    pub frames: u64,
+    /// Bytes of model data read (headers included).
+    pub bytes_read: u64,
+    /// Read calls (HTTP requests for the Hub).
+    pub read_requests: u64,
+    /// Wall-clock encoding time.
+    pub encoding_secs: f64,
+    /// `params / encoding_secs`.
+    pub params_per_sec: f64,
+    /// Peak resident memory of the encoding process.
+    pub peak_rss_bytes: u64,
+    /// Reel file name, relative to the store directory.
+    pub reel_file: String,
+    /// Reel size.
+    pub reel_bytes: u64,
+}
+
+/// Everything recorded about one encoded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    /// The model name as given.
+    pub name: String,
+    /// `file`, `directory`, `cache` or `hub`.
+    pub source_kind: String,
+    /// Path or endpoint.
+    pub source: String,
+    /// Revision asked for (Hub and cache).
+    pub revision: Option<String>,
+    /// Commit it resolved to (Hub and cache).
+    pub commit: Option<String>,
+    /// `safetensors` or `safetensors (N shards)`.
+    pub format: String,
+    /// From `config.json`.
+    pub model_type: Option<String>,
+    /// From `config.json`.
+    pub architectures: Vec<String>,
+    /// How it was encoded.
+    pub settings: Settings,
+    /// What it cost and produced.
+    pub totals: Totals,
+    /// RFC 3339 UTC time of the commit.
+    pub created_at: String,
+}
+
+/// One frame's index row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameRecord {
+    /// Frame number in the reel.
+    pub index: u64,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Values in the frame.
+    pub count: u64,
+    /// `count / (width × height)`.
+    pub efficiency: f64,
+    /// CRC32 of the frame's planes.
+    pub checksum: u32,
+    /// Scales, segment map, pyramid and statistics as JSON.
+    pub meta_json: String,
+}
+
+/// A stored entry as listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntrySummary {
+    /// Registry id.
+    pub id: i64,
+    /// The full record.
+    #[serde(flatten)]
+    pub record: EntryRecord,
+}
+
+/// The guide's statistics block, from the registry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreStats {
+    /// Entries.
+    pub encoded_models: u64,
+    /// Sum of encoded values.
+    pub total_parameters: u64,
+    /// Sum of chunks.
+    pub total_chunks: u64,
+    /// Mean encoding time in seconds (0 when empty).
+    pub average_encoding_time: f64,
+    /// Mean chunks per entry (0 when empty).
+    pub average_chunks_per_model: f64,
+    /// Distinct chunk sizes of the stored entries, ascending.
+    pub chunk_sizes: Vec<u64>,
+}
+
+/// An open store.
+pub struct Store {
+    dir: PathBuf,
+    conn: Connection,
+}
+
+fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
+    Error::store(path, format!("registry: {e}"))
+}
+
+impl Store {
+    /// Open (creating with parents) the store at `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::store(dir, "exists and is not a directory"));
+        }
+        std::fs::create_dir_all(dir.join("reels")).map_err(|e| Error::io(dir, e))?;
+        let db = dir.join("registry.sqlite");
+        let conn = Connection::open(&db).map_err(|e| sql_err(&db, e))?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(|e| sql_err(&db, e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| sql_err(&db, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::store(
+                dir,
+                format!("registry schema version {version} is newer than this weightreel supports ({SCHEMA_VERSION}); upgrade weightreel"),
+            ));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| sql_err(&db, e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql_err(&db, e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| sql_err(&db, e))?;
+        if version < SCHEMA_VERSION {
+            let tx = conn.unchecked_transaction().map_err(|e| sql_err(&db, e))?;
+            tx.execute_batch(SCHEMA).map_err(|e| sql_err(&db, e))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| sql_err(&db, e))?;
+            tx.commit().map_err(|e| sql_err(&db, e))?;
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            conn,
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where reels live.
+    pub fn reels_dir(&self) -> PathBuf {
+        self.dir.join("reels")
+    }
+
+    /// Where unfinished encodes keep their completed parts.
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sql_err(&self.dir.join("registry.sqlite"), e)
+    }
+
+    /// Commit `entry` and its frames in one transaction, replacing the entry with the same name
+    /// and settings. Returns the new id and the reel file of the replaced entry, which the caller
+    /// deletes after this returns.
+    pub fn commit_entry<I>(
+        &mut self,
+        entry: &EntryRecord,
+        frames: I,
+    ) -> Result<(i64, Option<String>)>
+    where
+        I: IntoIterator<Item = Result<FrameRecord>>,
+    {
+        let key = entry.settings.key();
+        let settings_json = serde_json::to_string(&entry.settings).expect("settings serialize");
+        let db = self.dir.join("registry.sqlite");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&db, e))?;
+        let old: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, reel_file FROM models WHERE name = ?1 AND settings_key = ?2",
+                params![entry.name, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| sql_err(&db, e))?;
+        if let Some((id, _)) = &old {
+            tx.execute("DELETE FROM models WHERE id = ?1", [id])
+                .map_err(|e| sql_err(&db, e))?;
+        }
+        let s = &entry.settings;
+        let t = &entry.totals;
+        tx.execute(
+            "INSERT INTO models (name, settings_key, settings_json, source_kind, source, revision, commit_sha,
+                format, model_type, architectures, chunk_size, layers, include_re, exclude_re, max_params,
+                sample, mode, method, params, chunks, frames, bytes_read, read_requests, encoding_secs,
+                params_per_sec, peak_rss_bytes, reel_file, reel_bytes, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+                ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+            params![
+                entry.name,
+                key,
+                settings_json,
+                entry.source_kind,
+                entry.source,
+                entry.revision,
+                entry.commit,
+                entry.format,
+                entry.model_type,
+                serde_json::to_string(&entry.architectures).expect("strings serialize"),
+                s.chunk_size as i64,
+                s.layers,
+                s.include,
+                s.exclude,
+                s.max_params.map(|v| v as i64),
+                s.sample,
+                s.mode,
+                s.method,
+                t.params as i64,
+                t.chunks as i64,
+                t.frames as i64,
+                t.bytes_read as i64,
+                t.read_requests as i64,
+                t.encoding_secs,
+                t.params_per_sec,
+                t.peak_rss_bytes as i64,
+                t.reel_file,
+                t.reel_bytes as i64,
+                entry.created_at,
+            ],
+        )
+        .map_err(|e| sql_err(&db, e))?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO frames (model_id, idx, width, height, count, efficiency, checksum, meta_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(|e| sql_err(&db, e))?;
+            for frame in frames {
+                let f = frame?;
+                insert
+                    .execute(params![
+                        id,
+                        f.index as i64,
+                        f.width,
+                        f.height,
+                        f.count as i64,
+                        f.efficiency,
+                        f.checksum,
+                        f.meta_json
+                    ])
+                    .map_err(|e| sql_err(&db, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_err(&db, e))?;
+        Ok((id, old.map(|(_, reel)| reel)))
+    }
+
+    fn row_to_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntrySummary> {
+        let settings_json: String = r.get("settings_json")?;
+        let settings: Settings = serde_json::from_str(&settings_json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        let architectures: String = r.get("architectures")?;
+        Ok(EntrySummary {
+            id: r.get("id")?,
+            record: EntryRecord {
+                name: r.get("name")?,
+                source_kind: r.get("source_kind")?,
+                source: r.get("source")?,
+                revision: r.get("revision")?,
+                commit: r.get("commit_sha")?,
+                format: r.get("format")?,
+                model_type: r.get("model_type")?,
+                architectures: serde_json::from_str(&architectures).unwrap_or_default(),
+                settings,
+                totals: Totals {
+                    params: r.get::<_, i64>("params")? as u64,
+                    chunks: r.get::<_, i64>("chunks")? as u64,
+                    frames: r.get::<_, i64>("frames")? as u64,
+                    bytes_read: r.get::<_, i64>("bytes_read")? as u64,
+                    read_requests: r.get::<_, i64>("read_requests")? as u64,
+                    encoding_secs: r.get("encoding_secs")?,
+                    params_per_sec: r.get("params_per_sec")?,
+                    peak_rss_bytes: r.get::<_, i64>("peak_rss_bytes")? as u64,
+                    reel_file: r.get("reel_file")?,
+                    reel_bytes: r.get::<_, i64>("reel_bytes")? as u64,
+                },
+                created_at: r.get("created_at")?,
+            },
+        })
+    }
+
+    /// All entries, oldest first.
+    pub fn list(&self) -> Result<Vec<EntrySummary>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT * FROM models ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], Self::row_to_summary)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Entries named `name`.
+    pub fn find(&self, name: &str) -> Result<Vec<EntrySummary>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|e| e.record.name == name)
+            .collect())
+    }
+
+    /// The frame rows of entry `id`, in order.
+    pub fn frames(&self, id: i64) -> Result<Vec<FrameRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx, width, height, count, efficiency, checksum, meta_json FROM frames WHERE model_id = ?1 ORDER BY idx")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(FrameRecord {
+                    index: r.get::<_, i64>(0)? as u64,
+                    width: r.get(1)?,
+                    height: r.get(2)?,
+                    count: r.get::<_, i64>(3)? as u64,
+                    efficiency: r.get(4)?,
+                    checksum: r.get(5)?,
+                    meta_json: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remove every entry named `name` (or only the one with `settings_key`) and their reels.
+    /// Returns how many entries were removed.
+    pub fn remove(&mut self, name: &str, settings_key: Option<&str>) -> Result<usize> {
+        let victims: Vec<EntrySummary> = self
+            .find(name)?
+            .into_iter()
+            .filter(|e| settings_key.is_none_or(|k| e.record.settings.key() == k))
+            .collect();
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        let db = self.dir.join("registry.sqlite");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&db, e))?;
+        for v in &victims {
+            tx.execute("DELETE FROM models WHERE id = ?1", [v.id])
+                .map_err(|e| sql_err(&db, e))?;
+        }
+        tx.commit().map_err(|e| sql_err(&db, e))?;
+        for v in &victims {
+            let reel = self.dir.join(&v.record.totals.reel_file);
+            match std::fs::remove_file(&reel) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&reel, e)),
+            }
+        }
+        Ok(victims.len())
+    }
+
+    /// The statistics block's numbers.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let entries = self.list()?;
+        let n = entries.len() as u64;
+        let total_parameters = entries.iter().map(|e| e.record.totals.params).sum();
+        let total_chunks: u64 = entries.iter().map(|e| e.record.totals.chunks).sum();
+        let total_time: f64 = entries.iter().map(|e| e.record.totals.encoding_secs).sum();
+        let mut chunk_sizes: Vec<u64> = entries
+            .iter()
+            .map(|e| e.record.settings.chunk_size)
+            .collect();
+        chunk_sizes.sort_unstable();
+        chunk_sizes.dedup();
+        Ok(StoreStats {
+            encoded_models: n,
+            total_parameters,
+            total_chunks,
+            average_encoding_time: if n == 0 { 0.0 } else { total_time / n as f64 },
+            average_chunks_per_model: if n == 0 {
+                0.0
+            } else {
+                total_chunks as f64 / n as f64
+            },
+            chunk_sizes,
+        })
+    }
+}
