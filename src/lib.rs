@@ -17,6 +17,8 @@
 
 pub mod error;
 pub mod inspect;
+pub mod progress;
+pub mod report;
 pub mod roles;
 pub mod selection;
 pub mod source;

@@ -1,0 +1,135 @@
+//! Progress display for long encodes: a live bar on a terminal, a plain line every few seconds
+//! otherwise, nothing with `--quiet`. The total is exact (from the headers), never an estimate.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::inspect::group;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A live bar (stderr is a terminal).
+    Bar,
+    /// A plain line every few seconds (stderr is a file or pipe).
+    Lines,
+    /// Nothing.
+    Quiet,
+}
+
+impl ProgressMode {
+    /// Bar on a terminal, lines otherwise, or quiet.
+    pub fn detect(quiet: bool) -> ProgressMode {
+        if quiet {
+            ProgressMode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Lines
+        }
+    }
+}
+
+/// Interval between plain progress lines.
+const LINE_EVERY: Duration = Duration::from_secs(3);
+
+/// Progress of one encode.
+pub struct Progress {
+    mode: ProgressMode,
+    label: String,
+    total: u64,
+    done: u64,
+    start: Instant,
+    last_line: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// Start showing progress of `total` values for `label` (the model name).
+    pub fn new(mode: ProgressMode, label: &str, total: u64) -> Progress {
+        let bar = (mode == ProgressMode::Bar).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {percent:>3}% {human_pos}/{human_len} params  {per_sec}  ETA {eta}  {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        let now = Instant::now();
+        Progress {
+            mode,
+            label: label.to_string(),
+            total,
+            done: 0,
+            start: now,
+            last_line: now,
+            bar,
+        }
+    }
+
+    /// `done` values of the total are encoded; `tensor` is being read; `bytes` read so far.
+    pub fn update(&mut self, done: u64, tensor: &str, bytes: u64) {
+        self.done = done;
+        match self.mode {
+            ProgressMode::Bar => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(done);
+                    bar.set_message(format!("{tensor}  {} read", human_bytes(bytes)));
+                }
+            }
+            ProgressMode::Lines => {
+                if self.last_line.elapsed() >= LINE_EVERY {
+                    self.last_line = Instant::now();
+                    let secs = self.start.elapsed().as_secs_f64();
+                    let rate = done as f64 / secs.max(1e-9);
+                    let eta = if rate > 0.0 { (self.total - done) as f64 / rate } else { 0.0 };
+                    let pct = if self.total == 0 { 100.0 } else { done as f64 * 100.0 / self.total as f64 };
+                    eprintln!(
+                        "{}: {pct:.1}% {}/{} params, {:.0} params/s, {tensor}, {} read, ETA {eta:.0}s",
+                        self.label,
+                        group(done),
+                        group(self.total),
+                        rate,
+                        human_bytes(bytes)
+                    );
+                }
+            }
+            ProgressMode::Quiet => {}
+        }
+    }
+
+    /// Remove the bar.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
