@@ -88,8 +88,16 @@ impl Progress {
                     self.last_line = Instant::now();
                     let secs = self.start.elapsed().as_secs_f64();
                     let rate = done as f64 / secs.max(1e-9);
-                    let eta = if rate > 0.0 { (self.total - done) as f64 / rate } else { 0.0 };
-                    let pct = if self.total == 0 { 100.0 } else { done as f64 * 100.0 / self.total as f64 };
+                    let eta = if rate > 0.0 {
+                        (self.total - done) as f64 / rate
+                    } else {
+                        0.0
+                    };
+                    let pct = if self.total == 0 {
+                        100.0
+                    } else {
+                        done as f64 * 100.0 / self.total as f64
+                    };
                     eprintln!(
                         "{}: {pct:.1}% {}/{} params, {:.0} params/s, {tensor}, {} read, ETA {eta:.0}s",
                         self.label,

@@ -15,12 +15,25 @@ pub fn statistics_block(stats: &StoreStats) -> String {
     let _ = writeln!(out, "Encoded Models: {}", stats.encoded_models);
     let _ = writeln!(out, "Total Parameters: {}", group(stats.total_parameters));
     let _ = writeln!(out, "Total Chunks: {}", group(stats.total_chunks));
-    let _ = writeln!(out, "Average Encoding Time: {:.2}s", stats.average_encoding_time);
-    let _ = writeln!(out, "Average Chunks per Model: {:.1}", stats.average_chunks_per_model);
+    let _ = writeln!(
+        out,
+        "Average Encoding Time: {:.2}s",
+        stats.average_encoding_time
+    );
+    let _ = writeln!(
+        out,
+        "Average Chunks per Model: {:.1}",
+        stats.average_chunks_per_model
+    );
     let sizes = if stats.chunk_sizes.is_empty() {
         "-".to_string()
     } else {
-        stats.chunk_sizes.iter().map(|&c| group(c)).collect::<Vec<_>>().join(", ")
+        stats
+            .chunk_sizes
+            .iter()
+            .map(|&c| group(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let _ = writeln!(out, "Chunk Size: {sizes}");
     out
@@ -28,7 +41,9 @@ pub fn statistics_block(stats: &StoreStats) -> String {
 
 /// The `--list-models` table: name, params, chunks, time, method, layers, mode.
 pub fn models_table(entries: &[EntrySummary]) -> String {
-    let headers = ["Name", "Params", "Chunks", "Time", "Method", "Layers", "Mode"];
+    let headers = [
+        "Name", "Params", "Chunks", "Time", "Method", "Layers", "Mode",
+    ];
     let rows: Vec<[String; 7]> = entries
         .iter()
         .map(|e| {
@@ -57,14 +72,28 @@ pub fn models_table(entries: &[EntrySummary]) -> String {
             .iter()
             .zip(widths)
             .enumerate()
-            .map(|(i, (c, w))| if (1..4).contains(&i) { format!("{c:>w$}") } else { format!("{c:<w$}") })
+            .map(|(i, (c, w))| {
+                if (1..4).contains(&i) {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
             .to_string()
     };
     let _ = writeln!(out, "{}", line(&headers.map(String::from)));
-    let _ = writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    let _ = writeln!(
+        out,
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
     for row in &rows {
         let _ = writeln!(out, "{}", line(row));
     }

@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS models (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     name            TEXT NOT NULL,
     settings_key    TEXT NOT NULL,
     settings_json   TEXT NOT NULL,
@@ -503,5 +503,169 @@ impl Store {
             },
             chunk_sizes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(chunk: u64) -> Settings {
+        Settings {
+            revision: "main".into(),
+            chunk_size: chunk,
+            layers: "all".into(),
+            include: None,
+            exclude: None,
+            max_params: Some(40_000),
+            sample: "stratified".into(),
+            mode: "u16".into(),
+            method: "chunk".into(),
+            max_frame_values: 1 << 24,
+            min_efficiency: 0.5,
+            pyramid_finest: 8,
+        }
+    }
+
+    fn entry(name: &str, chunk: u64, params: u64, reel: &str) -> EntryRecord {
+        EntryRecord {
+            name: name.into(),
+            source_kind: "file".into(),
+            source: "/x".into(),
+            revision: None,
+            commit: None,
+            format: "safetensors".into(),
+            model_type: Some("bert".into()),
+            architectures: vec!["BertModel".into()],
+            settings: settings(chunk),
+            totals: Totals {
+                params,
+                chunks: params.div_ceil(chunk),
+                frames: params.div_ceil(chunk),
+                encoding_secs: 2.0,
+                reel_file: reel.into(),
+                ..Totals::default()
+            },
+            created_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn frames(n: u64) -> Vec<Result<FrameRecord>> {
+        (0..n)
+            .map(|i| {
+                Ok(FrameRecord {
+                    index: i,
+                    width: 128,
+                    height: 64,
+                    count: 8000,
+                    efficiency: 8000.0 / 8192.0,
+                    checksum: i as u32,
+                    meta_json: "{}".into(),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_settings_replace_and_different_settings_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let (id1, replaced) = store
+            .commit_entry(&entry("gpt2", 8000, 40_000, "reels/a.mkv"), frames(5))
+            .unwrap();
+        assert!(replaced.is_none());
+        let (id2, replaced) = store
+            .commit_entry(&entry("gpt2", 8000, 40_000, "reels/b.mkv"), frames(5))
+            .unwrap();
+        assert_eq!(replaced.as_deref(), Some("reels/a.mkv"));
+        assert_ne!(id1, id2);
+        store
+            .commit_entry(&entry("gpt2", 5000, 40_000, "reels/c.mkv"), frames(8))
+            .unwrap();
+        let list = store.list().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(store.frames(id2).unwrap().len(), 5);
+        assert!(
+            store.frames(id1).unwrap().is_empty(),
+            "replaced entry's frames are gone"
+        );
+        let stats = store.stats().unwrap();
+        assert_eq!(stats.encoded_models, 2);
+        assert_eq!(stats.total_parameters, 80_000);
+        assert_eq!(stats.total_chunks, 13);
+        assert_eq!(stats.chunk_sizes, vec![5000, 8000]);
+        assert!((stats.average_chunks_per_model - 6.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn failed_frame_stream_leaves_store_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .commit_entry(&entry("bert", 8000, 40_000, "reels/a.mkv"), frames(5))
+            .unwrap();
+        let mut bad = frames(3);
+        bad.push(Err(Error::Frame("boom".into())));
+        assert!(store
+            .commit_entry(&entry("bert", 8000, 40_000, "reels/b.mkv"), bad)
+            .is_err());
+        let list = store.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].record.totals.reel_file, "reels/a.mkv");
+        assert_eq!(store.frames(list[0].id).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn remove_deletes_rows_and_reels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join("reels/a.mkv"), b"x").unwrap();
+        store
+            .commit_entry(&entry("bert", 8000, 40_000, "reels/a.mkv"), frames(2))
+            .unwrap();
+        assert_eq!(store.remove("bert", None).unwrap(), 1);
+        assert!(!dir.path().join("reels/a.mkv").exists());
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(store.remove("bert", None).unwrap(), 0);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_file_is_not_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("registry.sqlite")).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("newer"), "{err}");
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Store::open(&file).err().unwrap().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_writers_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let path = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&path).unwrap();
+                    for j in 0..5 {
+                        let name = format!("model-{i}-{j}");
+                        store
+                            .commit_entry(&entry(&name, 8000, 16_000, "reels/x.mkv"), frames(200))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(Store::open(dir.path()).unwrap().list().unwrap().len(), 20);
     }
 }
