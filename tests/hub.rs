@@ -512,3 +512,178 @@ fn cache_dir_follows_hf_hub_cache_then_hf_home() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The test server itself, and the CDN URL the client remembers.
+
+/// One raw HTTP/1.1 request; returns the status line, the headers (lower-cased names) and body.
+fn raw_get(
+    server: &HubServer,
+    path: &str,
+    range: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let addr = server.url().trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(r) = range {
+        req.push_str(&format!("Range: {r}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(bytes[..split].to_vec()).unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, bytes[split + 4..].to_vec())
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn the_test_server_speaks_range_like_the_hub() {
+    let server = HubServer::start();
+    let body: Vec<u8> = (0..100u8).collect();
+    server.add_repo("org/r", Repo::new("org/r").small("f.bin", body.clone()));
+    let path = "/org/r/resolve/main/f.bin";
+    let cases: [(Option<&str>, u16, Option<&str>, &[u8]); 6] = [
+        (None, 200, None, &body),
+        (
+            Some("bytes=10-19"),
+            206,
+            Some("bytes 10-19/100"),
+            &body[10..20],
+        ),
+        (Some("bytes=95-"), 206, Some("bytes 95-99/100"), &body[95..]),
+        (Some("bytes=-3"), 206, Some("bytes 97-99/100"), &body[97..]),
+        (
+            Some("bytes=90-200"),
+            206,
+            Some("bytes 90-99/100"),
+            &body[90..],
+        ),
+        (
+            Some("bytes=100-101"),
+            416,
+            Some("bytes */100"),
+            b"range not satisfiable",
+        ),
+    ];
+    for (range, status, content_range, expected) in cases {
+        let (got, headers, bytes) = raw_get(&server, path, range);
+        assert_eq!(got, status, "{range:?}");
+        assert_eq!(
+            header_of(&headers, "content-range"),
+            content_range,
+            "{range:?}"
+        );
+        assert_eq!(bytes, expected, "{range:?}");
+    }
+    // Listing JSON.
+    let (status, _, bytes) = raw_get(&server, "/api/models/org/r/revision/main", None);
+    assert_eq!(status, 200);
+    let listing: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(listing["id"], "org/r");
+    assert_eq!(listing["sha"], server.commit("org/r"));
+    assert_eq!(listing["siblings"][0]["rfilename"], "f.bin");
+    assert_eq!(
+        raw_get(&server, "/api/models/org/r/revision/nope", None).0,
+        404
+    );
+    assert_eq!(
+        raw_get(&server, "/api/models/org/none/revision/main", None).0,
+        404
+    );
+    // Large files redirect.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.bin");
+    std::fs::write(&file, &body).unwrap();
+    server.add_repo("big", Repo::new("big").disk("big.bin", &file, true));
+    let (status, headers, _) = raw_get(&server, "/big/resolve/main/big.bin", Some("bytes=0-3"));
+    assert_eq!(status, 302);
+    let location = header_of(&headers, "location").unwrap().to_string();
+    assert!(location.starts_with("/cdn/"), "{location}");
+    let (status, _, bytes) = raw_get(&server, &location, Some("bytes=0-3"));
+    assert_eq!((status, bytes.as_slice()), (206, &body[..4]));
+    let counts = server.counts();
+    assert_eq!(counts.cdn_requests, 1);
+    assert_eq!(counts.cdn_bytes, 4);
+}
+
+#[test]
+fn an_expired_cdn_url_is_resolved_again() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // Large enough that the data lies beyond the 64 KiB first read.
+    let dims = Dims {
+        hidden: 64,
+        vocab: 100,
+        positions: 16,
+    };
+    serve_arch(&server, tmp.path(), "distilgpt2", dims, 4);
+    let model = open_hub(&server, "distilgpt2").unwrap();
+    let (first, _) = stream_values(&model, &Selection::default());
+    assert!(server.counts().cdn_requests > 1);
+    server.expire_cdn();
+    server.reset_counts();
+    let (second, _) = stream_values(&model, &Selection::default());
+    assert_eq!(first.tensors, second.tensors);
+    let log = server.log();
+    // One failed CDN read, one resolve with a fresh redirect, then the CDN again.
+    assert_eq!(log[0].status, 404, "{log:?}");
+    assert_eq!(log[1].status, 302, "{log:?}");
+    assert!(log[2..].iter().all(|l| l.status == 206), "{log:?}");
+}
+
+#[test]
+fn the_token_is_not_sent_to_a_cdn_on_another_host() {
+    let server = HubServer::start();
+    server.set_redirect_host("localhost");
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("m.safetensors");
+    // Large enough that tensor data is read after the first 64 KiB, from the remembered URL.
+    let dims = Dims {
+        hidden: 64,
+        vocab: 100,
+        positions: 16,
+    };
+    fixtures::write_model(&local, &arch_tensors("distilgpt2", dims), 2);
+    server.add_repo(
+        "acme/private",
+        Repo::new("acme/private")
+            .disk("model.safetensors", &local, true)
+            .private(TOKEN),
+    );
+    let options = OpenOptions {
+        token: Some(TOKEN.into()),
+        ..hub_options(&server)
+    };
+    let model = Model::open("acme/private", &options).unwrap();
+    let (sink, _) = stream_values(&model, &Selection::default());
+    assert_eq!(sink.count, model.total_params());
+    let log = server.log();
+    let cdn = log.iter().filter(|l| l.path.starts_with("/cdn/")).count();
+    assert!(cdn > 2, "{log:?}");
+    for l in &log {
+        let to_endpoint = !l.path.starts_with("/cdn/");
+        assert_eq!(l.authorized, to_endpoint, "{l:?}");
+    }
+}

@@ -385,3 +385,51 @@ fn a_file_with_metadata_and_an_empty_tensor_opens() {
     );
     assert_eq!(model.total_params(), 4);
 }
+
+mod header_never_panics {
+    use proptest::prelude::*;
+    use weightreel::source::header::parse_header_json;
+
+    fn entry() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec![
+                "F32", "F16", "BF16", "I64", "BOOL", "F128", "U8", "F4",
+            ]),
+            prop::collection::vec(0u64..1_000_000_000_000, 0..4),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(dtype, shape, a, b)| {
+                format!(
+                    r#"{{"dtype":"{dtype}","shape":{shape:?},"data_offsets":[{},{}]}}"#,
+                    a % 4096,
+                    b % 8192
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn on_random_headers(entries in prop::collection::vec(entry(), 0..6)) {
+            let json = format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| format!(r#""t{i}":{e}"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            if let Err(e) = parse_header_json("p", json.as_bytes(), 8 + json.len() as u64) {
+                prop_assert!(!e.to_string().contains('\n'));
+            }
+        }
+
+        #[test]
+        fn on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_header_json("p", &bytes, 8 + bytes.len() as u64);
+        }
+    }
+}

@@ -202,6 +202,22 @@ struct Stats {
     cdn: Counter,
     other: Counter,
     ranges: Mutex<Vec<Option<String>>>,
+    log: Mutex<Vec<Logged>>,
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// Path kind.
+    pub kind: Kind,
+    /// Path without the query.
+    pub path: String,
+    /// The `Range` header.
+    pub range: Option<String>,
+    /// Whether an `Authorization` header came with it.
+    pub authorized: bool,
+    /// Status answered.
+    pub status: u16,
 }
 
 impl Stats {
@@ -235,6 +251,8 @@ struct State {
     /// CDN id → (repo, file).
     cdn: BTreeMap<String, (String, String)>,
     absolute_redirects: bool,
+    /// Host name used in absolute redirects (`127.0.0.1` unless set).
+    redirect_host: Option<String>,
 }
 
 /// The running server; stops on drop.
@@ -256,6 +274,7 @@ impl HubServer {
             repos: BTreeMap::new(),
             cdn: BTreeMap::new(),
             absolute_redirects: false,
+            redirect_host: None,
         }));
         let stats = Arc::new(Stats::default());
         let thread = {
@@ -302,6 +321,24 @@ impl HubServer {
         self.state.lock().unwrap().absolute_redirects = absolute;
     }
 
+    /// Redirect to absolute URLs naming `host` (e.g. `localhost`: the same server under another
+    /// host name, as a CDN on another host would be).
+    pub fn set_redirect_host(&self, host: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.absolute_redirects = true;
+        state.redirect_host = Some(host.into());
+    }
+
+    /// Forget every CDN URL handed out, as when the Hub's signed CDN URLs expire.
+    pub fn expire_cdn(&self) {
+        self.state.lock().unwrap().cdn.clear();
+    }
+
+    /// Every request so far.
+    pub fn log(&self) -> Vec<Logged> {
+        self.stats.log.lock().unwrap().clone()
+    }
+
     /// The commit of a registered repo.
     pub fn commit(&self, id: &str) -> String {
         self.state.lock().unwrap().repos[id].commit.clone()
@@ -336,6 +373,7 @@ impl HubServer {
             c.bytes.store(0, Ordering::Relaxed);
         }
         self.stats.ranges.lock().unwrap().clear();
+        self.stats.log.lock().unwrap().clear();
     }
 }
 
@@ -548,6 +586,10 @@ fn route(
             let id = fake_commit(&format!("{repo_id}\0{}\0{file}", repo.commit));
             state.cdn.insert(id.clone(), (repo_id, file));
             let location = if state.absolute_redirects {
+                let base = match &state.redirect_host {
+                    Some(host) => base.replace("127.0.0.1", host),
+                    None => base.to_string(),
+                };
                 format!("{base}/cdn/{id}")
             } else {
                 format!("/cdn/{id}")
@@ -583,6 +625,13 @@ fn handle(request: tiny_http::Request, state: &Mutex<State>, stats: &Arc<Stats>,
         base,
     );
     stats.counter(kind).requests.fetch_add(1, Ordering::Relaxed);
+    stats.log.lock().unwrap().push(Logged {
+        kind,
+        path: path.to_string(),
+        range: range.clone(),
+        authorized: authorization.is_some(),
+        status: reply.status,
+    });
     let body = Counted {
         inner: reply.body,
         stats: stats.clone(),
