@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::bytes::{ByteSource, ReadStats};
@@ -94,9 +95,13 @@ impl HubClient {
 
     fn request(&self, url: &str) -> ureq::Request {
         let req = self.agent.get(url);
+        // The token goes to the endpoint only, never to a CDN URL we were redirected to.
+        let to_endpoint = url
+            .strip_prefix(self.endpoint.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
         match &self.token {
-            Some(token) => req.set("Authorization", &format!("Bearer {token}")),
-            None => req,
+            Some(token) if to_endpoint => req.set("Authorization", &format!("Bearer {token}")),
+            _ => req,
         }
     }
 
@@ -206,6 +211,7 @@ impl HubClient {
         let url = self.resolve_url(repo, revision, file);
         let mut http = HttpFile {
             client: self.clone(),
+            data_url: Mutex::new(url.clone()),
             url,
             len: 0,
             prefix: Vec::new(),
@@ -223,6 +229,9 @@ impl HubClient {
 pub struct HttpFile {
     client: HubClient,
     url: String,
+    /// Where the bytes were last served from: the `resolve` URL, or the CDN URL it redirected
+    /// to. Reading the CDN URL directly saves a redirect round trip per range read.
+    data_url: Mutex<String>,
     len: u64,
     prefix: Vec<u8>,
     requests: AtomicU64,
@@ -247,12 +256,20 @@ impl HttpFile {
     fn fetch_range(&self, offset: u64, len: u64) -> Result<(Vec<u8>, u64)> {
         let url = &self.url;
         let last = offset + len.max(1) - 1;
-        let resp = self
-            .client
-            .request(url)
-            .set("Range", &format!("bytes={offset}-{last}"))
-            .call();
+        let range = format!("bytes={offset}-{last}");
+        let target = self.data_url.lock().expect("data_url lock").clone();
+        let mut resp = self.client.request(&target).set("Range", &range).call();
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if target != *url
+            && matches!(
+                resp,
+                Err(ureq::Error::Status(..) | ureq::Error::Transport(_))
+            )
+        {
+            // The CDN URL may have expired (the Hub signs them): resolve again.
+            resp = self.client.request(url).set("Range", &range).call();
+            self.requests.fetch_add(1, Ordering::Relaxed);
+        }
         let resp = match resp {
             Ok(r) => r,
             Err(ureq::Error::Status(416, _)) if offset == 0 => {
@@ -269,6 +286,9 @@ impl HttpFile {
                     resp.status()
                 ),
             ));
+        }
+        if resp.get_url() != target {
+            *self.data_url.lock().expect("data_url lock") = resp.get_url().to_string();
         }
         let (start, end, total) = resp
             .header("Content-Range")

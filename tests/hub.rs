@@ -1,0 +1,689 @@
+//! The Hub client against a real local HTTP server (`support::hub_server`), and the HF cache.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use support::collect::stream_values;
+use support::fixtures::{self, arch_tensors, serve_arch, Dims, GUIDE_REPOS};
+use support::hub_server::{Failure, HubServer, Repo, HANG};
+use support::minilm;
+use weightreel::inspect::Report;
+use weightreel::selection::Selection;
+use weightreel::source::{Model, OpenOptions, Origin};
+
+const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+const TOKEN: &str = "hf_TESTsecretTOKEN0123456789";
+
+fn hub_options(server: &HubServer) -> OpenOptions {
+    OpenOptions {
+        endpoint: Some(server.url().to_string()),
+        ..Default::default()
+    }
+}
+
+fn open_hub(server: &HubServer, repo: &str) -> weightreel::Result<Model> {
+    Model::open(repo, &hub_options(server))
+}
+
+/// Run `f` on another thread and fail the test if it takes longer than [`HANG`].
+fn no_hang<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(HANG).expect("the client hung")
+}
+
+/// Open `repo` and expect an error; checks the message is one line without the token.
+fn open_err(server: &HubServer, repo: &str, options: OpenOptions) -> String {
+    let _ = server;
+    let err = Model::open(repo, &options).expect_err("open should fail");
+    let text = err.to_string();
+    assert!(!text.contains('\n'), "multi-line error: {text}");
+    assert!(!text.contains(TOKEN), "token leaked: {text}");
+    assert!(
+        !format!("{err:?}").contains(TOKEN),
+        "token leaked in Debug: {err:?}"
+    );
+    text
+}
+
+fn serve_minilm(server: &HubServer, large: bool) {
+    let dir = minilm::dir();
+    server.add_repo(
+        MINILM,
+        Repo::new(MINILM)
+            .small(
+                "config.json",
+                std::fs::read(dir.join("config.json")).unwrap(),
+            )
+            .small(
+                ".gitattributes",
+                "*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+            )
+            .disk("model.safetensors", minilm::safetensors(), large),
+    );
+}
+
+#[test]
+fn gpt2_layout_repo_lists_opens_and_streams_like_the_local_file() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (local_dir, written) = serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 7);
+
+    let remote = open_hub(&server, "gpt2").unwrap();
+    let local = Model::open(local_dir.to_str().unwrap(), &OpenOptions::default()).unwrap();
+    assert_eq!(
+        remote.origin,
+        Origin::Hub {
+            endpoint: server.url().to_string(),
+            repo: "gpt2".into(),
+            revision: "main".into(),
+            commit: server.commit("gpt2"),
+        }
+    );
+    let config = remote.config.as_ref().expect("config.json read");
+    assert_eq!(config.model_type.as_deref(), Some("gpt2"));
+    assert_eq!(config.architectures, vec!["GPT2LMHeadModel".to_string()]);
+
+    // Same tensors, dtypes, shapes and order as the local file.
+    let summary = |m: &Model| {
+        m.tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.dtype, t.shape.clone(), t.offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&remote), summary(&local));
+    assert_eq!(remote.tensors.len(), 12 * 12 + 4);
+    let skipped: Vec<&str> = remote.skipped.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(skipped.len(), 12, "{skipped:?}");
+    assert!(
+        skipped.iter().all(|n| n.ends_with(".attn.bias")),
+        "{skipped:?}"
+    );
+
+    // Stream both whole and compare, and compare with what was written.
+    let (from_hub, s_hub) = stream_values(&remote, &Selection::default());
+    let (from_disk, _) = stream_values(&local, &Selection::default());
+    assert_eq!(from_hub.tensors, from_disk.tensors);
+    assert_eq!(s_hub.values, remote.total_params());
+    for delivered in &from_hub.tensors {
+        let w = written
+            .iter()
+            .find(|w| w.spec.name == delivered.name)
+            .unwrap();
+        let values: Vec<f32> = delivered.values.iter().map(|&(_, v)| v).collect();
+        assert_eq!(&values, w.values.as_ref().unwrap(), "{}", delivered.name);
+    }
+    let ranges = server.ranges();
+    assert!(
+        ranges.iter().flatten().all(|r| r.starts_with("bytes=")),
+        "{ranges:?}"
+    );
+}
+
+#[test]
+fn every_guide_repo_opens_from_the_hub_with_real_names_and_layers() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    for repo in GUIDE_REPOS {
+        serve_arch(&server, tmp.path(), repo, Dims::default(), 3);
+        let model = open_hub(&server, repo).unwrap_or_else(|e| panic!("{repo}: {e}"));
+        let expected: Vec<String> = arch_tensors(repo, Dims::default())
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let mut got: Vec<String> = model
+            .tensors
+            .iter()
+            .map(|t| t.name.clone())
+            .chain(model.skipped.iter().map(|s| s.name.clone()))
+            .collect();
+        got.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(got, want, "{repo}");
+        let (layers, model_type, _) = fixtures::arch_of(repo);
+        let max_layer = model.tensors.iter().filter_map(|t| t.layer).max();
+        assert_eq!(max_layer, Some(layers as u32 - 1), "{repo}");
+        assert_eq!(
+            model.config.as_ref().unwrap().model_type.as_deref(),
+            Some(model_type)
+        );
+    }
+}
+
+#[test]
+fn large_files_follow_the_redirect_to_the_cdn_relative_and_absolute() {
+    for absolute in [false, true] {
+        let server = HubServer::start();
+        server.set_absolute_redirects(absolute);
+        let tmp = tempfile::tempdir().unwrap();
+        serve_arch(&server, tmp.path(), "distilgpt2", Dims::default(), 1);
+        let model = open_hub(&server, "distilgpt2").unwrap();
+        let (sink, _) = stream_values(&model, &Selection::default());
+        assert_eq!(sink.count, model.total_params());
+        let counts = server.counts();
+        assert!(counts.cdn_requests >= 1, "{counts:?}");
+        // Tensor bytes come from the CDN path only; resolve answers with redirects and small
+        // files.
+        assert!(
+            counts.cdn_bytes > 0 && counts.resolve_bytes < 1024,
+            "{counts:?}"
+        );
+    }
+}
+
+#[test]
+fn private_repo_needs_the_right_token_and_never_prints_it() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("m.safetensors");
+    fixtures::write_model(&local, &arch_tensors("distilgpt2", Dims::default())[..6], 2);
+    server.add_repo(
+        "acme/private",
+        Repo::new("acme/private")
+            .disk("model.safetensors", &local, true)
+            .private(TOKEN),
+    );
+
+    let with_token = OpenOptions {
+        token: Some(TOKEN.into()),
+        ..hub_options(&server)
+    };
+    let model = Model::open("acme/private", &with_token).unwrap();
+    let (sink, _) = stream_values(&model, &Selection::default());
+    assert_eq!(sink.count, model.total_params());
+
+    let none = open_err(&server, "acme/private", hub_options(&server));
+    assert!(none.contains("HTTP 401"), "{none}");
+    let wrong = OpenOptions {
+        token: Some(format!("{TOKEN}-wrong")),
+        ..hub_options(&server)
+    };
+    let wrong = open_err(&server, "acme/private", wrong);
+    assert!(wrong.contains("HTTP 403"), "{wrong}");
+    assert!(!wrong.contains("-wrong"), "{wrong}");
+    // Debug of the options' client side never shows the token either.
+    let client = weightreel::source::hub::HubClient::new(server.url(), Some(TOKEN.into())).unwrap();
+    assert!(!format!("{client:?}").contains(TOKEN));
+}
+
+#[test]
+fn missing_repo_and_revision_are_404() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 1);
+
+    let repo = open_err(&server, "nobody/nothing", hub_options(&server));
+    assert!(
+        repo.contains("HTTP 404") && repo.contains("nobody/nothing"),
+        "{repo}"
+    );
+
+    let rev = OpenOptions {
+        revision: "no-such-branch".into(),
+        ..hub_options(&server)
+    };
+    let rev = open_err(&server, "gpt2", rev);
+    assert!(
+        rev.contains("HTTP 404") && rev.contains("no-such-branch"),
+        "{rev}"
+    );
+
+    // The commit hash itself is a valid revision.
+    let by_commit = OpenOptions {
+        revision: server.commit("gpt2"),
+        ..hub_options(&server)
+    };
+    let model = Model::open("gpt2", &by_commit).unwrap();
+    assert_eq!(model.origin.commit(), Some(server.commit("gpt2").as_str()));
+}
+
+#[test]
+fn server_errors_on_resolve_are_reported() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 1);
+    for code in [404u16, 500, 503] {
+        server.set_failure("gpt2", Some(Failure::Status(code)));
+        let text = open_err(&server, "gpt2", hub_options(&server));
+        assert!(text.contains(&format!("HTTP {code}")), "{text}");
+        assert!(text.contains("/gpt2/resolve/"), "{text}");
+        if code >= 500 {
+            assert!(text.contains("server error"), "{text}");
+        }
+    }
+    server.set_failure("gpt2", None);
+    open_hub(&server, "gpt2").unwrap();
+}
+
+#[test]
+fn a_server_ignoring_range_is_refused_without_downloading_the_file() {
+    let server = HubServer::start();
+    serve_minilm(&server, true);
+    server.set_failure(MINILM, Some(Failure::IgnoreRange));
+    let url = server.url().to_string();
+    let result = no_hang(move || {
+        Model::open(
+            MINILM,
+            &OpenOptions {
+                endpoint: Some(url),
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    });
+    let err = result.expect_err("a 200 answer to a Range request must be refused");
+    let text = err.to_string();
+    assert!(text.contains("ignored the Range request"), "{text}");
+    assert!(!text.contains('\n'));
+    // tiny_http pushes the body until the socket fails; the client must have hung up early.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let counts = server.counts();
+    let file_len = std::fs::metadata(minilm::safetensors()).unwrap().len();
+    eprintln!(
+        "ignored Range: server sent {} of {file_len} bytes in {} requests",
+        counts.bytes, counts.requests
+    );
+    assert!(counts.bytes < file_len / 2, "{counts:?}");
+}
+
+#[test]
+fn repo_ids_with_path_tricks_are_refused_before_any_request() {
+    let server = HubServer::start();
+    for spec in [
+        "../x",
+        "a/../../b",
+        "org/name/extra",
+        "org/..",
+        "..",
+        ".hidden/x",
+        "org//name",
+        "a\\b",
+        "org/na me",
+    ] {
+        let err = open_err(&server, spec, hub_options(&server));
+        assert!(err.contains(spec), "{err}");
+    }
+    for revision in ["../main", "/etc", "a b", "x?y", "a#b", "%2e%2e"] {
+        let options = OpenOptions {
+            revision: revision.into(),
+            ..hub_options(&server)
+        };
+        let err = open_err(&server, "org/name", options);
+        assert!(err.contains("--revision"), "{err}");
+    }
+    assert_eq!(server.counts().requests, 0, "{:?}", server.counts());
+}
+
+#[test]
+fn inspect_over_http_reads_only_the_header() {
+    let server = HubServer::start();
+    serve_minilm(&server, false);
+    let model = open_hub(&server, MINILM).unwrap();
+    let report = Report::new(&model, &Selection::default());
+    let counts = server.counts();
+    eprintln!("inspect over HTTP: {counts:?}");
+    assert_eq!(report.total_params, 22_713_216);
+    assert_eq!(report.tensor_count, 104);
+    assert!(counts.bytes < 100_000, "{counts:?}");
+    assert!(counts.requests <= 3, "{counts:?}");
+    assert_eq!(report.bytes_read, model.read_stats().bytes);
+
+    // Redirected (LFS) file: one more request for the redirect, no more bytes.
+    let server = HubServer::start();
+    serve_minilm(&server, true);
+    let model = open_hub(&server, MINILM).unwrap();
+    let _ = Report::new(&model, &Selection::default());
+    let counts = server.counts();
+    eprintln!("inspect over HTTP, redirected: {counts:?}");
+    assert!(counts.bytes < 100_000, "{counts:?}");
+    assert!(counts.requests <= 4, "{counts:?}");
+}
+
+/// The acceptance test: 50,000 stratified values of MiniLM over HTTP in few requests and bytes.
+#[test]
+fn minilm_50k_stratified_over_http_is_cheap_and_exact() {
+    let server = HubServer::start();
+    serve_minilm(&server, true);
+    let selection = Selection {
+        max_params: Some(50_000),
+        ..Default::default()
+    };
+    let model = open_hub(&server, MINILM).unwrap();
+    let (remote, summary) = stream_values(&model, &selection);
+    let counts = server.counts();
+    eprintln!(
+        "MiniLM 50k over HTTP: {} values, {} server requests ({} api, {} resolve, {} cdn), {} bytes sent; client data reads {} ({} bytes)",
+        remote.count,
+        counts.requests,
+        counts.api_requests,
+        counts.resolve_requests,
+        counts.cdn_requests,
+        counts.bytes,
+        summary.data.requests,
+        summary.data.bytes
+    );
+    assert_eq!(remote.count, 50_000);
+    assert_eq!(summary.values, 50_000);
+    assert!(counts.requests <= 300, "{counts:?}");
+    assert!(counts.bytes < 1_000_000, "{counts:?}");
+    // Every streamed tensor got at least one value? Not with 50k over 22.7M: small tensors get
+    // their proportional share, which may round to zero. All delivered values equal the local
+    // file's values at the same positions.
+    let local = Model::open(
+        minilm::safetensors().to_str().unwrap(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let (from_disk, _) = stream_values(&local, &selection);
+    assert_eq!(remote.tensors, from_disk.tensors);
+    assert_eq!(
+        remote.tensors.len(),
+        selection.plan(&model).items.len(),
+        "every planned tensor was delivered"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HF cache.
+
+/// A cache with the real layout: `refs/main`, `blobs/`, `snapshots/<commit>/` of symlinks.
+fn fake_cache(root: &Path, repo: &str, commit: &str, files: &[(&str, PathBuf)]) {
+    let repo_dir = root.join(format!("models--{}", repo.replace('/', "--")));
+    std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
+    std::fs::create_dir_all(repo_dir.join("blobs")).unwrap();
+    let snapshot = repo_dir.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::write(repo_dir.join("refs/main"), commit).unwrap();
+    for (i, (name, target)) in files.iter().enumerate() {
+        let blob = format!("{:064x}", i + 1);
+        std::os::unix::fs::symlink(target, repo_dir.join("blobs").join(&blob)).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/{blob}"), snapshot.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn the_hf_cache_is_used_offline_and_before_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let dir = minilm::dir();
+    fake_cache(
+        tmp.path(),
+        MINILM,
+        commit,
+        &[
+            ("model.safetensors", dir.join("model.safetensors")),
+            ("config.json", dir.join("config.json")),
+        ],
+    );
+    let offline = OpenOptions {
+        offline: true,
+        cache_dir: Some(tmp.path().to_path_buf()),
+        ..Default::default()
+    };
+    let model = Model::open(MINILM, &offline).unwrap();
+    match &model.origin {
+        Origin::Cache {
+            repo,
+            revision,
+            commit: c,
+            path,
+        } => {
+            assert_eq!(repo, MINILM);
+            assert_eq!(revision, "main");
+            assert_eq!(c, commit);
+            assert!(path.ends_with(&format!("snapshots/{commit}")), "{path}");
+        }
+        other => panic!("expected the cache, got {other:?}"),
+    }
+    assert_eq!(model.total_params(), 22_713_216);
+    assert_eq!(
+        model.config.as_ref().unwrap().model_type.as_deref(),
+        Some("bert")
+    );
+
+    // The commit itself works as a revision.
+    let by_commit = OpenOptions {
+        revision: commit.into(),
+        ..offline.clone()
+    };
+    assert_eq!(
+        Model::open(MINILM, &by_commit).unwrap().origin.commit(),
+        Some(commit)
+    );
+
+    // A revision the cache does not have, offline: an error that says so.
+    let missing = OpenOptions {
+        revision: "v2".into(),
+        ..offline.clone()
+    };
+    let text = Model::open(MINILM, &missing).unwrap_err().to_string();
+    assert!(text.contains("offline") && text.contains("'v2'"), "{text}");
+    assert!(!text.contains('\n'));
+
+    // Online, a cache hit makes no request.
+    let server = HubServer::start();
+    let online = OpenOptions {
+        cache_dir: Some(tmp.path().to_path_buf()),
+        ..hub_options(&server)
+    };
+    assert_eq!(Model::open(MINILM, &online).unwrap().origin.kind(), "cache");
+    assert_eq!(server.counts().requests, 0);
+    // Online, a cache miss goes to the Hub.
+    serve_minilm(&server, true);
+    let miss = OpenOptions {
+        revision: server.commit(MINILM),
+        ..online
+    };
+    assert_eq!(Model::open(MINILM, &miss).unwrap().origin.kind(), "hub");
+}
+
+/// The environment is process-wide; this is the only test in this binary that touches it.
+#[test]
+fn cache_dir_follows_hf_hub_cache_then_hf_home() {
+    use weightreel::source::cache::cache_dir;
+    let names = ["HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME"];
+    let saved: Vec<_> = names.iter().map(|n| std::env::var_os(n)).collect();
+
+    std::env::set_var("HF_HUB_CACHE", "/tmp/hubcache");
+    std::env::set_var("HF_HOME", "/tmp/hfhome");
+    assert_eq!(cache_dir(), Some(PathBuf::from("/tmp/hubcache")));
+    std::env::set_var("HF_HUB_CACHE", "");
+    assert_eq!(cache_dir(), Some(PathBuf::from("/tmp/hfhome/hub")));
+    std::env::remove_var("HF_HUB_CACHE");
+    std::env::remove_var("HF_HOME");
+    std::env::set_var("XDG_CACHE_HOME", "/tmp/xdg");
+    assert_eq!(cache_dir(), Some(PathBuf::from("/tmp/xdg/huggingface/hub")));
+    std::env::remove_var("XDG_CACHE_HOME");
+    std::env::set_var("HOME", "/home/someone");
+    assert_eq!(
+        cache_dir(),
+        Some(PathBuf::from("/home/someone/.cache/huggingface/hub"))
+    );
+
+    for (name, value) in names.iter().zip(saved) {
+        match value {
+            Some(v) => std::env::set_var(name, v),
+            None => std::env::remove_var(name),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test server itself, and the CDN URL the client remembers.
+
+/// One raw HTTP/1.1 request; returns the status line, the headers (lower-cased names) and body.
+fn raw_get(
+    server: &HubServer,
+    path: &str,
+    range: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let addr = server.url().trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(r) = range {
+        req.push_str(&format!("Range: {r}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(bytes[..split].to_vec()).unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, bytes[split + 4..].to_vec())
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn the_test_server_speaks_range_like_the_hub() {
+    let server = HubServer::start();
+    let body: Vec<u8> = (0..100u8).collect();
+    server.add_repo("org/r", Repo::new("org/r").small("f.bin", body.clone()));
+    let path = "/org/r/resolve/main/f.bin";
+    let cases: [(Option<&str>, u16, Option<&str>, &[u8]); 6] = [
+        (None, 200, None, &body),
+        (
+            Some("bytes=10-19"),
+            206,
+            Some("bytes 10-19/100"),
+            &body[10..20],
+        ),
+        (Some("bytes=95-"), 206, Some("bytes 95-99/100"), &body[95..]),
+        (Some("bytes=-3"), 206, Some("bytes 97-99/100"), &body[97..]),
+        (
+            Some("bytes=90-200"),
+            206,
+            Some("bytes 90-99/100"),
+            &body[90..],
+        ),
+        (
+            Some("bytes=100-101"),
+            416,
+            Some("bytes */100"),
+            b"range not satisfiable",
+        ),
+    ];
+    for (range, status, content_range, expected) in cases {
+        let (got, headers, bytes) = raw_get(&server, path, range);
+        assert_eq!(got, status, "{range:?}");
+        assert_eq!(
+            header_of(&headers, "content-range"),
+            content_range,
+            "{range:?}"
+        );
+        assert_eq!(bytes, expected, "{range:?}");
+    }
+    // Listing JSON.
+    let (status, _, bytes) = raw_get(&server, "/api/models/org/r/revision/main", None);
+    assert_eq!(status, 200);
+    let listing: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(listing["id"], "org/r");
+    assert_eq!(listing["sha"], server.commit("org/r"));
+    assert_eq!(listing["siblings"][0]["rfilename"], "f.bin");
+    assert_eq!(
+        raw_get(&server, "/api/models/org/r/revision/nope", None).0,
+        404
+    );
+    assert_eq!(
+        raw_get(&server, "/api/models/org/none/revision/main", None).0,
+        404
+    );
+    // Large files redirect.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.bin");
+    std::fs::write(&file, &body).unwrap();
+    server.add_repo("big", Repo::new("big").disk("big.bin", &file, true));
+    let (status, headers, _) = raw_get(&server, "/big/resolve/main/big.bin", Some("bytes=0-3"));
+    assert_eq!(status, 302);
+    let location = header_of(&headers, "location").unwrap().to_string();
+    assert!(location.starts_with("/cdn/"), "{location}");
+    let (status, _, bytes) = raw_get(&server, &location, Some("bytes=0-3"));
+    assert_eq!((status, bytes.as_slice()), (206, &body[..4]));
+    let counts = server.counts();
+    assert_eq!(counts.cdn_requests, 1);
+    assert_eq!(counts.cdn_bytes, 4);
+}
+
+#[test]
+fn an_expired_cdn_url_is_resolved_again() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // Large enough that the data lies beyond the 64 KiB first read.
+    let dims = Dims {
+        hidden: 64,
+        vocab: 100,
+        positions: 16,
+    };
+    serve_arch(&server, tmp.path(), "distilgpt2", dims, 4);
+    let model = open_hub(&server, "distilgpt2").unwrap();
+    let (first, _) = stream_values(&model, &Selection::default());
+    assert!(server.counts().cdn_requests > 1);
+    server.expire_cdn();
+    server.reset_counts();
+    let (second, _) = stream_values(&model, &Selection::default());
+    assert_eq!(first.tensors, second.tensors);
+    let log = server.log();
+    // One failed CDN read, one resolve with a fresh redirect, then the CDN again.
+    assert_eq!(log[0].status, 404, "{log:?}");
+    assert_eq!(log[1].status, 302, "{log:?}");
+    assert!(log[2..].iter().all(|l| l.status == 206), "{log:?}");
+}
+
+#[test]
+fn the_token_is_not_sent_to_a_cdn_on_another_host() {
+    let server = HubServer::start();
+    server.set_redirect_host("localhost");
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("m.safetensors");
+    // Large enough that tensor data is read after the first 64 KiB, from the remembered URL.
+    let dims = Dims {
+        hidden: 64,
+        vocab: 100,
+        positions: 16,
+    };
+    fixtures::write_model(&local, &arch_tensors("distilgpt2", dims), 2);
+    server.add_repo(
+        "acme/private",
+        Repo::new("acme/private")
+            .disk("model.safetensors", &local, true)
+            .private(TOKEN),
+    );
+    let options = OpenOptions {
+        token: Some(TOKEN.into()),
+        ..hub_options(&server)
+    };
+    let model = Model::open("acme/private", &options).unwrap();
+    let (sink, _) = stream_values(&model, &Selection::default());
+    assert_eq!(sink.count, model.total_params());
+    let log = server.log();
+    let cdn = log.iter().filter(|l| l.path.starts_with("/cdn/")).count();
+    assert!(cdn > 2, "{log:?}");
+    for l in &log {
+        let to_endpoint = !l.path.starts_with("/cdn/");
+        assert_eq!(l.authorized, to_endpoint, "{l:?}");
+    }
+}

@@ -1,0 +1,653 @@
+//! A real HTTP server on 127.0.0.1 that speaks the parts of the Hugging Face Hub API weightreel
+//! uses, so that the real `HubClient` is tested over real sockets:
+//!
+//! - `GET /api/models/{repo}/revision/{revision}`: the listing JSON (`id`, `sha`, `siblings`).
+//! - `GET /{repo}/resolve/{revision}/{file}`: small files directly; files registered as large
+//!   answer `302 Found` to `/cdn/{id}`, as the Hub redirects LFS files to its CDN.
+//! - `Range: bytes=a-b`, `a-` and `-n` answered with `206` and `Content-Range`, `416` when
+//!   unsatisfiable, `200` with the whole body without a `Range` header.
+//! - Private repos (401 without a Bearer token, 403 with a wrong one) and per-repo failure modes.
+//!
+//! Files on disk are served with seek + read of the requested range only. Counters record what
+//! was asked and what was sent.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tiny_http::{Header, Response, Server, StatusCode};
+
+/// Where a file's bytes live.
+#[derive(Clone)]
+pub enum Body {
+    /// Held in memory (small test files).
+    Memory(Arc<Vec<u8>>),
+    /// Read from disk per request, only the requested range.
+    Disk(PathBuf),
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Memory(b) => b.len() as u64,
+            Body::Disk(p) => std::fs::metadata(p).expect("served file").len(),
+        }
+    }
+
+    /// A reader over `start..start + len`.
+    fn reader(&self, start: u64, len: u64) -> Box<dyn Read + Send> {
+        match self {
+            Body::Memory(b) => {
+                let slice = b[start as usize..(start + len) as usize].to_vec();
+                Box::new(Cursor::new(slice))
+            }
+            Body::Disk(p) => {
+                let mut f = File::open(p).expect("open served file");
+                f.seek(SeekFrom::Start(start)).expect("seek served file");
+                Box::new(f.take(len))
+            }
+        }
+    }
+}
+
+/// One file of a repo.
+#[derive(Clone)]
+pub struct RepoFile {
+    /// The bytes.
+    pub body: Body,
+    /// Served through a redirect to `/cdn/{id}` like an LFS file.
+    pub large: bool,
+}
+
+/// How a repo misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Every `resolve` request answers this status.
+    Status(u16),
+    /// File bytes are sent whole with `200`, whatever the `Range` header says.
+    IgnoreRange,
+}
+
+/// A repo the server knows.
+#[derive(Clone)]
+pub struct Repo {
+    /// The commit every branch points at.
+    pub commit: String,
+    /// Branch or tag names that resolve to `commit`.
+    pub branches: Vec<String>,
+    /// Files by repo-relative name.
+    pub files: BTreeMap<String, RepoFile>,
+    /// When set, requests need `Authorization: Bearer {token}`.
+    pub token: Option<String>,
+    /// Failure mode.
+    pub failure: Option<Failure>,
+}
+
+impl Repo {
+    /// An empty public repo at a commit derived from `seed`, with branch `main`.
+    pub fn new(seed: &str) -> Repo {
+        Repo {
+            commit: fake_commit(seed),
+            branches: vec!["main".into()],
+            files: BTreeMap::new(),
+            token: None,
+            failure: None,
+        }
+    }
+
+    /// Add a small file served directly.
+    pub fn small(mut self, name: &str, bytes: impl Into<Vec<u8>>) -> Repo {
+        self.files.insert(
+            name.into(),
+            RepoFile {
+                body: Body::Memory(Arc::new(bytes.into())),
+                large: false,
+            },
+        );
+        self
+    }
+
+    /// Add a file from disk; `large` files are redirected to the CDN path.
+    pub fn disk(mut self, name: &str, path: impl AsRef<Path>, large: bool) -> Repo {
+        self.files.insert(
+            name.into(),
+            RepoFile {
+                body: Body::Disk(path.as_ref().to_path_buf()),
+                large,
+            },
+        );
+        self
+    }
+
+    /// Make the repo private with `token`.
+    pub fn private(mut self, token: &str) -> Repo {
+        self.token = Some(token.into());
+        self
+    }
+
+    fn resolves(&self, revision: &str) -> bool {
+        revision == self.commit || self.branches.iter().any(|b| b == revision)
+    }
+}
+
+/// A 40-hex commit id derived from `seed` (FNV-1a, repeated).
+pub fn fake_commit(seed: &str) -> String {
+    let mut out = String::new();
+    let mut h: u64 = 0xcbf29ce484222325;
+    while out.len() < 40 {
+        for b in seed.bytes().chain(out.clone().bytes()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out.truncate(40);
+    out
+}
+
+/// What kind of path a request was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `/api/models/...`
+    Api,
+    /// `/{repo}/resolve/...`
+    Resolve,
+    /// `/cdn/...`
+    Cdn,
+    /// Anything else.
+    Other,
+}
+
+/// Counters of one kind of request.
+#[derive(Default)]
+pub struct Counter {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counter {
+    fn add(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Everything counted so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Requests received.
+    pub requests: u64,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// Listing API requests.
+    pub api_requests: u64,
+    /// `resolve` requests (including those answered with a redirect).
+    pub resolve_requests: u64,
+    /// CDN requests.
+    pub cdn_requests: u64,
+    /// Body bytes sent by the CDN path.
+    pub cdn_bytes: u64,
+    /// Body bytes sent by the `resolve` path.
+    pub resolve_bytes: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    api: Counter,
+    resolve: Counter,
+    cdn: Counter,
+    other: Counter,
+    ranges: Mutex<Vec<Option<String>>>,
+    log: Mutex<Vec<Logged>>,
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// Path kind.
+    pub kind: Kind,
+    /// Path without the query.
+    pub path: String,
+    /// The `Range` header.
+    pub range: Option<String>,
+    /// Whether an `Authorization` header came with it.
+    pub authorized: bool,
+    /// Status answered.
+    pub status: u16,
+}
+
+impl Stats {
+    fn counter(&self, kind: Kind) -> &Counter {
+        match kind {
+            Kind::Api => &self.api,
+            Kind::Resolve => &self.resolve,
+            Kind::Cdn => &self.cdn,
+            Kind::Other => &self.other,
+        }
+    }
+}
+
+/// A reader that counts the bytes the server takes from it to send.
+struct Counted<R> {
+    inner: R,
+    stats: Arc<Stats>,
+    kind: Kind,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.stats.counter(self.kind).add(n as u64);
+        Ok(n)
+    }
+}
+
+struct State {
+    repos: BTreeMap<String, Repo>,
+    /// CDN id → (repo, file).
+    cdn: BTreeMap<String, (String, String)>,
+    absolute_redirects: bool,
+    /// Host name used in absolute redirects (`127.0.0.1` unless set).
+    redirect_host: Option<String>,
+}
+
+/// The running server; stops on drop.
+pub struct HubServer {
+    url: String,
+    server: Arc<Server>,
+    state: Arc<Mutex<State>>,
+    stats: Arc<Stats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HubServer {
+    /// Start on an ephemeral port.
+    pub fn start() -> HubServer {
+        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0"));
+        let port = server.server_addr().to_ip().expect("an IP listener").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let state = Arc::new(Mutex::new(State {
+            repos: BTreeMap::new(),
+            cdn: BTreeMap::new(),
+            absolute_redirects: false,
+            redirect_host: None,
+        }));
+        let stats = Arc::new(Stats::default());
+        let thread = {
+            let (server, state, stats, url) =
+                (server.clone(), state.clone(), stats.clone(), url.clone());
+            std::thread::spawn(move || {
+                for request in server.incoming_requests() {
+                    handle(request, &state, &stats, &url);
+                }
+            })
+        };
+        HubServer {
+            url,
+            server,
+            state,
+            stats,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:{port}`, the endpoint to give the client.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Register (or replace) `repo` under `id` (`name` or `org/name`).
+    pub fn add_repo(&self, id: &str, repo: Repo) {
+        self.state.lock().unwrap().repos.insert(id.into(), repo);
+    }
+
+    /// Set or clear a repo's failure mode.
+    pub fn set_failure(&self, id: &str, failure: Option<Failure>) {
+        self.state
+            .lock()
+            .unwrap()
+            .repos
+            .get_mut(id)
+            .expect("registered repo")
+            .failure = failure;
+    }
+
+    /// Redirect with absolute `http://127.0.0.1:{port}/cdn/..` URLs instead of relative ones.
+    pub fn set_absolute_redirects(&self, absolute: bool) {
+        self.state.lock().unwrap().absolute_redirects = absolute;
+    }
+
+    /// Redirect to absolute URLs naming `host` (e.g. `localhost`: the same server under another
+    /// host name, as a CDN on another host would be).
+    pub fn set_redirect_host(&self, host: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.absolute_redirects = true;
+        state.redirect_host = Some(host.into());
+    }
+
+    /// Forget every CDN URL handed out, as when the Hub's signed CDN URLs expire.
+    pub fn expire_cdn(&self) {
+        self.state.lock().unwrap().cdn.clear();
+    }
+
+    /// Every request so far.
+    pub fn log(&self) -> Vec<Logged> {
+        self.stats.log.lock().unwrap().clone()
+    }
+
+    /// The commit of a registered repo.
+    pub fn commit(&self, id: &str) -> String {
+        self.state.lock().unwrap().repos[id].commit.clone()
+    }
+
+    /// Counters so far.
+    pub fn counts(&self) -> Counts {
+        let s = &self.stats;
+        let r = |c: &Counter| c.requests.load(Ordering::Relaxed);
+        let b = |c: &Counter| c.bytes.load(Ordering::Relaxed);
+        Counts {
+            requests: r(&s.api) + r(&s.resolve) + r(&s.cdn) + r(&s.other),
+            bytes: b(&s.api) + b(&s.resolve) + b(&s.cdn) + b(&s.other),
+            api_requests: r(&s.api),
+            resolve_requests: r(&s.resolve),
+            cdn_requests: r(&s.cdn),
+            cdn_bytes: b(&s.cdn),
+            resolve_bytes: b(&s.resolve),
+        }
+    }
+
+    /// The `Range` header of every request, in arrival order (`None` when absent).
+    pub fn ranges(&self) -> Vec<Option<String>> {
+        self.stats.ranges.lock().unwrap().clone()
+    }
+
+    /// Zero the counters and the range log.
+    pub fn reset_counts(&self) {
+        for kind in [Kind::Api, Kind::Resolve, Kind::Cdn, Kind::Other] {
+            let c = self.stats.counter(kind);
+            c.requests.store(0, Ordering::Relaxed);
+            c.bytes.store(0, Ordering::Relaxed);
+        }
+        self.stats.ranges.lock().unwrap().clear();
+        self.stats.log.lock().unwrap().clear();
+    }
+}
+
+impl Drop for HubServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response about to be sent: status, headers, body reader and its length.
+struct Reply {
+    status: u16,
+    headers: Vec<Header>,
+    body: Box<dyn Read + Send>,
+    len: u64,
+}
+
+impl Reply {
+    fn status(status: u16, text: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![header("Content-Type", "text/plain")],
+            body: Box::new(Cursor::new(text.as_bytes().to_vec())),
+            len: text.len() as u64,
+        }
+    }
+
+    fn json(value: serde_json::Value) -> Reply {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        Reply {
+            status: 200,
+            headers: vec![header("Content-Type", "application/json")],
+            len: bytes.len() as u64,
+            body: Box::new(Cursor::new(bytes)),
+        }
+    }
+}
+
+/// Parse one `Range` header against a body of `total` bytes: `Ok(Some((start, end)))` inclusive,
+/// `Ok(None)` when there is no header, `Err(())` when unsatisfiable or malformed.
+fn parse_range(value: Option<&str>, total: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = value else { return Ok(None) };
+    let spec = value.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 || total == 0 {
+            return Err(());
+        }
+        (total.saturating_sub(n), total - 1)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end: u64 = if b.is_empty() {
+            total.saturating_sub(1)
+        } else {
+            b.parse().map_err(|_| ())?
+        };
+        (start, end.min(total.saturating_sub(1)))
+    };
+    if start >= total || end < start {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+fn serve_bytes(file: &RepoFile, range: Option<&str>, ignore_range: bool) -> Reply {
+    let total = file.body.len();
+    let range = if ignore_range {
+        Ok(None)
+    } else {
+        parse_range(range, total)
+    };
+    match range {
+        Err(()) => {
+            let mut r = Reply::status(416, "range not satisfiable");
+            r.headers
+                .push(header("Content-Range", &format!("bytes */{total}")));
+            r
+        }
+        Ok(None) => Reply {
+            status: 200,
+            headers: vec![
+                header("Content-Type", "application/octet-stream"),
+                header("Accept-Ranges", "bytes"),
+            ],
+            body: file.body.reader(0, total),
+            len: total,
+        },
+        Ok(Some((start, end))) => Reply {
+            status: 206,
+            headers: vec![
+                header("Content-Type", "application/octet-stream"),
+                header("Accept-Ranges", "bytes"),
+                header("Content-Range", &format!("bytes {start}-{end}/{total}")),
+            ],
+            body: file.body.reader(start, end - start + 1),
+            len: end - start + 1,
+        },
+    }
+}
+
+/// 401 without a token, 403 with a wrong one, for private repos.
+fn check_auth(repo: &Repo, authorization: Option<&str>) -> Option<Reply> {
+    let token = repo.token.as_deref()?;
+    match authorization.and_then(|a| a.strip_prefix("Bearer ")) {
+        None => Some(Reply::status(401, "unauthorized")),
+        Some(t) if t == token => None,
+        Some(_) => Some(Reply::status(403, "forbidden")),
+    }
+}
+
+fn route(
+    path: &str,
+    range: Option<&str>,
+    authorization: Option<&str>,
+    state: &Mutex<State>,
+    base: &str,
+) -> (Kind, Reply) {
+    let mut state = state.lock().unwrap();
+    if let Some(rest) = path.strip_prefix("/api/models/") {
+        let Some((repo_id, revision)) = rest.rsplit_once("/revision/") else {
+            return (Kind::Api, Reply::status(404, "no such route"));
+        };
+        let (repo_id, revision) = (percent_decode(repo_id), percent_decode(revision));
+        let Some(repo) = state.repos.get(&repo_id) else {
+            return (Kind::Api, Reply::status(404, "repository not found"));
+        };
+        if let Some(reply) = check_auth(repo, authorization) {
+            return (Kind::Api, reply);
+        }
+        if !repo.resolves(&revision) {
+            return (Kind::Api, Reply::status(404, "revision not found"));
+        }
+        let siblings: Vec<_> = repo
+            .files
+            .keys()
+            .map(|f| serde_json::json!({ "rfilename": f }))
+            .collect();
+        return (
+            Kind::Api,
+            Reply::json(serde_json::json!({
+                "id": repo_id,
+                "sha": repo.commit,
+                "siblings": siblings,
+            })),
+        );
+    }
+    if let Some(id) = path.strip_prefix("/cdn/") {
+        let Some((repo_id, file)) = state.cdn.get(id).cloned() else {
+            return (Kind::Cdn, Reply::status(404, "no such object"));
+        };
+        let repo = &state.repos[&repo_id];
+        let ignore = repo.failure == Some(Failure::IgnoreRange);
+        return (Kind::Cdn, serve_bytes(&repo.files[&file], range, ignore));
+    }
+    if let Some((repo_id, rest)) = path.split_once("/resolve/") {
+        let repo_id = percent_decode(repo_id.trim_start_matches('/'));
+        let Some((revision, file)) = rest.split_once('/') else {
+            return (Kind::Resolve, Reply::status(404, "no such route"));
+        };
+        let (revision, file) = (percent_decode(revision), percent_decode(file));
+        let Some(repo) = state.repos.get(&repo_id) else {
+            return (Kind::Resolve, Reply::status(404, "repository not found"));
+        };
+        if let Some(reply) = check_auth(repo, authorization) {
+            return (Kind::Resolve, reply);
+        }
+        if let Some(Failure::Status(code)) = repo.failure {
+            return (Kind::Resolve, Reply::status(code, "injected failure"));
+        }
+        if !repo.resolves(&revision) {
+            return (Kind::Resolve, Reply::status(404, "revision not found"));
+        }
+        let Some(entry) = repo.files.get(&file).cloned() else {
+            return (Kind::Resolve, Reply::status(404, "entry not found"));
+        };
+        if entry.large {
+            let id = fake_commit(&format!("{repo_id}\0{}\0{file}", repo.commit));
+            state.cdn.insert(id.clone(), (repo_id, file));
+            let location = if state.absolute_redirects {
+                let base = match &state.redirect_host {
+                    Some(host) => base.replace("127.0.0.1", host),
+                    None => base.to_string(),
+                };
+                format!("{base}/cdn/{id}")
+            } else {
+                format!("/cdn/{id}")
+            };
+            let mut reply = Reply::status(302, "found");
+            reply.headers.push(header("Location", &location));
+            return (Kind::Resolve, reply);
+        }
+        let ignore = repo.failure == Some(Failure::IgnoreRange);
+        return (Kind::Resolve, serve_bytes(&entry, range, ignore));
+    }
+    (Kind::Other, Reply::status(404, "not found"))
+}
+
+fn handle(request: tiny_http::Request, state: &Mutex<State>, stats: &Arc<Stats>, base: &str) {
+    let find = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    let range = find("Range");
+    let authorization = find("Authorization");
+    let url = request.url().to_string();
+    let path = url.split('?').next().unwrap_or("");
+    stats.ranges.lock().unwrap().push(range.clone());
+    let (kind, reply) = route(
+        path,
+        range.as_deref(),
+        authorization.as_deref(),
+        state,
+        base,
+    );
+    stats.counter(kind).requests.fetch_add(1, Ordering::Relaxed);
+    stats.log.lock().unwrap().push(Logged {
+        kind,
+        path: path.to_string(),
+        range: range.clone(),
+        authorized: authorization.is_some(),
+        status: reply.status,
+    });
+    let body = Counted {
+        inner: reply.body,
+        stats: stats.clone(),
+        kind,
+    };
+    let response = Response::new(
+        StatusCode(reply.status),
+        reply.headers,
+        body,
+        Some(reply.len as usize),
+        None,
+    )
+    .with_chunked_threshold(usize::MAX);
+    // A client that hangs up early is not the server's problem.
+    let _ = request.respond(response);
+}
+
+/// How long tests wait for anything network-related before calling it a hang.
+pub const HANG: Duration = Duration::from_secs(30);
