@@ -108,6 +108,22 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
     let expected_len = data_start + data_len;
     if expected_len != file_len {
         let problem = if expected_len > file_len {
+            // Name the first tensor that does not fit: either the file was cut short or the
+            // header's offsets point past its end.
+            if let Some(t) = header
+                .tensors
+                .iter()
+                .find(|t| t.offset + t.byte_len > file_len)
+            {
+                return Err(Error::tensor(
+                    file,
+                    &t.name,
+                    format!(
+                        "data ends at byte {} but the file has {file_len} bytes (truncated file or offsets out of range)",
+                        t.offset + t.byte_len
+                    ),
+                ));
+            }
             format!(
                 "file is truncated: tensors need {expected_len} bytes but the file has {file_len}"
             )

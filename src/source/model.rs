@@ -333,9 +333,9 @@ impl Model {
         validate_revision(&options.revision)?;
         if let Some(root) = &options.cache_dir {
             if let Some(snapshot) = cache::find_snapshot(root, spec, &options.revision) {
-                if let Ok(model) = open_snapshot(spec, options, &snapshot) {
-                    return Ok(model);
-                }
+                // A cached snapshot that cannot be read is reported, not silently replaced by a
+                // download: the user may be offline on purpose, or the cache may need repair.
+                return open_snapshot(spec, options, &snapshot);
             }
         }
         if options.offline {

@@ -545,9 +545,8 @@ pub fn malformed_files(dir: &Path) -> Vec<Malformed> {
             r#"{"big.weight":{"dtype":"F32","shape":[64],"data_offsets":[0,256]}}"#,
             &[0u8; 16],
         ),
-        // The reader reports the file as too short for its tensors; it does not name the tensor.
-        tensor: None,
-        words: &["truncated", "tensors need"],
+        tensor: Some("big.weight"),
+        words: &["offsets out of range", "has"],
     });
     out.push(Malformed {
         case: "overlapping",
