@@ -106,7 +106,12 @@ pub fn plan_reads(model: &Model, plan: &Plan) -> (u64, u64) {
                 let b = t.offset + start * eb;
                 let e = b + len * eb;
                 match &mut window {
-                    Some((shard, wb, we)) if *shard == t.shard && b >= *we && b - *we <= MAX_GAP && e - *wb <= MAX_READ => {
+                    Some((shard, wb, we))
+                        if *shard == t.shard
+                            && b >= *we
+                            && b - *we <= MAX_GAP
+                            && e - *wb <= MAX_READ =>
+                    {
                         *we = e;
                     }
                     _ => {
@@ -139,7 +144,10 @@ impl Report {
         let mut layers: BTreeMap<String, Count> = BTreeMap::new();
         for t in &model.tensors {
             let n = t.numel();
-            dtypes.entry(format!("{:?}", t.dtype)).or_insert_with(Count::default).add(n);
+            dtypes
+                .entry(format!("{:?}", t.dtype))
+                .or_insert_with(Count::default)
+                .add(n);
             roles.entry(t.role.as_str().to_string()).or_default().add(n);
             let key = t.layer.map_or("-".to_string(), |l| format!("{l:>4}"));
             layers.entry(key).or_default().add(n);
@@ -188,43 +196,107 @@ impl Report {
         let source = match &self.origin {
             Origin::File { path } => format!("file {path}"),
             Origin::Directory { path } => format!("directory {path}"),
-            Origin::Cache { revision, commit, path, .. } => format!("HF cache {path} (revision {revision}, commit {commit})"),
-            Origin::Hub { endpoint, revision, commit, .. } => format!("Hub {endpoint} (revision {revision}, commit {commit})"),
+            Origin::Cache {
+                revision,
+                commit,
+                path,
+                ..
+            } => format!("HF cache {path} (revision {revision}, commit {commit})"),
+            Origin::Hub {
+                endpoint,
+                revision,
+                commit,
+                ..
+            } => format!("Hub {endpoint} (revision {revision}, commit {commit})"),
         };
         let _ = writeln!(out, "Source: {source}");
         if let Some(mt) = &self.model_type {
-            let _ = writeln!(out, "Model type: {mt}{}", if self.architectures.is_empty() { String::new() } else { format!(" ({})", self.architectures.join(", ")) });
+            let _ = writeln!(
+                out,
+                "Model type: {mt}{}",
+                if self.architectures.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", self.architectures.join(", "))
+                }
+            );
         }
         let _ = writeln!(out, "Format: {}", self.format);
         for s in &self.shards {
-            let _ = writeln!(out, "  {}: {} bytes, header {} bytes, {} tensors", s.file, group(s.bytes), group(s.header_bytes), s.tensors);
+            let _ = writeln!(
+                out,
+                "  {}: {} bytes, header {} bytes, {} tensors",
+                s.file,
+                group(s.bytes),
+                group(s.header_bytes),
+                s.tensors
+            );
         }
-        let _ = writeln!(out, "Tensors: {} ({} streamed, {} skipped)", self.tensor_count, self.tensor_count - self.skipped.len(), self.skipped.len());
+        let _ = writeln!(
+            out,
+            "Tensors: {} ({} streamed, {} skipped)",
+            self.tensor_count,
+            self.tensor_count - self.skipped.len(),
+            self.skipped.len()
+        );
         let _ = writeln!(out, "Parameters: {}", group(self.total_params));
         let _ = writeln!(out, "\nBy dtype:");
         for (dtype, c) in &self.dtypes {
-            let _ = writeln!(out, "  {dtype:<6} {:>6} tensors {:>16} params", c.tensors, group(c.params));
+            let _ = writeln!(
+                out,
+                "  {dtype:<6} {:>6} tensors {:>16} params",
+                c.tensors,
+                group(c.params)
+            );
         }
         let _ = writeln!(out, "\nBy role:");
         for (role, c) in &self.roles {
-            let _ = writeln!(out, "  {role:<10} {:>6} tensors {:>16} params", c.tensors, group(c.params));
+            let _ = writeln!(
+                out,
+                "  {role:<10} {:>6} tensors {:>16} params",
+                c.tensors,
+                group(c.params)
+            );
         }
         let _ = writeln!(out, "\nBy layer:");
         for (layer, c) in &self.layers {
-            let label = if layer == "-" { "(none)".to_string() } else { layer.trim().to_string() };
-            let _ = writeln!(out, "  {label:<10} {:>6} tensors {:>16} params", c.tensors, group(c.params));
+            let label = if layer == "-" {
+                "(none)".to_string()
+            } else {
+                layer.trim().to_string()
+            };
+            let _ = writeln!(
+                out,
+                "  {label:<10} {:>6} tensors {:>16} params",
+                c.tensors,
+                group(c.params)
+            );
         }
         if !self.skipped.is_empty() {
             let _ = writeln!(out, "\nSkipped:");
             for s in &self.skipped {
-                let _ = writeln!(out, "  {} {:?} {:?}: {}", s.name, s.dtype, s.shape, s.reason);
+                let _ = writeln!(
+                    out,
+                    "  {} {:?} {:?}: {}",
+                    s.name, s.dtype, s.shape, s.reason
+                );
             }
         }
         let sel = &self.selection;
         let _ = writeln!(out, "\nSelection (layers: {}):", sel.layers);
         let _ = writeln!(out, "  tensors: {}", sel.tensors);
-        let _ = writeln!(out, "  parameters: {} of {} matched", group(sel.params), group(sel.available));
-        let _ = writeln!(out, "  would read: {} bytes in {} reads", group(sel.read_bytes), sel.reads);
+        let _ = writeln!(
+            out,
+            "  parameters: {} of {} matched",
+            group(sel.params),
+            group(sel.available)
+        );
+        let _ = writeln!(
+            out,
+            "  would read: {} bytes in {} reads",
+            group(sel.read_bytes),
+            sel.reads
+        );
         let _ = writeln!(out, "\nHeader bytes read: {}", group(self.bytes_read));
         out
     }

@@ -8,7 +8,9 @@
 use std::fmt;
 
 /// What part of a network a tensor belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Token, position, type and patch embeddings.
@@ -180,49 +182,113 @@ use Pattern::{Contains, Prefix, Segment, Sequence, Whole};
 /// GPT-NeoX calls its output head `embed_out`.
 pub static ROLE_RULES: &[RoleRule] = &[
     // --- norm ---
-    rule(Contains("norm"), Role::Norm, "LayerNorm, layer_norm, *_layernorm, RMSNorm, attn_norm, ffn_norm, output_norm"),
+    rule(
+        Contains("norm"),
+        Role::Norm,
+        "LayerNorm, layer_norm, *_layernorm, RMSNorm, attn_norm, ffn_norm, output_norm",
+    ),
     rule(Prefix("ln_"), Role::Norm, "GPT-2, GPT-J: ln_1, ln_2, ln_f"),
     rule(Segment("ln"), Role::Norm, "generic"),
     // --- head ---
     rule(Segment("lm_head"), Role::Head, "GPT-2, LLaMA, RoBERTa, T5"),
     rule(Segment("embed_out"), Role::Head, "GPT-NeoX"),
     rule(Segment("pooler"), Role::Head, "BERT, RoBERTa, ViT"),
-    rule(Segment("classifier"), Role::Head, "sequence classification heads"),
+    rule(
+        Segment("classifier"),
+        Role::Head,
+        "sequence classification heads",
+    ),
     rule(Segment("pre_classifier"), Role::Head, "DistilBERT"),
-    rule(Segment("cls"), Role::Head, "BERT pre-training heads (cls.predictions)"),
+    rule(
+        Segment("cls"),
+        Role::Head,
+        "BERT pre-training heads (cls.predictions)",
+    ),
     rule(Segment("predictions"), Role::Head, "ALBERT, BERT MLM heads"),
     rule(Segment("qa_outputs"), Role::Head, "question answering"),
-    rule(Segment("score"), Role::Head, "LLaMA sequence classification"),
+    rule(
+        Segment("score"),
+        Role::Head,
+        "LLaMA sequence classification",
+    ),
     rule(Segment("vocab_transform"), Role::Head, "DistilBERT MLM"),
     rule(Segment("vocab_projector"), Role::Head, "DistilBERT MLM"),
     rule(Segment("final_logits_bias"), Role::Head, "BART"),
-    rule(Whole(&["output", "weight"]), Role::Head, "GGUF output.weight"),
+    rule(
+        Whole(&["output", "weight"]),
+        Role::Head,
+        "GGUF output.weight",
+    ),
     rule(Whole(&["output", "bias"]), Role::Head, "GGUF output.bias"),
     // --- embedding ---
-    rule(Contains("embedding"), Role::Embedding, "word/position/token_type/patch embeddings"),
-    rule(Segment("embed_tokens"), Role::Embedding, "LLaMA, Mistral, Qwen2, BART"),
+    rule(
+        Contains("embedding"),
+        Role::Embedding,
+        "word/position/token_type/patch embeddings",
+    ),
+    rule(
+        Segment("embed_tokens"),
+        Role::Embedding,
+        "LLaMA, Mistral, Qwen2, BART",
+    ),
     rule(Segment("embed_positions"), Role::Embedding, "BART, OPT"),
     rule(Segment("embed_in"), Role::Embedding, "GPT-NeoX"),
     rule(Segment("wte"), Role::Embedding, "GPT-2, GPT-J"),
     rule(Segment("wpe"), Role::Embedding, "GPT-2"),
-    rule(Segment("shared"), Role::Embedding, "T5, BART shared token embedding"),
+    rule(
+        Segment("shared"),
+        Role::Embedding,
+        "T5, BART shared token embedding",
+    ),
     rule(Segment("token_embd"), Role::Embedding, "GGUF"),
-    rule(Segment("tok_embeddings"), Role::Embedding, "Meta LLaMA checkpoints"),
+    rule(
+        Segment("tok_embeddings"),
+        Role::Embedding,
+        "Meta LLaMA checkpoints",
+    ),
     rule(Segment("cls_token"), Role::Embedding, "ViT"),
-    rule(Segment("embedding_hidden_mapping_in"), Role::Embedding, "ALBERT"),
+    rule(
+        Segment("embedding_hidden_mapping_in"),
+        Role::Embedding,
+        "ALBERT",
+    ),
     // --- attention ---
-    rule(Contains("attention"), Role::Attention, "BERT, RoBERTa, ALBERT, MPNet, GPT-NeoX, T5 SelfAttention/EncDecAttention"),
-    rule(Contains("attn"), Role::Attention, "GPT-2 attn, LLaMA self_attn, BART encoder_attn, GGUF attn_q"),
+    rule(
+        Contains("attention"),
+        Role::Attention,
+        "BERT, RoBERTa, ALBERT, MPNet, GPT-NeoX, T5 SelfAttention/EncDecAttention",
+    ),
+    rule(
+        Contains("attn"),
+        Role::Attention,
+        "GPT-2 attn, LLaMA self_attn, BART encoder_attn, GGUF attn_q",
+    ),
     rule(Segment("q_proj"), Role::Attention, "LLaMA, BART, GPT-J"),
     rule(Segment("k_proj"), Role::Attention, "LLaMA, BART, GPT-J"),
     rule(Segment("v_proj"), Role::Attention, "LLaMA, BART, GPT-J"),
     rule(Segment("o_proj"), Role::Attention, "LLaMA"),
-    rule(Segment("query_key_value"), Role::Attention, "GPT-NeoX, Falcon"),
+    rule(
+        Segment("query_key_value"),
+        Role::Attention,
+        "GPT-NeoX, Falcon",
+    ),
     rule(Segment("qkv"), Role::Attention, "fused attention"),
     // --- mlp ---
-    rule(Segment("mlp"), Role::Mlp, "GPT-2, GPT-J, LLaMA, ViT (timm), GPT-NeoX"),
-    rule(Prefix("ffn"), Role::Mlp, "DistilBERT ffn, ALBERT ffn/ffn_output, GGUF ffn_up/ffn_down/ffn_gate"),
-    rule(Segment("intermediate"), Role::Mlp, "BERT, RoBERTa, MPNet, ViT"),
+    rule(
+        Segment("mlp"),
+        Role::Mlp,
+        "GPT-2, GPT-J, LLaMA, ViT (timm), GPT-NeoX",
+    ),
+    rule(
+        Prefix("ffn"),
+        Role::Mlp,
+        "DistilBERT ffn, ALBERT ffn/ffn_output, GGUF ffn_up/ffn_down/ffn_gate",
+    ),
+    rule(
+        Segment("intermediate"),
+        Role::Mlp,
+        "BERT, RoBERTa, MPNet, ViT",
+    ),
     rule(Segment("densereludense"), Role::Mlp, "T5"),
     rule(Segment("densegatedactdense"), Role::Mlp, "T5 v1.1"),
     rule(Segment("feed_forward"), Role::Mlp, "Mistral/Mixtral style"),
@@ -231,8 +297,16 @@ pub static ROLE_RULES: &[RoleRule] = &[
     rule(Segment("gate_proj"), Role::Mlp, "LLaMA, Mistral, Qwen2"),
     rule(Segment("up_proj"), Role::Mlp, "LLaMA, Mistral, Qwen2"),
     rule(Segment("down_proj"), Role::Mlp, "LLaMA, Mistral, Qwen2"),
-    rule(Sequence(&["layer", "#", "output"]), Role::Mlp, "BERT, RoBERTa, MPNet, ViT: layer.N.output.dense after intermediate"),
-    rule(Sequence(&["layers", "#", "output"]), Role::Mlp, "BERT-like variants"),
+    rule(
+        Sequence(&["layer", "#", "output"]),
+        Role::Mlp,
+        "BERT, RoBERTa, MPNet, ViT: layer.N.output.dense after intermediate",
+    ),
+    rule(
+        Sequence(&["layers", "#", "output"]),
+        Role::Mlp,
+        "BERT-like variants",
+    ),
 ];
 
 /// The layer (block) index of a tensor: the first all-digit segment (`h.3`, `layer.3`,
@@ -260,44 +334,95 @@ mod tests {
         ("ln_f.bias", Role::Norm),
         ("transformer.h.11.ln_2.weight", Role::Norm),
         // BERT
-        ("encoder.layer.0.attention.output.dense.weight", Role::Attention),
-        ("encoder.layer.0.attention.self.query.weight", Role::Attention),
+        (
+            "encoder.layer.0.attention.output.dense.weight",
+            Role::Attention,
+        ),
+        (
+            "encoder.layer.0.attention.self.query.weight",
+            Role::Attention,
+        ),
         ("encoder.layer.0.intermediate.dense.weight", Role::Mlp),
         ("encoder.layer.0.output.dense.weight", Role::Mlp),
         ("encoder.layer.0.output.LayerNorm.weight", Role::Norm),
-        ("encoder.layer.0.attention.output.LayerNorm.bias", Role::Norm),
+        (
+            "encoder.layer.0.attention.output.LayerNorm.bias",
+            Role::Norm,
+        ),
         ("embeddings.LayerNorm.weight", Role::Norm),
         ("embeddings.word_embeddings.weight", Role::Embedding),
-        ("bert.embeddings.token_type_embeddings.weight", Role::Embedding),
+        (
+            "bert.embeddings.token_type_embeddings.weight",
+            Role::Embedding,
+        ),
         ("pooler.dense.weight", Role::Head),
         ("cls.predictions.transform.dense.weight", Role::Head),
         // RoBERTa
-        ("roberta.encoder.layer.3.attention.self.key.bias", Role::Attention),
-        ("roberta.embeddings.position_embeddings.weight", Role::Embedding),
+        (
+            "roberta.encoder.layer.3.attention.self.key.bias",
+            Role::Attention,
+        ),
+        (
+            "roberta.embeddings.position_embeddings.weight",
+            Role::Embedding,
+        ),
         ("lm_head.dense.weight", Role::Head),
         // DistilBERT
         ("transformer.layer.0.ffn.lin1.weight", Role::Mlp),
         ("distilbert.transformer.layer.0.ffn.lin2.bias", Role::Mlp),
-        ("distilbert.transformer.layer.0.attention.q_lin.weight", Role::Attention),
-        ("distilbert.transformer.layer.0.sa_layer_norm.weight", Role::Norm),
-        ("distilbert.transformer.layer.0.output_layer_norm.weight", Role::Norm),
+        (
+            "distilbert.transformer.layer.0.attention.q_lin.weight",
+            Role::Attention,
+        ),
+        (
+            "distilbert.transformer.layer.0.sa_layer_norm.weight",
+            Role::Norm,
+        ),
+        (
+            "distilbert.transformer.layer.0.output_layer_norm.weight",
+            Role::Norm,
+        ),
         ("vocab_projector.bias", Role::Head),
         // MPNet
-        ("mpnet.encoder.layer.0.attention.attn.q.weight", Role::Attention),
-        ("mpnet.encoder.relative_attention_bias.weight", Role::Attention),
+        (
+            "mpnet.encoder.layer.0.attention.attn.q.weight",
+            Role::Attention,
+        ),
+        (
+            "mpnet.encoder.relative_attention_bias.weight",
+            Role::Attention,
+        ),
         ("mpnet.encoder.layer.0.output.dense.weight", Role::Mlp),
         // ALBERT
-        ("albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight", Role::Attention),
-        ("albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight", Role::Mlp),
-        ("albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.weight", Role::Mlp),
-        ("albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.weight", Role::Norm),
-        ("albert.encoder.embedding_hidden_mapping_in.weight", Role::Embedding),
+        (
+            "albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight",
+            Role::Attention,
+        ),
+        (
+            "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn.weight",
+            Role::Mlp,
+        ),
+        (
+            "albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output.weight",
+            Role::Mlp,
+        ),
+        (
+            "albert.encoder.albert_layer_groups.0.albert_layers.0.full_layer_layer_norm.weight",
+            Role::Norm,
+        ),
+        (
+            "albert.encoder.embedding_hidden_mapping_in.weight",
+            Role::Embedding,
+        ),
         // GPT-J
         ("transformer.h.0.attn.q_proj.weight", Role::Attention),
         ("transformer.h.0.mlp.fc_in.weight", Role::Mlp),
         ("transformer.h.0.mlp.fc_out.bias", Role::Mlp),
         // GPT-NeoX
-        ("gpt_neox.layers.0.attention.query_key_value.weight", Role::Attention),
+        (
+            "gpt_neox.layers.0.attention.query_key_value.weight",
+            Role::Attention,
+        ),
         ("gpt_neox.layers.0.mlp.dense_h_to_4h.weight", Role::Mlp),
         ("gpt_neox.layers.0.input_layernorm.weight", Role::Norm),
         ("gpt_neox.embed_in.weight", Role::Embedding),
@@ -314,25 +439,52 @@ mod tests {
         ("model.norm.weight", Role::Norm),
         ("lm_head.weight", Role::Head),
         // T5
-        ("encoder.block.0.layer.1.DenseReluDense.wi.weight", Role::Mlp),
-        ("encoder.block.0.layer.1.DenseReluDense.wo.weight", Role::Mlp),
-        ("encoder.block.0.layer.0.SelfAttention.q.weight", Role::Attention),
-        ("decoder.block.0.layer.1.EncDecAttention.k.weight", Role::Attention),
+        (
+            "encoder.block.0.layer.1.DenseReluDense.wi.weight",
+            Role::Mlp,
+        ),
+        (
+            "encoder.block.0.layer.1.DenseReluDense.wo.weight",
+            Role::Mlp,
+        ),
+        (
+            "encoder.block.0.layer.0.SelfAttention.q.weight",
+            Role::Attention,
+        ),
+        (
+            "decoder.block.0.layer.1.EncDecAttention.k.weight",
+            Role::Attention,
+        ),
         ("encoder.block.0.layer.0.layer_norm.weight", Role::Norm),
         ("encoder.final_layer_norm.weight", Role::Norm),
         ("shared.weight", Role::Embedding),
         // BART
-        ("model.encoder.layers.0.self_attn.k_proj.weight", Role::Attention),
-        ("model.decoder.layers.0.encoder_attn.v_proj.bias", Role::Attention),
+        (
+            "model.encoder.layers.0.self_attn.k_proj.weight",
+            Role::Attention,
+        ),
+        (
+            "model.decoder.layers.0.encoder_attn.v_proj.bias",
+            Role::Attention,
+        ),
         ("model.encoder.layers.0.fc1.weight", Role::Mlp),
-        ("model.encoder.layers.0.self_attn_layer_norm.weight", Role::Norm),
+        (
+            "model.encoder.layers.0.self_attn_layer_norm.weight",
+            Role::Norm,
+        ),
         ("model.encoder.embed_positions.weight", Role::Embedding),
         ("model.shared.weight", Role::Embedding),
         ("final_logits_bias", Role::Head),
         // ViT
-        ("vit.embeddings.patch_embeddings.projection.weight", Role::Embedding),
+        (
+            "vit.embeddings.patch_embeddings.projection.weight",
+            Role::Embedding,
+        ),
         ("vit.embeddings.cls_token", Role::Embedding),
-        ("vit.encoder.layer.0.attention.attention.query.weight", Role::Attention),
+        (
+            "vit.encoder.layer.0.attention.attention.query.weight",
+            Role::Attention,
+        ),
         ("vit.encoder.layer.0.intermediate.dense.weight", Role::Mlp),
         ("vit.encoder.layer.0.output.dense.weight", Role::Mlp),
         ("vit.encoder.layer.0.layernorm_before.weight", Role::Norm),

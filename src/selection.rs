@@ -69,8 +69,13 @@ pub fn parse_roles<S: AsRef<str>>(words: &[S]) -> Result<Vec<Role>> {
             if part.trim().eq_ignore_ascii_case("all") {
                 return Ok(Vec::new());
             }
-            let role = Role::parse(part)
-                .ok_or_else(|| Error::invalid("--layers", format!("'{}'", part.trim()), Role::valid_names()))?;
+            let role = Role::parse(part).ok_or_else(|| {
+                Error::invalid(
+                    "--layers",
+                    format!("'{}'", part.trim()),
+                    Role::valid_names(),
+                )
+            })?;
             if !roles.contains(&role) {
                 roles.push(role);
             }
@@ -83,8 +88,18 @@ pub fn parse_roles<S: AsRef<str>>(words: &[S]) -> Result<Vec<Role>> {
 /// Compile a user regex with an error naming the flag.
 pub fn parse_regex(flag: &str, pattern: &str) -> Result<Regex> {
     Regex::new(pattern).map_err(|e| {
-        let first_line = e.to_string().lines().last().unwrap_or("").trim().to_string();
-        Error::invalid(flag, format!("'{pattern}'"), format!("a valid regular expression: {first_line}"))
+        let first_line = e
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        Error::invalid(
+            flag,
+            format!("'{pattern}'"),
+            format!("a valid regular expression: {first_line}"),
+        )
     })
 }
 
@@ -92,8 +107,14 @@ impl Selection {
     /// Does this selection keep `tensor` (before the parameter limit)?
     pub fn keeps(&self, tensor: &TensorInfo) -> bool {
         (self.roles.is_empty() || self.roles.contains(&tensor.role))
-            && self.include.as_ref().is_none_or(|re| re.is_match(&tensor.name))
-            && !self.exclude.as_ref().is_some_and(|re| re.is_match(&tensor.name))
+            && self
+                .include
+                .as_ref()
+                .is_none_or(|re| re.is_match(&tensor.name))
+            && !self
+                .exclude
+                .as_ref()
+                .is_some_and(|re| re.is_match(&tensor.name))
     }
 
     /// The layer words, for display and the registry (`all` when unrestricted).
@@ -101,7 +122,11 @@ impl Selection {
         if self.roles.is_empty() {
             "all".into()
         } else {
-            self.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+            self.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         }
     }
 
@@ -117,7 +142,8 @@ impl Selection {
         } else {
             match self.sample {
                 SampleMode::Stratified => {
-                    let sizes: Vec<u64> = chosen.iter().map(|&i| model.tensors[i].numel()).collect();
+                    let sizes: Vec<u64> =
+                        chosen.iter().map(|&i| model.tensors[i].numel()).collect();
                     proportional_quotas(&sizes, target)
                 }
                 SampleMode::Head => {
@@ -140,9 +166,15 @@ impl Selection {
             }
             let numel = model.tensors[tensor].numel();
             let runs = if quota == numel {
-                vec![Run { start: 0, len: numel }]
+                vec![Run {
+                    start: 0,
+                    len: numel,
+                }]
             } else if self.sample == SampleMode::Head {
-                vec![Run { start: 0, len: quota }]
+                vec![Run {
+                    start: 0,
+                    len: quota,
+                }]
             } else {
                 spread_runs(numel, quota, SAMPLE_RUN)
             };
@@ -285,7 +317,14 @@ mod tests {
 
     #[test]
     fn runs_cover_quota_without_overlap() {
-        for (numel, quota) in [(10u64, 9u64), (11, 10), (1000, 1), (147_456, 1303), (100, 100), (7, 3)] {
+        for (numel, quota) in [
+            (10u64, 9u64),
+            (11, 10),
+            (1000, 1),
+            (147_456, 1303),
+            (100, 100),
+            (7, 3),
+        ] {
             let runs = spread_runs(numel, quota, 4);
             assert_eq!(runs.iter().map(|r| r.len).sum::<u64>(), quota);
             let mut end = 0;
@@ -300,9 +339,17 @@ mod tests {
 
     #[test]
     fn unknown_layer_lists_valid_names() {
-        let err = parse_roles(&["attention", "transformer"]).unwrap_err().to_string();
-        assert!(err.contains("'transformer'") && err.contains("attention, mlp"), "{err}");
-        assert_eq!(parse_roles(&["MLP", "attn"]).unwrap(), vec![Role::Attention, Role::Mlp]);
+        let err = parse_roles(&["attention", "transformer"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'transformer'") && err.contains("attention, mlp"),
+            "{err}"
+        );
+        assert_eq!(
+            parse_roles(&["MLP", "attn"]).unwrap(),
+            vec![Role::Attention, Role::Mlp]
+        );
         assert!(parse_roles(&["all"]).unwrap().is_empty());
     }
 }

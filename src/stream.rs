@@ -65,7 +65,12 @@ pub struct StreamOptions<'a> {
 }
 
 /// Stream `plan` from `model` into `sink`.
-pub fn stream(model: &Model, plan: &Plan, sink: &mut dyn Sink, options: StreamOptions<'_>) -> Result<StreamSummary> {
+pub fn stream(
+    model: &Model,
+    plan: &Plan,
+    sink: &mut dyn Sink,
+    options: StreamOptions<'_>,
+) -> Result<StreamSummary> {
     let mut summary = StreamSummary::default();
     let mut raw = Vec::new();
     let mut values: Vec<f32> = Vec::new();

@@ -42,15 +42,61 @@ mod tests {
     #[test]
     fn every_supported_dtype_converts() {
         let cases: Vec<(Dtype, Vec<u8>, Vec<f32>)> = vec![
-            (Dtype::F32, [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect(), vec![1.5, -2.0]),
-            (Dtype::F16, [f16::from_f32(0.5), f16::from_f32(-3.0)].iter().flat_map(|v| v.to_le_bytes()).collect(), vec![0.5, -3.0]),
-            (Dtype::BF16, [bf16::from_f32(0.25), bf16::from_f32(8.0)].iter().flat_map(|v| v.to_le_bytes()).collect(), vec![0.25, 8.0]),
-            (Dtype::F64, [0.125f64, 1e3].iter().flat_map(|v| v.to_le_bytes()).collect(), vec![0.125, 1000.0]),
+            (
+                Dtype::F32,
+                [1.5f32, -2.0]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                vec![1.5, -2.0],
+            ),
+            (
+                Dtype::F16,
+                [f16::from_f32(0.5), f16::from_f32(-3.0)]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                vec![0.5, -3.0],
+            ),
+            (
+                Dtype::BF16,
+                [bf16::from_f32(0.25), bf16::from_f32(8.0)]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                vec![0.25, 8.0],
+            ),
+            (
+                Dtype::F64,
+                [0.125f64, 1e3]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                vec![0.125, 1000.0],
+            ),
             (Dtype::I8, vec![0xff, 5], vec![-1.0, 5.0]),
             (Dtype::U8, vec![0xff, 5], vec![255.0, 5.0]),
-            (Dtype::I16, [-7i16, 300].iter().flat_map(|v| v.to_le_bytes()).collect(), vec![-7.0, 300.0]),
-            (Dtype::I32, [-70000i32, 3].iter().flat_map(|v| v.to_le_bytes()).collect(), vec![-70000.0, 3.0]),
-            (Dtype::I64, [-9i64, 1 << 20].iter().flat_map(|v| v.to_le_bytes()).collect(), vec![-9.0, 1048576.0]),
+            (
+                Dtype::I16,
+                [-7i16, 300].iter().flat_map(|v| v.to_le_bytes()).collect(),
+                vec![-7.0, 300.0],
+            ),
+            (
+                Dtype::I32,
+                [-70000i32, 3]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                vec![-70000.0, 3.0],
+            ),
+            (
+                Dtype::I64,
+                [-9i64, 1 << 20]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                vec![-9.0, 1048576.0],
+            ),
         ];
         for (dtype, bytes, expected) in cases {
             let mut out = vec![0f32; expected.len()];

@@ -128,7 +128,8 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
 pub fn parse_header_json(file: &str, json: &[u8], data_start: u64) -> Result<Header> {
     let text = std::str::from_utf8(json)
         .map_err(|e| Error::header(file, format!("header is not valid UTF-8: {e}")))?;
-    let raw: RawHeader = serde_json::from_str(text).map_err(|e| explain_json_error(file, text, e))?;
+    let raw: RawHeader =
+        serde_json::from_str(text).map_err(|e| explain_json_error(file, text, e))?;
     let mut entries: Vec<(String, RawTensorInfo)> = raw.tensors.into_iter().collect();
     // Offset order, then name for a stable order among empty tensors at the same offset.
     entries.sort_by(|a, b| {
@@ -165,15 +166,20 @@ pub fn parse_header_json(file: &str, json: &[u8], data_start: u64) -> Result<Hea
             .shape
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .ok_or_else(|| Error::tensor(file, &name, format!("shape {:?} overflows", info.shape)))?;
-        let bits = numel
-            .checked_mul(dtype_bits(info.dtype))
-            .ok_or_else(|| Error::tensor(file, &name, format!("shape {:?} overflows", info.shape)))?;
+            .ok_or_else(|| {
+                Error::tensor(file, &name, format!("shape {:?} overflows", info.shape))
+            })?;
+        let bits = numel.checked_mul(dtype_bits(info.dtype)).ok_or_else(|| {
+            Error::tensor(file, &name, format!("shape {:?} overflows", info.shape))
+        })?;
         if bits % 8 != 0 {
             return Err(Error::tensor(
                 file,
                 &name,
-                format!("shape {:?} of {:?} does not fill whole bytes", info.shape, info.dtype),
+                format!(
+                    "shape {:?} of {:?} does not fill whole bytes",
+                    info.shape, info.dtype
+                ),
             ));
         }
         let byte_len = end - begin;
@@ -216,7 +222,10 @@ fn explain_json_error(file: &str, text: &str, err: serde_json::Error) -> Error {
         for (name, value) in map {
             if name == "__metadata__" {
                 if let Err(e) = serde_json::from_value::<HashMap<String, String>>(value) {
-                    return Error::header(file, format!("__metadata__ is not a map of strings: {e}"));
+                    return Error::header(
+                        file,
+                        format!("__metadata__ is not a map of strings: {e}"),
+                    );
                 }
                 continue;
             }

@@ -35,7 +35,9 @@ pub struct HubClient {
 impl std::fmt::Debug for HubClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The token is deliberately left out.
-        f.debug_struct("HubClient").field("endpoint", &self.endpoint).finish()
+        f.debug_struct("HubClient")
+            .field("endpoint", &self.endpoint)
+            .finish()
     }
 }
 
@@ -54,7 +56,10 @@ fn encode_segment(text: &str) -> String {
 
 /// Encode a repo-relative file path, keeping its `/` separators.
 fn encode_path(path: &str) -> String {
-    path.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    path.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl HubClient {
@@ -123,7 +128,10 @@ impl HubClient {
             encode_path(repo),
             encode_segment(revision)
         );
-        let resp = self.request(&url).call().map_err(|e| Self::http_error(&url, e))?;
+        let resp = self
+            .request(&url)
+            .call()
+            .map_err(|e| Self::http_error(&url, e))?;
         let mut body = Vec::new();
         resp.into_reader()
             .take(64 << 20)
@@ -143,7 +151,10 @@ impl HubClient {
             .map_err(|e| Error::http(&url, format!("the listing is not the Hub's JSON: {e}")))?;
         let commit = listing.sha.unwrap_or_else(|| revision.to_string());
         if commit.is_empty() || commit.contains("..") || commit.contains('/') {
-            return Err(Error::http(&url, format!("the listing gave an invalid commit '{commit}'")));
+            return Err(Error::http(
+                &url,
+                format!("the listing gave an invalid commit '{commit}'"),
+            ));
         }
         Ok(RepoListing {
             commit,
@@ -163,16 +174,28 @@ impl HubClient {
     }
 
     /// Download a small file whole (config, index), refusing more than `limit` bytes.
-    pub fn fetch_small(&self, repo: &str, revision: &str, file: &str, limit: u64) -> Result<Vec<u8>> {
+    pub fn fetch_small(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
         let url = self.resolve_url(repo, revision, file);
-        let resp = self.request(&url).call().map_err(|e| Self::http_error(&url, e))?;
+        let resp = self
+            .request(&url)
+            .call()
+            .map_err(|e| Self::http_error(&url, e))?;
         let mut body = Vec::new();
         resp.into_reader()
             .take(limit + 1)
             .read_to_end(&mut body)
             .map_err(|e| Error::http(&url, format!("download failed: {e}")))?;
         if body.len() as u64 > limit {
-            return Err(Error::http(&url, format!("file is larger than the {limit}-byte limit")));
+            return Err(Error::http(
+                &url,
+                format!("file is larger than the {limit}-byte limit"),
+            ));
         }
         Ok(body)
     }
@@ -267,7 +290,10 @@ impl HttpFile {
         if body.len() as u64 != want {
             return Err(Error::http(
                 url,
-                format!("expected {want} bytes for range {start}-{end}, got {}", body.len()),
+                format!(
+                    "expected {want} bytes for range {start}-{end}, got {}",
+                    body.len()
+                ),
             ));
         }
         Ok((body, total))
@@ -290,7 +316,10 @@ impl ByteSource for HttpFile {
         if end > self.len {
             return Err(Error::header(
                 &self.url,
-                format!("file is truncated: needs bytes up to {end} but has only {}", self.len),
+                format!(
+                    "file is truncated: needs bytes up to {end} but has only {}",
+                    self.len
+                ),
             ));
         }
         if buf.is_empty() {
@@ -304,7 +333,10 @@ impl ByteSource for HttpFile {
         if total != self.len {
             return Err(Error::http(
                 &self.url,
-                format!("the file changed size during the read ({} then {total} bytes)", self.len),
+                format!(
+                    "the file changed size during the read ({} then {total} bytes)",
+                    self.len
+                ),
             ));
         }
         buf.copy_from_slice(&body);

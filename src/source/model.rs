@@ -49,7 +49,12 @@ impl OpenOptions {
     pub fn with_env(mut self) -> Self {
         if !self.offline {
             self.offline = std::env::var("HF_HUB_OFFLINE")
-                .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+                .map(|v| {
+                    matches!(
+                        v.trim().to_ascii_lowercase().as_str(),
+                        "1" | "true" | "yes" | "on"
+                    )
+                })
                 .unwrap_or(false);
         }
         if self.token.is_none() {
@@ -137,7 +142,11 @@ impl ModelConfig {
             architectures: value
                 .get("architectures")
                 .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
@@ -303,10 +312,14 @@ impl Model {
             } else {
                 let source: Arc<dyn ByteSource> = Arc::new(LocalFile::open(path)?);
                 let config = read_local_config(path.parent().unwrap_or(Path::new(".")));
-                let file = path.file_name().map_or(spec.to_string(), |f| f.to_string_lossy().into_owned());
+                let file = path
+                    .file_name()
+                    .map_or(spec.to_string(), |f| f.to_string_lossy().into_owned());
                 Model::assemble(
                     spec,
-                    Origin::File { path: spec.to_string() },
+                    Origin::File {
+                        path: spec.to_string(),
+                    },
                     config,
                     vec![(file, source)],
                     None,
@@ -392,11 +405,19 @@ impl Model {
                     byte_len: t.byte_len,
                 });
             }
-            shards.push(Shard { file, source, header });
+            shards.push(Shard {
+                file,
+                source,
+                header,
+            });
         }
         if let Some(map) = weight_map {
             if let Some((name, file)) = map.iter().find(|(name, _)| !seen.contains_key(*name)) {
-                return Err(Error::tensor(file.as_str(), name.as_str(), "listed in the index but missing from its shard"));
+                return Err(Error::tensor(
+                    file.as_str(),
+                    name.as_str(),
+                    "listed in the index but missing from its shard",
+                ));
             }
         }
         Ok(Model {
@@ -454,7 +475,9 @@ pub fn validate_revision(revision: &str) -> Result<()> {
         || revision.contains("..")
         || revision.starts_with('/')
         || revision.contains('\\')
-        || revision.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#' || b == b'%');
+        || revision
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#' || b == b'%');
     if bad {
         return Err(Error::invalid(
             "--revision",
@@ -506,13 +529,26 @@ pub(crate) fn plan_files(spec: &str, files: &[String]) -> Result<FilePlan> {
         .iter()
         .map(String::as_str)
         .filter(|f| {
-            [".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx", ".safetensors"]
-                .iter()
-                .any(|ext| f.ends_with(ext))
+            [
+                ".bin",
+                ".pt",
+                ".pth",
+                ".ckpt",
+                ".h5",
+                ".msgpack",
+                ".gguf",
+                ".onnx",
+                ".safetensors",
+            ]
+            .iter()
+            .any(|ext| f.ends_with(ext))
         })
         .collect();
     if weights.is_empty() {
-        Err(Error::model(spec, "no model weights found (no .safetensors file)"))
+        Err(Error::model(
+            spec,
+            "no model weights found (no .safetensors file)",
+        ))
     } else {
         Err(Error::model(
             spec,
@@ -525,7 +561,10 @@ pub(crate) fn plan_files(spec: &str, files: &[String]) -> Result<FilePlan> {
 }
 
 /// Parse an index file into its weight map and the shard names in order.
-pub(crate) fn parse_index(file: &str, bytes: &[u8]) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+pub(crate) fn parse_index(
+    file: &str,
+    bytes: &[u8],
+) -> Result<(BTreeMap<String, String>, Vec<String>)> {
     #[derive(serde::Deserialize)]
     struct Index {
         weight_map: BTreeMap<String, String>,
@@ -537,7 +576,10 @@ pub(crate) fn parse_index(file: &str, bytes: &[u8]) -> Result<(BTreeMap<String, 
     shards.dedup();
     for shard in &shards {
         if shard.contains("..") || shard.starts_with('/') || shard.contains('\\') {
-            return Err(Error::header(file, format!("shard name '{shard}' escapes the model directory")));
+            return Err(Error::header(
+                file,
+                format!("shard name '{shard}' escapes the model directory"),
+            ));
         }
     }
     Ok((index.weight_map, shards))
@@ -553,19 +595,21 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-fn open_local_files(
-    spec: &str,
-    dir: &Path,
-    origin: Origin,
-) -> Result<Model> {
+fn open_local_files(spec: &str, dir: &Path, origin: Origin) -> Result<Model> {
     let files = list_dir(dir)?;
     let config = read_local_config(dir);
     let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
         let path = dir.join(name);
         if !path.exists() {
-            return Err(Error::model(spec, format!("missing shard {}", path.display())));
+            return Err(Error::model(
+                spec,
+                format!("missing shard {}", path.display()),
+            ));
         }
-        Ok((name.to_string(), Arc::new(LocalFile::open(&path)?) as Arc<dyn ByteSource>))
+        Ok((
+            name.to_string(),
+            Arc::new(LocalFile::open(&path)?) as Arc<dyn ByteSource>,
+        ))
     };
     match plan_files(spec, &files)? {
         FilePlan::Single(name) => Model::assemble(spec, origin, config, vec![open(&name)?], None),
@@ -584,10 +628,20 @@ fn open_local_files(
 }
 
 fn open_directory(spec: &str, dir: &Path) -> Result<Model> {
-    open_local_files(spec, dir, Origin::Directory { path: spec.to_string() })
+    open_local_files(
+        spec,
+        dir,
+        Origin::Directory {
+            path: spec.to_string(),
+        },
+    )
 }
 
-fn open_snapshot(spec: &str, options: &OpenOptions, snapshot: &cache::CachedSnapshot) -> Result<Model> {
+fn open_snapshot(
+    spec: &str,
+    options: &OpenOptions,
+    snapshot: &cache::CachedSnapshot,
+) -> Result<Model> {
     open_local_files(
         spec,
         &snapshot.dir,
@@ -623,9 +677,15 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
     };
     let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
         if !listing.files.iter().any(|f| f == name) {
-            return Err(Error::model(spec, format!("missing shard {name} (not in the repo listing)")));
+            return Err(Error::model(
+                spec,
+                format!("missing shard {name} (not in the repo listing)"),
+            ));
         }
-        Ok((name.to_string(), Arc::new(client.open(spec, &commit, name)?) as Arc<dyn ByteSource>))
+        Ok((
+            name.to_string(),
+            Arc::new(client.open(spec, &commit, name)?) as Arc<dyn ByteSource>,
+        ))
     };
     match plan_files(spec, &listing.files)? {
         FilePlan::Single(name) => Model::assemble(spec, origin, config, vec![open(&name)?], None),
@@ -634,7 +694,8 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
             Model::assemble(spec, origin, config, files, None)
         }
         FilePlan::Indexed => {
-            let bytes = client.fetch_small(spec, &commit, "model.safetensors.index.json", 64 << 20)?;
+            let bytes =
+                client.fetch_small(spec, &commit, "model.safetensors.index.json", 64 << 20)?;
             let (map, shards) = parse_index("model.safetensors.index.json", &bytes)?;
             let files = shards.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
             Model::assemble(spec, origin, config, files, Some(&map))
