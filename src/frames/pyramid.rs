@@ -69,10 +69,10 @@ pub(crate) struct Accumulator {
     /// Centred sum and finite count per block.
     blocks: Vec<(f64, u64)>,
     sum_sq: f64,
-    nonfinite: u64,
     /// Four interleaved histograms: consecutive values often share a bin, and separate
-    /// counters keep those increments from waiting on each other.
-    hist: [[u64; HISTOGRAM_BINS]; 4],
+    /// counters keep those increments from waiting on each other. The extra last bin counts
+    /// non-finite values.
+    hist: [[u64; HISTOGRAM_BINS + 1]; 4],
     min: f32,
     max: f32,
 }
@@ -108,8 +108,7 @@ impl Accumulator {
             pos: 0,
             blocks,
             sum_sq: 0.0,
-            nonfinite: 0,
-            hist: [[0; HISTOGRAM_BINS]; 4],
+            hist: [[0; HISTOGRAM_BINS + 1]; 4],
             min,
             max,
         }
@@ -135,40 +134,53 @@ impl Accumulator {
     }
 
     /// Sums one piece of a block and adds it to the histogram.
+    ///
+    /// Two branch-free loops: the sums (non-finite values contribute 0) in four independent
+    /// lanes, then the histogram, where non-finite values go to an extra discard bin.
     #[inline]
     fn piece(&mut self, piece: &[f32]) -> (f64, u64) {
         let (center, hist_min, hist_scale) = (self.center, self.hist_min, self.hist_scale);
         let mut sums = [0f64; 4];
         let mut squares = [0f64; 4];
         let mut counts = [0u64; 4];
-        let mut lanes = piece.chunks_exact(4);
-        for quad in lanes.by_ref() {
+        let mut quads = piece.chunks_exact(4);
+        for quad in quads.by_ref() {
             for lane in 0..4 {
                 let v = quad[lane];
-                if v.is_finite() {
-                    let x = f64::from(v);
-                    let c = x - center;
-                    sums[lane] += c;
-                    squares[lane] += c * c;
-                    counts[lane] += 1;
-                    let bin = (((x - hist_min) * hist_scale) as usize).min(HISTOGRAM_BINS - 1);
-                    self.hist[lane][bin] += 1;
-                }
+                let finite = v.is_finite();
+                let c = if finite { f64::from(v) - center } else { 0.0 };
+                sums[lane] += c;
+                squares[lane] += c * c;
+                counts[lane] += u64::from(finite);
             }
         }
-        for &v in lanes.remainder() {
+        for &v in quads.remainder() {
+            let finite = v.is_finite();
+            let c = if finite { f64::from(v) - center } else { 0.0 };
+            sums[0] += c;
+            squares[0] += c * c;
+            counts[0] += u64::from(finite);
+        }
+        let bin_of = |v: f32| -> usize {
+            // `as usize` saturates and maps NaN to 0; the select then sends every non-finite
+            // value to the discard bin.
+            let bin = (((f64::from(v) - hist_min) * hist_scale) as usize).min(HISTOGRAM_BINS - 1);
             if v.is_finite() {
-                let x = f64::from(v);
-                let c = x - center;
-                sums[0] += c;
-                squares[0] += c * c;
-                counts[0] += 1;
-                let bin = (((x - hist_min) * hist_scale) as usize).min(HISTOGRAM_BINS - 1);
-                self.hist[0][bin] += 1;
+                bin
+            } else {
+                HISTOGRAM_BINS
             }
+        };
+        let mut quads = piece.chunks_exact(4);
+        for quad in quads.by_ref() {
+            for (hist, &v) in self.hist.iter_mut().zip(quad) {
+                hist[bin_of(v)] += 1;
+            }
+        }
+        for &v in quads.remainder() {
+            self.hist[0][bin_of(v)] += 1;
         }
         let count: u64 = counts.iter().sum();
-        self.nonfinite += piece.len() as u64 - count;
         self.sum_sq += squares.iter().sum::<f64>();
         (sums.iter().sum(), count)
     }
@@ -225,15 +237,16 @@ impl Accumulator {
             let var = (self.sum_sq / finite as f64 - m * m).max(0.0);
             (center + m, var.sqrt())
         };
-        let mut histogram = vec![0u64; HISTOGRAM_BINS];
+        let mut histogram = vec![0u64; HISTOGRAM_BINS + 1];
         for lane in &self.hist {
             for (bin, count) in histogram.iter_mut().zip(lane) {
                 *bin += count;
             }
         }
+        let nonfinite = histogram.pop().unwrap_or(0);
         let stats = FrameStats {
             count: self.pos,
-            nonfinite: self.nonfinite,
+            nonfinite,
             min: self.min,
             max: self.max,
             mean: mean as f32,

@@ -168,14 +168,41 @@ impl SegmentQuant {
 
 /// Smallest and largest finite value, or `None` when there is none.
 pub(crate) fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in values {
-        // Non-finite values map to the neutral element, keeping the loop branch-free.
-        let finite = v.is_finite();
-        lo = lo.min(if finite { v } else { f32::INFINITY });
-        hi = hi.max(if finite { v } else { f32::NEG_INFINITY });
+    // Eight independent lanes of compare-and-select (the shape of SSE `minps`/`maxps`);
+    // `f32::min` would add NaN handling to every step and serialize the loop.
+    const LANES: usize = 8;
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in chunks.by_ref() {
+        for lane in 0..LANES {
+            let (l, h) = finite_or_neutral(chunk[lane]);
+            lo[lane] = if l < lo[lane] { l } else { lo[lane] };
+            hi[lane] = if h > hi[lane] { h } else { hi[lane] };
+        }
     }
+    for &v in chunks.remainder() {
+        let (l, h) = finite_or_neutral(v);
+        lo[0] = if l < lo[0] { l } else { lo[0] };
+        hi[0] = if h > hi[0] { h } else { hi[0] };
+    }
+    let lo = lo
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    let hi = hi
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
     (lo <= hi).then_some((lo, hi))
+}
+
+/// `(v, v)` for a finite value; otherwise the neutral elements of min and max.
+#[inline]
+fn finite_or_neutral(v: f32) -> (f32, f32) {
+    if v.is_finite() {
+        (v, v)
+    } else {
+        (f32::INFINITY, f32::NEG_INFINITY)
+    }
 }
 
 /// Lossy quantization of `values` into `out` with the segment's parameters.
