@@ -6,9 +6,11 @@
 //! mean [`Pyramid`] and [`FrameStats`]. The chunk is made of [`SegmentSpec`]s, contiguous
 //! curve ranges from one tensor each; lossy modes quantize each segment with its own range.
 //!
-//! Encoding reads the values once: each piece is quantized and summed into the statistics
-//! while it is in cache, then the curve-ordered samples are scattered to raster order with
-//! one table lookup per pixel. Padding pixels (curve positions `>= n`) are 0 in every plane.
+//! Encoding makes one range scan (each segment's finite min/max fixes its quantization and
+//! the histogram's bins), then one pass that quantizes each piece and sums it into the
+//! pyramid and statistics while it is in cache; the curve-ordered samples are then scattered
+//! to raster order with one table lookup per pixel. Padding pixels (curve positions `>= n`)
+//! are 0 in every plane.
 //!
 //! | file | contents |
 //! |---|---|
