@@ -12,10 +12,12 @@
 //! | selection | [`roles`], [`selection`] | roles from a name table, `--layers`, `--include`, limits, sampling |
 //! | stream | [`stream`] | push-style [`stream::Sink`] fed in bounded pieces, stoppable |
 //! | inspect | [`inspect`] | header-only report of a model and a selection |
+//! | frames | [`frames`] | Hilbert-curve frame layout, u16/lossless/u8 pixels, mean pyramid, statistics |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
 pub mod error;
+pub mod frames;
 pub mod inspect;
 pub mod progress;
 pub mod report;

@@ -1,0 +1,485 @@
+//! Pixel modes: how f32 values become 16-bit plane samples and back.
+//!
+//! * [`PixelMode::U16`]: per-segment affine quantization, `value = min + q * scale`,
+//!   `q in 0..=65535`. The error is at most `(max - min) / 131070` plus f32 rounding.
+//! * [`PixelMode::Lossless`]: bit-exact. 16-bit sources keep their f16/bf16 pattern; other
+//!   sources keep all 32 bits in two planes, high half first, so plane 0 alone is a bf16 view.
+//!   Bits pass through an order-preserving transform so that larger floats are brighter.
+//! * [`PixelMode::U8`]: as `U16` with `q in 0..=255`, for previews.
+//!
+//! Lossy modes keep only finite values: NaN and +inf become the top level, -inf the bottom.
+
+use std::fmt;
+use std::str::FromStr;
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How values are written into a frame's planes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelMode {
+    /// 16-bit affine quantization per segment (the default).
+    #[default]
+    U16,
+    /// Bit-exact: 1 plane for all-16-bit sources, else 2 planes.
+    Lossless,
+    /// 8-bit affine quantization per segment, stored as 0..=255 in a 16-bit plane.
+    U8,
+}
+
+impl PixelMode {
+    /// Parses `u16`, `lossless` or `u8`.
+    pub fn parse(text: &str) -> Result<PixelMode> {
+        match text {
+            "u16" => Ok(PixelMode::U16),
+            "lossless" => Ok(PixelMode::Lossless),
+            "u8" => Ok(PixelMode::U8),
+            other => Err(Error::invalid(
+                "--pixel-mode",
+                format!("'{other}'"),
+                "u16, lossless, u8",
+            )),
+        }
+    }
+
+    /// The mode's name as [`PixelMode::parse`] accepts it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PixelMode::U16 => "u16",
+            PixelMode::Lossless => "lossless",
+            PixelMode::U8 => "u8",
+        }
+    }
+
+    /// The top quantization level of a lossy mode; `None` for lossless.
+    pub fn levels(self) -> Option<u16> {
+        match self {
+            PixelMode::U16 => Some(u16::MAX),
+            PixelMode::U8 => Some(u8::MAX.into()),
+            PixelMode::Lossless => None,
+        }
+    }
+
+    /// Planes a frame of these segments needs: 2 only for lossless frames holding any source
+    /// that is not 16-bit.
+    pub fn planes_for<'a>(self, mut dtypes: impl Iterator<Item = &'a SourceDtype>) -> u32 {
+        match self {
+            PixelMode::Lossless if dtypes.any(|d| !d.is_16bit()) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for PixelMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PixelMode {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<PixelMode> {
+        PixelMode::parse(text)
+    }
+}
+
+/// The dtype a segment's values came from; decides the lossless encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceDtype {
+    /// 32-bit float.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// Anything else (integers, f64, 8-bit floats): stored like F32.
+    Other,
+}
+
+impl SourceDtype {
+    /// True for the sources whose every value fits a 16-bit pattern.
+    pub fn is_16bit(self) -> bool {
+        matches!(self, SourceDtype::F16 | SourceDtype::BF16)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SourceDtype::F32 => "f32",
+            SourceDtype::F16 => "f16",
+            SourceDtype::BF16 => "bf16",
+            SourceDtype::Other => "other",
+        }
+    }
+}
+
+/// A contiguous curve range of a frame whose values came from one tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentSpec {
+    /// First curve position of the segment.
+    pub curve_start: u64,
+    /// Number of values.
+    pub len: u64,
+    /// The tensor's dtype.
+    pub dtype: SourceDtype,
+}
+
+/// A segment as stored: its range and dtype, plus the affine parameters of lossy modes
+/// (`value = min + q * scale`; both 0 for lossless, `scale` 0 for a constant segment).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SegmentQuant {
+    /// First curve position of the segment.
+    pub curve_start: u64,
+    /// Number of values.
+    pub len: u64,
+    /// The tensor's dtype.
+    pub dtype: SourceDtype,
+    /// Value of level 0.
+    pub min: f32,
+    /// Value step between levels.
+    pub scale: f32,
+}
+
+impl SegmentQuant {
+    /// Parameters for `spec` in `mode`, given the segment's finite range (`None` when it has
+    /// no finite value).
+    pub(crate) fn fit(spec: &SegmentSpec, mode: PixelMode, range: Option<(f32, f32)>) -> Self {
+        let (min, scale) = match (mode.levels(), range) {
+            (Some(levels), Some((lo, hi))) => {
+                // f64 keeps the span finite even for spans beyond f32::MAX.
+                let scale = ((f64::from(hi) - f64::from(lo)) / f64::from(levels)) as f32;
+                (lo, scale)
+            }
+            _ => (0.0, 0.0),
+        };
+        SegmentQuant {
+            curve_start: spec.curve_start,
+            len: spec.len,
+            dtype: spec.dtype,
+            min,
+            scale,
+        }
+    }
+}
+
+/// Smallest and largest finite value, or `None` when there is none.
+pub(crate) fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
+    // Eight independent lanes of compare-and-select (the shape of SSE `minps`/`maxps`);
+    // `f32::min` would add NaN handling to every step and serialize the loop.
+    const LANES: usize = 8;
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in chunks.by_ref() {
+        for lane in 0..LANES {
+            let (l, h) = finite_or_neutral(chunk[lane]);
+            lo[lane] = if l < lo[lane] { l } else { lo[lane] };
+            hi[lane] = if h > hi[lane] { h } else { hi[lane] };
+        }
+    }
+    for &v in chunks.remainder() {
+        let (l, h) = finite_or_neutral(v);
+        lo[0] = if l < lo[0] { l } else { lo[0] };
+        hi[0] = if h > hi[0] { h } else { hi[0] };
+    }
+    let lo = lo
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    let hi = hi
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// `(v, v)` for a finite value; otherwise the neutral elements of min and max.
+#[inline]
+fn finite_or_neutral(v: f32) -> (f32, f32) {
+    if v.is_finite() {
+        (v, v)
+    } else {
+        (f32::INFINITY, f32::NEG_INFINITY)
+    }
+}
+
+/// Lossy quantization of `values` into `out` with the segment's parameters.
+pub(crate) fn quantize(values: &[f32], quant: &SegmentQuant, levels: u16, out: &mut [u16]) {
+    let min = f64::from(quant.min);
+    let inv = if quant.scale > 0.0 {
+        1.0 / f64::from(quant.scale)
+    } else {
+        0.0
+    };
+    let top = f64::from(levels);
+    for (slot, &v) in out.iter_mut().zip(values) {
+        // `as u16` saturates (negatives to 0); `min` maps NaN and overflow to the top level.
+        let q = ((f64::from(v) - min) * inv + 0.5).min(top);
+        *slot = q as u16;
+    }
+}
+
+/// Largest finite f32, as f64.
+const LARGEST: f64 = f32::MAX as f64;
+
+/// Inverse of [`quantize`].
+pub(crate) fn dequantize(levels: &[u16], quant: &SegmentQuant, out: &mut [f32]) {
+    let min = f64::from(quant.min);
+    let scale = f64::from(quant.scale);
+    for (slot, &q) in out.iter_mut().zip(levels) {
+        // f64 because `min + 65535 * scale` may exceed f32::MAX before rounding back; the
+        // clamp keeps a scale rounded up at the very top of the f32 range from giving inf.
+        let v = (min + f64::from(q) * scale).clamp(-LARGEST, LARGEST);
+        *slot = v as f32;
+    }
+}
+
+/// Order-preserving map of a 16-bit float pattern: integer order equals float order.
+#[inline]
+pub(crate) fn order16(bits: u16) -> u16 {
+    if bits & 0x8000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000
+    }
+}
+
+/// Inverse of [`order16`].
+#[inline]
+pub(crate) fn unorder16(code: u16) -> u16 {
+    if code & 0x8000 != 0 {
+        code & 0x7fff
+    } else {
+        !code
+    }
+}
+
+/// Order-preserving map of a 32-bit float pattern.
+#[inline]
+pub(crate) fn order32(bits: u32) -> u32 {
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// Inverse of [`order32`].
+#[inline]
+pub(crate) fn unorder32(code: u32) -> u32 {
+    if code & 0x8000_0000 != 0 {
+        code & 0x7fff_ffff
+    } else {
+        !code
+    }
+}
+
+/// Lossless encoding of one segment. `high` always receives a sample; `low` (the second plane,
+/// when the frame has one) receives the low half of 32-bit sources and 0 for 16-bit ones.
+/// `start` is the segment's curve position, for error messages.
+pub(crate) fn encode_lossless(
+    values: &[f32],
+    dtype: SourceDtype,
+    start: u64,
+    high: &mut [u16],
+    low: Option<&mut [u16]>,
+) -> Result<()> {
+    match dtype {
+        SourceDtype::F16 | SourceDtype::BF16 => {
+            for (i, (slot, &v)) in high.iter_mut().zip(values).enumerate() {
+                let pattern = pattern16(v, dtype).ok_or_else(|| {
+                    Error::Frame(format!(
+                        "lossless {} segment at curve position {start}: value {v:e} at position {} is not a {} value",
+                        dtype.name(),
+                        start + i as u64,
+                        dtype.name()
+                    ))
+                })?;
+                *slot = order16(pattern);
+            }
+            if let Some(low) = low {
+                low.iter_mut().take(values.len()).for_each(|s| *s = 0);
+            }
+        }
+        SourceDtype::F32 | SourceDtype::Other => {
+            let Some(low) = low else {
+                return Err(Error::Frame(format!(
+                    "lossless {} segment at curve position {start} needs two planes",
+                    dtype.name()
+                )));
+            };
+            for ((hi, lo), &v) in high.iter_mut().zip(low.iter_mut()).zip(values) {
+                let code = order32(v.to_bits());
+                *hi = (code >> 16) as u16;
+                *lo = code as u16;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The exact 16-bit pattern of `v` in `dtype`, or `None` if `v` is not such a value.
+#[inline]
+fn pattern16(v: f32, dtype: SourceDtype) -> Option<u16> {
+    let bits = v.to_bits();
+    if dtype == SourceDtype::BF16 {
+        return (bits & 0xffff == 0).then_some((bits >> 16) as u16);
+    }
+    let half = f16::from_f32(v);
+    (half.to_f32().to_bits() == bits).then_some(half.to_bits())
+}
+
+/// Inverse of [`encode_lossless`]; `low` must be given for 32-bit sources.
+pub(crate) fn decode_lossless(
+    high: &[u16],
+    low: Option<&[u16]>,
+    dtype: SourceDtype,
+    out: &mut [f32],
+) -> Result<()> {
+    match (dtype, low) {
+        (SourceDtype::BF16, _) => {
+            for (slot, &code) in out.iter_mut().zip(high) {
+                *slot = f32::from_bits(u32::from(unorder16(code)) << 16);
+            }
+        }
+        (SourceDtype::F16, _) => {
+            for (slot, &code) in out.iter_mut().zip(high) {
+                *slot = f16::from_bits(unorder16(code)).to_f32();
+            }
+        }
+        (_, Some(low)) => {
+            for ((slot, &hi), &lo) in out.iter_mut().zip(high).zip(low) {
+                *slot = f32::from_bits(unorder32((u32::from(hi) << 16) | u32::from(lo)));
+            }
+        }
+        (_, None) => {
+            return Err(Error::Frame(format!(
+                "lossless {} segment needs two planes",
+                dtype.name()
+            )))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::bf16;
+
+    #[test]
+    fn modes_parse_and_print() {
+        for mode in [PixelMode::U16, PixelMode::Lossless, PixelMode::U8] {
+            assert_eq!(PixelMode::parse(mode.as_str()).unwrap(), mode);
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("\"{mode}\""));
+        }
+        assert_eq!(PixelMode::default(), PixelMode::U16);
+        let err = PixelMode::parse("f32").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid --pixel-mode 'f32' (expected u16, lossless, u8)"
+        );
+        assert_eq!(
+            serde_json::to_string(&SourceDtype::BF16).unwrap(),
+            "\"bf16\""
+        );
+    }
+
+    #[test]
+    fn order_transforms_preserve_float_order() {
+        let values = [
+            f32::NEG_INFINITY,
+            -3.0e38,
+            -1.0,
+            -1e-40,
+            -0.0,
+            0.0,
+            1e-40,
+            1.0,
+            65504.0,
+            f32::INFINITY,
+        ];
+        for pair in values.windows(2) {
+            let (a, b) = (pair[0].to_bits(), pair[1].to_bits());
+            assert!(order32(a) < order32(b), "{} {}", pair[0], pair[1]);
+            let (ha, hb) = (bf16::from_f32(pair[0]), bf16::from_f32(pair[1]));
+            assert!(order16(ha.to_bits()) <= order16(hb.to_bits()));
+        }
+        for bits in [0u32, 1, 0x7fc0_0001, 0xffc0_0000, 0x8000_0000, u32::MAX] {
+            assert_eq!(unorder32(order32(bits)), bits);
+        }
+        for bits in 0..=u16::MAX {
+            assert_eq!(unorder16(order16(bits)), bits);
+        }
+    }
+
+    #[test]
+    fn plane_zero_of_f32_is_the_bf16_view() {
+        for v in [-2.75f32, -1e-3, 0.0, 3.0e-5, 1.0e20, f32::NAN] {
+            let mut high = [0u16];
+            let mut low = [0u16];
+            encode_lossless(&[v], SourceDtype::F32, 0, &mut high, Some(&mut low)).unwrap();
+            assert_eq!(unorder16(high[0]), (v.to_bits() >> 16) as u16);
+        }
+    }
+
+    #[test]
+    fn lossless_refuses_values_that_are_not_of_the_source_dtype() {
+        let mut high = [0u16; 2];
+        let err = encode_lossless(&[1.0, 0.1], SourceDtype::F16, 10, &mut high, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("position 11"), "{err}");
+        assert!(encode_lossless(&[0.1], SourceDtype::BF16, 0, &mut high, None).is_err());
+        assert!(encode_lossless(&[0.1], SourceDtype::F32, 0, &mut high, None).is_err());
+        let mut out = [0f32; 1];
+        assert!(decode_lossless(&[0], None, SourceDtype::F32, &mut out).is_err());
+    }
+
+    #[test]
+    fn non_finite_values_round_trip_bit_exactly() {
+        let f16_values: Vec<f32> = [0x7c00u16, 0xfc00, 0x7e00, 0xfe01, 0x7d55, 0x8000, 0x0001]
+            .iter()
+            .map(|&b| f16::from_bits(b).to_f32())
+            .collect();
+        let bf16_values: Vec<f32> = [0x7f80u16, 0xff80, 0x7fc0, 0x7f81, 0xffff, 0x8000]
+            .iter()
+            .map(|&b| f32::from_bits(u32::from(b) << 16))
+            .collect();
+        for (values, dtype) in [
+            (f16_values, SourceDtype::F16),
+            (bf16_values, SourceDtype::BF16),
+        ] {
+            let mut high = vec![0u16; values.len()];
+            encode_lossless(&values, dtype, 0, &mut high, None).unwrap();
+            let mut out = vec![0f32; values.len()];
+            decode_lossless(&high, None, dtype, &mut out).unwrap();
+            for (a, b) in values.iter().zip(&out) {
+                assert_eq!(a.to_bits(), b.to_bits(), "{dtype:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantization_extremes_stay_finite() {
+        let spec = SegmentSpec {
+            curve_start: 0,
+            len: 4,
+            dtype: SourceDtype::F32,
+        };
+        let values = [f32::MAX, -f32::MAX, 0.0, f32::NAN];
+        let quant = SegmentQuant::fit(&spec, PixelMode::U16, finite_range(&values));
+        assert!(quant.scale.is_finite());
+        let mut q = [0u16; 4];
+        quantize(&values, &quant, u16::MAX, &mut q);
+        assert_eq!(q[0], u16::MAX);
+        assert_eq!(q[1], 0);
+        let mut back = [0f32; 4];
+        dequantize(&q, &quant, &mut back);
+        assert!(back.iter().all(|v| v.is_finite()));
+        assert_eq!(finite_range(&[f32::NAN, f32::INFINITY]), None);
+    }
+}
