@@ -103,9 +103,12 @@ pub struct FrameMeta {
     pub planes: u32,
     /// The segments tiling `0..count`, with their quantization parameters.
     pub segments: Vec<SegmentQuant>,
-    /// Block means from the whole frame down to the finest blocks.
+    /// Block means from the whole frame down to the finest blocks (left out of reel
+    /// manifests, which keep only what decoding needs).
+    #[serde(default, skip_serializing_if = "Pyramid::is_empty")]
     pub pyramid: Pyramid,
-    /// Statistics of the values.
+    /// Statistics of the values (likewise).
+    #[serde(default, skip_serializing_if = "FrameStats::is_empty")]
     pub stats: FrameStats,
 }
 

@@ -30,14 +30,30 @@ pub struct PyramidLevel {
 }
 
 /// Block means from the whole frame (first level, one value) down to the finest blocks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Empty (no levels) where only decoding parameters are kept, as in a reel's manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pyramid {
     /// Levels, coarsest first.
     pub levels: Vec<PyramidLevel>,
 }
 
+impl Pyramid {
+    /// True when no level is kept.
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+}
+
+impl FrameStats {
+    /// True for the default value (statistics not kept).
+    pub fn is_empty(&self) -> bool {
+        self.histogram.is_empty() && self.count == 0
+    }
+}
+
 /// Summary statistics of a frame's values (non-finite values excluded, see the module doc).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The default (count 0, empty histogram) stands for "not kept here".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FrameStats {
     /// Values in the frame, non-finite ones included.
     pub count: u64,
