@@ -12,11 +12,13 @@
 //! | selection | [`roles`], [`selection`] | roles from a name table, `--layers`, `--include`, limits, sampling |
 //! | stream | [`stream`] | push-style [`stream::Sink`] fed in bounded pieces, stoppable |
 //! | inspect | [`inspect`] | header-only report of a model and a selection |
+//! | reels | [`reel`] | one lossless FFV1 Matroska file per model, with its metadata attached |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
 pub mod error;
 pub mod inspect;
+pub mod reel;
 pub mod roles;
 pub mod selection;
 pub mod source;
