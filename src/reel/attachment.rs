@@ -13,7 +13,8 @@ use super::{ATTACHMENT_MIME, ATTACHMENT_NAME};
 
 /// Add an attachment stream holding `data` to `octx`, before its header is written.
 pub fn add(octx: &mut Output, data: &[u8]) -> Result<(), String> {
-    let size = i32::try_from(data.len()).map_err(|_| "metadata is larger than 2 GiB".to_string())?;
+    let size =
+        i32::try_from(data.len()).map_err(|_| "metadata is larger than 2 GiB".to_string())?;
     let pad = ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
     // SAFETY: `octx` is a valid output context; avformat_new_stream returns a stream owned by
     // it (or null, checked). The extradata buffer comes from av_mallocz with FFmpeg's required

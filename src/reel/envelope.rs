@@ -112,15 +112,26 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
         .checked_sub(4)
         .filter(|&n| n >= HEADER)
         .ok_or("metadata envelope is truncated")?;
-    let stored = u32::from_le_bytes([bytes[body], bytes[body + 1], bytes[body + 2], bytes[body + 3]]);
+    let stored = u32::from_le_bytes([
+        bytes[body],
+        bytes[body + 1],
+        bytes[body + 2],
+        bytes[body + 3],
+    ]);
     if crc32fast::hash(&bytes[..body]) != stored {
         return Err("metadata envelope failed its CRC32 check (corrupt metadata)".into());
     }
     let (width, height, planes, bits) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
     let depth = SampleDepth::from_bits(bits)
         .ok_or_else(|| format!("metadata envelope has unknown sample depth {bits}"))?;
-    let spec = ReelSpec { width, height, planes, depth };
-    spec.check().map_err(|e| format!("metadata envelope has {e}"))?;
+    let spec = ReelSpec {
+        width,
+        height,
+        planes,
+        depth,
+    };
+    spec.check()
+        .map_err(|e| format!("metadata envelope has {e}"))?;
     let count = c.u64()?;
     let json_len = c.u64()?;
     let json_crc = c.u32()?;
@@ -134,7 +145,11 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     let mut frames = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let (w, h, crc32) = (c.u32()?, c.u32()?, c.u32()?);
-        frames.push(FrameEntry { width: w, height: h, crc32 });
+        frames.push(FrameEntry {
+            width: w,
+            height: h,
+            crc32,
+        });
     }
     let json = c.take(json_len as usize)?.to_vec();
     if crc32fast::hash(&json) != json_crc {
@@ -148,8 +163,24 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let spec = ReelSpec { width: 4, height: 2, planes: 2, depth: SampleDepth::Gray16 };
-        let frames = [FrameEntry { width: 4, height: 2, crc32: 7 }, FrameEntry { width: 1, height: 1, crc32: 9 }];
+        let spec = ReelSpec {
+            width: 4,
+            height: 2,
+            planes: 2,
+            depth: SampleDepth::Gray16,
+        };
+        let frames = [
+            FrameEntry {
+                width: 4,
+                height: 2,
+                crc32: 7,
+            },
+            FrameEntry {
+                width: 1,
+                height: 1,
+                crc32: 9,
+            },
+        ];
         encode(&spec, &frames, br#"{"a":1}"#)
     }
 
@@ -158,7 +189,14 @@ mod tests {
         let env = decode(&sample()).unwrap();
         assert_eq!(env.json, br#"{"a":1}"#);
         assert_eq!(env.frames.len(), 2);
-        assert_eq!(env.frames[1], FrameEntry { width: 1, height: 1, crc32: 9 });
+        assert_eq!(
+            env.frames[1],
+            FrameEntry {
+                width: 1,
+                height: 1,
+                crc32: 9
+            }
+        );
         assert_eq!(env.spec.planes, 2);
     }
 
@@ -178,6 +216,9 @@ mod tests {
         let mut bad = sample();
         bad[8..12].copy_from_slice(&2u32.to_le_bytes());
         let e = decode(&bad).unwrap_err();
-        assert_eq!(e, "format version 2 is newer than this weightreel supports (1); upgrade weightreel");
+        assert_eq!(
+            e,
+            "format version 2 is newer than this weightreel supports (1); upgrade weightreel"
+        );
     }
 }

@@ -25,6 +25,7 @@
 //! Every failure is one line naming the file and, where it applies, the frame.
 
 mod attachment;
+mod damage;
 pub mod envelope;
 mod preview;
 mod reader;
@@ -113,10 +114,16 @@ impl ReelSpec {
     /// Check the ranges; the error names the offending field and the valid range.
     pub fn check(&self) -> Result<(), String> {
         if !(1..=MAX_SIDE).contains(&self.width) {
-            return Err(format!("invalid width {} (expected 1..={MAX_SIDE})", self.width));
+            return Err(format!(
+                "invalid width {} (expected 1..={MAX_SIDE})",
+                self.width
+            ));
         }
         if !(1..=MAX_SIDE).contains(&self.height) {
-            return Err(format!("invalid height {} (expected 1..={MAX_SIDE})", self.height));
+            return Err(format!(
+                "invalid height {} (expected 1..={MAX_SIDE})",
+                self.height
+            ));
         }
         if !(1..=2).contains(&self.planes) {
             return Err(format!("invalid planes {} (expected 1 or 2)", self.planes));
@@ -163,14 +170,15 @@ pub(crate) fn planes_crc32<P: AsRef<[u16]>>(planes: &[P]) -> u32 {
     h.finalize()
 }
 
-/// Initialise FFmpeg once: register formats and silence its logging, so that our one-line
-/// errors are the only output.
+/// Initialise FFmpeg once: register formats and replace its logging with [`damage`]'s
+/// silent watcher, so that our one-line errors are the only output.
 pub(crate) fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         // An init failure surfaces later as a clear error when a codec or format is missing.
         let _ = ffmpeg_next::init();
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
+        damage::install();
     });
 }
 

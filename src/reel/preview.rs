@@ -43,10 +43,15 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
     let spec = reader.spec();
     let bad = |problem: String| Error::reel(out_mp4, problem);
     let (w, h) = ((spec.width + 1) & !1, (spec.height + 1) & !1);
-    let codec = encoder::find_by_name("libx264").ok_or_else(|| bad("this FFmpeg has no libx264 encoder".into()))?;
-    let mut octx = format::output_as(&tmp, "mp4").map_err(|e| bad(format!("cannot create ({e})")))?;
+    let codec = encoder::find_by_name("libx264")
+        .ok_or_else(|| bad("this FFmpeg has no libx264 encoder".into()))?;
+    let mut octx =
+        format::output_as(&tmp, "mp4").map_err(|e| bad(format!("cannot create ({e})")))?;
     let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-    let mut enc = codec::context::Context::new_with_codec(codec).encoder().video().map_err(|e| bad(ff(e)))?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| bad(ff(e)))?;
     enc.set_width(w);
     enc.set_height(h);
     enc.set_format(Pixel::YUV420P);
@@ -58,7 +63,9 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
     let mut opts = Dictionary::new();
     opts.set("preset", "veryfast");
     opts.set("crf", "18");
-    let mut enc = enc.open_with(opts).map_err(|e| bad(format!("cannot start libx264 ({e})")))?;
+    let mut enc = enc
+        .open_with(opts)
+        .map_err(|e| bad(format!("cannot start libx264 ({e})")))?;
     {
         let mut st = octx.add_stream(codec).map_err(|e| bad(ff(e)))?;
         st.set_parameters(&enc);
@@ -67,19 +74,30 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
     let mut opts = Dictionary::new();
     // The index up front lets a browser start playing before the whole file has arrived.
     opts.set("movflags", "+faststart");
-    octx.write_header_with(opts).map_err(|e| bad(format!("cannot write the header ({e})")))?;
-    let base = octx.stream(0).map(|s| s.time_base()).unwrap_or(Rational::new(1, 1000));
-    let write = |enc: &mut encoder::video::Encoder, octx: &mut format::context::Output| -> Result<()> {
-        let mut packet = Packet::empty();
-        while enc.receive_packet(&mut packet).is_ok() {
-            packet.set_stream(0);
-            packet.rescale_ts(Rational::new(1, FRAME_RATE), base);
-            packet.write_interleaved(octx).map_err(|e| bad(format!("cannot write a packet ({e})")))?;
-        }
-        Ok(())
-    };
+    octx.write_header_with(opts)
+        .map_err(|e| bad(format!("cannot write the header ({e})")))?;
+    let base = octx
+        .stream(0)
+        .map(|s| s.time_base())
+        .unwrap_or(Rational::new(1, 1000));
+    let write =
+        |enc: &mut encoder::video::Encoder, octx: &mut format::context::Output| -> Result<()> {
+            let mut packet = Packet::empty();
+            while enc.receive_packet(&mut packet).is_ok() {
+                packet.set_stream(0);
+                // libx264 leaves durations unset; without them mp4's edit list drops the last frame.
+                packet.set_duration(1);
+                packet.rescale_ts(Rational::new(1, FRAME_RATE), base);
+                packet
+                    .write_interleaved(octx)
+                    .map_err(|e| bad(format!("cannot write a packet ({e})")))?;
+            }
+            Ok(())
+        };
     for index in 0..reader.frame_count() {
-        let Some(entry) = reader.frame_entry(index) else { break };
+        let Some(entry) = reader.frame_entry(index) else {
+            break;
+        };
         let planes = reader.read_frame(index, entry.width, entry.height)?;
         let mut picture = frame::Video::new(Pixel::YUV420P, w, h);
         // Limited-range luma: 16 is black, 235 white; chroma 128 is grey.
@@ -94,12 +112,15 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
             }
         }
         picture.set_pts(Some(index as i64));
-        enc.send_frame(&picture).map_err(|e| bad(format!("frame {index}: libx264 failed ({e})")))?;
+        enc.send_frame(&picture)
+            .map_err(|e| bad(format!("frame {index}: libx264 failed ({e})")))?;
         write(&mut enc, &mut octx)?;
     }
-    enc.send_eof().map_err(|e| bad(format!("libx264 flush failed ({e})")))?;
+    enc.send_eof()
+        .map_err(|e| bad(format!("libx264 flush failed ({e})")))?;
     write(&mut enc, &mut octx)?;
-    octx.write_trailer().map_err(|e| bad(format!("cannot write the trailer ({e})")))?;
+    octx.write_trailer()
+        .map_err(|e| bad(format!("cannot write the trailer ({e})")))?;
     drop(octx);
     fs::rename(tmp, out_mp4).map_err(|e| Error::io(out_mp4, e))
 }
@@ -138,21 +159,33 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
     let mut reader = ReelReader::open(reel)?;
     let depth = reader.spec().depth;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let codec = encoder::find(codec::Id::PNG).ok_or_else(|| Error::reel(reel, "this FFmpeg has no PNG encoder"))?;
+    let codec = encoder::find(codec::Id::PNG)
+        .ok_or_else(|| Error::reel(reel, "this FFmpeg has no PNG encoder"))?;
     let lut = heat_lut();
     let mut written = Vec::new();
     for index in 0..reader.frame_count() {
-        let Some(entry) = reader.frame_entry(index) else { break };
+        let Some(entry) = reader.frame_entry(index) else {
+            break;
+        };
         let planes = reader.read_frame(index, entry.width, entry.height)?;
         let out = dir.join(format!("frame_{index:06}.png"));
         let bad = |problem: String| Error::reel(&out, problem);
-        let pixel = if heatmap { Pixel::RGB24 } else { Pixel::GRAY16BE };
-        let mut enc = codec::context::Context::new_with_codec(codec).encoder().video().map_err(|e| bad(ff(e)))?;
+        let pixel = if heatmap {
+            Pixel::RGB24
+        } else {
+            Pixel::GRAY16BE
+        };
+        let mut enc = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(|e| bad(ff(e)))?;
         enc.set_width(entry.width);
         enc.set_height(entry.height);
         enc.set_format(pixel);
         enc.set_time_base(Rational::new(1, FRAME_RATE));
-        let mut enc = enc.open().map_err(|e| bad(format!("cannot start the PNG encoder ({e})")))?;
+        let mut enc = enc
+            .open()
+            .map_err(|e| bad(format!("cannot start the PNG encoder ({e})")))?;
         let mut picture = frame::Video::new(pixel, entry.width, entry.height);
         let stride = picture.stride(0);
         let data = picture.data_mut(0);
@@ -164,16 +197,23 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
                 }
             } else {
                 for (o, &v) in line.chunks_exact_mut(2).zip(row) {
-                    let v = if depth == SampleDepth::Gray8 { v.saturating_mul(257) } else { v };
+                    let v = if depth == SampleDepth::Gray8 {
+                        v.saturating_mul(257)
+                    } else {
+                        v
+                    };
                     o.copy_from_slice(&v.to_be_bytes());
                 }
             }
         }
         picture.set_pts(Some(0));
-        enc.send_frame(&picture).map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-        enc.send_eof().map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+        enc.send_frame(&picture)
+            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+        enc.send_eof()
+            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
         let mut packet = Packet::empty();
-        enc.receive_packet(&mut packet).map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+        enc.receive_packet(&mut packet)
+            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
         fs::write(&out, packet.data().unwrap_or(&[])).map_err(|e| Error::io(&out, e))?;
         written.push(out);
     }

@@ -5,14 +5,17 @@
 //! intra, the packets between the seek point and the wanted frame are skipped undecoded.
 
 use std::collections::VecDeque;
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next::codec::{self, decoder, threading};
 use ffmpeg_next::util::mathematics::Rescale;
-use ffmpeg_next::{format, frame, media, Packet, Rational};
+use ffmpeg_next::{ffi, format, frame, media, Packet, Rational};
 
 use super::envelope::{self, Envelope};
-use super::{attachment, init, planes_crc32, FrameEntry, ReelSpec, SampleDepth, FRAME_RATE};
+use super::{
+    attachment, damage, init, planes_crc32, FrameEntry, ReelSpec, SampleDepth, FRAME_RATE,
+};
 use crate::error::{Error, Result};
 
 /// Forward jumps up to this many frames read through instead of seeking.
@@ -21,6 +24,28 @@ pub const SEEK_AHEAD: u64 = 8;
 /// Packets held for one track while looking for another track's packet; more means the
 /// tracks are not interleaved as written (corrupt file).
 const MAX_PENDING: usize = 64;
+
+/// Open a demuxer on `path` without probing packets (`avformat_find_stream_info`): Matroska
+/// track headers already say everything the reader checks, and a reel with no frames has no
+/// packets to probe.
+fn open_input(path: &Path) -> std::result::Result<format::context::Input, String> {
+    let name = path.to_str().ok_or("the path is not valid UTF-8")?;
+    let name = CString::new(name).map_err(|_| "the path contains a NUL byte")?;
+    let mut ps: *mut ffi::AVFormatContext = std::ptr::null_mut();
+    // SAFETY: `ps` starts null as avformat_open_input requires; on success it owns a context
+    // that Input::wrap takes over (and closes on drop); on failure FFmpeg frees it itself.
+    unsafe {
+        match ffi::avformat_open_input(
+            &mut ps,
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+        ) {
+            0 => Ok(format::context::Input::wrap(ps)),
+            e => Err(ffmpeg_next::Error::from(e).to_string()),
+        }
+    }
+}
 
 /// An open reel.
 pub struct ReelReader {
@@ -47,45 +72,58 @@ impl ReelReader {
         let bad = |problem: String| Error::reel(path, problem);
         // A plain open first, so that a missing or unreadable file gets the OS's message.
         std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let input = format::input(&path).map_err(|e| bad(format!("not a readable Matroska file ({e})")))?;
+        let input =
+            open_input(path).map_err(|e| bad(format!("not a readable Matroska file ({e})")))?;
         let name = input.format().name().to_string();
         if !name.split(',').any(|n| n == "matroska") {
             return Err(bad(format!("not a Matroska file (it reads as '{name}')")));
         }
-        let bytes = attachment::find(&input)
-            .ok_or_else(|| bad("has no weightreel metadata attachment (not a reel, or truncated)".into()))?;
+        let bytes = attachment::find(&input).ok_or_else(|| {
+            bad("has no weightreel metadata attachment (not a reel, or truncated)".into())
+        })?;
         let env = envelope::decode(&bytes).map_err(bad)?;
         let spec = env.spec;
         for (i, f) in env.frames.iter().enumerate() {
             if f.width == 0 || f.height == 0 || f.width > spec.width || f.height > spec.height {
-                return Err(bad(format!("frame {i} is recorded as {}x{}, outside the reel's size", f.width, f.height)));
+                return Err(bad(format!(
+                    "frame {i} is recorded as {}x{}, outside the reel's size",
+                    f.width, f.height
+                )));
             }
         }
         let mut decoders = Vec::new();
         let mut streams = Vec::new();
         let mut bases = Vec::new();
-        for st in input.streams().filter(|s| s.parameters().medium() == media::Type::Video) {
+        for st in input
+            .streams()
+            .filter(|s| s.parameters().medium() == media::Type::Video)
+        {
             let track = streams.len();
             let par = st.parameters();
             if par.id() != codec::Id::FFV1 {
                 return Err(bad(format!("track {track} is {:?}, not FFV1", par.id())));
             }
-            let mut ctx = codec::context::Context::from_parameters(par).map_err(|e| bad(e.to_string()))?;
-            ctx.set_threading(threading::Config { kind: threading::Type::Slice, ..Default::default() });
+            let mut ctx =
+                codec::context::Context::from_parameters(par).map_err(|e| bad(e.to_string()))?;
+            ctx.set_threading(threading::Config {
+                kind: threading::Type::Slice,
+                ..Default::default()
+            });
             let mut dec = ctx.decoder();
             // Slice CRCs are only verified when asked; EXPLODE turns damage into an error.
             dec.check(decoder::Check::CRC | decoder::Check::EXPLODE);
             dec.set_packet_time_base(st.time_base());
-            let dec = dec.video().map_err(|e| bad(format!("track {track}: cannot open the FFV1 decoder ({e})")))?;
-            if dec.width() != spec.width || dec.height() != spec.height || dec.format() != spec.depth.pixel() {
+            let dec = dec
+                .video()
+                .map_err(|e| bad(format!("track {track}: cannot open the FFV1 decoder ({e})")))?;
+            // The pixel format is only known once a frame is decoded; `decode` checks it.
+            if dec.width() != spec.width || dec.height() != spec.height {
                 return Err(bad(format!(
-                    "track {track} is {}x{} {:?}, the metadata says {}x{} {:?}",
+                    "track {track} is {}x{}, the metadata says {}x{}",
                     dec.width(),
                     dec.height(),
-                    dec.format(),
                     spec.width,
-                    spec.height,
-                    spec.depth.pixel()
+                    spec.height
                 )));
             }
             decoders.push(dec);
@@ -93,10 +131,23 @@ impl ReelReader {
             bases.push(st.time_base());
         }
         if streams.len() != spec.planes as usize {
-            return Err(bad(format!("has {} video tracks, the metadata says {}", streams.len(), spec.planes)));
+            return Err(bad(format!(
+                "has {} video tracks, the metadata says {}",
+                streams.len(),
+                spec.planes
+            )));
         }
         let pending = (0..streams.len()).map(|_| VecDeque::new()).collect();
-        Ok(ReelReader { path: path.to_path_buf(), input, env, decoders, streams, bases, next: 0, pending })
+        Ok(ReelReader {
+            path: path.to_path_buf(),
+            input,
+            env,
+            decoders,
+            streams,
+            bases,
+            next: 0,
+            pending,
+        })
     }
 
     /// The caller's metadata, byte for byte as given to [`super::ReelWriter::finish`].
@@ -116,7 +167,10 @@ impl ReelReader {
 
     /// Logical size and CRC32 of frame `index`, if it exists.
     pub fn frame_entry(&self, index: u64) -> Option<FrameEntry> {
-        usize::try_from(index).ok().and_then(|i| self.env.frames.get(i)).copied()
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.env.frames.get(i))
+            .copied()
     }
 
     /// The reel's path.
@@ -129,12 +183,21 @@ impl ReelReader {
     /// against the CRC32 stored when the frame was written.
     pub fn read_frame(&mut self, index: u64, width: u32, height: u32) -> Result<Vec<Vec<u16>>> {
         let entry = self.frame_entry(index).ok_or_else(|| {
-            Error::reel(&self.path, format!("frame {index} does not exist (the reel has {} frames)", self.frame_count()))
+            Error::reel(
+                &self.path,
+                format!(
+                    "frame {index} does not exist (the reel has {} frames)",
+                    self.frame_count()
+                ),
+            )
         })?;
         if (entry.width, entry.height) != (width, height) {
             return Err(Error::reel(
                 &self.path,
-                format!("frame {index} is {}x{}, not {width}x{height}", entry.width, entry.height),
+                format!(
+                    "frame {index} is {}x{}, not {width}x{height}",
+                    entry.width, entry.height
+                ),
             ));
         }
         if index < self.next || index > self.next + SEEK_AHEAD {
@@ -159,7 +222,8 @@ impl ReelReader {
 
     /// Reposition the demuxer at or before frame `index`.
     fn seek(&mut self, index: u64) -> Result<()> {
-        let micros = (index as i64).rescale(Rational::new(1, FRAME_RATE), Rational::new(1, 1_000_000));
+        let micros =
+            (index as i64).rescale(Rational::new(1, FRAME_RATE), Rational::new(1, 1_000_000));
         self.input
             // ffmpeg-next passes a `..end` range as max_ts, so this lands at or before `micros`.
             .seek(micros, ..micros)
@@ -182,7 +246,10 @@ impl ReelReader {
             }
             if let Some((i, _)) = q.front() {
                 if *i > index {
-                    return Err(Error::reel(&self.path, format!("frame {index} is missing from track {track}")));
+                    return Err(Error::reel(
+                        &self.path,
+                        format!("frame {index} is missing from track {track}"),
+                    ));
                 }
                 if let Some((_, p)) = q.pop_front() {
                     return Ok(p);
@@ -192,15 +259,26 @@ impl ReelReader {
             match packet.read(&mut self.input) {
                 Ok(()) => {}
                 Err(ffmpeg_next::Error::Eof) => {
-                    return Err(Error::reel(&self.path, format!("frame {index} is missing (truncated reel?)")));
+                    return Err(Error::reel(
+                        &self.path,
+                        format!("frame {index} is missing (truncated reel?)"),
+                    ));
                 }
-                Err(e) => return Err(Error::reel(&self.path, format!("frame {index}: cannot read the file ({e})"))),
+                Err(e) => {
+                    return Err(Error::reel(
+                        &self.path,
+                        format!("frame {index}: cannot read the file ({e})"),
+                    ))
+                }
             }
             let Some(t) = self.streams.iter().position(|&s| s == packet.stream()) else {
                 continue;
             };
             let pts = packet.pts().or(packet.dts()).ok_or_else(|| {
-                Error::reel(&self.path, format!("frame {index}: a packet on track {t} has no timestamp"))
+                Error::reel(
+                    &self.path,
+                    format!("frame {index}: a packet on track {t} has no timestamp"),
+                )
             })?;
             let at = pts.rescale(self.bases[t], Rational::new(1, FRAME_RATE));
             let Ok(at) = u64::try_from(at) else { continue };
@@ -208,7 +286,10 @@ impl ReelReader {
                 continue;
             }
             if self.pending[t].len() >= MAX_PENDING {
-                return Err(Error::reel(&self.path, format!("frame {index}: track {t} is out of step (corrupt file)")));
+                return Err(Error::reel(
+                    &self.path,
+                    format!("frame {index}: track {t} is out of step (corrupt file)"),
+                ));
             }
             self.pending[t].push_back((at, packet));
         }
@@ -219,28 +300,45 @@ impl ReelReader {
         let path = &self.path;
         let failed = |e: ffmpeg_next::Error| {
             let why = match e {
-                ffmpeg_next::Error::InvalidData => "failed its slice CRC check (corrupt data)".to_string(),
+                ffmpeg_next::Error::InvalidData => {
+                    "failed its slice CRC check (corrupt data)".to_string()
+                }
                 e => format!("could not be decoded ({e})"),
             };
             Error::reel(path, format!("frame {index} (track {track}) {why}"))
         };
         let dec = &mut self.decoders[track];
+        // SAFETY: only the address is taken, as a key for the log watcher.
+        let ctx = unsafe { dec.as_ptr() } as usize;
+        damage::clear(ctx);
         dec.send_packet(packet).map_err(failed)?;
         let mut picture = frame::Video::empty();
         dec.receive_frame(&mut picture).map_err(failed)?;
         // SAFETY: `picture` holds a frame the decoder just returned.
-        let damaged = unsafe {
+        let flagged = unsafe {
             let f = picture.as_ptr();
-            (*f).decode_error_flags != 0 || ((*f).flags & ffmpeg_next::ffi::AV_FRAME_FLAG_CORRUPT) != 0
+            (*f).decode_error_flags != 0
+                || ((*f).flags & ffmpeg_next::ffi::AV_FRAME_FLAG_CORRUPT) != 0
         };
-        if damaged {
+        if damage::take(ctx) || flagged {
             return Err(failed(ffmpeg_next::Error::InvalidData));
         }
         let spec = self.env.spec;
-        if picture.width() != spec.width || picture.height() != spec.height || picture.format() != spec.depth.pixel() {
+        if picture.width() != spec.width
+            || picture.height() != spec.height
+            || picture.format() != spec.depth.pixel()
+        {
             return Err(Error::reel(
                 path,
-                format!("frame {index} (track {track}) decoded as {}x{}, not {}x{}", picture.width(), picture.height(), spec.width, spec.height),
+                format!(
+                    "frame {index} (track {track}) decoded as {}x{} {:?}, not {}x{} {:?}",
+                    picture.width(),
+                    picture.height(),
+                    picture.format(),
+                    spec.width,
+                    spec.height,
+                    spec.depth.pixel()
+                ),
             ));
         }
         Ok(picture)
@@ -256,7 +354,11 @@ impl ReelReader {
             let row = &data[y * stride..];
             match self.env.spec.depth {
                 SampleDepth::Gray16 => {
-                    out.extend(row.chunks_exact(2).take(w).map(|b| u16::from_le_bytes([b[0], b[1]])));
+                    out.extend(
+                        row.chunks_exact(2)
+                            .take(w)
+                            .map(|b| u16::from_le_bytes([b[0], b[1]])),
+                    );
                 }
                 SampleDepth::Gray8 => out.extend(row.iter().take(w).map(|&b| u16::from(b))),
             }

@@ -40,7 +40,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 fn open_encoder(spec: &ReelSpec) -> std::result::Result<encoder::video::Encoder, String> {
     let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
     let mut ctx = codec::context::Context::new_with_codec(codec);
-    ctx.set_threading(threading::Config { kind: threading::Type::Slice, ..Default::default() });
+    ctx.set_threading(threading::Config {
+        kind: threading::Type::Slice,
+        ..Default::default()
+    });
     let mut enc = ctx.encoder().video().map_err(ff)?;
     enc.set_width(spec.width);
     enc.set_height(spec.height);
@@ -78,7 +81,8 @@ impl ReelWriter {
             frames: Vec::new(),
         };
         for _ in 0..spec.planes {
-            let enc = open_encoder(&spec).map_err(|e| Error::reel(path, format!("cannot start FFV1 encoder: {e}")))?;
+            let enc = open_encoder(&spec)
+                .map_err(|e| Error::reel(path, format!("cannot start FFV1 encoder: {e}")))?;
             writer.encoders.push(enc);
         }
         Ok(writer)
@@ -101,20 +105,32 @@ impl ReelWriter {
         self.check_frame(index, width, height, planes)?;
         for (track, plane) in planes.iter().enumerate() {
             let picture = self.picture(index, width, height, plane);
-            self.encoders[track]
-                .send_frame(&picture)
-                .map_err(|e| Error::reel(&self.path, format!("frame {index}: FFV1 encoding failed: {e}")))?;
+            self.encoders[track].send_frame(&picture).map_err(|e| {
+                Error::reel(
+                    &self.path,
+                    format!("frame {index}: FFV1 encoding failed: {e}"),
+                )
+            })?;
             self.drain(track)?;
         }
-        self.frames.push(FrameEntry { width, height, crc32: planes_crc32(planes) });
+        self.frames.push(FrameEntry {
+            width,
+            height,
+            crc32: planes_crc32(planes),
+        });
         Ok(())
     }
 
     fn check_frame(&self, index: usize, width: u32, height: u32, planes: &[&[u16]]) -> Result<()> {
         let spec = &self.spec;
-        let bad = |problem: String| Err(Error::reel(&self.path, format!("frame {index}: {problem}")));
+        let bad =
+            |problem: String| Err(Error::reel(&self.path, format!("frame {index}: {problem}")));
         if planes.len() != spec.planes as usize {
-            return bad(format!("{} planes given, the reel has {}", planes.len(), spec.planes));
+            return bad(format!(
+                "{} planes given, the reel has {}",
+                planes.len(),
+                spec.planes
+            ));
         }
         if width == 0 || height == 0 || width > spec.width || height > spec.height {
             return bad(format!(
@@ -125,11 +141,16 @@ impl ReelWriter {
         let want = width as usize * height as usize;
         for (p, plane) in planes.iter().enumerate() {
             if plane.len() != want {
-                return bad(format!("plane {p} has {} samples, {width}x{height} needs {want}", plane.len()));
+                return bad(format!(
+                    "plane {p} has {} samples, {width}x{height} needs {want}",
+                    plane.len()
+                ));
             }
             let max = spec.depth.max_value();
             if let Some(v) = plane.iter().find(|&&v| v > max) {
-                return bad(format!("plane {p} has sample {v}, above the 8-bit maximum {max}"));
+                return bad(format!(
+                    "plane {p} has sample {v}, above the 8-bit maximum {max}"
+                ));
             }
         }
         Ok(())
@@ -138,7 +159,8 @@ impl ReelWriter {
     /// A full-size picture with `plane` at the top-left and zeros elsewhere.
     fn picture(&self, index: usize, width: u32, height: u32, plane: &[u16]) -> frame::Video {
         let (w, h) = (width as usize, height as usize);
-        let mut picture = frame::Video::new(self.spec.depth.pixel(), self.spec.width, self.spec.height);
+        let mut picture =
+            frame::Video::new(self.spec.depth.pixel(), self.spec.width, self.spec.height);
         let stride = picture.stride(0);
         let data = picture.data_mut(0);
         // Buffers from av_frame_get_buffer are not cleared; the padding must be zero.
@@ -167,7 +189,10 @@ impl ReelWriter {
     fn drain(&mut self, track: usize) -> Result<()> {
         let mut packet = Packet::empty();
         while self.encoders[track].receive_packet(&mut packet).is_ok() {
-            let spill = self.spill.as_mut().ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+            let spill = self
+                .spill
+                .as_mut()
+                .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
             let data = packet.data().unwrap_or(&[]);
             let len = u32::try_from(data.len())
                 .map_err(|_| Error::reel(&self.path, "an encoded frame is larger than 4 GiB"))?;
@@ -185,15 +210,25 @@ impl ReelWriter {
     }
 
     /// Finish the reel: flush the encoders, mux header + `metadata_json` attachment + packets
-    /// into `<path>.tmp`, fsync it and rename it to `path`.
+    /// into `<path>.tmp`, fsync it and rename it to `path`. A reel needs at least one frame
+    /// (FFmpeg 5.1's Matroska muxer writes an unreadable file without any packets).
     pub fn finish(mut self, metadata_json: &[u8]) -> Result<ReelInfo> {
+        if self.frames.is_empty() {
+            return Err(Error::reel(
+                &self.path,
+                "a reel needs at least one frame, none were pushed",
+            ));
+        }
         for track in 0..self.encoders.len() {
             self.encoders[track]
                 .send_eof()
                 .map_err(|e| Error::reel(&self.path, format!("FFV1 encoder flush failed: {e}")))?;
             self.drain(track)?;
         }
-        let spill = self.spill.take().ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+        let spill = self
+            .spill
+            .take()
+            .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
         spill
             .into_inner()
             .map_err(|e| e.into_error())
@@ -210,15 +245,26 @@ impl ReelWriter {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
-        let bytes = fs::metadata(&self.path).map_err(|e| Error::io(&self.path, e))?.len();
-        Ok(ReelInfo { path: self.path.clone(), bytes, frames: self.frames() })
+        let bytes = fs::metadata(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?
+            .len();
+        Ok(ReelInfo {
+            path: self.path.clone(),
+            bytes,
+            frames: self.frames(),
+        })
     }
 
     /// Write the final Matroska file at the temporary path.
     fn mux(&self, env: &[u8]) -> std::result::Result<(), String> {
-        let mut octx = format::output_as(&self.tmp_path, "matroska").map_err(|e| format!("cannot create: {e}"))?;
+        let mut octx = format::output_as(&self.tmp_path, "matroska")
+            .map_err(|e| format!("cannot create: {e}"))?;
         let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
-        let titles: &[&str] = if self.encoders.len() == 2 { &["high", "low"] } else { &["plane"] };
+        let titles: &[&str] = if self.encoders.len() == 2 {
+            &["high", "low"]
+        } else {
+            &["plane"]
+        };
         for (enc, title) in self.encoders.iter().zip(titles) {
             let mut st = octx.add_stream(codec).map_err(ff)?;
             st.set_parameters(enc);
@@ -232,11 +278,17 @@ impl ReelWriter {
             st.set_metadata(tags);
         }
         attachment::add(&mut octx, env)?;
-        octx.write_header().map_err(|e| format!("cannot write the header: {e}"))?;
+        octx.write_header()
+            .map_err(|e| format!("cannot write the header: {e}"))?;
         let bases: Vec<Rational> = (0..self.encoders.len())
-            .map(|i| octx.stream(i).map(|s| s.time_base()).unwrap_or(Rational::new(1, 1000)))
+            .map(|i| {
+                octx.stream(i)
+                    .map(|s| s.time_base())
+                    .unwrap_or(Rational::new(1, 1000))
+            })
             .collect();
-        let file = File::open(&self.spill_path).map_err(|e| format!("{}: {e}", self.spill_path.display()))?;
+        let file = File::open(&self.spill_path)
+            .map_err(|e| format!("{}: {e}", self.spill_path.display()))?;
         let mut spill = BufReader::with_capacity(1 << 20, file);
         let mut head = [0u8; 14];
         let mut data = Vec::new();
@@ -250,7 +302,9 @@ impl ReelWriter {
             let pts = i64::from_le_bytes(head[2..10].try_into().unwrap_or_default());
             let len = u32::from_le_bytes(head[10..14].try_into().unwrap_or_default()) as usize;
             data.resize(len, 0);
-            spill.read_exact(&mut data).map_err(|e| format!("{}: {e}", self.spill_path.display()))?;
+            spill
+                .read_exact(&mut data)
+                .map_err(|e| format!("{}: {e}", self.spill_path.display()))?;
             let mut packet = Packet::copy(&data);
             packet.set_stream(track);
             packet.set_pts(Some(pts));
@@ -259,11 +313,17 @@ impl ReelWriter {
             if head[1] != 0 {
                 packet.set_flags(codec::packet::Flags::KEY);
             }
-            let base = bases.get(track).copied().ok_or("spill file names an unknown track")?;
+            let base = bases
+                .get(track)
+                .copied()
+                .ok_or("spill file names an unknown track")?;
             packet.rescale_ts(Rational::new(1, FRAME_RATE), base);
-            packet.write_interleaved(&mut octx).map_err(|e| format!("cannot write a packet: {e}"))?;
+            packet
+                .write_interleaved(&mut octx)
+                .map_err(|e| format!("cannot write a packet: {e}"))?;
         }
-        octx.write_trailer().map_err(|e| format!("cannot write the trailer: {e}"))?;
+        octx.write_trailer()
+            .map_err(|e| format!("cannot write the trailer: {e}"))?;
         Ok(())
     }
 }
