@@ -20,9 +20,10 @@
 //! attachment and the spilled packets (stream copy) into `path.tmp`, fsyncs it and renames it
 //! to `path`. A crash leaves either no reel or the previous one, never half of one.
 //!
-//! Reading checks the envelope (magic, version, CRCs), the tracks against the spec, each
-//! decoded frame against its stored CRC32, and asks the FFV1 decoder to verify slice CRCs.
-//! Every failure is one line naming the file and, where it applies, the frame.
+//! Reading checks the envelope (magic, version, CRCs), the tracks against the spec, the FFV1
+//! slice CRCs (FFmpeg 5.1 reports those only in its log, so [`damage`] watches the log) and
+//! each decoded frame against its stored CRC32. Every failure is one line naming the file and,
+//! where it applies, the frame. A reel holds at least one frame.
 
 mod attachment;
 mod damage;
