@@ -9,8 +9,8 @@
 //! writer asks for one tensor's bytes at a time, and each is produced only then, decoding just
 //! the frames that hold it.
 
-use std::cell::RefCell;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -60,14 +60,15 @@ impl FrameCache {
         if let Some((_, values)) = self.cached.iter().find(|(i, _)| *i == index) {
             return Ok(values.clone());
         }
-        let frame = self
-            .manifest
-            .frames
-            .get(index as usize)
-            .ok_or_else(|| Error::reel(&self.path, format!("frame {index} is not in the manifest")))?;
+        let frame = self.manifest.frames.get(index as usize).ok_or_else(|| {
+            Error::reel(&self.path, format!("frame {index} is not in the manifest"))
+        })?;
         let layout = frame.meta.layout;
         let planes = self.reader.read_frame(index, layout.width, layout.height)?;
-        let planes: Vec<Vec<u16>> = planes.into_iter().take(frame.meta.planes as usize).collect();
+        let planes: Vec<Vec<u16>> = planes
+            .into_iter()
+            .take(frame.meta.planes as usize)
+            .collect();
         if planes_checksum(&planes) != frame.checksum {
             return Err(Error::reel(
                 &self.path,
@@ -125,7 +126,8 @@ impl LazyTensor {
             match self.part {
                 Part::Indices => {
                     for k in 0..seg.len {
-                        out[at * 8..at * 8 + 8].copy_from_slice(&((seg.start + k) as i64).to_le_bytes());
+                        out[at * 8..at * 8 + 8]
+                            .copy_from_slice(&((seg.start + k) as i64).to_le_bytes());
                         at += 1;
                     }
                 }
@@ -133,12 +135,19 @@ impl LazyTensor {
                     let values = self.cache.borrow_mut().frame(*frame)?;
                     let from = seg.curve_start as usize;
                     let slice = values.get(from..from + seg.len as usize).ok_or_else(|| {
-                        Error::reel(&self.cache.borrow().path, format!("frame {frame}: segment outside the frame"))
+                        Error::reel(
+                            &self.cache.borrow().path,
+                            format!("frame {frame}: segment outside the frame"),
+                        )
                     })?;
                     // Whole tensors are written at their element positions; samples in order.
                     let base = if self.whole { seg.start as usize } else { at };
                     for (k, v) in slice.iter().enumerate() {
-                        put(self.dtype, *v, &mut out[(base + k) * eb..(base + k + 1) * eb]);
+                        put(
+                            self.dtype,
+                            *v,
+                            &mut out[(base + k) * eb..(base + k + 1) * eb],
+                        );
                     }
                     at += seg.len as usize;
                 }
@@ -187,13 +196,23 @@ pub fn decode_reel(reel: &Path, out: &Path) -> Result<DecodeSummary> {
     if manifest.frames.len() as u64 != reader.frame_count() {
         return Err(Error::reel(
             reel,
-            format!("metadata lists {} frames but the video holds {}", manifest.frames.len(), reader.frame_count()),
+            format!(
+                "metadata lists {} frames but the video holds {}",
+                manifest.frames.len(),
+                reader.frame_count()
+            ),
         ));
     }
     for (i, f) in manifest.frames.iter().enumerate() {
         let spec = reader.spec();
-        if f.index != i as u64 || f.meta.layout.width > spec.width || f.meta.layout.height > spec.height {
-            return Err(Error::reel(reel, format!("frame {i}: metadata disagrees with the video (index or size)")));
+        if f.index != i as u64
+            || f.meta.layout.width > spec.width
+            || f.meta.layout.height > spec.height
+        {
+            return Err(Error::reel(
+                reel,
+                format!("frame {i}: metadata disagrees with the video (index or size)"),
+            ));
         }
     }
     let mut by_tensor: HashMap<u32, Vec<(u64, SegmentRef)>> = HashMap::new();
@@ -238,17 +257,38 @@ pub fn decode_reel(reel: &Path, out: &Path) -> Result<DecodeSummary> {
             whole += 1;
             views.insert(
                 t.name.clone(),
-                LazyTensor { cache: cache.clone(), segments, dtype, shape: t.shape.clone(), part: Part::Values, whole: true },
+                LazyTensor {
+                    cache: cache.clone(),
+                    segments,
+                    dtype,
+                    shape: t.shape.clone(),
+                    part: Part::Values,
+                    whole: true,
+                },
             );
         } else {
             sampled += 1;
             views.insert(
                 format!("{}.sample_indices", t.name),
-                LazyTensor { cache: cache.clone(), segments: segments.clone(), dtype: Dtype::I64, shape: vec![count as usize], part: Part::Indices, whole: false },
+                LazyTensor {
+                    cache: cache.clone(),
+                    segments: segments.clone(),
+                    dtype: Dtype::I64,
+                    shape: vec![count as usize],
+                    part: Part::Indices,
+                    whole: false,
+                },
             );
             views.insert(
                 t.name.clone(),
-                LazyTensor { cache: cache.clone(), segments, dtype, shape: vec![count as usize], part: Part::Values, whole: false },
+                LazyTensor {
+                    cache: cache.clone(),
+                    segments,
+                    dtype,
+                    shape: vec![count as usize],
+                    part: Part::Values,
+                    whole: false,
+                },
             );
         }
     }
@@ -256,7 +296,10 @@ pub fn decode_reel(reel: &Path, out: &Path) -> Result<DecodeSummary> {
     {
         let c = cache.borrow();
         info.insert("weightreel_model".to_string(), c.manifest.model.clone());
-        info.insert("weightreel_mode".to_string(), c.manifest.settings.mode.clone());
+        info.insert(
+            "weightreel_mode".to_string(),
+            c.manifest.settings.mode.clone(),
+        );
         info.insert("weightreel_reel".to_string(), reel.display().to_string());
     }
     let result = safetensors::serialize_to_file(views, Some(info), out);

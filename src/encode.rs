@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::frames::{self, FrameLayout, FrameMeta, FrameOptions, PixelMode, SegmentSpec, SourceDtype};
+use crate::frames::{
+    self, FrameLayout, FrameMeta, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
+};
 use crate::progress::{Progress, ProgressMode};
 use crate::reel::{self, ReelReader, ReelSpec, ReelWriter, SampleDepth};
 use crate::roles::Role;
@@ -118,10 +120,17 @@ impl Manifest {
             format: String,
             version: u32,
         }
-        let head: Head = serde_json::from_slice(json)
-            .map_err(|e| Error::reel(file, format!("metadata is not a weightreel manifest: {e}")))?;
+        let head: Head = serde_json::from_slice(json).map_err(|e| {
+            Error::reel(file, format!("metadata is not a weightreel manifest: {e}"))
+        })?;
         if head.format != MANIFEST_FORMAT {
-            return Err(Error::reel(file, format!("metadata format '{}' is not '{MANIFEST_FORMAT}'", head.format)));
+            return Err(Error::reel(
+                file,
+                format!(
+                    "metadata format '{}' is not '{MANIFEST_FORMAT}'",
+                    head.format
+                ),
+            ));
         }
         if head.version > MANIFEST_VERSION {
             return Err(Error::reel(
@@ -144,7 +153,15 @@ impl Manifest {
             let mut curve = 0u64;
             for seg in &frame.segments {
                 let tensor = self.tensors.get(seg.tensor as usize).ok_or_else(|| {
-                    Error::reel(file, format!("frame {} names tensor #{} but the reel has {}", frame.index, seg.tensor, self.tensors.len()))
+                    Error::reel(
+                        file,
+                        format!(
+                            "frame {} names tensor #{} but the reel has {}",
+                            frame.index,
+                            seg.tensor,
+                            self.tensors.len()
+                        ),
+                    )
                 })?;
                 let end = seg.start.checked_add(seg.len);
                 if seg.curve_start != curve || end.is_none_or(|e| e > tensor.numel()) {
@@ -158,7 +175,10 @@ impl Manifest {
             if curve != frame.meta.count {
                 return Err(Error::reel(
                     file,
-                    format!("frame {}: segments cover {curve} values but the frame holds {}", frame.index, frame.meta.count),
+                    format!(
+                        "frame {}: segments cover {curve} values but the frame holds {}",
+                        frame.index, frame.meta.count
+                    ),
                 ));
             }
         }
@@ -213,10 +233,18 @@ impl EncodeOptions {
     pub fn validate(&self) -> Result<()> {
         let cap = self.frame.max_values;
         if self.chunk_size == 0 || self.chunk_size > cap {
-            return Err(Error::invalid("--chunk-size", self.chunk_size, format!("1..={cap}")));
+            return Err(Error::invalid(
+                "--chunk-size",
+                self.chunk_size,
+                format!("1..={cap}"),
+            ));
         }
         if !(0.0..=1.0).contains(&self.frame.min_efficiency) {
-            return Err(Error::invalid("--min-efficiency", self.frame.min_efficiency, "0.0..=1.0"));
+            return Err(Error::invalid(
+                "--min-efficiency",
+                self.frame.min_efficiency,
+                "0.0..=1.0",
+            ));
         }
         if self.selection.max_params == Some(0) {
             return Err(Error::invalid("--max-params", 0, "a whole number >= 1"));
@@ -235,7 +263,12 @@ impl EncodeOptions {
             max_params: self.selection.max_params,
             sample: self.selection.sample.as_str().to_string(),
             mode: self.frame.mode.as_str().to_string(),
-            method: if self.chunk_encoding { "chunk" } else { "batch" }.to_string(),
+            method: if self.chunk_encoding {
+                "chunk"
+            } else {
+                "batch"
+            }
+            .to_string(),
             max_frame_values: self.frame.max_values,
             min_efficiency: self.frame.min_efficiency,
             pyramid_finest: self.frame.pyramid_finest,
@@ -297,7 +330,13 @@ fn source_dtype(dtype: safetensors::Dtype) -> SourceDtype {
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let s = s.trim_matches('.').to_string();
     if s.len() > 80 {
@@ -350,18 +389,31 @@ fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// Encode `model` into `store`. `cancel` is set by a Ctrl-C handler.
-pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel: &AtomicBool) -> Result<EncodeOutcome> {
+pub fn encode(
+    store: &mut Store,
+    model: &Model,
+    options: &EncodeOptions,
+    cancel: &AtomicBool,
+) -> Result<EncodeOutcome> {
     options.validate()?;
     let started = Instant::now();
     let plan = options.selection.plan(model);
     if plan.total == 0 {
         return Err(Error::model(
             &model.spec,
-            format!("the selection matches no parameters (layers: {})", options.selection.roles_label()),
+            format!(
+                "the selection matches no parameters (layers: {})",
+                options.selection.roles_label()
+            ),
         ));
     }
     let frame_values = options.frame_values();
@@ -405,14 +457,19 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
         encoding_secs: 0.0,
     };
 
-    let work = store.work_dir().join(format!("{}-{key}", sanitize(&model.spec)));
+    let work = store
+        .work_dir()
+        .join(format!("{}-{key}", sanitize(&model.spec)));
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     let lock_path = work.join("lock");
     let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
     if lock.try_lock().is_err() {
         return Err(Error::store(
             store.dir(),
-            format!("another weightreel is encoding '{}' with these settings into this store right now", model.spec),
+            format!(
+                "another weightreel is encoding '{}' with these settings into this store right now",
+                model.spec
+            ),
         ));
     }
 
@@ -425,7 +482,11 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
         width: stream_layout.width,
         height: stream_layout.height,
         planes: planes_for(options.frame.mode, model, &plan),
-        depth: if options.frame.mode == PixelMode::U8 { SampleDepth::Gray8 } else { SampleDepth::Gray16 },
+        depth: if options.frame.mode == PixelMode::U8 {
+            SampleDepth::Gray8
+        } else {
+            SampleDepth::Gray16
+        },
     };
     let mut progress = Progress::new(options.progress, &model.spec, plan.total);
     let mut sink = FrameSink {
@@ -434,7 +495,12 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
         template: &template,
         spec,
         work: &work,
-        tensor_index: template.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i as u32)).collect(),
+        tensor_index: template
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i as u32))
+            .collect(),
         frame_values,
         values: Vec::with_capacity(full_len as usize),
         segments: Vec::new(),
@@ -485,7 +551,11 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
 
     // The final reel: parts' packets copied, with the manifest of every frame (without the
     // pyramid and statistics, which the registry holds).
-    let reel_name = format!("reels/{}-{key}-{}.mkv", sanitize(&model.spec), std::process::id() as u64 * 1_000_000 + (started.elapsed().as_nanos() % 1_000_000) as u64);
+    let reel_name = format!(
+        "reels/{}-{key}-{}.mkv",
+        sanitize(&model.spec),
+        std::process::id() as u64 * 1_000_000 + (started.elapsed().as_nanos() % 1_000_000) as u64
+    );
     let reel_path = store.dir().join(&reel_name);
     let encoding_secs = resumed_secs + started.elapsed().as_secs_f64();
     let mut manifest = template.clone();
@@ -509,7 +579,9 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
         name: model.spec.clone(),
         source_kind: model.origin.kind().into(),
         source: match &model.origin {
-            crate::source::Origin::File { path } | crate::source::Origin::Directory { path } => path.clone(),
+            crate::source::Origin::File { path } | crate::source::Origin::Directory { path } => {
+                path.clone()
+            }
             crate::source::Origin::Cache { path, .. } => path.clone(),
             crate::source::Origin::Hub { endpoint, repo, .. } => format!("{endpoint}/{repo}"),
         },
@@ -517,7 +589,11 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
         commit: model.origin.commit().map(str::to_string),
         format: model.format(),
         model_type: model.config.as_ref().and_then(|c| c.model_type.clone()),
-        architectures: model.config.as_ref().map(|c| c.architectures.clone()).unwrap_or_default(),
+        architectures: model
+            .config
+            .as_ref()
+            .map(|c| c.architectures.clone())
+            .unwrap_or_default(),
         settings,
         totals: Totals {
             params: plan.total,
@@ -534,7 +610,11 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
         created_at: now_rfc3339(),
     };
     let records = parts.iter().flat_map(|part| match part.manifest() {
-        Ok(m) => m.frames.into_iter().map(|f| Ok(frame_record(&f))).collect::<Vec<_>>(),
+        Ok(m) => m
+            .frames
+            .into_iter()
+            .map(|f| Ok(frame_record(&f)))
+            .collect::<Vec<_>>(),
         Err(e) => vec![Err(e)],
     });
     let (id, replaced) = match store.commit_entry(&entry, records) {
@@ -555,7 +635,11 @@ pub fn encode(store: &mut Store, model: &Model, options: &EncodeOptions, cancel:
         reel: reel_path,
         replaced: replaced.is_some(),
         resumed_values,
-        batch_frames: if options.chunk_encoding { 0 } else { frames_total },
+        batch_frames: if options.chunk_encoding {
+            0
+        } else {
+            frames_total
+        },
     })
 }
 
@@ -565,7 +649,10 @@ fn planes_for(mode: PixelMode, model: &Model, plan: &Plan) -> u32 {
         return 1;
     }
     let all_16 = plan.items.iter().all(|i| {
-        matches!(model.tensors[i.tensor].dtype, safetensors::Dtype::F16 | safetensors::Dtype::BF16)
+        matches!(
+            model.tensors[i.tensor].dtype,
+            safetensors::Dtype::F16 | safetensors::Dtype::BF16
+        )
     });
     if all_16 {
         1
@@ -615,19 +702,28 @@ fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(work)
         .map_err(|e| Error::io(work, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "mkv") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "mkv")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        })
         .collect();
     names.sort();
     let mut parts = Vec::new();
     let mut expected_frame = 0u64;
     let mut expected_value = 0u64;
     for path in names {
-        let usable = ReelReader::open(&path).and_then(|r| Manifest::parse(&path, r.metadata_json())).ok().filter(|m| {
-            m.settings_key == template.settings_key
-                && m.commit == template.commit
-                && m.tensors == template.tensors
-                && m.frames.first().is_some_and(|f| f.index == expected_frame && f.first_value == expected_value)
-        });
+        let usable = ReelReader::open(&path)
+            .and_then(|r| Manifest::parse(&path, r.metadata_json()))
+            .ok()
+            .filter(|m| {
+                m.settings_key == template.settings_key
+                    && m.commit == template.commit
+                    && m.tensors == template.tensors
+                    && m.frames.first().is_some_and(|f| {
+                        f.index == expected_frame && f.first_value == expected_value
+                    })
+            });
         match usable {
             Some(m) => {
                 let values: u64 = m.frames.iter().map(|f| f.meta.count).sum();
@@ -690,7 +786,14 @@ impl FrameSink<'_> {
             self.part_started = Instant::now();
         }
         let (writer, frames) = self.part.as_mut().expect("part is open");
-        let planes: Vec<&[u16]> = frame.planes.iter().map(Vec::as_slice).collect();
+        // A lossless frame holding only 16-bit sources has one plane; in a two-plane reel its
+        // second track carries zeros (which FFV1 stores in a few bytes).
+        let zeros;
+        let mut planes: Vec<&[u16]> = frame.planes.iter().map(Vec::as_slice).collect();
+        if (planes.len() as u32) < self.spec.planes {
+            zeros = vec![0u16; frame.meta.layout.area() as usize];
+            planes.resize(self.spec.planes as usize, &zeros);
+        }
         writer.push_frame(frame.meta.layout.width, frame.meta.layout.height, &planes)?;
         let count = self.values.len() as u64;
         frames.push(ReelFrame {
@@ -730,10 +833,13 @@ impl FrameSink<'_> {
 
 impl Sink for FrameSink<'_> {
     fn values(&mut self, tensor: &TensorInfo, start: u64, values: &[f32]) -> Result<bool> {
-        let index = *self
-            .tensor_index
-            .get(&tensor.name)
-            .ok_or_else(|| Error::tensor(&self.model.spec, &tensor.name, "streamed but not in the plan"))?;
+        let index = *self.tensor_index.get(&tensor.name).ok_or_else(|| {
+            Error::tensor(
+                &self.model.spec,
+                &tensor.name,
+                "streamed but not in the plan",
+            )
+        })?;
         let dtype = source_dtype(tensor.dtype);
         let mut offset = 0usize;
         while offset < values.len() {
@@ -742,7 +848,9 @@ impl Sink for FrameSink<'_> {
             let curve_start = self.values.len() as u64;
             let elem = start + offset as u64;
             match self.segments.last_mut() {
-                Some((last, _)) if last.tensor == index && last.start + last.len == elem => last.len += take as u64,
+                Some((last, _)) if last.tensor == index && last.start + last.len == elem => {
+                    last.len += take as u64
+                }
                 _ => self.segments.push((
                     SegmentRef {
                         tensor: index,
@@ -753,14 +861,19 @@ impl Sink for FrameSink<'_> {
                     dtype,
                 )),
             }
-            self.values.extend_from_slice(&values[offset..offset + take]);
+            self.values
+                .extend_from_slice(&values[offset..offset + take]);
             offset += take;
             if self.values.len() as u64 == self.frame_values {
                 self.flush_frame()?;
             }
         }
         let done = self.next_value + self.values.len() as u64;
-        let bytes = self.model.read_stats().bytes.saturating_sub(self.bytes_before);
+        let bytes = self
+            .model
+            .read_stats()
+            .bytes
+            .saturating_sub(self.bytes_before);
         self.progress.update(done, &tensor.name, bytes);
         Ok(true)
     }

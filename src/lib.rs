@@ -13,13 +13,17 @@
 //! | stream | [`stream`] | push-style [`stream::Sink`] fed in bounded pieces, stoppable |
 //! | inspect | [`inspect`] | header-only report of a model and a selection |
 //! | frames | [`frames`] | Hilbert-curve frame layout, u16/lossless/u8 pixels, mean pyramid, statistics |
+//! | reels | [`reel`] | one lossless FFV1 Matroska file per model, with its metadata attached |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
+pub mod decode;
+pub mod encode;
 pub mod error;
 pub mod frames;
 pub mod inspect;
 pub mod progress;
+pub mod reel;
 pub mod report;
 pub mod roles;
 pub mod selection;

@@ -1,17 +1,26 @@
 //! The `weightreel` command line: a thin layer over the library.
 //!
-//! Two forms call the same code: subcommands (`weightreel inspect MODEL`, `encode`, `list`…)
-//! and the user guide's flag form (`weightreel --model M --stream …`, `--list-models`,
-//! `--statistics`, `--models A B …`).
+//! Two forms call the same code: subcommands (`weightreel encode MODEL`, `inspect`, `list`,
+//! `stats`, `decode`, `frames`, `rm`) and the user guide's flag form (`weightreel --model M
+//! --stream …`, `--list-models`, `--statistics`, `--models A B …`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use weightreel::encode::{encode, EncodeOptions, EncodeOutcome, DEFAULT_CHUNK_SIZE};
 use weightreel::error::{Error, Result};
-use weightreel::inspect::Report;
+use weightreel::frames::{FrameOptions, PixelMode, DEFAULT_MAX_FRAME_VALUES};
+use weightreel::inspect::{group, Report};
+use weightreel::progress::ProgressMode;
+use weightreel::report::{models_table, statistics_block};
 use weightreel::selection::{parse_regex, parse_roles, SampleMode, Selection};
 use weightreel::source::{Model, OpenOptions};
+use weightreel::store::{store_dir, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,24 +50,92 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stream-encode models into the store
+    Encode {
+        /// Files, directories or Hub repo ids
+        #[arg(required = true)]
+        models: Vec<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        encode: EncodeArgs,
+    },
+    /// List the models in the store
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the store's statistics
+    Stats {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Decode a reel back to a .safetensors file
+    Decode {
+        /// The reel (.mkv)
+        reel: PathBuf,
+        /// Output .safetensors file
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a reel's frames as 16-bit PNG images
+    Frames {
+        /// The reel (.mkv)
+        reel: PathBuf,
+        /// Directory for the PNG files
+        #[arg(long, value_name = "DIR")]
+        png: PathBuf,
+        /// Colour the frames with a heat map (8-bit RGB) instead of 16-bit grey
+        #[arg(long)]
+        heatmap: bool,
+    },
+    /// Remove a model (all its entries, or one settings key) and its reels from the store
+    Rm {
+        /// Model name as listed
+        name: String,
+        /// Only the entry with this settings key
+        #[arg(long, value_name = "KEY")]
+        settings_key: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// The user guide's flag form.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug)]
 struct GuideArgs {
     /// Model to stream-encode (file, directory or Hub repo id)
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
-    /// Stream the model tensor by tensor (always on; accepted for the guide's commands)
+    /// Several models to encode with the same settings
+    #[arg(long, num_args = 1.., value_name = "MODEL", conflicts_with = "model")]
+    models: Vec<String>,
+    /// Stream the model tensor by tensor (weightreel always streams; accepted for the guide's commands)
     #[arg(long)]
     stream: bool,
+    /// List the models in the store
+    #[arg(long)]
+    list_models: bool,
+    /// Print the store's statistics
+    #[arg(long)]
+    statistics: bool,
+    /// Find stored models most like MODEL (needs the search stage)
+    #[arg(long, value_name = "MODEL")]
+    search_similar: Option<String>,
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
     select: SelectArgs,
+    #[command(flatten)]
+    encode: EncodeArgs,
 }
 
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Debug, Clone)]
 struct SourceArgs {
     /// Branch, tag or commit of a Hub repo
     #[arg(long, default_value = "main", value_name = "REV")]
@@ -83,7 +160,7 @@ impl SourceArgs {
     }
 }
 
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Debug, Clone)]
 struct SelectArgs {
     /// Roles to take: embedding, attention, mlp, norm, head, other, all (aliases: attn, ffn, embeddings, layernorm…)
     #[arg(long, num_args = 1.., value_name = "ROLE")]
@@ -122,6 +199,75 @@ impl SelectArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+struct StoreArgs {
+    /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
+    #[arg(long, visible_alias = "store", value_name = "DIR")]
+    storage_dir: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct EncodeArgs {
+    /// Values per chunk
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE, value_name = "N", allow_hyphen_values = true, value_parser = parse_positive)]
+    chunk_size: u64,
+    /// Encode every chunk as its own frame (default: batch, all values in one frame)
+    #[arg(long)]
+    chunk_encoding: bool,
+    /// Pixel mode: u16 (quantized, default), lossless (bit-exact), u8 (preview quality)
+    #[arg(long, default_value = "u16", value_name = "MODE")]
+    mode: String,
+    /// Refuse frames filled below this ratio
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        value_name = "R",
+        allow_hyphen_values = true
+    )]
+    min_efficiency: f64,
+    /// Largest frame, in values (a power-of-two area; default 4096×4096)
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME_VALUES, value_name = "N", value_parser = parse_positive)]
+    max_frame_values: u64,
+    /// Finest pyramid block side (a power of two)
+    #[arg(long, default_value_t = 8, value_name = "SIDE")]
+    pyramid_finest: u32,
+    /// Also write an 8-bit H.264 preview of the reel
+    #[arg(long, value_name = "FILE.mp4")]
+    preview: Option<PathBuf>,
+    /// Continue an interrupted encode (re-running the same command does too)
+    #[arg(long)]
+    resume: bool,
+    /// No progress display
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl EncodeArgs {
+    fn options(&self, select: &SelectArgs) -> Result<EncodeOptions> {
+        Ok(EncodeOptions {
+            selection: select.selection()?,
+            include: select.include.clone(),
+            exclude: select.exclude.clone(),
+            chunk_size: self.chunk_size,
+            chunk_encoding: self.chunk_encoding,
+            frame: FrameOptions {
+                mode: PixelMode::parse(&self.mode)?,
+                max_values: self.max_frame_values,
+                min_efficiency: self.min_efficiency,
+                pyramid_finest: self.pyramid_finest,
+            },
+            preview: self.preview.clone(),
+            progress: ProgressMode::detect(self.quiet || self.store.json),
+            checkpoint_every: Duration::from_secs(2),
+        })
+    }
+}
+
 /// A whole number ≥ 1, with a message that states the valid range.
 fn parse_positive(text: &str) -> std::result::Result<u64, String> {
     match text.trim().parse::<u64>() {
@@ -131,7 +277,161 @@ fn parse_positive(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Set by Ctrl-C; the encoder stops at the next piece and keeps what is complete.
+fn cancel_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    // If a handler cannot be installed (another one exists), Ctrl-C just kills the process,
+    // which the store survives too.
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: leave at once.
+            std::process::exit(130);
+        }
+    });
+    flag
+}
+
+/// Exit status of an interrupted encode, as shells report Ctrl-C.
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn run_encode(
+    models: &[String],
+    source: &SourceArgs,
+    select: &SelectArgs,
+    args: &EncodeArgs,
+) -> Result<ExitCode> {
+    let options = args.options(select)?;
+    options.validate()?;
+    let dir = store_dir(args.store.storage_dir.as_deref());
+    let mut store = Store::open(&dir)?;
+    let cancel = cancel_flag();
+    let open = source.options();
+    let mut outcomes = Vec::new();
+    for name in models {
+        let model = Model::open(name, &open)?;
+        let outcome = encode(&mut store, &model, &options, &cancel)?;
+        if !args.store.json {
+            print_outcome(&outcome, &options);
+        }
+        let interrupted = matches!(outcome, EncodeOutcome::Interrupted { .. });
+        outcomes.push(outcome);
+        if interrupted {
+            break;
+        }
+    }
+    if args.store.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcomes).expect("outcomes serialize")
+        );
+    }
+    if outcomes
+        .iter()
+        .any(|o| matches!(o, EncodeOutcome::Interrupted { .. }))
+    {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
+    match outcome {
+        EncodeOutcome::Completed {
+            entry,
+            reel,
+            replaced,
+            resumed_values,
+            batch_frames,
+            ..
+        } => {
+            let t = &entry.totals;
+            println!("✅ Encoded {}", entry.name);
+            println!("Total Parameters: {}", group(t.params));
+            println!(
+                "Chunks: {} of {} values ({} frame{}, {} mode)",
+                group(t.chunks),
+                group(options.chunk_size),
+                group(t.frames),
+                if t.frames == 1 { "" } else { "s" },
+                entry.settings.method
+            );
+            if *batch_frames > 1 {
+                println!(
+                    "Batch split: {} values exceed the {}-value frame cap, so the batch was split into {} frames",
+                    group(t.params),
+                    group(options.frame.max_values),
+                    batch_frames
+                );
+            }
+            println!("Encoding Time: {:.2}s", t.encoding_secs);
+            println!(
+                "Processing Rate: {} params/s",
+                group(t.params_per_sec as u64)
+            );
+            if *resumed_values > 0 {
+                println!(
+                    "Resumed: {} values came from the interrupted run",
+                    group(*resumed_values)
+                );
+            }
+            println!(
+                "Reel: {} ({} bytes){}",
+                reel.display(),
+                group(t.reel_bytes),
+                if *replaced {
+                    ", replacing the earlier entry with the same settings"
+                } else {
+                    ""
+                }
+            );
+        }
+        EncodeOutcome::Interrupted {
+            frames,
+            values,
+            total,
+            work_dir,
+        } => {
+            eprintln!(
+                "Interrupted: kept {} of {} values ({} complete frames) in {}; run the same command again (or add --resume) to continue",
+                group(*values),
+                group(*total),
+                frames,
+                work_dir.display()
+            );
+        }
+    }
+}
+
+fn run_list(args: &StoreArgs) -> Result<()> {
+    let store = Store::open(&store_dir(args.storage_dir.as_deref()))?;
+    let entries = store.list()?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).expect("entries serialize")
+        );
+    } else {
+        print!("{}", models_table(&entries));
+    }
+    Ok(())
+}
+
+fn run_stats(args: &StoreArgs) -> Result<()> {
+    let store = Store::open(&store_dir(args.storage_dir.as_deref()))?;
+    let stats = store.stats()?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).expect("stats serialize")
+        );
+    } else {
+        print!("{}", statistics_block(&stats));
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Inspect {
             model,
@@ -150,31 +450,91 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", report.to_text());
             }
-            Ok(())
         }
-        None => run_guide(cli.guide),
+        Some(Command::Encode {
+            models,
+            source,
+            select,
+            encode,
+        }) => return run_encode(&models, &source, &select, &encode),
+        Some(Command::List { store }) => run_list(&store)?,
+        Some(Command::Stats { store }) => run_stats(&store)?,
+        Some(Command::Decode { reel, out, json }) => {
+            let summary = weightreel::decode::decode_reel(&reel, &out)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).expect("summary serializes")
+                );
+            } else {
+                println!(
+                    "Decoded {} tensors ({} whole, {} sampled) with {} values from {} frames into {}",
+                    summary.tensors,
+                    summary.whole,
+                    summary.sampled,
+                    group(summary.values),
+                    summary.frames_read,
+                    out.display()
+                );
+            }
+        }
+        Some(Command::Frames { reel, png, heatmap }) => {
+            let files = weightreel::reel::write_png_frames(&reel, &png, heatmap)?;
+            println!("Wrote {} PNG frames into {}", files.len(), png.display());
+        }
+        Some(Command::Rm {
+            name,
+            settings_key,
+            store,
+        }) => {
+            let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
+            let removed = s.remove(&name, settings_key.as_deref())?;
+            if removed == 0 {
+                return Err(Error::store(s.dir(), format!("no model named '{name}'")));
+            }
+            println!(
+                "Removed {removed} entr{} of {name}",
+                if removed == 1 { "y" } else { "ies" }
+            );
+        }
+        None => return run_guide(cli.guide),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn run_guide(guide: GuideArgs) -> Result<()> {
-    match guide.model {
-        Some(_) => Err(Error::invalid(
-            "--model",
-            "",
-            "a subcommand; encoding is not built yet",
-        )),
-        None => Err(Error::invalid(
-            "arguments",
-            "(none)",
-            "a subcommand (inspect) or --model M --stream; see --help",
-        )),
+fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
+    if let Some(model) = &guide.search_similar {
+        return Err(Error::model(
+            model,
+            "--search-similar needs the similarity search stage, which this weightreel does not have yet",
+        ));
     }
+    if guide.list_models {
+        run_list(&guide.encode.store)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if guide.statistics {
+        run_stats(&guide.encode.store)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let models: Vec<String> = match (&guide.model, guide.models.is_empty()) {
+        (Some(m), _) => vec![m.clone()],
+        (None, false) => guide.models.clone(),
+        (None, true) => {
+            return Err(Error::invalid(
+                "arguments",
+                "(none)",
+                "a subcommand (encode, inspect, list, stats, decode, frames, rm) or --model M --stream, --models A B, --list-models, --statistics; see --help",
+            ))
+        }
+    };
+    run_encode(&models, &guide.source, &guide.select, &guide.encode)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             // One line: the error names the thing and the problem.
             let text = err.to_string().replace('\n', " ");

@@ -29,7 +29,13 @@ impl Guide {
         let server = HubServer::start();
         let tmp = tempfile::tempdir().unwrap();
         for (i, repo) in GUIDE_REPOS.iter().enumerate() {
-            serve_arch(&server, &tmp.path().join("repos"), repo, DIMS, 100 + i as u64);
+            serve_arch(
+                &server,
+                &tmp.path().join("repos"),
+                repo,
+                DIMS,
+                100 + i as u64,
+            );
         }
         std::fs::create_dir_all(tmp.path().join("work")).unwrap();
         Guide { server, tmp }
@@ -70,7 +76,11 @@ impl Guide {
     fn fails(&self, args: &str) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!out.status.success(), "{args}: should fail, stdout: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "{args}: should fail, stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(!stderr.contains("panicked"), "{args}: panicked: {stderr}");
         stderr
     }
@@ -89,14 +99,24 @@ fn ok_output(args: &str, out: Output) -> String {
 
 /// The reel path an encode printed.
 fn reel_of(stdout: &str) -> PathBuf {
-    let line = stdout.lines().find(|l| l.starts_with("Reel: ")).expect("a Reel line");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Reel: "))
+        .expect("a Reel line");
     PathBuf::from(line["Reel: ".len()..].split(" (").next().unwrap())
 }
 
 /// Roles of the tensors a reel holds, by decoding it.
 fn roles_in_reel(g: &Guide, reel: &Path) -> BTreeSet<Role> {
-    let out = g.tmp.path().join(format!("decoded-{}.safetensors", reel.file_stem().unwrap().to_string_lossy()));
-    g.ok(&format!("decode {} --out {}", reel.display(), out.display()));
+    let out = g.tmp.path().join(format!(
+        "decoded-{}.safetensors",
+        reel.file_stem().unwrap().to_string_lossy()
+    ));
+    g.ok(&format!(
+        "decode {} --out {}",
+        reel.display(),
+        out.display()
+    ));
     let bytes = std::fs::read(&out).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.names()
@@ -119,10 +139,16 @@ fn basic_streaming() {
     let g = Guide::new();
     let out = g.ok("--model distilbert-base-uncased --stream --max-params 50000 --chunk-size 5000");
     assert_eq!(line_value(&out, "Total Parameters:"), "50,000");
-    assert!(line_value(&out, "Chunks:").starts_with("10 of 5,000 values (1 frame, batch"), "{out}");
+    assert!(
+        line_value(&out, "Chunks:").starts_with("10 of 5,000 values (1 frame, batch"),
+        "{out}"
+    );
     let out = g.ok("--model bert-large-uncased --stream --max-params 100000 --chunk-size 10000");
     assert_eq!(line_value(&out, "Total Parameters:"), "100,000");
-    assert!(line_value(&out, "Chunks:").starts_with("10 of 10,000 values"), "{out}");
+    assert!(
+        line_value(&out, "Chunks:").starts_with("10 of 10,000 values"),
+        "{out}"
+    );
     // Both went into the default store in the working directory.
     let stats = g.ok("--statistics");
     assert_eq!(line_value(&stats, "Encoded Models:"), "2");
@@ -142,12 +168,26 @@ fn layer_specific_analysis_selects_the_right_roles() {
     ];
     for (args, roles) in cases {
         let out = g.ok(args);
-        let limit: u64 = args.split("--max-params ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-        let total: u64 = line_value(&out, "Total Parameters:").replace(',', "").parse().unwrap();
+        let limit: u64 = args
+            .split("--max-params ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let total: u64 = line_value(&out, "Total Parameters:")
+            .replace(',', "")
+            .parse()
+            .unwrap();
         assert_eq!(total, limit, "{args}");
         let found = roles_in_reel(&g, &g.cwd().join(reel_of(&out)));
         let expected: BTreeSet<Role> = roles.iter().copied().collect();
-        assert_eq!(found, expected, "{args}: every selected role present, no other");
+        assert_eq!(
+            found, expected,
+            "{args}: every selected role present, no other"
+        );
     }
 }
 
@@ -155,17 +195,36 @@ fn layer_specific_analysis_selects_the_right_roles() {
 fn chunk_and_batch_encoding() {
     let g = Guide::new();
     let chunk = g.ok("--model distilbert-base-uncased --stream --chunk-encoding --chunk-size 8000 --max-params 40000");
-    assert!(line_value(&chunk, "Chunks:").starts_with("5 of 8,000 values (5 frames, chunk"), "{chunk}");
-    let batch = g.ok("--model distilbert-base-uncased --stream --max-params 40000 --chunk-size 8000");
-    assert!(line_value(&batch, "Chunks:").starts_with("5 of 8,000 values (1 frame, batch"), "{batch}");
+    assert!(
+        line_value(&chunk, "Chunks:").starts_with("5 of 8,000 values (5 frames, chunk"),
+        "{chunk}"
+    );
+    let batch =
+        g.ok("--model distilbert-base-uncased --stream --max-params 40000 --chunk-size 8000");
+    assert!(
+        line_value(&batch, "Chunks:").starts_with("5 of 8,000 values (1 frame, batch"),
+        "{batch}"
+    );
     // Different settings: two entries, not an overwrite.
     let list = g.ok("--list-models");
-    assert_eq!(list.lines().filter(|l| l.starts_with("distilbert-base-uncased")).count(), 2, "{list}");
+    assert_eq!(
+        list.lines()
+            .filter(|l| l.starts_with("distilbert-base-uncased"))
+            .count(),
+        2,
+        "{list}"
+    );
     assert!(list.contains("chunk") && list.contains("batch"), "{list}");
     // The same command again replaces its own entry.
     g.ok("--model distilbert-base-uncased --stream --max-params 40000 --chunk-size 8000");
     let list = g.ok("--list-models");
-    assert_eq!(list.lines().filter(|l| l.starts_with("distilbert-base-uncased")).count(), 2, "{list}");
+    assert_eq!(
+        list.lines()
+            .filter(|l| l.starts_with("distilbert-base-uncased"))
+            .count(),
+        2,
+        "{list}"
+    );
 }
 
 #[test]
@@ -190,21 +249,32 @@ fn real_world_scenarios_and_monitoring() {
     let lines: Vec<&str> = stats.lines().collect();
     assert_eq!(lines.len(), expected_labels.len(), "{stats}");
     for (line, expected) in lines.iter().zip(expected_labels) {
-        assert!(line.starts_with(expected), "{line:?} should start with {expected:?}\n{stats}");
+        assert!(
+            line.starts_with(expected),
+            "{line:?} should start with {expected:?}\n{stats}"
+        );
     }
     assert!(lines[5].ends_with('s'), "{stats}");
     let list = g.ok("--list-models --storage-dir gpt_family");
     for model in ["gpt2", "distilgpt2", "microsoft/DialoGPT-medium"] {
-        assert!(list.lines().any(|l| l.starts_with(model) && l.contains("40,000") && l.contains("batch") && l.contains("u16")), "{model}:\n{list}");
+        assert!(
+            list.lines().any(|l| l.starts_with(model)
+                && l.contains("40,000")
+                && l.contains("batch")
+                && l.contains("u16")),
+            "{model}:\n{list}"
+        );
     }
     let stats = g.ok("--statistics --storage-dir bert_large_analysis");
     assert_eq!(line_value(&stats, "Total Chunks:"), "10");
     assert_eq!(line_value(&stats, "Chunk Size:"), "7,500");
     // JSON for machines.
-    let json: serde_json::Value = serde_json::from_str(&g.ok("--statistics --storage-dir gpt_family --json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&g.ok("--statistics --storage-dir gpt_family --json")).unwrap();
     assert_eq!(json["encoded_models"], 3);
     assert_eq!(json["total_parameters"], 120_000);
-    let json: serde_json::Value = serde_json::from_str(&g.ok("list --storage-dir gpt_family --json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&g.ok("list --storage-dir gpt_family --json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
 }
 
@@ -213,14 +283,22 @@ fn complete_workflow_example() {
     let g = Guide::new();
     let dir = g.cwd().join("transformer_family_analysis");
     std::fs::create_dir(&dir).unwrap();
-    for model in ["bert-base-uncased", "distilbert-base-uncased", "roberta-base"] {
+    for model in [
+        "bert-base-uncased",
+        "distilbert-base-uncased",
+        "roberta-base",
+    ] {
         g.ok_in(&dir, &format!("--model {model} --stream --max-params 40000 --chunk-size 8000 --storage-dir bert_models"));
     }
     for model in ["gpt2", "distilgpt2"] {
         g.ok_in(&dir, &format!("--model {model} --stream --max-params 40000 --chunk-size 8000 --storage-dir gpt_models"));
     }
     let list = g.ok_in(&dir, "--list-models --storage-dir bert_models");
-    assert_eq!(list.lines().filter(|l| l.contains("40,000")).count(), 3, "{list}");
+    assert_eq!(
+        list.lines().filter(|l| l.contains("40,000")).count(),
+        3,
+        "{list}"
+    );
     let stats = g.ok_in(&dir, "--statistics --storage-dir bert_models");
     assert_eq!(line_value(&stats, "Encoded Models:"), "3");
     assert_eq!(line_value(&stats, "Total Parameters:"), "120,000");
@@ -245,7 +323,10 @@ fn efficiency_troubleshooting_case() {
     g.ok("--model gpt2 --stream --chunk-encoding --chunk-size 5000 --max-params 20000");
     // ...and refused, in the guide's words, when the user asks for more.
     let err = g.fails("--model gpt2 --stream --chunk-encoding --chunk-size 5000 --max-params 20000 --min-efficiency 0.7");
-    assert!(err.contains("Efficiency ratio 0.61 is below minimum 0.7"), "{err}");
+    assert!(
+        err.contains("Efficiency ratio 0.61 is below minimum 0.7"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -254,25 +335,54 @@ fn bad_flags_give_clear_errors_and_leave_the_store_alone() {
     g.ok("--model gpt2 --stream --max-params 40000 --chunk-size 8000");
     let before = g.ok("--list-models --json");
     let cases: &[(&str, &[&str])] = &[
-        ("--model gpt2 --stream --chunk-size 0", &["--chunk-size", ">= 1"]),
-        ("--model gpt2 --stream --max-params -1", &["--max-params", "-1", ">= 1"]),
-        ("--model gpt2 --stream --layers transformer", &["'transformer'", "attention", "mlp", "embedding"]),
-        ("--model gpt2 --stream --mode jpeg", &["--mode", "u16", "lossless"]),
-        ("--model gpt2 --stream --min-efficiency 1.5", &["--min-efficiency", "0.0..=1.0"]),
+        (
+            "--model gpt2 --stream --chunk-size 0",
+            &["--chunk-size", ">= 1"],
+        ),
+        (
+            "--model gpt2 --stream --max-params -1",
+            &["--max-params", "-1", ">= 1"],
+        ),
+        (
+            "--model gpt2 --stream --layers transformer",
+            &["'transformer'", "attention", "mlp", "embedding"],
+        ),
+        (
+            "--model gpt2 --stream --mode jpeg",
+            &["--mode", "u16", "lossless"],
+        ),
+        (
+            "--model gpt2 --stream --min-efficiency 1.5",
+            &["--min-efficiency", "0.0..=1.0"],
+        ),
         ("--model no-such-model --stream", &["no-such-model", "404"]),
         ("--model ../etc/passwd --stream", &["../etc/passwd"]),
-        ("--model gpt2 --stream --sample random", &["--sample", "stratified", "head"]),
+        (
+            "--model gpt2 --stream --sample random",
+            &["--sample", "stratified", "head"],
+        ),
     ];
     for (args, words) in cases {
         let err = g.fails(args);
         let text = err.trim();
-        assert_eq!(text.lines().filter(|l| l.starts_with("error")).count(), 1, "{args}: {err}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{args}: {err}"
+        );
         for word in *words {
             assert!(text.contains(word), "{args}: missing {word:?} in {err}");
         }
     }
     std::fs::write(g.cwd().join("a-file"), b"not a directory").unwrap();
     let err = g.fails("--model gpt2 --stream --storage-dir a-file");
-    assert!(err.contains("a-file") && err.contains("not a directory"), "{err}");
-    assert_eq!(g.ok("--list-models --json"), before, "the store is unchanged");
+    assert!(
+        err.contains("a-file") && err.contains("not a directory"),
+        "{err}"
+    );
+    assert_eq!(
+        g.ok("--list-models --json"),
+        before,
+        "the store is unchanged"
+    );
 }

@@ -38,7 +38,7 @@ impl PixelMode {
             "lossless" => Ok(PixelMode::Lossless),
             "u8" => Ok(PixelMode::U8),
             other => Err(Error::invalid(
-                "--pixel-mode",
+                "--mode",
                 format!("'{other}'"),
                 "u16, lossless, u8",
             )),
@@ -380,7 +380,7 @@ mod tests {
         let err = PixelMode::parse("f32").unwrap_err().to_string();
         assert_eq!(
             err,
-            "invalid --pixel-mode 'f32' (expected u16, lossless, u8)"
+            "invalid --mode 'f32' (expected u16, lossless, u8)"
         );
         assert_eq!(
             serde_json::to_string(&SourceDtype::BF16).unwrap(),

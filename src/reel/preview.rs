@@ -1,0 +1,221 @@
+//! Views of a reel for people: an H.264 `.mp4` browsers play, and one PNG per frame.
+//!
+//! Both show track 0 only (the high half for two-plane reels) and both are lossy or reduced
+//! views: the reel itself stays the lossless record. Frames are read through [`ReelReader`],
+//! so every frame is CRC-checked on the way.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next::codec::{self, encoder};
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::{format, frame, Dictionary, Packet, Rational};
+
+use super::{ff, ReelReader, SampleDepth, FRAME_RATE};
+use crate::error::{Error, Result};
+
+/// The top 8 bits of a sample: what the 8-bit views show.
+fn to_u8(depth: SampleDepth, v: u16) -> u8 {
+    match depth {
+        SampleDepth::Gray16 => (v >> 8) as u8,
+        SampleDepth::Gray8 => v.min(255) as u8,
+    }
+}
+
+/// Write an 8-bit H.264 preview (libx264, yuv420p, dimensions rounded up to even) of track 0
+/// of `reel` to `out_mp4`. Each frame is shown at its logical size in the top-left corner of
+/// the reel's full resolution, on black. The file appears at `out_mp4` only when complete.
+pub fn write_preview_h264(reel: &Path, out_mp4: &Path) -> Result<()> {
+    let mut reader = ReelReader::open(reel)?;
+    let tmp = {
+        let mut s = out_mp4.as_os_str().to_owned();
+        s.push(".tmp");
+        PathBuf::from(s)
+    };
+    let result = encode_h264(&mut reader, &tmp, out_mp4);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()> {
+    let spec = reader.spec();
+    let bad = |problem: String| Error::reel(out_mp4, problem);
+    let (w, h) = ((spec.width + 1) & !1, (spec.height + 1) & !1);
+    let codec = encoder::find_by_name("libx264")
+        .ok_or_else(|| bad("this FFmpeg has no libx264 encoder".into()))?;
+    let mut octx =
+        format::output_as(&tmp, "mp4").map_err(|e| bad(format!("cannot create ({e})")))?;
+    let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| bad(ff(e)))?;
+    enc.set_width(w);
+    enc.set_height(h);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(Rational::new(1, FRAME_RATE));
+    enc.set_frame_rate(Some(Rational::new(FRAME_RATE, 1)));
+    if global {
+        enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut opts = Dictionary::new();
+    opts.set("preset", "veryfast");
+    opts.set("crf", "18");
+    let mut enc = enc
+        .open_with(opts)
+        .map_err(|e| bad(format!("cannot start libx264 ({e})")))?;
+    {
+        let mut st = octx.add_stream(codec).map_err(|e| bad(ff(e)))?;
+        st.set_parameters(&enc);
+        st.set_time_base(Rational::new(1, FRAME_RATE));
+    }
+    let mut opts = Dictionary::new();
+    // The index up front lets a browser start playing before the whole file has arrived.
+    opts.set("movflags", "+faststart");
+    octx.write_header_with(opts)
+        .map_err(|e| bad(format!("cannot write the header ({e})")))?;
+    let base = octx
+        .stream(0)
+        .map(|s| s.time_base())
+        .unwrap_or(Rational::new(1, 1000));
+    let write =
+        |enc: &mut encoder::video::Encoder, octx: &mut format::context::Output| -> Result<()> {
+            let mut packet = Packet::empty();
+            while enc.receive_packet(&mut packet).is_ok() {
+                packet.set_stream(0);
+                // libx264 leaves durations unset; without them mp4's edit list drops the last frame.
+                packet.set_duration(1);
+                packet.rescale_ts(Rational::new(1, FRAME_RATE), base);
+                packet
+                    .write_interleaved(octx)
+                    .map_err(|e| bad(format!("cannot write a packet ({e})")))?;
+            }
+            Ok(())
+        };
+    for index in 0..reader.frame_count() {
+        let Some(entry) = reader.frame_entry(index) else {
+            break;
+        };
+        let planes = reader.read_frame(index, entry.width, entry.height)?;
+        let mut picture = frame::Video::new(Pixel::YUV420P, w, h);
+        // Limited-range luma: 16 is black, 235 white; chroma 128 is grey.
+        picture.data_mut(0).fill(16);
+        picture.data_mut(1).fill(128);
+        picture.data_mut(2).fill(128);
+        let stride = picture.stride(0);
+        let luma = picture.data_mut(0);
+        for (y, row) in planes[0].chunks_exact(entry.width as usize).enumerate() {
+            for (o, &v) in luma[y * stride..].iter_mut().zip(row) {
+                *o = 16 + ((u32::from(to_u8(spec.depth, v)) * 219 + 127) / 255) as u8;
+            }
+        }
+        picture.set_pts(Some(index as i64));
+        enc.send_frame(&picture)
+            .map_err(|e| bad(format!("frame {index}: libx264 failed ({e})")))?;
+        write(&mut enc, &mut octx)?;
+    }
+    enc.send_eof()
+        .map_err(|e| bad(format!("libx264 flush failed ({e})")))?;
+    write(&mut enc, &mut octx)?;
+    octx.write_trailer()
+        .map_err(|e| bad(format!("cannot write the trailer ({e})")))?;
+    drop(octx);
+    fs::rename(tmp, out_mp4).map_err(|e| Error::io(out_mp4, e))
+}
+
+/// Viridis-like colour ramp: linear between nine anchors of matplotlib's viridis.
+fn heat_lut() -> [[u8; 3]; 256] {
+    const ANCHORS: [[f32; 3]; 9] = [
+        [68.0, 1.0, 84.0],
+        [71.0, 45.0, 123.0],
+        [59.0, 82.0, 139.0],
+        [44.0, 114.0, 142.0],
+        [33.0, 145.0, 140.0],
+        [40.0, 174.0, 128.0],
+        [94.0, 201.0, 98.0],
+        [173.0, 220.0, 48.0],
+        [253.0, 231.0, 37.0],
+    ];
+    let mut lut = [[0u8; 3]; 256];
+    for (i, out) in lut.iter_mut().enumerate() {
+        let t = i as f32 / 255.0 * 8.0;
+        let k = (t as usize).min(7);
+        let f = t - k as f32;
+        for c in 0..3 {
+            let v = ANCHORS[k][c] + (ANCHORS[k + 1][c] - ANCHORS[k][c]) * f;
+            out[c] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    lut
+}
+
+/// Write one PNG per frame of track 0 of `reel` into `dir` (created if needed), named
+/// `frame_000000.png` and so on, at each frame's logical size. Plain PNGs are 16-bit grayscale
+/// (8-bit reels are scaled by 257 to span the range); with `heatmap` they are 8-bit RGB through
+/// a viridis-like colour ramp of the top 8 bits. Returns the files written, in frame order.
+pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<PathBuf>> {
+    let mut reader = ReelReader::open(reel)?;
+    let depth = reader.spec().depth;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let codec = encoder::find(codec::Id::PNG)
+        .ok_or_else(|| Error::reel(reel, "this FFmpeg has no PNG encoder"))?;
+    let lut = heat_lut();
+    let mut written = Vec::new();
+    for index in 0..reader.frame_count() {
+        let Some(entry) = reader.frame_entry(index) else {
+            break;
+        };
+        let planes = reader.read_frame(index, entry.width, entry.height)?;
+        let out = dir.join(format!("frame_{index:06}.png"));
+        let bad = |problem: String| Error::reel(&out, problem);
+        let pixel = if heatmap {
+            Pixel::RGB24
+        } else {
+            Pixel::GRAY16BE
+        };
+        let mut enc = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(|e| bad(ff(e)))?;
+        enc.set_width(entry.width);
+        enc.set_height(entry.height);
+        enc.set_format(pixel);
+        enc.set_time_base(Rational::new(1, FRAME_RATE));
+        let mut enc = enc
+            .open()
+            .map_err(|e| bad(format!("cannot start the PNG encoder ({e})")))?;
+        let mut picture = frame::Video::new(pixel, entry.width, entry.height);
+        let stride = picture.stride(0);
+        let data = picture.data_mut(0);
+        for (y, row) in planes[0].chunks_exact(entry.width as usize).enumerate() {
+            let line = &mut data[y * stride..];
+            if heatmap {
+                for (o, &v) in line.chunks_exact_mut(3).zip(row) {
+                    o.copy_from_slice(&lut[usize::from(to_u8(depth, v))]);
+                }
+            } else {
+                for (o, &v) in line.chunks_exact_mut(2).zip(row) {
+                    let v = if depth == SampleDepth::Gray8 {
+                        v.saturating_mul(257)
+                    } else {
+                        v
+                    };
+                    o.copy_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        picture.set_pts(Some(0));
+        enc.send_frame(&picture)
+            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+        enc.send_eof()
+            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+        let mut packet = Packet::empty();
+        enc.receive_packet(&mut packet)
+            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+        fs::write(&out, packet.data().unwrap_or(&[])).map_err(|e| Error::io(&out, e))?;
+        written.push(out);
+    }
+    Ok(written)
+}

@@ -1,0 +1,368 @@
+//! [`ReelReader`]: open a reel, check its envelope and tracks, decode frames on demand.
+//!
+//! Reading frames in order decodes each packet once and seeks never. A jump backwards or more
+//! than [`SEEK_AHEAD`] frames forward seeks through the Matroska cues; since every frame is
+//! intra, the packets between the seek point and the wanted frame are skipped undecoded.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next::codec::{self, decoder, threading};
+use ffmpeg_next::util::mathematics::Rescale;
+use ffmpeg_next::{ffi, format, frame, media, Packet, Rational};
+
+use super::envelope::{self, Envelope};
+use super::{
+    attachment, damage, init, planes_crc32, FrameEntry, ReelSpec, SampleDepth, FRAME_RATE,
+};
+use crate::error::{Error, Result};
+
+/// Forward jumps up to this many frames read through instead of seeking.
+pub const SEEK_AHEAD: u64 = 8;
+
+/// Packets held for one track while looking for another track's packet; more means the
+/// tracks are not interleaved as written (corrupt file).
+const MAX_PENDING: usize = 64;
+
+/// Open a demuxer on `path` without probing packets (`avformat_find_stream_info`): Matroska
+/// track headers already say everything the reader checks, and a reel with no frames has no
+/// packets to probe.
+pub(super) fn open_input(path: &Path) -> std::result::Result<format::context::Input, String> {
+    let name = path.to_str().ok_or("the path is not valid UTF-8")?;
+    let name = CString::new(name).map_err(|_| "the path contains a NUL byte")?;
+    let mut ps: *mut ffi::AVFormatContext = std::ptr::null_mut();
+    // SAFETY: `ps` starts null as avformat_open_input requires; on success it owns a context
+    // that Input::wrap takes over (and closes on drop); on failure FFmpeg frees it itself.
+    unsafe {
+        match ffi::avformat_open_input(
+            &mut ps,
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+        ) {
+            0 => Ok(format::context::Input::wrap(ps)),
+            e => Err(ffmpeg_next::Error::from(e).to_string()),
+        }
+    }
+}
+
+/// An open reel.
+pub struct ReelReader {
+    path: PathBuf,
+    input: format::context::Input,
+    env: Envelope,
+    /// One decoder per track, track 0 first.
+    decoders: Vec<decoder::Video>,
+    /// Input stream index of each track.
+    streams: Vec<usize>,
+    /// Time base of each track's packets.
+    bases: Vec<Rational>,
+    /// The frame the demuxer would deliver next when reading in order.
+    next: u64,
+    /// Packets read ahead, per track, with their frame index.
+    pending: Vec<VecDeque<(u64, Packet)>>,
+}
+
+impl ReelReader {
+    /// Open `path`, verifying the metadata envelope (magic, version, CRC32s) and that its video
+    /// tracks match the recorded spec.
+    pub fn open(path: &Path) -> Result<ReelReader> {
+        init();
+        let bad = |problem: String| Error::reel(path, problem);
+        // A plain open first, so that a missing or unreadable file gets the OS's message.
+        std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let input =
+            open_input(path).map_err(|e| bad(format!("not a readable Matroska file ({e})")))?;
+        let name = input.format().name().to_string();
+        if !name.split(',').any(|n| n == "matroska") {
+            return Err(bad(format!("not a Matroska file (it reads as '{name}')")));
+        }
+        let bytes = attachment::find(&input).ok_or_else(|| {
+            bad("has no weightreel metadata attachment (not a reel, or truncated)".into())
+        })?;
+        let env = envelope::decode(&bytes).map_err(bad)?;
+        let spec = env.spec;
+        for (i, f) in env.frames.iter().enumerate() {
+            if f.width == 0 || f.height == 0 || f.width > spec.width || f.height > spec.height {
+                return Err(bad(format!(
+                    "frame {i} is recorded as {}x{}, outside the reel's size",
+                    f.width, f.height
+                )));
+            }
+        }
+        let mut decoders = Vec::new();
+        let mut streams = Vec::new();
+        let mut bases = Vec::new();
+        for st in input
+            .streams()
+            .filter(|s| s.parameters().medium() == media::Type::Video)
+        {
+            let track = streams.len();
+            let par = st.parameters();
+            if par.id() != codec::Id::FFV1 {
+                return Err(bad(format!("track {track} is {:?}, not FFV1", par.id())));
+            }
+            let mut ctx =
+                codec::context::Context::from_parameters(par).map_err(|e| bad(e.to_string()))?;
+            ctx.set_threading(threading::Config {
+                kind: threading::Type::Slice,
+                ..Default::default()
+            });
+            let mut dec = ctx.decoder();
+            // Slice CRCs are only verified when asked; EXPLODE turns damage into an error.
+            dec.check(decoder::Check::CRC | decoder::Check::EXPLODE);
+            dec.set_packet_time_base(st.time_base());
+            let dec = dec
+                .video()
+                .map_err(|e| bad(format!("track {track}: cannot open the FFV1 decoder ({e})")))?;
+            // The pixel format is only known once a frame is decoded; `decode` checks it.
+            if dec.width() != spec.width || dec.height() != spec.height {
+                return Err(bad(format!(
+                    "track {track} is {}x{}, the metadata says {}x{}",
+                    dec.width(),
+                    dec.height(),
+                    spec.width,
+                    spec.height
+                )));
+            }
+            decoders.push(dec);
+            streams.push(st.index());
+            bases.push(st.time_base());
+        }
+        if streams.len() != spec.planes as usize {
+            return Err(bad(format!(
+                "has {} video tracks, the metadata says {}",
+                streams.len(),
+                spec.planes
+            )));
+        }
+        let pending = (0..streams.len()).map(|_| VecDeque::new()).collect();
+        Ok(ReelReader {
+            path: path.to_path_buf(),
+            input,
+            env,
+            decoders,
+            streams,
+            bases,
+            next: 0,
+            pending,
+        })
+    }
+
+    /// The caller's metadata, byte for byte as given to [`super::ReelWriter::finish`].
+    pub fn metadata_json(&self) -> &[u8] {
+        &self.env.json
+    }
+
+    /// The reel's shape.
+    pub fn spec(&self) -> ReelSpec {
+        self.env.spec
+    }
+
+    /// Frames in the reel.
+    pub fn frame_count(&self) -> u64 {
+        self.env.frames.len() as u64
+    }
+
+    /// Logical size and CRC32 of frame `index`, if it exists.
+    pub fn frame_entry(&self, index: u64) -> Option<FrameEntry> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.env.frames.get(i))
+            .copied()
+    }
+
+    /// The reel's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Decode frame `index` (0-based), cropped to `width` x `height`, which must be the size it
+    /// was written with. Returns one `Vec` per plane, row-major. The decoded planes are checked
+    /// against the CRC32 stored when the frame was written.
+    pub fn read_frame(&mut self, index: u64, width: u32, height: u32) -> Result<Vec<Vec<u16>>> {
+        let entry = self.frame_entry(index).ok_or_else(|| {
+            Error::reel(
+                &self.path,
+                format!(
+                    "frame {index} does not exist (the reel has {} frames)",
+                    self.frame_count()
+                ),
+            )
+        })?;
+        if (entry.width, entry.height) != (width, height) {
+            return Err(Error::reel(
+                &self.path,
+                format!(
+                    "frame {index} is {}x{}, not {width}x{height}",
+                    entry.width, entry.height
+                ),
+            ));
+        }
+        if index < self.next || index > self.next + SEEK_AHEAD {
+            self.seek(index)?;
+        }
+        // Whatever happens below, the demuxer has moved past the frames before `index`.
+        self.next = index + 1;
+        let mut planes = Vec::with_capacity(self.streams.len());
+        for track in 0..self.streams.len() {
+            let packet = self.packet_for(track, index)?;
+            let picture = self.decode(track, index, &packet)?;
+            planes.push(self.crop(&picture, width, height));
+        }
+        if planes_crc32(&planes) != entry.crc32 {
+            return Err(Error::reel(
+                &self.path,
+                format!("frame {index} does not match its stored CRC32 (corrupt data)"),
+            ));
+        }
+        Ok(planes)
+    }
+
+    /// Reposition the demuxer at or before frame `index`.
+    fn seek(&mut self, index: u64) -> Result<()> {
+        let micros =
+            (index as i64).rescale(Rational::new(1, FRAME_RATE), Rational::new(1, 1_000_000));
+        self.input
+            // ffmpeg-next passes a `..end` range as max_ts, so this lands at or before `micros`.
+            .seek(micros, ..micros)
+            .map_err(|e| Error::reel(&self.path, format!("frame {index}: cannot seek ({e})")))?;
+        for q in &mut self.pending {
+            q.clear();
+        }
+        for d in &mut self.decoders {
+            d.flush();
+        }
+        Ok(())
+    }
+
+    /// The packet of frame `index` on `track`, reading ahead as needed.
+    fn packet_for(&mut self, track: usize, index: u64) -> Result<Packet> {
+        loop {
+            let q = &mut self.pending[track];
+            while q.front().is_some_and(|(i, _)| *i < index) {
+                q.pop_front();
+            }
+            if let Some((i, _)) = q.front() {
+                if *i > index {
+                    return Err(Error::reel(
+                        &self.path,
+                        format!("frame {index} is missing from track {track}"),
+                    ));
+                }
+                if let Some((_, p)) = q.pop_front() {
+                    return Ok(p);
+                }
+            }
+            let mut packet = Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) => {}
+                Err(ffmpeg_next::Error::Eof) => {
+                    return Err(Error::reel(
+                        &self.path,
+                        format!("frame {index} is missing (truncated reel?)"),
+                    ));
+                }
+                Err(e) => {
+                    return Err(Error::reel(
+                        &self.path,
+                        format!("frame {index}: cannot read the file ({e})"),
+                    ))
+                }
+            }
+            let Some(t) = self.streams.iter().position(|&s| s == packet.stream()) else {
+                continue;
+            };
+            let pts = packet.pts().or(packet.dts()).ok_or_else(|| {
+                Error::reel(
+                    &self.path,
+                    format!("frame {index}: a packet on track {t} has no timestamp"),
+                )
+            })?;
+            let at = pts.rescale(self.bases[t], Rational::new(1, FRAME_RATE));
+            let Ok(at) = u64::try_from(at) else { continue };
+            if at < index {
+                continue;
+            }
+            if self.pending[t].len() >= MAX_PENDING {
+                return Err(Error::reel(
+                    &self.path,
+                    format!("frame {index}: track {t} is out of step (corrupt file)"),
+                ));
+            }
+            self.pending[t].push_back((at, packet));
+        }
+    }
+
+    /// Decode one packet of `track` into its picture.
+    fn decode(&mut self, track: usize, index: u64, packet: &Packet) -> Result<frame::Video> {
+        let path = &self.path;
+        let failed = |e: ffmpeg_next::Error| {
+            let why = match e {
+                ffmpeg_next::Error::InvalidData => {
+                    "failed its slice CRC check (corrupt data)".to_string()
+                }
+                e => format!("could not be decoded ({e})"),
+            };
+            Error::reel(path, format!("frame {index} (track {track}) {why}"))
+        };
+        let dec = &mut self.decoders[track];
+        // SAFETY: only the address is taken, as a key for the log watcher.
+        let ctx = unsafe { dec.as_ptr() } as usize;
+        damage::clear(ctx);
+        dec.send_packet(packet).map_err(failed)?;
+        let mut picture = frame::Video::empty();
+        dec.receive_frame(&mut picture).map_err(failed)?;
+        // SAFETY: `picture` holds a frame the decoder just returned.
+        let flagged = unsafe {
+            let f = picture.as_ptr();
+            (*f).decode_error_flags != 0
+                || ((*f).flags & ffmpeg_next::ffi::AV_FRAME_FLAG_CORRUPT) != 0
+        };
+        if damage::take(ctx) || flagged {
+            return Err(failed(ffmpeg_next::Error::InvalidData));
+        }
+        let spec = self.env.spec;
+        if picture.width() != spec.width
+            || picture.height() != spec.height
+            || picture.format() != spec.depth.pixel()
+        {
+            return Err(Error::reel(
+                path,
+                format!(
+                    "frame {index} (track {track}) decoded as {}x{} {:?}, not {}x{} {:?}",
+                    picture.width(),
+                    picture.height(),
+                    picture.format(),
+                    spec.width,
+                    spec.height,
+                    spec.depth.pixel()
+                ),
+            ));
+        }
+        Ok(picture)
+    }
+
+    /// The top-left `width` x `height` samples of `picture`.
+    fn crop(&self, picture: &frame::Video, width: u32, height: u32) -> Vec<u16> {
+        let (w, h) = (width as usize, height as usize);
+        let stride = picture.stride(0);
+        let data = picture.data(0);
+        let mut out = Vec::with_capacity(w * h);
+        for y in 0..h {
+            let row = &data[y * stride..];
+            match self.env.spec.depth {
+                SampleDepth::Gray16 => {
+                    out.extend(
+                        row.chunks_exact(2)
+                            .take(w)
+                            .map(|b| u16::from_le_bytes([b[0], b[1]])),
+                    );
+                }
+                SampleDepth::Gray8 => out.extend(row.iter().take(w).map(|&b| u16::from(b))),
+            }
+        }
+        out
+    }
+}
