@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cargo build --release --locked
 model_dir="$(bash scripts/fetch-minilm.sh)"
-./target/release/weightreel inspect "$model_dir" --max-params 50000
+# The main job: stream-encode the whole model, chunk by chunk, into the default store
+# (./weightreel_store), then print the store's statistics.
+./target/release/weightreel --model "$model_dir" --stream --chunk-encoding --chunk-size 8192
+./target/release/weightreel --statistics
