@@ -240,6 +240,9 @@ struct EncodeArgs {
     /// Continue an interrupted encode (re-running the same command does too)
     #[arg(long)]
     resume: bool,
+    /// Make completed frames durable (a resume point) at least this often, in seconds
+    #[arg(long, default_value_t = 2.0, value_name = "SECS", value_parser = parse_seconds)]
+    checkpoint_every: f64,
     /// No progress display
     #[arg(long, short)]
     quiet: bool,
@@ -263,7 +266,7 @@ impl EncodeArgs {
             },
             preview: self.preview.clone(),
             progress: ProgressMode::detect(self.quiet || self.store.json),
-            checkpoint_every: Duration::from_secs(2),
+            checkpoint_every: Duration::from_secs_f64(self.checkpoint_every),
         })
     }
 }
@@ -274,6 +277,16 @@ fn parse_positive(text: &str) -> std::result::Result<u64, String> {
         Ok(0) => Err("0 is out of range (expected a whole number >= 1)".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("'{text}' is not a whole number >= 1")),
+    }
+}
+
+/// Seconds between 0.01 and one day.
+fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.01..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{text}' is out of range (expected seconds in 0.01..=86400)"
+        )),
     }
 }
 
