@@ -172,7 +172,10 @@ fn sigkill_at_several_points_then_resume_matches_an_uninterrupted_run() {
             assert!(!reel_frame_crcs(&killed.join(&e.record.totals.reel_file)).is_empty());
         }
     }
-    assert!(kills >= 2, "only {kills} kill(s) landed before the encode finished");
+    assert!(
+        kills >= 2,
+        "only {kills} kill(s) landed before the encode finished"
+    );
 
     let out = ok(
         weightreel(&[&encode_args(model, killed_s)[..], &["--json"]].concat())
