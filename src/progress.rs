@@ -112,10 +112,23 @@ impl Progress {
         }
     }
 
-    /// Remove the bar.
+    /// Remove the bar; in line mode, print a last line so logs show the finish.
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+        if self.mode == ProgressMode::Lines && self.total > 0 {
+            let secs = self.start.elapsed().as_secs_f64();
+            eprintln!(
+                "{}: {:.1}% {}/{} params, {:.0} params/s, done in {secs:.2}s",
+                self.label,
+                self.done as f64 * 100.0 / self.total as f64,
+                group(self.done),
+                group(self.total),
+                self.done as f64 / secs.max(1e-9)
+            );
+            // Print once, even if finish is called again on drop.
+            self.mode = ProgressMode::Quiet;
         }
     }
 }

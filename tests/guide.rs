@@ -386,3 +386,60 @@ fn bad_flags_give_clear_errors_and_leave_the_store_alone() {
         "the store is unchanged"
     );
 }
+
+#[test]
+fn two_encoders_share_one_store() {
+    let g = Guide::new();
+    let spawn = |model: &str| {
+        Command::new(env!("CARGO_BIN_EXE_weightreel"))
+            .args([
+                "--model",
+                model,
+                "--stream",
+                "--chunk-encoding",
+                "--chunk-size",
+                "2000",
+                "--max-params",
+                "100000",
+                "--storage-dir",
+                "shared",
+            ])
+            .current_dir(g.cwd())
+            .env("HF_ENDPOINT", g.server.url())
+            .env("HF_HUB_CACHE", g.tmp.path().join("empty-cache"))
+            .env_remove("HF_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = ["gpt2", "bert-base-uncased", "roberta-base", "distilgpt2"]
+        .iter()
+        .map(|m| spawn(m))
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let stats = g.ok("--statistics --storage-dir shared");
+    assert_eq!(line_value(&stats, "Encoded Models:"), "4");
+    assert_eq!(line_value(&stats, "Total Chunks:"), "200");
+}
+
+#[test]
+fn plain_progress_lines_when_not_on_a_terminal() {
+    let g = Guide::new();
+    // stderr is a pipe here: progress comes as plain lines, not a bar; --quiet silences it.
+    let out = g.run("--model bert-large-uncased --stream --chunk-encoding --chunk-size 2000 --checkpoint-every 0.01");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\r'),
+        "no bar redraws in a pipe: {stderr:?}"
+    );
+    assert!(
+        stderr.contains("bert-large-uncased: 100.0% ") && stderr.contains("params/s"),
+        "{stderr}"
+    );
+    let out = g.run("--model bert-large-uncased --stream --quiet --max-params 1000");
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "--quiet prints nothing on stderr");
+}
