@@ -53,12 +53,26 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {percent:>3}% {human_pos}/{human_len} params  {per_sec}  ETA {eta}  {msg}",
+                    "{prefix} [{bar:30}] {percent:>3}% {human_pos}/{human_len} params  {msg}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            bar.set_prefix(label.to_string());
+            // Long paths would push the bar off the line: keep the end, which names the model.
+            let shown: String = if label.chars().count() > 40 {
+                let tail: String = label
+                    .chars()
+                    .rev()
+                    .take(39)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!("…{tail}")
+            } else {
+                label.to_string()
+            };
+            bar.set_prefix(shown);
             bar
         });
         let now = Instant::now();
@@ -79,8 +93,19 @@ impl Progress {
         match self.mode {
             ProgressMode::Bar => {
                 if let Some(bar) = &self.bar {
+                    let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+                    let rate = done as f64 / secs;
+                    let eta = if rate > 0.0 {
+                        (self.total - done) as f64 / rate
+                    } else {
+                        0.0
+                    };
                     bar.set_position(done);
-                    bar.set_message(format!("{tensor}  {} read", human_bytes(bytes)));
+                    bar.set_message(format!(
+                        "{:.1} M params/s  ETA {eta:.0}s  {tensor}  {} read",
+                        rate / 1e6,
+                        human_bytes(bytes)
+                    ));
                 }
             }
             ProgressMode::Lines => {
