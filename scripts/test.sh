@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (packages, the MiniLM test model), then runs every
-# test in release mode (the tests stream a real 91 MB model; release also reuses setup's build).
+# test in release mode (the tests stream a real 91 MB model; release also reuses setup's build),
+# and ends with one summary line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/fetch-minilm.sh >/dev/null
-cargo test --release --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
+passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE '; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
+echo
+echo "weightreel: $passed passed, $failed failed"
+exit "$status"
