@@ -191,6 +191,16 @@ fn parse_dtype(text: &str) -> Option<Dtype> {
 
 /// Decode `reel` into the safetensors file `out` (written to a temporary name and renamed).
 pub fn decode_reel(reel: &Path, out: &Path) -> Result<DecodeSummary> {
+    decode_reel_matching(reel, out, None)
+}
+
+/// Like [`decode_reel`], but only tensors whose name matches `include`; frames holding none of
+/// them are never decoded.
+pub fn decode_reel_matching(
+    reel: &Path,
+    out: &Path,
+    include: Option<&regex_lite::Regex>,
+) -> Result<DecodeSummary> {
     let reader = ReelReader::open(reel)?;
     let manifest = Manifest::parse(reel, reader.metadata_json())?;
     if manifest.frames.len() as u64 != reader.frame_count() {
@@ -233,6 +243,9 @@ pub fn decode_reel(reel: &Path, out: &Path) -> Result<DecodeSummary> {
     let mut views: BTreeMap<String, LazyTensor> = BTreeMap::new();
     let (mut whole, mut sampled, mut values) = (0u64, 0u64, 0u64);
     for (i, t) in tensors.iter().enumerate() {
+        if include.is_some_and(|re| !re.is_match(&t.name)) {
+            continue;
+        }
         let mut segments = by_tensor.remove(&(i as u32)).unwrap_or_default();
         segments.sort_by_key(|(_, s)| s.start);
         let count: u64 = segments.iter().map(|(_, s)| s.len).sum();
@@ -291,6 +304,9 @@ pub fn decode_reel(reel: &Path, out: &Path) -> Result<DecodeSummary> {
                 },
             );
         }
+    }
+    if views.is_empty() {
+        return Err(Error::reel(reel, "no tensor of the reel matches --include"));
     }
     let mut info = HashMap::new();
     {

@@ -427,7 +427,8 @@ pub fn encode(
     }
     let stream_layout = FrameLayout::for_count(full_len, options.frame.max_values)?;
 
-    let revision = model.origin.revision().unwrap_or("main").to_string();
+    // Local files have no revision; "-" keeps the settings key stable for them.
+    let revision = model.origin.revision().unwrap_or("-").to_string();
     let settings = options.settings(&revision);
     let key = settings.key();
     let tensors: Vec<ReelTensor> = plan

@@ -79,6 +79,9 @@ enum Command {
         /// Output .safetensors file
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Only tensors whose name matches this regular expression (only their frames are decoded)
+        #[arg(long, value_name = "REGEX")]
+        include: Option<String>,
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
@@ -472,8 +475,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => return run_encode(&models, &source, &select, &encode),
         Some(Command::List { store }) => run_list(&store)?,
         Some(Command::Stats { store }) => run_stats(&store)?,
-        Some(Command::Decode { reel, out, json }) => {
-            let summary = weightreel::decode::decode_reel(&reel, &out)?;
+        Some(Command::Decode {
+            reel,
+            out,
+            include,
+            json,
+        }) => {
+            let include = include
+                .as_deref()
+                .map(|p| parse_regex("--include", p))
+                .transpose()?;
+            let summary = weightreel::decode::decode_reel_matching(&reel, &out, include.as_ref())?;
             if json {
                 println!(
                     "{}",

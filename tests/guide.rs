@@ -443,3 +443,22 @@ fn plain_progress_lines_when_not_on_a_terminal() {
     assert!(out.status.success());
     assert!(out.stderr.is_empty(), "--quiet prints nothing on stderr");
 }
+
+#[test]
+fn rm_removes_an_entry_and_its_reel() {
+    let g = Guide::new();
+    let out = g.ok("encode gpt2 --max-params 40000 --store s");
+    let reel = g.cwd().join(reel_of(&out));
+    g.ok("encode distilgpt2 --max-params 40000 --store s");
+    assert!(reel.is_file());
+    let out = g.ok("rm gpt2 --store s");
+    assert!(out.contains("Removed 1 entry of gpt2"), "{out}");
+    assert!(!reel.exists());
+    let list = g.ok("list --store s");
+    assert!(
+        !list.lines().any(|l| l.starts_with("gpt2 ")) && list.contains("distilgpt2"),
+        "{list}"
+    );
+    let err = g.fails("rm gpt2 --store s");
+    assert!(err.contains("no model named 'gpt2'"), "{err}");
+}

@@ -385,3 +385,38 @@ fn corrupt_reels_fail_with_one_line_errors() {
     fails(&["decode", text.to_str().unwrap(), "--out", out_s]);
     assert!(!out.exists(), "no output left behind by a failed decode");
 }
+
+#[test]
+fn decoding_one_tensor_touches_only_its_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reel = encode(
+        &minilm::safetensors(),
+        &store,
+        &[
+            "--chunk-encoding",
+            "--chunk-size",
+            "65536",
+            "--mode",
+            "lossless",
+        ],
+    );
+    let out = tmp.path().join("one.safetensors");
+    let summary = weightreel(&[
+        "decode",
+        reel.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--include",
+        "^encoder\\.layer\\.3\\.attention\\.self\\.query\\.weight$",
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    // 147,456 values in 64Ki-value frames: 3 or 4 frames of the reel's 347.
+    assert_eq!(summary["tensors"], 1);
+    assert!(summary["frames_read"].as_u64().unwrap() <= 4, "{summary}");
+    let decoded = tensors_of(&out);
+    let original = tensors_of(&minilm::safetensors());
+    let name = "encoder.layer.3.attention.self.query.weight";
+    assert_eq!(sha(&decoded[name].2), sha(&original[name].2));
+}

@@ -216,10 +216,35 @@ impl Store {
         }
         std::fs::create_dir_all(dir.join("reels")).map_err(|e| Error::io(dir, e))?;
         let db = dir.join("registry.sqlite");
-        let conn = Connection::open(&db).map_err(|e| sql_err(&db, e))?;
+        let mut conn = Connection::open(&db).map_err(|e| sql_err(&db, e))?;
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(|e| sql_err(&db, e))?;
-        let version: i64 = conn
+        // WAL lets readers and one writer work at once; switching to it needs a moment alone
+        // with the file, which a concurrent opener may be holding.
+        let mut waited = Duration::ZERO;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && waited < Duration::from_secs(60) =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                    waited += Duration::from_millis(20);
+                }
+                Err(e) => return Err(sql_err(&db, e)),
+            }
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql_err(&db, e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| sql_err(&db, e))?;
+        // Check and create the schema under a write lock taken up front (IMMEDIATE), so two
+        // processes opening a new store at once do not both try to create it.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&db, e))?;
+        let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| sql_err(&db, e))?;
         if version > SCHEMA_VERSION {
@@ -228,19 +253,12 @@ impl Store {
                 format!("registry schema version {version} is newer than this weightreel supports ({SCHEMA_VERSION}); upgrade weightreel"),
             ));
         }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| sql_err(&db, e))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| sql_err(&db, e))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| sql_err(&db, e))?;
         if version < SCHEMA_VERSION {
-            let tx = conn.unchecked_transaction().map_err(|e| sql_err(&db, e))?;
             tx.execute_batch(SCHEMA).map_err(|e| sql_err(&db, e))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(|e| sql_err(&db, e))?;
-            tx.commit().map_err(|e| sql_err(&db, e))?;
         }
+        tx.commit().map_err(|e| sql_err(&db, e))?;
         Ok(Store {
             dir: dir.to_path_buf(),
             conn,
@@ -647,8 +665,8 @@ mod tests {
 
     #[test]
     fn concurrent_writers_both_commit() {
+        // No store yet: the writers also race to create it.
         let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path()).unwrap());
         let handles: Vec<_> = (0..4)
             .map(|i| {
                 let path = dir.path().to_path_buf();
