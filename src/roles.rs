@@ -139,7 +139,7 @@ pub enum Pattern {
 impl Pattern {
     fn matches(&self, segments: &[&str]) -> bool {
         match *self {
-            Pattern::Segment(s) => segments.iter().any(|seg| *seg == s),
+            Pattern::Segment(s) => segments.contains(&s),
             Pattern::Contains(s) => segments.iter().any(|seg| seg.contains(s)),
             Pattern::Prefix(s) => segments.iter().any(|seg| seg.starts_with(s)),
             Pattern::Whole(parts) => segments == parts,

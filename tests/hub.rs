@@ -487,7 +487,7 @@ fn the_hf_cache_is_used_offline_and_before_the_network() {
 fn cache_dir_follows_hf_hub_cache_then_hf_home() {
     use weightreel::source::cache::cache_dir;
     let names = ["HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME"];
-    let saved: Vec<_> = names.iter().map(|n| std::env::var_os(n)).collect();
+    let saved: Vec<_> = names.iter().map(std::env::var_os).collect();
 
     std::env::set_var("HF_HUB_CACHE", "/tmp/hubcache");
     std::env::set_var("HF_HOME", "/tmp/hfhome");
@@ -564,7 +564,9 @@ fn the_test_server_speaks_range_like_the_hub() {
     let body: Vec<u8> = (0..100u8).collect();
     server.add_repo("org/r", Repo::new("org/r").small("f.bin", body.clone()));
     let path = "/org/r/resolve/main/f.bin";
-    let cases: [(Option<&str>, u16, Option<&str>, &[u8]); 6] = [
+    // (Range header sent, status expected, Content-Range expected, body expected)
+    type Case<'a> = (Option<&'a str>, u16, Option<&'a str>, &'a [u8]);
+    let cases: [Case<'_>; 6] = [
         (None, 200, None, &body),
         (
             Some("bytes=10-19"),
