@@ -217,10 +217,14 @@ fn ffprobe_reads_the_reel() {
         .iter()
         .filter(|s| s["codec_type"] == "video")
         .collect();
-    assert_eq!(video.len(), 2);
-    for (s, title) in video.iter().zip(["high", "low"]) {
+    // Each 16-bit plane is two 8-bit tracks, most significant byte first.
+    assert_eq!(video.len(), 4);
+    for (s, title) in video
+        .iter()
+        .zip(["high msb", "high lsb", "low msb", "low lsb"])
+    {
         assert_eq!(s["codec_name"], "ffv1");
-        assert_eq!(s["pix_fmt"], "gray16le");
+        assert_eq!(s["pix_fmt"], "gray");
         assert_eq!(s["width"], 128);
         assert_eq!(s["height"], 64);
         assert_eq!(s["nb_read_frames"], "3");

@@ -378,10 +378,7 @@ mod tests {
         }
         assert_eq!(PixelMode::default(), PixelMode::U16);
         let err = PixelMode::parse("f32").unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "invalid --mode 'f32' (expected u16, lossless, u8)"
-        );
+        assert_eq!(err, "invalid --mode 'f32' (expected u16, lossless, u8)");
         assert_eq!(
             serde_json::to_string(&SourceDtype::BF16).unwrap(),
             "\"bf16\""
