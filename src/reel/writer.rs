@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
 use ffmpeg_next::codec::{self, encoder};
 use ffmpeg_next::{format, frame, media, Dictionary, Packet, Rational};
@@ -56,8 +56,6 @@ enum Job {
         height: u32,
         bytes: Vec<u8>,
     },
-    /// Flush the encoder.
-    Eof,
 }
 
 /// One video track: an FFV1 encoder on its own thread, fed frames in order and answering
@@ -92,7 +90,14 @@ impl Track {
         let thread = std::thread::Builder::new()
             .name(format!("reel-track-{track}"))
             .spawn(move || {
-                let mut enc = match open_encoder(&spec, track) {
+                let key = PoolKey {
+                    width: spec.width,
+                    height: spec.height,
+                    prior: spec.prior(track),
+                };
+                let mut healthy = true;
+                let opened = pool_take(key).map_or_else(|| open_encoder(&spec, track), Ok);
+                let mut enc = match opened {
                     Ok(enc) => {
                         let config = TrackConfig {
                             parameters: codec::Parameters::from(&*enc),
@@ -108,23 +113,26 @@ impl Track {
                 };
                 let (w, h) = (spec.width, spec.height);
                 for job in job_rx {
-                    let result = match job {
-                        Job::Frame {
-                            index,
-                            width,
-                            height,
-                            bytes,
-                        } => {
-                            let picture = picture(w, h, index, width, height, &bytes);
-                            enc.send_frame(&picture)
-                                .map_err(ff)
-                                .map(|()| receive(&mut enc))
-                        }
-                        Job::Eof => enc.send_eof().map_err(ff).map(|()| receive(&mut enc)),
-                    };
+                    let Job::Frame {
+                        index,
+                        width,
+                        height,
+                        bytes,
+                    } = job;
+                    let picture = picture(w, h, index, width, height, &bytes);
+                    let result = enc
+                        .send_frame(&picture)
+                        .map_err(ff)
+                        .map(|()| receive(&mut enc));
+                    healthy &= result.is_ok();
                     if done_tx.send(result).is_err() {
                         break;
                     }
+                }
+                if healthy {
+                    // Nothing is left inside: every packet was taken right after its frame.
+                    receive(&mut enc);
+                    pool_put(key, enc);
                 }
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
@@ -181,6 +189,37 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s: OsString = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
+}
+
+/// What makes two track encoders interchangeable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolKey {
+    width: u32,
+    height: u32,
+    prior: prior::Prior,
+}
+
+/// Idle encoders kept for the next writer of the same shape, at most this many.
+const POOL_SIZE: usize = 8;
+
+/// Idle open encoders. Opening one with trained states is slow (FFV1 searches its state
+/// tables, about 0.1 s), and an encode writes a part every few seconds. Every frame is a
+/// keyframe that starts from the initial states, so a used encoder writes exactly the packets
+/// of a fresh one.
+static POOL: Mutex<Vec<(PoolKey, encoder::video::Encoder)>> = Mutex::new(Vec::new());
+
+fn pool_take(key: PoolKey) -> Option<encoder::video::Encoder> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let i = pool.iter().position(|(k, _)| *k == key)?;
+    Some(pool.swap_remove(i).1)
+}
+
+fn pool_put(key: PoolKey, enc: encoder::video::Encoder) {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() >= POOL_SIZE {
+        pool.remove(0);
+    }
+    pool.push((key, enc));
 }
 
 /// Open the FFV1 encoder of video track `track` of `spec`, with its trained states.
@@ -535,15 +574,10 @@ impl ReelWriter {
                 "a reel needs at least one frame, none were pushed",
             ));
         }
+        // FFV1 without a first pass holds nothing back: each frame's packet leaves with it,
+        // so there is no flush, and the open encoders go back to the pool when the tracks stop.
         while !self.in_flight.is_empty() {
             self.collect()?;
-        }
-        for track in 0..self.tracks.len() {
-            let flushed = self.tracks[track]
-                .send(Job::Eof)
-                .and_then(|()| self.tracks[track].receive())
-                .map_err(|e| Error::reel(&self.path, format!("FFV1 encoder flush failed: {e}")))?;
-            self.spill_packets(track, &flushed)?;
         }
         let spill = self
             .spill
