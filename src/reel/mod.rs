@@ -204,8 +204,8 @@ impl ReelSpec {
 /// Version 3 is the one with per-slice CRCs. One slice per picture where FFmpeg allows it
 /// (up to 352x288): every slice restarts the context model, which small frames cannot afford.
 /// The range coder with a custom state table and the small context model compress weight
-/// bytes best once the states are trained (see [`prior`]); encoders run single-threaded,
-/// the writer encodes the tracks in parallel instead.
+/// bytes best once the states are trained (see [`prior`]). Small pictures encode
+/// single-threaded, the writer runs the tracks in parallel instead.
 fn configure(
     enc: &mut ffmpeg_next::encoder::video::Video,
     width: u32,
@@ -221,9 +221,11 @@ fn configure(
     opts.set("slicecrc", "1");
     opts.set("coder", "range_tab");
     opts.set("context", "0");
-    opts.set("threads", "1");
     let one_slice = width <= 352 && height <= 288;
     opts.set("slices", if one_slice { "1" } else { "0" });
+    // Big pictures are encoded one track at a time (see the writer), their slices in
+    // parallel; the slice count does not depend on the threads, so neither do the packets.
+    opts.set("threads", if one_slice { "1" } else { "0" });
     opts
 }
 

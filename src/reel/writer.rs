@@ -96,22 +96,24 @@ impl Track {
                     prior: spec.prior(track),
                 };
                 let mut healthy = true;
-                let opened = pool_take(key).map_or_else(|| open_encoder(&spec, track), Ok);
-                let mut enc = match opened {
+                let (w, h) = (spec.width, spec.height);
+                let big = u64::from(w) * u64::from(h) > BIG_PICTURE;
+                let open = || pool_take(key).map_or_else(|| open_encoder(&spec, track), Ok);
+                let mut enc = match open() {
                     Ok(enc) => {
                         let config = TrackConfig {
                             parameters: codec::Parameters::from(&*enc),
                             extradata: extradata_of_encoder(&enc),
                         };
                         let _ = setup_tx.send(Ok(config));
-                        enc
+                        // A big picture's encoder is opened for each frame, see below.
+                        (!big).then_some(enc)
                     }
                     Err(e) => {
                         let _ = setup_tx.send(Err(e));
                         return;
                     }
                 };
-                let (w, h) = (spec.width, spec.height);
                 for job in job_rx {
                     let Job::Frame {
                         index,
@@ -120,16 +122,28 @@ impl Track {
                         bytes,
                     } = job;
                     let picture = picture(w, h, index, width, height, &bytes);
-                    let result = enc
-                        .send_frame(&picture)
-                        .map_err(ff)
-                        .map(|()| receive(&mut enc));
+                    // FFV1 in FFmpeg 5.1 keeps a worst-case packet buffer of up to 148 bytes
+                    // per sample for as long as the encoder is open (2 GiB at 4096x4096). Big
+                    // pictures therefore take turns with a freshly opened encoder that is
+                    // closed right after, so that one such buffer exists at a time. Opening
+                    // costs about 0.1 s, little next to a big picture.
+                    let _turn = big.then(|| BIG_TURN.lock().unwrap_or_else(|e| e.into_inner()));
+                    let result = match enc.take().map_or_else(open, Ok) {
+                        Ok(mut e) => {
+                            let r = e.send_frame(&picture).map_err(ff).map(|()| receive(&mut e));
+                            if !big {
+                                enc = Some(e);
+                            }
+                            r
+                        }
+                        Err(e) => Err(e),
+                    };
                     healthy &= result.is_ok();
                     if done_tx.send(result).is_err() {
                         break;
                     }
                 }
-                if healthy {
+                if let Some(mut enc) = enc.filter(|_| healthy) {
                     // Nothing is left inside: every packet was taken right after its frame.
                     receive(&mut enc);
                     pool_put(key, enc);
@@ -190,6 +204,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     s.push(suffix);
     PathBuf::from(s)
 }
+
+/// Pictures above this many samples are encoded one at a time, see [`BIG_TURN`].
+const BIG_PICTURE: u64 = 1 << 20;
+
+/// Held while a big picture is encoded.
+static BIG_TURN: Mutex<()> = Mutex::new(());
 
 /// What makes two track encoders interchangeable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
