@@ -217,10 +217,14 @@ fn ffprobe_reads_the_reel() {
         .iter()
         .filter(|s| s["codec_type"] == "video")
         .collect();
-    assert_eq!(video.len(), 2);
-    for (s, title) in video.iter().zip(["high", "low"]) {
+    // Each 16-bit plane is two 8-bit tracks, most significant byte first.
+    assert_eq!(video.len(), 4);
+    for (s, title) in video
+        .iter()
+        .zip(["high msb", "high lsb", "low msb", "low lsb"])
+    {
         assert_eq!(s["codec_name"], "ffv1");
-        assert_eq!(s["pix_fmt"], "gray16le");
+        assert_eq!(s["pix_fmt"], "gray");
         assert_eq!(s["width"], 128);
         assert_eq!(s["height"], 64);
         assert_eq!(s["nb_read_frames"], "3");
@@ -485,4 +489,47 @@ fn flips_anywhere_never_panic_and_never_return_wrong_data() {
             }
         }
     }
+}
+
+/// The packets of every video track, as `ffmpeg -f framemd5` lists them.
+fn packet_md5s(file: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn writers_of_one_shape_write_identical_packets() {
+    // The second writer reuses the first one's encoders (and a third opens fresh ones while
+    // the pooled ones are busy): all three must write the same packets, or resumed encodes
+    // would differ from uninterrupted ones.
+    let dir = tempfile::tempdir().unwrap();
+    let written = frames(5, 2, SampleDepth::Gray16, &SIZES);
+    let a = dir.path().join("a.mkv");
+    write(&a, spec(2, SampleDepth::Gray16), &written, b"{}");
+    let b = dir.path().join("b.mkv");
+    let c = dir.path().join("c.mkv");
+    let mut wb = ReelWriter::create(&b, spec(2, SampleDepth::Gray16)).unwrap();
+    let mut wc = ReelWriter::create(&c, spec(2, SampleDepth::Gray16)).unwrap();
+    for f in &written {
+        let planes: Vec<&[u16]> = f.planes.iter().map(|p| p.as_slice()).collect();
+        wb.push_frame(f.width, f.height, &planes).unwrap();
+        wc.push_frame(f.width, f.height, &planes).unwrap();
+    }
+    wb.finish(b"{}").unwrap();
+    wc.finish(b"{}").unwrap();
+    let want = packet_md5s(&a);
+    assert_eq!(want.lines().count(), 4 * written.len());
+    assert_eq!(packet_md5s(&b), want);
+    assert_eq!(packet_md5s(&c), want);
 }

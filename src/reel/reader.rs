@@ -13,9 +13,7 @@ use ffmpeg_next::util::mathematics::Rescale;
 use ffmpeg_next::{ffi, format, frame, media, Packet, Rational};
 
 use super::envelope::{self, Envelope};
-use super::{
-    attachment, damage, init, planes_crc32, FrameEntry, ReelSpec, SampleDepth, FRAME_RATE,
-};
+use super::{attachment, damage, init, planes_crc32, FrameEntry, ReelSpec, FRAME_RATE};
 use crate::error::{Error, Result};
 
 /// Forward jumps up to this many frames read through instead of seeking.
@@ -130,11 +128,11 @@ impl ReelReader {
             streams.push(st.index());
             bases.push(st.time_base());
         }
-        if streams.len() != spec.planes as usize {
+        if streams.len() != spec.tracks() as usize {
             return Err(bad(format!(
                 "has {} video tracks, the metadata says {}",
                 streams.len(),
-                spec.planes
+                spec.tracks()
             )));
         }
         let pending = (0..streams.len()).map(|_| VecDeque::new()).collect();
@@ -205,11 +203,15 @@ impl ReelReader {
         }
         // Whatever happens below, the demuxer has moved past the frames before `index`.
         self.next = index + 1;
-        let mut planes = Vec::with_capacity(self.streams.len());
+        let bytes = self.env.spec.depth.bytes() as usize;
+        let area = width as usize * height as usize;
+        let mut planes = vec![vec![0u16; area]; self.env.spec.planes as usize];
         for track in 0..self.streams.len() {
             let packet = self.packet_for(track, index)?;
             let picture = self.decode(track, index, &packet)?;
-            planes.push(self.crop(&picture, width, height));
+            // Tracks of a plane come most significant byte first.
+            let shift = 8 * (bytes - 1 - track % bytes);
+            add_bytes(&mut planes[track / bytes], &picture, width, height, shift);
         }
         if planes_crc32(&planes) != entry.crc32 {
             return Err(Error::reel(
@@ -326,43 +328,34 @@ impl ReelReader {
         let spec = self.env.spec;
         if picture.width() != spec.width
             || picture.height() != spec.height
-            || picture.format() != spec.depth.pixel()
+            || picture.format() != format::Pixel::GRAY8
         {
             return Err(Error::reel(
                 path,
                 format!(
-                    "frame {index} (track {track}) decoded as {}x{} {:?}, not {}x{} {:?}",
+                    "frame {index} (track {track}) decoded as {}x{} {:?}, not {}x{} GRAY8",
                     picture.width(),
                     picture.height(),
                     picture.format(),
                     spec.width,
                     spec.height,
-                    spec.depth.pixel()
                 ),
             ));
         }
         Ok(picture)
     }
+}
 
-    /// The top-left `width` x `height` samples of `picture`.
-    fn crop(&self, picture: &frame::Video, width: u32, height: u32) -> Vec<u16> {
-        let (w, h) = (width as usize, height as usize);
-        let stride = picture.stride(0);
-        let data = picture.data(0);
-        let mut out = Vec::with_capacity(w * h);
-        for y in 0..h {
-            let row = &data[y * stride..];
-            match self.env.spec.depth {
-                SampleDepth::Gray16 => {
-                    out.extend(
-                        row.chunks_exact(2)
-                            .take(w)
-                            .map(|b| u16::from_le_bytes([b[0], b[1]])),
-                    );
-                }
-                SampleDepth::Gray8 => out.extend(row.iter().take(w).map(|&b| u16::from(b))),
-            }
+/// Add the top-left `width` x `height` bytes of `picture`, shifted left by `shift` bits, to
+/// the samples of `plane`.
+fn add_bytes(plane: &mut [u16], picture: &frame::Video, width: u32, height: u32, shift: usize) {
+    let (w, h) = (width as usize, height as usize);
+    let stride = picture.stride(0);
+    let data = picture.data(0);
+    for (y, out) in plane.chunks_exact_mut(w).take(h).enumerate() {
+        let row = &data[y * stride..y * stride + w];
+        for (o, &b) in out.iter_mut().zip(row) {
+            *o |= u16::from(b) << shift;
         }
-        out
     }
 }

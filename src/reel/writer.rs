@@ -5,18 +5,23 @@
 //! (u32 LE) and the packet bytes. [`ReelWriter::finish`] then writes the Matroska header with
 //! the metadata attachment and copies the packets across, so memory stays at one frame.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
 
-use ffmpeg_next::codec::{self, encoder, threading};
+use ffmpeg_next::codec::{self, encoder};
 use ffmpeg_next::{format, frame, media, Dictionary, Packet, Rational};
 
 use super::reader::open_input;
-use super::{attachment, envelope, ff, init, planes_crc32, FrameEntry, ReelInfo, ReelSpec};
-use super::{ReelReader, SampleDepth, FRAME_RATE};
+use super::{attachment, configure, envelope, ff, init, planes_crc32, prior};
+use super::{FrameEntry, ReelInfo, ReelReader, ReelSpec, FRAME_RATE};
 use crate::error::{Error, Result};
+
+/// Frames in flight per track before [`ReelWriter::push_frame`] waits for the oldest one.
+const IN_FLIGHT: usize = 2;
 
 /// Writes one reel, frame by frame. Dropping it without [`ReelWriter::finish`] removes its
 /// temporary files and leaves nothing at the target path.
@@ -25,9 +30,172 @@ pub struct ReelWriter {
     tmp_path: PathBuf,
     spill_path: PathBuf,
     spec: ReelSpec,
-    encoders: Vec<encoder::video::Encoder>,
+    /// Running encoders, started by the first [`ReelWriter::push_frame`].
+    tracks: Vec<Track>,
+    /// The tracks' FFV1 configuration: from the encoders, or from the first appended part.
+    configs: Vec<TrackConfig>,
+    /// Frames sent to the tracks whose packets are not in the spill file yet.
+    in_flight: VecDeque<usize>,
     spill: Option<BufWriter<File>>,
     frames: Vec<FrameEntry>,
+}
+
+/// An encoded packet on its way from a track's thread to the spill file.
+struct Encoded {
+    data: Vec<u8>,
+    key: bool,
+    pts: i64,
+}
+
+/// Work for a track's thread.
+enum Job {
+    /// Encode frame `index`: `bytes` is the track's `width` x `height` samples, row-major.
+    Frame {
+        index: usize,
+        width: u32,
+        height: u32,
+        bytes: Vec<u8>,
+    },
+}
+
+/// One video track: an FFV1 encoder on its own thread, fed frames in order and answering
+/// each job with its packets in order. One encoder per track sees every frame of that track
+/// in sequence, so the packets are those of a single-threaded encode.
+struct Track {
+    jobs: Option<mpsc::SyncSender<Job>>,
+    done: mpsc::Receiver<std::result::Result<Vec<Encoded>, String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What a track's thread reports once its encoder is open.
+type TrackSetup = std::result::Result<TrackConfig, String>;
+
+/// The FFV1 configuration of one track.
+struct TrackConfig {
+    /// Codec parameters (with the configuration record) for the muxer.
+    parameters: codec::Parameters,
+    /// The configuration record (FFV1 extradata).
+    extradata: Vec<u8>,
+}
+
+impl Track {
+    /// Start the thread of track `track`; it opens its encoder and reports the result.
+    fn spawn(
+        spec: ReelSpec,
+        track: u32,
+    ) -> std::result::Result<(Track, mpsc::Receiver<TrackSetup>), String> {
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
+        let (done_tx, done) = mpsc::sync_channel(IN_FLIGHT + 1);
+        let (setup_tx, setup) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("reel-track-{track}"))
+            .spawn(move || {
+                let key = PoolKey {
+                    width: spec.width,
+                    height: spec.height,
+                    prior: spec.prior(track),
+                };
+                let mut healthy = true;
+                let (w, h) = (spec.width, spec.height);
+                let big = u64::from(w) * u64::from(h) > BIG_PICTURE;
+                let open = || pool_take(key).map_or_else(|| open_encoder(&spec, track), Ok);
+                let mut enc = match open() {
+                    Ok(enc) => {
+                        let config = TrackConfig {
+                            parameters: codec::Parameters::from(&*enc),
+                            extradata: extradata_of_encoder(&enc),
+                        };
+                        let _ = setup_tx.send(Ok(config));
+                        // A big picture's encoder is opened for each frame, see below.
+                        (!big).then_some(enc)
+                    }
+                    Err(e) => {
+                        let _ = setup_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for job in job_rx {
+                    let Job::Frame {
+                        index,
+                        width,
+                        height,
+                        bytes,
+                    } = job;
+                    let picture = picture(w, h, index, width, height, &bytes);
+                    // FFV1 in FFmpeg 5.1 keeps a worst-case packet buffer of up to 148 bytes
+                    // per sample for as long as the encoder is open (2 GiB at 4096x4096). Big
+                    // pictures therefore take turns with a freshly opened encoder that is
+                    // closed right after, so that one such buffer exists at a time. Opening
+                    // costs about 0.1 s, little next to a big picture.
+                    let _turn = big.then(|| BIG_TURN.lock().unwrap_or_else(|e| e.into_inner()));
+                    let result = match enc.take().map_or_else(open, Ok) {
+                        Ok(mut e) => {
+                            let r = e.send_frame(&picture).map_err(ff).map(|()| receive(&mut e));
+                            if !big {
+                                enc = Some(e);
+                            }
+                            r
+                        }
+                        Err(e) => Err(e),
+                    };
+                    healthy &= result.is_ok();
+                    if done_tx.send(result).is_err() {
+                        break;
+                    }
+                }
+                if let Some(mut enc) = enc.filter(|_| healthy) {
+                    // Nothing is left inside: every packet was taken right after its frame.
+                    receive(&mut enc);
+                    pool_put(key, enc);
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        let track = Track {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        };
+        Ok((track, setup))
+    }
+
+    fn send(&self, job: Job) -> std::result::Result<(), String> {
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send(job).ok())
+            .ok_or_else(|| "the encoder thread stopped".to_string())
+    }
+
+    fn receive(&self) -> std::result::Result<Vec<Encoded>, String> {
+        self.done
+            .recv()
+            .map_err(|_| "the encoder thread stopped".to_string())?
+    }
+}
+
+impl Drop for Track {
+    fn drop(&mut self) {
+        // Closing the job channel ends the thread once it has answered what it holds.
+        // Taking its answers until it hangs up means it never waits on a full channel.
+        self.jobs = None;
+        while self.done.recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every packet `enc` has ready.
+fn receive(enc: &mut encoder::video::Encoder) -> Vec<Encoded> {
+    let mut out = Vec::new();
+    let mut packet = Packet::empty();
+    while enc.receive_packet(&mut packet).is_ok() {
+        out.push(Encoded {
+            data: packet.data().unwrap_or(&[]).to_vec(),
+            key: packet.is_key(),
+            pts: packet.pts().unwrap_or(0),
+        });
+    }
+    out
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -37,32 +205,96 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Open one FFV1 encoder for a track of `spec`.
-fn open_encoder(spec: &ReelSpec) -> std::result::Result<encoder::video::Encoder, String> {
+/// Pictures above this many samples are encoded one at a time, see [`BIG_TURN`].
+const BIG_PICTURE: u64 = 1 << 20;
+
+/// Held while a big picture is encoded.
+static BIG_TURN: Mutex<()> = Mutex::new(());
+
+/// What makes two track encoders interchangeable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolKey {
+    width: u32,
+    height: u32,
+    prior: prior::Prior,
+}
+
+/// Idle encoders kept for the next writer of the same shape, at most this many.
+const POOL_SIZE: usize = 8;
+
+/// Idle open encoders. Opening one with trained states is slow (FFV1 searches its state
+/// tables, about 0.1 s), and an encode writes a part every few seconds. Every frame is a
+/// keyframe that starts from the initial states, so a used encoder writes exactly the packets
+/// of a fresh one.
+static POOL: Mutex<Vec<(PoolKey, encoder::video::Encoder)>> = Mutex::new(Vec::new());
+
+fn pool_take(key: PoolKey) -> Option<encoder::video::Encoder> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let i = pool.iter().position(|(k, _)| *k == key)?;
+    Some(pool.swap_remove(i).1)
+}
+
+fn pool_put(key: PoolKey, enc: encoder::video::Encoder) {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() >= POOL_SIZE {
+        pool.remove(0);
+    }
+    pool.push((key, enc));
+}
+
+/// Open the FFV1 encoder of video track `track` of `spec`, with its trained states.
+fn open_encoder(
+    spec: &ReelSpec,
+    track: u32,
+) -> std::result::Result<encoder::video::Encoder, String> {
+    let stats = prior::stats(spec.prior(track))?;
     let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
-    let mut ctx = codec::context::Context::new_with_codec(codec);
-    ctx.set_threading(threading::Config {
-        kind: threading::Type::Slice,
-        ..Default::default()
-    });
+    let ctx = codec::context::Context::new_with_codec(codec);
     let mut enc = ctx.encoder().video().map_err(ff)?;
     enc.set_width(spec.width);
     enc.set_height(spec.height);
-    enc.set_format(spec.depth.pixel());
-    enc.set_time_base(Rational::new(1, FRAME_RATE));
-    enc.set_frame_rate(Some(Rational::new(FRAME_RATE, 1)));
-    enc.set_gop(1);
-    // Matroska keeps FFV1's configuration record in the track header (CodecPrivate).
-    enc.set_flags(codec::Flags::GLOBAL_HEADER);
-    let mut opts = Dictionary::new();
-    // Version 3 is the one with per-slice CRCs. On weight-like noise the range coder with a
-    // custom state table and the small context model compress best (measured with the
-    // `reel` bench: the large model adapts too slowly within one intra frame).
-    opts.set("level", "3");
-    opts.set("slicecrc", "1");
-    opts.set("coder", "range_tab");
-    opts.set("context", "0");
-    enc.open_with(opts).map_err(ff)
+    let opts = configure(&mut enc, spec.width, spec.height);
+    // Matroska keeps FFV1's configuration record in the track header (CodecPrivate). PASS2
+    // makes FFV1 read the trained statistics (it only reads them while opening).
+    enc.set_flags(codec::Flags::GLOBAL_HEADER | codec::Flags::PASS2);
+    // SAFETY: stats_in is an FFmpeg-allocated copy; FFV1 reads it in avcodec_open2 only, and
+    // it is freed and cleared right after (on failure the context owns it).
+    unsafe {
+        let bytes = stats.as_bytes_with_nul();
+        let copy = ffmpeg_next::ffi::av_malloc(bytes.len()) as *mut u8;
+        if copy.is_null() {
+            return Err("out of memory".into());
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+        (*enc.as_mut_ptr()).stats_in = copy as *mut std::ffi::c_char;
+    }
+    let mut enc = enc.open_with(opts).map_err(ff)?;
+    // SAFETY: the context is open; the pointer is the copy set above.
+    unsafe {
+        let ctx = enc.as_mut_ptr();
+        ffmpeg_next::ffi::av_free((*ctx).stats_in as *mut std::ffi::c_void);
+        (*ctx).stats_in = std::ptr::null_mut();
+    }
+    Ok(enc)
+}
+
+/// A `w` x `h` `gray8` picture with `bytes` (`width` x `height`) at the top-left and zeros
+/// elsewhere.
+fn picture(w: u32, h: u32, index: usize, width: u32, height: u32, bytes: &[u8]) -> frame::Video {
+    let mut picture = frame::Video::new(ffmpeg_next::format::Pixel::GRAY8, w, h);
+    let stride = picture.stride(0);
+    let data = picture.data_mut(0);
+    // Buffers from av_frame_get_buffer are not cleared; the padding must be zero.
+    data.fill(0);
+    for (y, row) in bytes
+        .chunks_exact(width as usize)
+        .take(height as usize)
+        .enumerate()
+    {
+        data[y * stride..y * stride + row.len()].copy_from_slice(row);
+    }
+    picture.set_pts(Some(index as i64));
+    picture
 }
 
 impl ReelWriter {
@@ -73,21 +305,17 @@ impl ReelWriter {
         spec.check().map_err(|e| Error::reel(path, e))?;
         let spill_path = with_suffix(path, ".packets.tmp");
         let spill = File::create(&spill_path).map_err(|e| Error::io(&spill_path, e))?;
-        let mut writer = ReelWriter {
+        Ok(ReelWriter {
             path: path.to_path_buf(),
             tmp_path: with_suffix(path, ".tmp"),
             spill_path,
             spec,
-            encoders: Vec::new(),
+            tracks: Vec::new(),
+            configs: Vec::new(),
+            in_flight: VecDeque::new(),
             spill: Some(BufWriter::with_capacity(1 << 20, spill)),
             frames: Vec::new(),
-        };
-        for _ in 0..spec.planes {
-            let enc = open_encoder(&spec)
-                .map_err(|e| Error::reel(path, format!("cannot start FFV1 encoder: {e}")))?;
-            writer.encoders.push(enc);
-        }
-        Ok(writer)
+        })
     }
 
     /// Frames pushed so far.
@@ -102,24 +330,97 @@ impl ReelWriter {
 
     /// Encode one frame. `planes.len()` must equal the spec's planes; each plane is
     /// `width * height` samples, row-major, with `width`/`height` at most the spec's.
+    ///
+    /// The tracks encode in parallel and a couple of frames behind: an encoding failure may
+    /// be reported by a later call or by [`ReelWriter::finish`].
     pub fn push_frame(&mut self, width: u32, height: u32, planes: &[&[u16]]) -> Result<()> {
         let index = self.frames.len();
         self.check_frame(index, width, height, planes)?;
-        for (track, plane) in planes.iter().enumerate() {
-            let picture = self.picture(index, width, height, plane);
-            self.encoders[track].send_frame(&picture).map_err(|e| {
-                Error::reel(
-                    &self.path,
-                    format!("frame {index}: FFV1 encoding failed: {e}"),
-                )
-            })?;
-            self.drain(track)?;
+        if self.tracks.is_empty() {
+            self.start_tracks()?;
         }
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.collect()?;
+        }
+        let bytes = self.spec.depth.bytes() as usize;
+        for (track, t) in self.tracks.iter().enumerate() {
+            let plane = planes[track / bytes];
+            // Track 0 of a plane holds its most significant byte.
+            let shift = 8 * (bytes - 1 - track % bytes);
+            let job = Job::Frame {
+                index,
+                width,
+                height,
+                bytes: plane.iter().map(|&v| (v >> shift) as u8).collect(),
+            };
+            t.send(job).map_err(|e| self.failed(index, e))?;
+        }
+        self.in_flight.push_back(index);
         self.frames.push(FrameEntry {
             width,
             height,
             crc32: planes_crc32(planes),
         });
+        Ok(())
+    }
+
+    /// Start the encoders (opening them is slow, so they open in parallel, on their threads)
+    /// and check them against the configuration of parts appended before.
+    fn start_tracks(&mut self) -> Result<()> {
+        let failed = |e: String| Error::reel(&self.path, format!("cannot start FFV1 encoder: {e}"));
+        let mut setups = Vec::new();
+        for track in 0..self.spec.tracks() {
+            let (t, setup) = Track::spawn(self.spec, track).map_err(failed)?;
+            self.tracks.push(t);
+            setups.push(setup);
+        }
+        let mut configs = Vec::new();
+        for setup in setups {
+            let config = setup
+                .recv()
+                .map_err(|_| "the encoder thread stopped".to_string())
+                .and_then(|r| r)
+                .map_err(failed);
+            match config {
+                Ok(c) => configs.push(c),
+                Err(e) => {
+                    self.tracks.clear();
+                    return Err(e);
+                }
+            }
+        }
+        if self.configs.is_empty() {
+            self.configs = configs;
+        } else if let Some(track) = (0..configs.len())
+            .find(|&t| trim_zeros(&configs[t].extradata) != trim_zeros(&self.configs[t].extradata))
+        {
+            self.tracks.clear();
+            return Err(Error::reel(
+                &self.path,
+                format!("track {track}: this FFmpeg encodes with another FFV1 configuration than the appended reels"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn failed(&self, index: usize, e: String) -> Error {
+        Error::reel(
+            &self.path,
+            format!("frame {index}: FFV1 encoding failed: {e}"),
+        )
+    }
+
+    /// Move the packets of the oldest frame in flight into the spill file, track by track.
+    fn collect(&mut self) -> Result<()> {
+        let Some(index) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        for track in 0..self.tracks.len() {
+            let packets = self.tracks[track]
+                .receive()
+                .map_err(|e| self.failed(index, e))?;
+            self.spill_packets(track, &packets)?;
+        }
         Ok(())
     }
 
@@ -158,54 +459,23 @@ impl ReelWriter {
         Ok(())
     }
 
-    /// A full-size picture with `plane` at the top-left and zeros elsewhere.
-    fn picture(&self, index: usize, width: u32, height: u32, plane: &[u16]) -> frame::Video {
-        let (w, h) = (width as usize, height as usize);
-        let mut picture =
-            frame::Video::new(self.spec.depth.pixel(), self.spec.width, self.spec.height);
-        let stride = picture.stride(0);
-        let data = picture.data_mut(0);
-        // Buffers from av_frame_get_buffer are not cleared; the padding must be zero.
-        data.fill(0);
-        for (y, row) in plane.chunks_exact(w).take(h).enumerate() {
-            let out = &mut data[y * stride..];
-            match self.spec.depth {
-                SampleDepth::Gray16 => {
-                    for (o, v) in out.chunks_exact_mut(2).zip(row) {
-                        o.copy_from_slice(&v.to_le_bytes());
-                    }
-                }
-                SampleDepth::Gray8 => {
-                    for (o, &v) in out.iter_mut().zip(row) {
-                        // check_frame refused values above 255.
-                        *o = v as u8;
-                    }
-                }
-            }
-        }
-        picture.set_pts(Some(index as i64));
-        picture
-    }
-
-    /// Move every packet the encoder of `track` has ready into the spill file.
-    fn drain(&mut self, track: usize) -> Result<()> {
-        let mut packet = Packet::empty();
-        while self.encoders[track].receive_packet(&mut packet).is_ok() {
-            let spill = self
-                .spill
-                .as_mut()
-                .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
-            let data = packet.data().unwrap_or(&[]);
-            let len = u32::try_from(data.len())
+    /// Append `packets` of `track` to the spill file.
+    fn spill_packets(&mut self, track: usize, packets: &[Encoded]) -> Result<()> {
+        let spill = self
+            .spill
+            .as_mut()
+            .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+        for p in packets {
+            let len = u32::try_from(p.data.len())
                 .map_err(|_| Error::reel(&self.path, "an encoded frame is larger than 4 GiB"))?;
             let mut head = [0u8; 14];
             head[0] = track as u8;
-            head[1] = u8::from(packet.is_key());
-            head[2..10].copy_from_slice(&packet.pts().unwrap_or(0).to_le_bytes());
+            head[1] = u8::from(p.key);
+            head[2..10].copy_from_slice(&p.pts.to_le_bytes());
             head[10..14].copy_from_slice(&len.to_le_bytes());
             spill
                 .write_all(&head)
-                .and_then(|_| spill.write_all(data))
+                .and_then(|_| spill.write_all(&p.data))
                 .map_err(|e| Error::io(&self.spill_path, e))?;
         }
         Ok(())
@@ -230,23 +500,41 @@ impl ReelWriter {
             .filter_map(|i| reader.frame_entry(i))
             .collect();
         drop(reader);
+        // Packets already in flight come first.
+        while !self.in_flight.is_empty() {
+            self.collect()?;
+        }
         let input = open_input(part).map_err(|e| Error::reel(part, e))?;
         let tracks: Vec<usize> = input
             .streams()
             .filter(|s| s.parameters().medium() == media::Type::Video)
             .map(|s| s.index())
             .collect();
-        for (track, &stream) in tracks.iter().enumerate() {
-            let theirs = input
+        let mut configs = Vec::new();
+        for &stream in &tracks {
+            let parameters = input
                 .stream(stream)
-                .map(|s| extradata_of_parameters(&s.parameters()))
-                .unwrap_or_default();
-            let ours = self
-                .encoders
-                .get(track)
-                .map(extradata_of_encoder)
-                .unwrap_or_default();
-            if theirs != ours {
+                .map(|s| s.parameters())
+                .ok_or_else(|| Error::reel(part, "a video track vanished"))?;
+            let extradata = extradata_of_parameters(&parameters);
+            configs.push(TrackConfig {
+                parameters,
+                extradata,
+            });
+        }
+        if self.configs.is_empty() {
+            self.configs = configs;
+        } else {
+            // A Matroska round trip may pad the record with a zero byte; FFV1 ignores it (the
+            // CRC32 of the record followed by zeros stays zero).
+            let differs = self
+                .configs
+                .iter()
+                .zip(&configs)
+                .position(|(ours, theirs)| {
+                    trim_zeros(&ours.extradata) != trim_zeros(&theirs.extradata)
+                });
+            if let Some(track) = differs {
                 return Err(Error::reel(
                     part,
                     format!("track {track} was encoded with another FFV1 configuration"),
@@ -306,11 +594,10 @@ impl ReelWriter {
                 "a reel needs at least one frame, none were pushed",
             ));
         }
-        for track in 0..self.encoders.len() {
-            self.encoders[track]
-                .send_eof()
-                .map_err(|e| Error::reel(&self.path, format!("FFV1 encoder flush failed: {e}")))?;
-            self.drain(track)?;
+        // FFV1 without a first pass holds nothing back: each frame's packet leaves with it,
+        // so there is no flush, and the open encoders go back to the pool when the tracks stop.
+        while !self.in_flight.is_empty() {
+            self.collect()?;
         }
         let spill = self
             .spill
@@ -347,27 +634,25 @@ impl ReelWriter {
         let mut octx = format::output_as(&self.tmp_path, "matroska")
             .map_err(|e| format!("cannot create: {e}"))?;
         let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
-        let titles: &[&str] = if self.encoders.len() == 2 {
-            &["high", "low"]
-        } else {
-            &["plane"]
-        };
-        for (enc, title) in self.encoders.iter().zip(titles) {
+        if self.configs.len() != self.spec.tracks() as usize {
+            return Err("no FFV1 configuration for the tracks".into());
+        }
+        for (i, config) in self.configs.iter().enumerate() {
             let mut st = octx.add_stream(codec).map_err(ff)?;
-            st.set_parameters(enc);
+            st.set_parameters(config.parameters.clone());
             // The muxer must not reuse a codec tag from the encoder's context.
             // SAFETY: `st` is a live stream of `octx`; codecpar is allocated by add_stream.
             unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
             st.set_time_base(Rational::new(1, FRAME_RATE));
             st.set_avg_frame_rate(Rational::new(FRAME_RATE, 1));
             let mut tags = Dictionary::new();
-            tags.set("title", title);
+            tags.set("title", self.spec.track_title(i as u32));
             st.set_metadata(tags);
         }
         attachment::add(&mut octx, env)?;
         octx.write_header()
             .map_err(|e| format!("cannot write the header: {e}"))?;
-        let bases: Vec<Rational> = (0..self.encoders.len())
+        let bases: Vec<Rational> = (0..self.configs.len())
             .map(|i| {
                 octx.stream(i)
                     .map(|s| s.time_base())
@@ -417,7 +702,9 @@ impl ReelWriter {
 
 impl Drop for ReelWriter {
     fn drop(&mut self) {
-        // Close the spill file before removing it; both removals may find nothing.
+        // Stop the encoder threads, close the spill file before removing it; both removals
+        // may find nothing.
+        self.tracks.clear();
         self.spill = None;
         let _ = fs::remove_file(&self.spill_path);
         let _ = fs::remove_file(&self.tmp_path);
@@ -431,6 +718,12 @@ fn extradata_of_encoder(enc: &encoder::video::Encoder) -> Vec<u8> {
         let ctx = enc.as_ptr();
         raw_bytes((*ctx).extradata, (*ctx).extradata_size)
     }
+}
+
+/// `bytes` without trailing zeros.
+fn trim_zeros(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &bytes[..end]
 }
 
 /// The codec configuration record of a demuxed stream.
