@@ -34,6 +34,11 @@ pub const MANIFEST_FORMAT: &str = "weightreel-reel";
 /// Version of that format; readers refuse newer ones.
 pub const MANIFEST_VERSION: u32 = 1;
 
+/// Frames per part at most (see [`FrameSink::flush_frame`]).
+const MAX_PART_FRAMES: u64 = 256;
+/// Values per part at most.
+const MAX_PART_VALUES: u64 = 1 << 22;
+
 /// Default values per chunk (the guide's recommended 8,000–12,000 range, rounded to a frame).
 pub const DEFAULT_CHUNK_SIZE: u64 = 8192;
 
@@ -808,7 +813,16 @@ impl FrameSink<'_> {
         self.next_value += count;
         self.values.clear();
         self.segments.clear();
-        if self.part_started.elapsed() >= self.options.checkpoint_every {
+        // A part's frame metadata (with pyramids) is held until the part closes, and parsed
+        // whole when parts are joined: bounding the part bounds that memory too.
+        let (frames_in_part, values_in_part) = self
+            .part
+            .as_ref()
+            .map_or((0, 0), |(_, f)| (f.len() as u64, f.iter().map(|f| f.meta.count).sum::<u64>()));
+        if self.part_started.elapsed() >= self.options.checkpoint_every
+            || frames_in_part >= MAX_PART_FRAMES
+            || values_in_part >= MAX_PART_VALUES
+        {
             self.close_part()?;
         }
         Ok(())
