@@ -815,10 +815,9 @@ impl FrameSink<'_> {
         self.segments.clear();
         // A part's frame metadata (with pyramids) is held until the part closes, and parsed
         // whole when parts are joined: bounding the part bounds that memory too.
-        let (frames_in_part, values_in_part) = self
-            .part
-            .as_ref()
-            .map_or((0, 0), |(_, f)| (f.len() as u64, f.iter().map(|f| f.meta.count).sum::<u64>()));
+        let (frames_in_part, values_in_part) = self.part.as_ref().map_or((0, 0), |(_, f)| {
+            (f.len() as u64, f.iter().map(|f| f.meta.count).sum::<u64>())
+        });
         if self.part_started.elapsed() >= self.options.checkpoint_every
             || frames_in_part >= MAX_PART_FRAMES
             || values_in_part >= MAX_PART_VALUES

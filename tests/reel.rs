@@ -533,3 +533,35 @@ fn writers_of_one_shape_write_identical_packets() {
     assert_eq!(packet_md5s(&b), want);
     assert_eq!(packet_md5s(&c), want);
 }
+
+#[test]
+fn frames_larger_than_a_picture_are_tiled_and_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiled.mkv");
+    // 1030×600 needs 3×2 pictures of at most 512×512 (the last column and row partial); the
+    // small frame after it takes one; read out of order too.
+    let sizes = [(1030, 600), (64, 32), (600, 513)];
+    let written = frames(41, 2, SampleDepth::Gray16, &sizes);
+    let spec = ReelSpec {
+        width: 1030,
+        height: 600,
+        planes: 2,
+        depth: SampleDepth::Gray16,
+    };
+    assert_eq!(
+        spec.picture(),
+        (weightreel::reel::TILE_SIDE, weightreel::reel::TILE_SIDE)
+    );
+    write(&path, spec, &written, JSON);
+    let mut reader = ReelReader::open(&path).unwrap();
+    for i in [0usize, 1, 2, 0, 2] {
+        let f = &written[i];
+        let planes = reader.read_frame(i as u64, f.width, f.height).unwrap();
+        assert!(planes == f.planes, "frame {i} differs");
+    }
+    // The video holds 6 + 1 + 4 pictures of 512×512 per track.
+    let probe = ffprobe(&["-count_frames", "-show_streams"], &path);
+    let video = probe["streams"][0].clone();
+    assert_eq!(video["width"], 512);
+    assert_eq!(video["nb_read_frames"], "11");
+}

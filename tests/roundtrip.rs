@@ -420,3 +420,40 @@ fn decoding_one_tensor_touches_only_its_frames() {
     let name = "encoder.layer.3.attention.self.query.weight";
     assert_eq!(sha(&decoded[name].2), sha(&original[name].2));
 }
+
+#[test]
+fn batch_mode_splits_at_the_frame_cap_and_stays_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let model = minilm::safetensors();
+    // 22.7 M values at a 4 Mi-value cap: 6 frames of up to 2048×2048, each stored as 512×512
+    // pictures.
+    let out = weightreel(&[
+        "encode",
+        model.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--quiet",
+        "--mode",
+        "lossless",
+        "--max-frame-values",
+        "4194304",
+    ]);
+    assert!(out.contains("Batch split: 22,713,216 values exceed the 4,194,304-value frame cap, so the batch was split into 6 frames"), "{out}");
+    let reel = PathBuf::from(
+        out.lines()
+            .find_map(|l| l.strip_prefix("Reel: "))
+            .unwrap()
+            .split(" (")
+            .next()
+            .unwrap(),
+    );
+    let decoded_path = tmp.path().join("decoded.safetensors");
+    decode(&reel, &decoded_path);
+    let original = tensors_of(&model);
+    let decoded = tensors_of(&decoded_path);
+    assert_eq!(decoded.len(), 103);
+    for (name, (_, _, bytes)) in &decoded {
+        assert_eq!(sha(bytes), sha(&original[name].2), "{name}");
+    }
+}

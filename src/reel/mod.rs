@@ -129,12 +129,35 @@ impl SampleDepth {
     }
 }
 
+/// Largest video picture side. A frame wider or taller than this is stored as several
+/// pictures (tiles, in raster order), because FFmpeg 5.1's FFV1 encoder holds a worst-case
+/// packet buffer of about 150 bytes per sample while open — 2 GiB for one 4096×4096 picture.
+/// At 512×512 that buffer stays near 40 MiB, and a tile is still large enough to compress well.
+pub const TILE_SIDE: u32 = 512;
+
+/// The tiles of a `width` x `height` frame cut into pictures of at most `pw` x `ph`, in raster
+/// order: `(x, y, w, h)` of each.
+pub fn tiles(
+    width: u32,
+    height: u32,
+    pw: u32,
+    ph: u32,
+) -> impl Iterator<Item = (u32, u32, u32, u32)> {
+    let (pw, ph) = (pw.max(1), ph.max(1));
+    (0..height.div_ceil(ph)).flat_map(move |ty| {
+        (0..width.div_ceil(pw)).map(move |tx| {
+            let (x, y) = (tx * pw, ty * ph);
+            (x, y, pw.min(width - x), ph.min(height - y))
+        })
+    })
+}
+
 /// Shape of a reel: the resolution of its video tracks, its planes per frame and sample depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ReelSpec {
-    /// Track width: the widest frame.
+    /// The widest frame (the video pictures are at most [`TILE_SIDE`] of it).
     pub width: u32,
-    /// Track height: the tallest frame.
+    /// The tallest frame.
     pub height: u32,
     /// Planes per frame: 1, or 2 for lossless f32 (high, low). Each plane is stored as
     /// [`SampleDepth::bytes`] video tracks.
@@ -144,6 +167,17 @@ pub struct ReelSpec {
 }
 
 impl ReelSpec {
+    /// Size of the video pictures: the frame size, cut down to [`TILE_SIDE`].
+    pub fn picture(&self) -> (u32, u32) {
+        (self.width.min(TILE_SIDE), self.height.min(TILE_SIDE))
+    }
+
+    /// Pictures that a `width` x `height` frame of this reel takes.
+    pub fn pictures_of(&self, width: u32, height: u32) -> u64 {
+        let (pw, ph) = self.picture();
+        u64::from(width.div_ceil(pw)) * u64::from(height.div_ceil(ph))
+    }
+
     /// Check the ranges; the error names the offending field and the valid range.
     pub fn check(&self) -> Result<(), String> {
         if !(1..=MAX_SIDE).contains(&self.width) {

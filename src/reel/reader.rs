@@ -56,8 +56,10 @@ pub struct ReelReader {
     streams: Vec<usize>,
     /// Time base of each track's packets.
     bases: Vec<Rational>,
-    /// The frame the demuxer would deliver next when reading in order.
+    /// The picture the demuxer would deliver next when reading in order.
     next: u64,
+    /// Index of the first picture of each frame, and the total at the end.
+    first_picture: Vec<u64>,
     /// Packets read ahead, per track, with their frame index.
     pending: Vec<VecDeque<(u64, Packet)>>,
 }
@@ -115,13 +117,12 @@ impl ReelReader {
                 .video()
                 .map_err(|e| bad(format!("track {track}: cannot open the FFV1 decoder ({e})")))?;
             // The pixel format is only known once a frame is decoded; `decode` checks it.
-            if dec.width() != spec.width || dec.height() != spec.height {
+            let (pw, ph) = spec.picture();
+            if dec.width() != pw || dec.height() != ph {
                 return Err(bad(format!(
-                    "track {track} is {}x{}, the metadata says {}x{}",
+                    "track {track} is {}x{}, the metadata says {pw}x{ph}",
                     dec.width(),
                     dec.height(),
-                    spec.width,
-                    spec.height
                 )));
             }
             decoders.push(dec);
@@ -136,7 +137,15 @@ impl ReelReader {
             )));
         }
         let pending = (0..streams.len()).map(|_| VecDeque::new()).collect();
+        let mut first_picture = Vec::with_capacity(env.frames.len() + 1);
+        let mut at = 0u64;
+        for f in &env.frames {
+            first_picture.push(at);
+            at += spec.pictures_of(f.width, f.height);
+        }
+        first_picture.push(at);
         Ok(ReelReader {
+            first_picture,
             path: path.to_path_buf(),
             input,
             env,
@@ -198,20 +207,25 @@ impl ReelReader {
                 ),
             ));
         }
-        if index < self.next || index > self.next + SEEK_AHEAD {
-            self.seek(index)?;
+        let first = self.first_picture[index as usize];
+        if first < self.next || first > self.next + SEEK_AHEAD {
+            self.seek(first)?;
         }
-        // Whatever happens below, the demuxer has moved past the frames before `index`.
-        self.next = index + 1;
+        // Whatever happens below, the demuxer has moved past the pictures before this frame.
+        self.next = self.first_picture[index as usize + 1];
         let bytes = self.env.spec.depth.bytes() as usize;
         let area = width as usize * height as usize;
         let mut planes = vec![vec![0u16; area]; self.env.spec.planes as usize];
-        for track in 0..self.streams.len() {
-            let packet = self.packet_for(track, index)?;
-            let picture = self.decode(track, index, &packet)?;
-            // Tracks of a plane come most significant byte first.
-            let shift = 8 * (bytes - 1 - track % bytes);
-            add_bytes(&mut planes[track / bytes], &picture, width, height, shift);
+        let (pw, ph) = self.env.spec.picture();
+        for (k, tile) in super::tiles(width, height, pw, ph).enumerate() {
+            let at = first + k as u64;
+            for track in 0..self.streams.len() {
+                let packet = self.packet_for(track, at, index)?;
+                let picture = self.decode(track, index, &packet)?;
+                // Tracks of a plane come most significant byte first.
+                let shift = 8 * (bytes - 1 - track % bytes);
+                add_bytes(&mut planes[track / bytes], width, &picture, tile, shift);
+            }
         }
         if planes_crc32(&planes) != entry.crc32 {
             return Err(Error::reel(
@@ -222,7 +236,7 @@ impl ReelReader {
         Ok(planes)
     }
 
-    /// Reposition the demuxer at or before frame `index`.
+    /// Reposition the demuxer at or before picture `index`.
     fn seek(&mut self, index: u64) -> Result<()> {
         let micros =
             (index as i64).rescale(Rational::new(1, FRAME_RATE), Rational::new(1, 1_000_000));
@@ -239,8 +253,9 @@ impl ReelReader {
         Ok(())
     }
 
-    /// The packet of frame `index` on `track`, reading ahead as needed.
-    fn packet_for(&mut self, track: usize, index: u64) -> Result<Packet> {
+    /// The packet of picture `index` (part of frame `frame`) on `track`, reading ahead as
+    /// needed. Messages name the frame.
+    fn packet_for(&mut self, track: usize, index: u64, frame: u64) -> Result<Packet> {
         loop {
             let q = &mut self.pending[track];
             while q.front().is_some_and(|(i, _)| *i < index) {
@@ -250,7 +265,7 @@ impl ReelReader {
                 if *i > index {
                     return Err(Error::reel(
                         &self.path,
-                        format!("frame {index} is missing from track {track}"),
+                        format!("frame {frame} is missing from track {track}"),
                     ));
                 }
                 if let Some((_, p)) = q.pop_front() {
@@ -263,13 +278,13 @@ impl ReelReader {
                 Err(ffmpeg_next::Error::Eof) => {
                     return Err(Error::reel(
                         &self.path,
-                        format!("frame {index} is missing (truncated reel?)"),
+                        format!("frame {frame} is missing (truncated reel?)"),
                     ));
                 }
                 Err(e) => {
                     return Err(Error::reel(
                         &self.path,
-                        format!("frame {index}: cannot read the file ({e})"),
+                        format!("frame {frame}: cannot read the file ({e})"),
                     ))
                 }
             }
@@ -279,7 +294,7 @@ impl ReelReader {
             let pts = packet.pts().or(packet.dts()).ok_or_else(|| {
                 Error::reel(
                     &self.path,
-                    format!("frame {index}: a packet on track {t} has no timestamp"),
+                    format!("frame {frame}: a packet on track {t} has no timestamp"),
                 )
             })?;
             let at = pts.rescale(self.bases[t], Rational::new(1, FRAME_RATE));
@@ -290,7 +305,7 @@ impl ReelReader {
             if self.pending[t].len() >= MAX_PENDING {
                 return Err(Error::reel(
                     &self.path,
-                    format!("frame {index}: track {t} is out of step (corrupt file)"),
+                    format!("frame {frame}: track {t} is out of step (corrupt file)"),
                 ));
             }
             self.pending[t].push_back((at, packet));
@@ -325,9 +340,9 @@ impl ReelReader {
         if damage::take(ctx) || flagged {
             return Err(failed(ffmpeg_next::Error::InvalidData));
         }
-        let spec = self.env.spec;
-        if picture.width() != spec.width
-            || picture.height() != spec.height
+        let (pw, ph) = self.env.spec.picture();
+        if picture.width() != pw
+            || picture.height() != ph
             || picture.format() != format::Pixel::GRAY8
         {
             return Err(Error::reel(
@@ -337,8 +352,8 @@ impl ReelReader {
                     picture.width(),
                     picture.height(),
                     picture.format(),
-                    spec.width,
-                    spec.height,
+                    pw,
+                    ph,
                 ),
             ));
         }
@@ -346,15 +361,27 @@ impl ReelReader {
     }
 }
 
-/// Add the top-left `width` x `height` bytes of `picture`, shifted left by `shift` bits, to
-/// the samples of `plane`.
-fn add_bytes(plane: &mut [u16], picture: &frame::Video, width: u32, height: u32, shift: usize) {
-    let (w, h) = (width as usize, height as usize);
+/// Add the top-left `w` x `h` bytes of `picture`, shifted left by `shift` bits, to the samples
+/// of `plane` (a frame `width` samples wide) at `(x, y)`.
+fn add_bytes(
+    plane: &mut [u16],
+    width: u32,
+    picture: &frame::Video,
+    (x, y, w, h): (u32, u32, u32, u32),
+    shift: usize,
+) {
+    let (x, y, w, h, width) = (
+        x as usize,
+        y as usize,
+        w as usize,
+        h as usize,
+        width as usize,
+    );
     let stride = picture.stride(0);
     let data = picture.data(0);
-    for (y, out) in plane.chunks_exact_mut(w).take(h).enumerate() {
-        let row = &data[y * stride..y * stride + w];
-        for (o, &b) in out.iter_mut().zip(row) {
+    for (row, out) in plane.chunks_exact_mut(width).skip(y).take(h).enumerate() {
+        let src = &data[row * stride..row * stride + w];
+        for (o, &b) in out[x..x + w].iter_mut().zip(src) {
             *o |= u16::from(b) << shift;
         }
     }

@@ -38,6 +38,8 @@ pub struct ReelWriter {
     in_flight: VecDeque<usize>,
     spill: Option<BufWriter<File>>,
     frames: Vec<FrameEntry>,
+    /// Video pictures written so far (a frame larger than a picture takes several).
+    pictures: u64,
 }
 
 /// An encoded packet on its way from a track's thread to the spill file.
@@ -90,13 +92,13 @@ impl Track {
         let thread = std::thread::Builder::new()
             .name(format!("reel-track-{track}"))
             .spawn(move || {
+                let (w, h) = spec.picture();
                 let key = PoolKey {
-                    width: spec.width,
-                    height: spec.height,
+                    width: w,
+                    height: h,
                     prior: spec.prior(track),
                 };
                 let mut healthy = true;
-                let (w, h) = (spec.width, spec.height);
                 let big = u64::from(w) * u64::from(h) > BIG_PICTURE;
                 let open = || pool_take(key).map_or_else(|| open_encoder(&spec, track), Ok);
                 let mut enc = match open() {
@@ -251,9 +253,10 @@ fn open_encoder(
     let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
     let ctx = codec::context::Context::new_with_codec(codec);
     let mut enc = ctx.encoder().video().map_err(ff)?;
-    enc.set_width(spec.width);
-    enc.set_height(spec.height);
-    let opts = configure(&mut enc, spec.width, spec.height);
+    let (w, h) = spec.picture();
+    enc.set_width(w);
+    enc.set_height(h);
+    let opts = configure(&mut enc, w, h);
     // Matroska keeps FFV1's configuration record in the track header (CodecPrivate). PASS2
     // makes FFV1 read the trained statistics (it only reads them while opening).
     enc.set_flags(codec::Flags::GLOBAL_HEADER | codec::Flags::PASS2);
@@ -315,6 +318,7 @@ impl ReelWriter {
             in_flight: VecDeque::new(),
             spill: Some(BufWriter::with_capacity(1 << 20, spill)),
             frames: Vec::new(),
+            pictures: 0,
         })
     }
 
@@ -339,23 +343,40 @@ impl ReelWriter {
         if self.tracks.is_empty() {
             self.start_tracks()?;
         }
-        while self.in_flight.len() >= IN_FLIGHT {
-            self.collect()?;
-        }
         let bytes = self.spec.depth.bytes() as usize;
-        for (track, t) in self.tracks.iter().enumerate() {
-            let plane = planes[track / bytes];
-            // Track 0 of a plane holds its most significant byte.
-            let shift = 8 * (bytes - 1 - track % bytes);
-            let job = Job::Frame {
-                index,
-                width,
-                height,
-                bytes: plane.iter().map(|&v| (v >> shift) as u8).collect(),
-            };
-            t.send(job).map_err(|e| self.failed(index, e))?;
+        let (pw, ph) = self.spec.picture();
+        for (x0, y0, tw, th) in super::tiles(width, height, pw, ph) {
+            while self.in_flight.len() >= IN_FLIGHT {
+                self.collect()?;
+            }
+            let picture = self.pictures as usize;
+            for (track, t) in self.tracks.iter().enumerate() {
+                let plane = planes[track / bytes];
+                // Track 0 of a plane holds its most significant byte.
+                let shift = 8 * (bytes - 1 - track % bytes);
+                let mut tile = Vec::with_capacity(tw as usize * th as usize);
+                for row in plane
+                    .chunks_exact(width as usize)
+                    .skip(y0 as usize)
+                    .take(th as usize)
+                {
+                    tile.extend(
+                        row[x0 as usize..(x0 + tw) as usize]
+                            .iter()
+                            .map(|&v| (v >> shift) as u8),
+                    );
+                }
+                let job = Job::Frame {
+                    index: picture,
+                    width: tw,
+                    height: th,
+                    bytes: tile,
+                };
+                t.send(job).map_err(|e| self.failed(index, e))?;
+            }
+            self.in_flight.push_back(index);
+            self.pictures += 1;
         }
-        self.in_flight.push_back(index);
         self.frames.push(FrameEntry {
             width,
             height,
@@ -542,7 +563,11 @@ impl ReelWriter {
             }
         }
         let mut input = input;
-        let base = self.frames.len() as i64;
+        let base = self.pictures as i64;
+        let pictures: u64 = entries
+            .iter()
+            .map(|e| self.spec.pictures_of(e.width, e.height))
+            .sum();
         let mut counts = vec![0i64; tracks.len()];
         let spill_path = self.spill_path.clone();
         for (stream, packet) in input.packets() {
@@ -570,17 +595,18 @@ impl ReelWriter {
         if let Some((track, n)) = counts
             .iter()
             .enumerate()
-            .find(|(_, &n)| n as usize != entries.len())
+            .find(|(_, &n)| n as u64 != pictures)
         {
             return Err(Error::reel(
                 part,
                 format!(
-                    "track {track} has {n} packets, the metadata lists {} frames",
+                    "track {track} has {n} packets, the metadata lists {} frames in {pictures} pictures",
                     entries.len()
                 ),
             ));
         }
         self.frames.extend(entries);
+        self.pictures += pictures;
         Ok(())
     }
 
