@@ -2,10 +2,13 @@
 //!
 //! A reel is a Matroska (`.mkv`) file that `ffprobe`, `ffplay` and VLC open as is:
 //!
-//! - **Video tracks.** Every track is FFV1 `gray8`, all of the same fixed resolution (the
-//!   largest frame). FFV1 version 3, every frame intra (GOP 1), slice CRCs on, one slice per
-//!   picture up to 352x288, 25 frames per second. A frame smaller than the track is placed at
-//!   the top-left and the rest is filled with 0; its logical size is recorded.
+//! - **Video tracks.** Every track is FFV1 `gray8`, all of the same fixed resolution: the
+//!   largest frame, cut down to [`TILE_SIDE`]. FFV1 version 3, every picture intra (GOP 1),
+//!   slice CRCs on, one slice per picture up to 352x288, 25 pictures per second. A frame
+//!   smaller than the picture is placed at the top-left and the rest is filled with 0; its
+//!   logical size is recorded. A frame larger than [`TILE_SIDE`] on either side is stored as
+//!   several pictures, its tiles in raster order (see [`tiles`]), which bounds the encoder's
+//!   memory.
 //!   Each plane of 16-bit samples is stored as two tracks, its most significant bytes, then
 //!   its least significant bytes: FFV1 models the skewed high byte apart from the near-random
 //!   low byte (measured on all-MiniLM-L6-v2: 44.6 MB instead of 58.1 MB as one `gray16le`
