@@ -419,31 +419,27 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
     }
 }
 
-fn run_list(args: &StoreArgs) -> Result<()> {
-    let store = Store::open(&store_dir(args.storage_dir.as_deref()))?;
-    let entries = store.list()?;
-    if args.json {
+/// Print `value` as pretty JSON, or as the text `render` makes of it.
+fn emit<T: serde::Serialize>(json: bool, value: &T, render: impl FnOnce(&T) -> String) {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&entries).expect("entries serialize")
+            serde_json::to_string_pretty(value).expect("output serializes")
         );
     } else {
-        print!("{}", models_table(&entries));
+        print!("{}", render(value));
     }
+}
+
+fn run_list(args: &StoreArgs) -> Result<()> {
+    let store = Store::open(&store_dir(args.storage_dir.as_deref()))?;
+    emit(args.json, &store.list()?, |e| models_table(e));
     Ok(())
 }
 
 fn run_stats(args: &StoreArgs) -> Result<()> {
     let store = Store::open(&store_dir(args.storage_dir.as_deref()))?;
-    let stats = store.stats()?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&stats).expect("stats serialize")
-        );
-    } else {
-        print!("{}", statistics_block(&stats));
-    }
+    emit(args.json, &store.stats()?, statistics_block);
     Ok(())
 }
 
@@ -457,15 +453,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let selection = select.selection()?;
             let model = Model::open(&model, &source.options())?;
-            let report = Report::new(&model, &selection);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serializes")
-                );
-            } else {
-                print!("{}", report.to_text());
-            }
+            emit(json, &Report::new(&model, &selection), Report::to_text);
         }
         Some(Command::Encode {
             models,
@@ -486,22 +474,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|p| parse_regex("--include", p))
                 .transpose()?;
             let summary = weightreel::decode::decode_reel_matching(&reel, &out, include.as_ref())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary).expect("summary serializes")
-                );
-            } else {
-                println!(
-                    "Decoded {} tensors ({} whole, {} sampled) with {} values from {} frames into {}",
-                    summary.tensors,
-                    summary.whole,
-                    summary.sampled,
-                    group(summary.values),
-                    summary.frames_read,
+            emit(json, &summary, |s| {
+                format!(
+                    "Decoded {} tensors ({} whole, {} sampled) with {} values from {} frames into {}\n",
+                    s.tensors,
+                    s.whole,
+                    s.sampled,
+                    group(s.values),
+                    s.frames_read,
                     out.display()
-                );
-            }
+                )
+            });
         }
         Some(Command::Frames { reel, png, heatmap }) => {
             let files = weightreel::reel::write_png_frames(&reel, &png, heatmap)?;
