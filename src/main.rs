@@ -539,8 +539,40 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
     run_encode(&models, &guide.source, &guide.select, &guide.encode)
 }
 
+/// Parse the command line; a usage error becomes one line (clap's message and its tips, the
+/// valid values included) and exit status 2. Help and version print as usual.
+fn parse_cli() -> std::result::Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let mut line = String::new();
+            for part in text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+            {
+                if !line.is_empty() {
+                    line.push_str(if line.ends_with(':') { " " } else { "; " });
+                }
+                line.push_str(part);
+            }
+            eprintln!("{line} (see --help)");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
