@@ -365,11 +365,8 @@ fn bad_flags_give_clear_errors_and_leave_the_store_alone() {
     for (args, words) in cases {
         let err = g.fails(args);
         let text = err.trim();
-        assert_eq!(
-            text.lines().filter(|l| l.starts_with("error")).count(),
-            1,
-            "{args}: {err}"
-        );
+        assert_eq!(text.lines().count(), 1, "{args}: not one line: {err}");
+        assert!(text.starts_with("error: "), "{args}: {err}");
         for word in *words {
             assert!(text.contains(word), "{args}: missing {word:?} in {err}");
         }
