@@ -3,7 +3,7 @@
 # for bindgen, pkg-config, the ffmpeg/ffprobe binaries the tests call, python3-pip for the test
 # model). Skips apt entirely when everything is already there.
 set -euo pipefail
-packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg python3 python3-pip)
+packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg time python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
