@@ -60,7 +60,11 @@ pub struct ReelTensor {
 impl ReelTensor {
     /// Elements in the whole tensor.
     pub fn numel(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
+        // Saturating: a hostile manifest must fail the checks, not overflow.
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .unwrap_or(u64::MAX)
     }
 }
 

@@ -285,7 +285,8 @@ pub fn spread_runs(numel: u64, quota: u64, run_len: u64) -> Vec<Run> {
     let mut taken: u64 = 0;
     for j in 0..count {
         // Run lengths differ by at most one.
-        let len = (quota * (j + 1)) / count - (quota * j) / count;
+        let len = ((quota as u128 * (j as u128 + 1)) / count as u128
+            - (quota as u128 * j as u128) / count as u128) as u64;
         let gap_before = (gap_total * (j as u128 + 1) / (count as u128 + 1)) as u64;
         runs.push(Run {
             start: taken + gap_before,
