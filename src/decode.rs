@@ -20,7 +20,7 @@ use safetensors::tensor::View;
 use safetensors::Dtype;
 use serde::Serialize;
 
-use crate::encode::{planes_checksum, Manifest, SegmentRef};
+use crate::encode::{Manifest, SegmentRef};
 use crate::error::{Error, Result};
 use crate::frames;
 use crate::reel::ReelReader;
@@ -69,7 +69,7 @@ impl FrameCache {
             .into_iter()
             .take(frame.meta.planes as usize)
             .collect();
-        if planes_checksum(&planes) != frame.checksum {
+        if crate::reel::planes_crc32(&planes) != frame.checksum {
             return Err(Error::reel(
                 &self.path,
                 format!("frame {index}: pixels do not match the checksum in the metadata"),

@@ -357,18 +357,6 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// CRC32 of planes as little-endian u16 samples.
-pub fn planes_checksum(planes: &[Vec<u16>]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = Vec::new();
-    for plane in planes {
-        buf.clear();
-        buf.extend(plane.iter().flat_map(|v| v.to_le_bytes()));
-        hasher.update(&buf);
-    }
-    hasher.finalize()
-}
-
 /// Peak resident set size of this process, from `/proc/self/status` (0 where unavailable).
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -809,7 +797,7 @@ impl FrameSink<'_> {
         frames.push(ReelFrame {
             index: self.next_frame,
             first_value: self.next_value,
-            checksum: planes_checksum(&frame.planes),
+            checksum: reel::planes_crc32(&frame.planes),
             segments: self.segments.iter().map(|(s, _)| *s).collect(),
             meta: frame.meta,
         });

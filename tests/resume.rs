@@ -82,7 +82,7 @@ fn reel_frame_crcs(reel: &Path) -> Vec<u32> {
         .map(|i| {
             let entry = reader.frame_entry(i).unwrap();
             let planes = reader.read_frame(i, entry.width, entry.height).unwrap();
-            weightreel::encode::planes_checksum(&planes)
+            weightreel::reel::planes_crc32(&planes)
         })
         .collect()
 }

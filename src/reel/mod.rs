@@ -289,8 +289,9 @@ pub struct ReelInfo {
     pub frames: u64,
 }
 
-/// CRC32 of cropped planes, as stored in the frame table.
-pub(crate) fn planes_crc32<P: AsRef<[u16]>>(planes: &[P]) -> u32 {
+/// CRC32 of planes (samples as little-endian u16, plane after plane), as stored in the frame
+/// table and in reel manifests.
+pub fn planes_crc32<P: AsRef<[u16]>>(planes: &[P]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     let mut buf = Vec::new();
     for p in planes {
