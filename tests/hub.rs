@@ -299,7 +299,7 @@ fn repo_ids_with_path_tricks_are_refused_before_any_request() {
         "a/../../b",
         "org/name/extra",
         "org/..",
-        "..",
+        // (A bare ".." is not here: it always exists as a directory, so it is read as a path.)
         ".hidden/x",
         "org//name",
         "a\\b",
