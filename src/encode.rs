@@ -549,10 +549,15 @@ pub fn encode(
 
     // The final reel: parts' packets copied, with the manifest of every frame (without the
     // pyramid and statistics, which the registry holds).
+    // A new name for every encode (time and process id), so the reel of the entry this one
+    // replaces stays intact until the registry has switched over.
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let reel_name = format!(
-        "reels/{}-{key}-{}.mkv",
+        "reels/{}-{key}-{millis}-{}.mkv",
         sanitize(&model.spec),
-        std::process::id() as u64 * 1_000_000 + (started.elapsed().as_nanos() % 1_000_000) as u64
+        std::process::id()
     );
     let reel_path = store.dir().join(&reel_name);
     let encoding_secs = resumed_secs + started.elapsed().as_secs_f64();
