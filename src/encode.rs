@@ -240,7 +240,13 @@ pub const MAX_CHUNK_SIZE: u64 = frames::DEFAULT_MAX_FRAME_VALUES;
 impl EncodeOptions {
     /// Validate, rav1e style: every message states the valid range.
     pub fn validate(&self) -> Result<()> {
-        let cap = self.frame.max_values;
+        // In batch mode the chunk size only counts chunks; only a chunk-mode frame must fit
+        // the frame cap.
+        let cap = if self.chunk_encoding {
+            self.frame.max_values
+        } else {
+            u64::MAX
+        };
         if self.chunk_size == 0 || self.chunk_size > cap {
             return Err(Error::invalid(
                 "--chunk-size",
