@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::roles::Role;
 use crate::selection::{Plan, Selection};
 use crate::source::{Model, Origin, SkippedTensor};
-use crate::stream::{MAX_GAP, MAX_READ};
+use crate::stream::windows;
 
 /// Counts for one group of tensors.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -89,48 +89,11 @@ pub struct Report {
     pub bytes_read: u64,
 }
 
-/// Count the reads and bytes a plan needs, with the same merging rule as the stream.
+/// Count the reads and bytes a plan needs: the stream's own windows.
 pub fn plan_reads(model: &Model, plan: &Plan) -> (u64, u64) {
-    let mut reads = 0u64;
-    let mut bytes = 0u64;
-    let mut window: Option<(usize, u64, u64)> = None; // shard, begin, end
-    for item in &plan.items {
-        let t = &model.tensors[item.tensor];
-        let eb = t.elem_bytes();
-        for run in &item.runs {
-            // Mirror the stream: runs are cut into MAX_READ pieces.
-            let per_piece = (MAX_READ / eb.max(1)).max(1);
-            let mut start = run.start;
-            while start < run.start + run.len {
-                let len = per_piece.min(run.start + run.len - start);
-                let b = t.offset + start * eb;
-                let e = b + len * eb;
-                match &mut window {
-                    Some((shard, wb, we))
-                        if *shard == t.shard
-                            && b >= *we
-                            && b - *we <= MAX_GAP
-                            && e - *wb <= MAX_READ =>
-                    {
-                        *we = e;
-                    }
-                    _ => {
-                        if let Some((_, wb, we)) = window {
-                            reads += 1;
-                            bytes += we - wb;
-                        }
-                        window = Some((t.shard, b, e));
-                    }
-                }
-                start += len;
-            }
-        }
-    }
-    if let Some((_, wb, we)) = window {
-        reads += 1;
-        bytes += we - wb;
-    }
-    (reads, bytes)
+    windows(model, plan, 0).fold((0, 0), |(reads, bytes), w| {
+        (reads + 1, bytes + w.end - w.begin)
+    })
 }
 
 impl Report {

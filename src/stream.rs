@@ -47,12 +47,89 @@ pub struct StreamSummary {
     pub stopped: bool,
 }
 
-/// One contiguous read of element ranges of one tensor.
-#[derive(Debug, Clone, Copy)]
-struct Piece {
-    tensor: usize,
-    start: u64,
-    len: u64,
+/// A contiguous range of elements of one tensor, at most [`MAX_READ`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// Index into [`Model::tensors`].
+    pub tensor: usize,
+    /// First element.
+    pub start: u64,
+    /// Elements.
+    pub len: u64,
+}
+
+/// One read: a byte range of one shard covering whole pieces (and the gaps between them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Index into [`Model::shards`].
+    pub shard: usize,
+    /// First byte, absolute in the shard file.
+    pub begin: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// The pieces it delivers, in order.
+    pub pieces: Vec<Piece>,
+}
+
+/// The reads that deliver `plan` after its first `skip` values, in order: runs cut into pieces
+/// of at most [`MAX_READ`] bytes, and consecutive pieces of one shard merged into one read when
+/// the gap is at most [`MAX_GAP`] and the read stays within [`MAX_READ`]. The stream performs
+/// exactly these reads, and `inspect` counts them, so its estimate is what streaming costs.
+pub fn windows<'a>(
+    model: &'a Model,
+    plan: &'a Plan,
+    skip: u64,
+) -> impl Iterator<Item = Window> + 'a {
+    let byte_range = move |p: &Piece| {
+        let t = &model.tensors[p.tensor];
+        let begin = t.offset + p.start * t.elem_bytes();
+        (t.shard, begin, begin + p.len * t.elem_bytes())
+    };
+    let mut left = skip;
+    let mut pieces = plan
+        .items
+        .iter()
+        .flat_map(move |item| {
+            let per_piece = (MAX_READ / model.tensors[item.tensor].elem_bytes().max(1)).max(1);
+            item.runs.iter().flat_map(move |run| {
+                (0..run.len.div_ceil(per_piece)).map(move |k| {
+                    let start = run.start + k * per_piece;
+                    Piece {
+                        tensor: item.tensor,
+                        start,
+                        len: per_piece.min(run.start + run.len - start),
+                    }
+                })
+            })
+        })
+        .filter_map(move |mut piece| {
+            // Resume: values already encoded are not read again.
+            let drop = left.min(piece.len);
+            left -= drop;
+            piece.start += drop;
+            piece.len -= drop;
+            (piece.len > 0).then_some(piece)
+        })
+        .peekable();
+    std::iter::from_fn(move || {
+        let first = pieces.next()?;
+        let (shard, begin, mut end) = byte_range(&first);
+        let mut window = Window {
+            shard,
+            begin,
+            end,
+            pieces: vec![first],
+        };
+        while let Some((s, b, e)) = pieces.peek().map(&byte_range) {
+            if s != shard || b < end || b - end > MAX_GAP || e - begin > MAX_READ {
+                break;
+            }
+            end = e;
+            window.pieces.extend(pieces.next());
+        }
+        window.end = end;
+        Some(window)
+    })
 }
 
 /// Options for [`stream`].
@@ -74,68 +151,41 @@ pub fn stream(
     let mut summary = StreamSummary::default();
     let mut raw = Vec::new();
     let mut values: Vec<f32> = Vec::new();
-    let mut skip = options.skip_values;
-    // Pieces are grouped into windows: one read covering several pieces of one shard.
-    let mut window: Vec<Piece> = Vec::new();
     let mut started: Option<usize> = None;
-
-    // Split every run into pieces of at most MAX_READ bytes, in stream order.
-    let pieces = plan.items.iter().flat_map(|item| {
-        let t = &model.tensors[item.tensor];
-        let per_piece = (MAX_READ / t.elem_bytes().max(1)).max(1);
-        item.runs.iter().flat_map(move |run| {
-            let count = run.len.div_ceil(per_piece);
-            (0..count).map(move |k| {
-                let start = run.start + k * per_piece;
-                Piece {
-                    tensor: item.tensor,
-                    start,
-                    len: per_piece.min(run.start + run.len - start),
-                }
-            })
-        })
-    });
-
     let selected_of = |tensor: usize| -> u64 {
         plan.items
             .iter()
             .find(|i| i.tensor == tensor)
             .map_or(0, |i| i.len())
     };
-
-    let mut flush = |window: &mut Vec<Piece>,
-                     summary: &mut StreamSummary,
-                     started: &mut Option<usize>,
-                     sink: &mut dyn Sink|
-     -> Result<bool> {
-        if window.is_empty() {
-            return Ok(true);
+    for window in windows(model, plan, options.skip_values) {
+        if options.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            summary.stopped = true;
+            return Ok(summary);
         }
-        let first = &model.tensors[window[0].tensor];
-        let last_piece = window[window.len() - 1];
-        let last = &model.tensors[last_piece.tensor];
-        let begin = first.offset + window[0].start * first.elem_bytes();
-        let end = last.offset + (last_piece.start + last_piece.len) * last.elem_bytes();
-        raw.resize((end - begin) as usize, 0);
-        let source = &model.shards[first.shard].source;
-        source.read_at(begin, &mut raw)?;
+        raw.resize((window.end - window.begin) as usize, 0);
+        let source = &model.shards[window.shard].source;
+        source.read_at(window.begin, &mut raw)?;
         summary.data.requests += 1;
-        summary.data.bytes += end - begin;
-        for piece in window.drain(..) {
+        summary.data.bytes += window.end - window.begin;
+        for piece in &window.pieces {
             let t = &model.tensors[piece.tensor];
-            if *started != Some(piece.tensor) {
+            if started != Some(piece.tensor) {
                 if let Some(prev) = started.take() {
                     if !sink.end_tensor(&model.tensors[prev])? {
-                        return Ok(false);
+                        summary.stopped = true;
+                        return Ok(summary);
                     }
                 }
-                *started = Some(piece.tensor);
+                started = Some(piece.tensor);
                 summary.tensors += 1;
+                // A resumed tensor still gets its begin_tensor call.
                 if !sink.begin_tensor(t, selected_of(piece.tensor))? {
-                    return Ok(false);
+                    summary.stopped = true;
+                    return Ok(summary);
                 }
             }
-            let at = (t.offset + piece.start * t.elem_bytes() - begin) as usize;
+            let at = (t.offset + piece.start * t.elem_bytes() - window.begin) as usize;
             let bytes = &raw[at..at + (piece.len * t.elem_bytes()) as usize];
             values.resize(piece.len as usize, 0.0);
             if !to_f32(t.dtype, bytes, &mut values) {
@@ -147,52 +197,10 @@ pub fn stream(
             }
             summary.values += piece.len;
             if !sink.values(t, piece.start, &values)? {
-                return Ok(false);
+                summary.stopped = true;
+                return Ok(summary);
             }
         }
-        Ok(true)
-    };
-
-    for mut piece in pieces {
-        if options.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            summary.stopped = true;
-            return Ok(summary);
-        }
-        if skip > 0 {
-            let drop = skip.min(piece.len);
-            skip -= drop;
-            piece.start += drop;
-            piece.len -= drop;
-            if piece.len == 0 {
-                continue;
-            }
-            // A resumed tensor still gets its begin_tensor call.
-        }
-        let t = &model.tensors[piece.tensor];
-        let piece_begin = t.offset + piece.start * t.elem_bytes();
-        let piece_end = piece_begin + piece.len * t.elem_bytes();
-        let joins = window.last().is_some_and(|prev| {
-            let pt = &model.tensors[prev.tensor];
-            let prev_end = pt.offset + (prev.start + prev.len) * pt.elem_bytes();
-            let window_begin = {
-                let w0 = &window[0];
-                let t0 = &model.tensors[w0.tensor];
-                t0.offset + w0.start * t0.elem_bytes()
-            };
-            pt.shard == t.shard
-                && piece_begin >= prev_end
-                && piece_begin - prev_end <= MAX_GAP
-                && piece_end - window_begin <= MAX_READ
-        });
-        if !joins && !flush(&mut window, &mut summary, &mut started, sink)? {
-            summary.stopped = true;
-            return Ok(summary);
-        }
-        window.push(piece);
-    }
-    if !flush(&mut window, &mut summary, &mut started, sink)? {
-        summary.stopped = true;
-        return Ok(summary);
     }
     if let Some(prev) = started.take() {
         if !sink.end_tensor(&model.tensors[prev])? {

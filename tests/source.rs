@@ -433,3 +433,26 @@ mod header_never_panics {
         }
     }
 }
+
+#[test]
+fn inspect_estimate_equals_what_streaming_reads() {
+    let model = open(&minilm::safetensors()).unwrap();
+    for selection in [
+        Selection::default(),
+        Selection {
+            max_params: Some(50_000),
+            ..Default::default()
+        },
+        Selection {
+            max_params: Some(50_000),
+            sample: SampleMode::Head,
+            ..Default::default()
+        },
+    ] {
+        let report = Report::new(&model, &selection);
+        let (_, summary) = stream_values(&model, &selection);
+        assert_eq!(report.selection.reads, summary.data.requests);
+        assert_eq!(report.selection.read_bytes, summary.data.bytes);
+        assert_eq!(report.selection.params, summary.values);
+    }
+}
