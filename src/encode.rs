@@ -22,7 +22,7 @@ use crate::frames::{
     self, FrameLayout, FrameMeta, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
 };
 use crate::progress::{Progress, ProgressMode};
-use crate::reel::{self, ReelReader, ReelSpec, ReelWriter, SampleDepth};
+use crate::reel::{self, ReelSpec, ReelWriter, SampleDepth};
 use crate::roles::Role;
 use crate::selection::{Plan, Selection};
 use crate::source::{Model, TensorInfo};
@@ -700,8 +700,7 @@ struct Part {
 
 impl Part {
     fn manifest(&self) -> Result<Manifest> {
-        let reader = ReelReader::open(&self.path)?;
-        Manifest::parse(&self.path, reader.metadata_json())
+        Manifest::parse(&self.path, &reel::read_metadata(&self.path)?)
     }
 }
 
@@ -722,8 +721,8 @@ fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
     let mut expected_frame = 0u64;
     let mut expected_value = 0u64;
     for path in names {
-        let usable = ReelReader::open(&path)
-            .and_then(|r| Manifest::parse(&path, r.metadata_json()))
+        let usable = reel::read_metadata(&path)
+            .and_then(|json| Manifest::parse(&path, &json))
             .ok()
             .filter(|m| {
                 m.settings_key == template.settings_key

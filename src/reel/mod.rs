@@ -55,7 +55,7 @@ use ffmpeg_next::Dictionary;
 use serde::Serialize;
 
 pub use preview::{write_png_frames, write_preview_h264};
-pub use reader::ReelReader;
+pub use reader::{read_metadata, ReelReader};
 pub use writer::ReelWriter;
 
 /// Join finished reels (parts of one encode, in order) into one reel at `out` with
@@ -68,7 +68,7 @@ pub fn concat(
     let first = parts
         .first()
         .ok_or_else(|| crate::error::Error::reel(out, "nothing to join: no parts"))?;
-    let spec = ReelReader::open(first)?.spec();
+    let spec = reader::open_envelope(first)?.1.spec;
     let mut writer = ReelWriter::create(out, spec)?;
     for part in parts {
         writer.append_reel(part)?;

@@ -45,6 +45,31 @@ pub(super) fn open_input(path: &Path) -> std::result::Result<format::context::In
     }
 }
 
+/// Open `path` as Matroska and read and verify its metadata envelope (magic, version, CRCs),
+/// without opening any decoder.
+pub(super) fn open_envelope(path: &Path) -> Result<(format::context::Input, Envelope)> {
+    init();
+    let bad = |problem: String| Error::reel(path, problem);
+    // A plain open first, so that a missing or unreadable file gets the OS's message.
+    std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let input = open_input(path).map_err(|e| bad(format!("not a readable Matroska file ({e})")))?;
+    let name = input.format().name().to_string();
+    if !name.split(',').any(|n| n == "matroska") {
+        return Err(bad(format!("not a Matroska file (it reads as '{name}')")));
+    }
+    let bytes = attachment::find(&input).ok_or_else(|| {
+        bad("has no weightreel metadata attachment (not a reel, or truncated)".into())
+    })?;
+    let env = envelope::decode(&bytes).map_err(bad)?;
+    Ok((input, env))
+}
+
+/// The caller's metadata of the reel at `path`, verified like [`ReelReader::open`] does but
+/// without setting up decoders: for callers that need only the metadata.
+pub fn read_metadata(path: &Path) -> Result<Vec<u8>> {
+    Ok(open_envelope(path)?.1.json)
+}
+
 /// An open reel.
 pub struct ReelReader {
     path: PathBuf,
@@ -68,20 +93,8 @@ impl ReelReader {
     /// Open `path`, verifying the metadata envelope (magic, version, CRC32s) and that its video
     /// tracks match the recorded spec.
     pub fn open(path: &Path) -> Result<ReelReader> {
-        init();
         let bad = |problem: String| Error::reel(path, problem);
-        // A plain open first, so that a missing or unreadable file gets the OS's message.
-        std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let input =
-            open_input(path).map_err(|e| bad(format!("not a readable Matroska file ({e})")))?;
-        let name = input.format().name().to_string();
-        if !name.split(',').any(|n| n == "matroska") {
-            return Err(bad(format!("not a Matroska file (it reads as '{name}')")));
-        }
-        let bytes = attachment::find(&input).ok_or_else(|| {
-            bad("has no weightreel metadata attachment (not a reel, or truncated)".into())
-        })?;
-        let env = envelope::decode(&bytes).map_err(bad)?;
+        let (input, env) = open_envelope(path)?;
         let spec = env.spec;
         for (i, f) in env.frames.iter().enumerate() {
             if f.width == 0 || f.height == 0 || f.width > spec.width || f.height > spec.height {

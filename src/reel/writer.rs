@@ -15,9 +15,9 @@ use std::sync::{mpsc, Mutex};
 use ffmpeg_next::codec::{self, encoder};
 use ffmpeg_next::{format, frame, media, Dictionary, Packet, Rational};
 
-use super::reader::open_input;
+use super::reader::open_envelope;
 use super::{attachment, configure, envelope, ff, init, planes_crc32, prior};
-use super::{FrameEntry, ReelInfo, ReelReader, ReelSpec, FRAME_RATE};
+use super::{FrameEntry, ReelInfo, ReelSpec, FRAME_RATE};
 use crate::error::{Error, Result};
 
 /// Frames in flight per track before [`ReelWriter::push_frame`] waits for the oldest one.
@@ -506,26 +506,22 @@ impl ReelWriter {
     /// re-encoding). `part` must have this writer's shape and FFV1 configuration; the encoder
     /// is deterministic, so its packets are the ones this writer would have produced.
     pub fn append_reel(&mut self, part: &Path) -> Result<()> {
-        let reader = ReelReader::open(part)?;
-        if reader.spec() != self.spec {
+        // One open serves both: the verified envelope and the packets to copy.
+        let (input, envelope) = open_envelope(part)?;
+        if envelope.spec != self.spec {
             return Err(Error::reel(
                 part,
                 format!(
                     "has shape {:?}, the reel being written has {:?}",
-                    reader.spec(),
-                    self.spec
+                    envelope.spec, self.spec
                 ),
             ));
         }
-        let entries: Vec<FrameEntry> = (0..reader.frame_count())
-            .filter_map(|i| reader.frame_entry(i))
-            .collect();
-        drop(reader);
+        let entries = envelope.frames;
         // Packets already in flight come first.
         while !self.in_flight.is_empty() {
             self.collect()?;
         }
-        let input = open_input(part).map_err(|e| Error::reel(part, e))?;
         let tracks: Vec<usize> = input
             .streams()
             .filter(|s| s.parameters().medium() == media::Type::Video)
