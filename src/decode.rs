@@ -266,42 +266,36 @@ pub fn decode_reel_matching(
             }) && next == t.numel()
         };
         values += count;
+        let view = |segments, dtype, shape, part, whole| LazyTensor {
+            cache: cache.clone(),
+            segments,
+            dtype,
+            shape,
+            part,
+            whole,
+        };
         if tiles {
             whole += 1;
             views.insert(
                 t.name.clone(),
-                LazyTensor {
-                    cache: cache.clone(),
-                    segments,
-                    dtype,
-                    shape: t.shape.clone(),
-                    part: Part::Values,
-                    whole: true,
-                },
+                view(segments, dtype, t.shape.clone(), Part::Values, true),
             );
         } else {
             sampled += 1;
+            let shape = vec![count as usize];
             views.insert(
                 format!("{}.sample_indices", t.name),
-                LazyTensor {
-                    cache: cache.clone(),
-                    segments: segments.clone(),
-                    dtype: Dtype::I64,
-                    shape: vec![count as usize],
-                    part: Part::Indices,
-                    whole: false,
-                },
+                view(
+                    segments.clone(),
+                    Dtype::I64,
+                    shape.clone(),
+                    Part::Indices,
+                    false,
+                ),
             );
             views.insert(
                 t.name.clone(),
-                LazyTensor {
-                    cache: cache.clone(),
-                    segments,
-                    dtype,
-                    shape: vec![count as usize],
-                    part: Part::Values,
-                    whole: false,
-                },
+                view(segments, dtype, shape, Part::Values, false),
             );
         }
     }

@@ -24,7 +24,7 @@ use crate::frames::{
 use crate::progress::{Progress, ProgressMode};
 use crate::reel::{self, ReelSpec, ReelWriter, SampleDepth};
 use crate::roles::Role;
-use crate::selection::{Plan, Selection};
+use crate::selection::Selection;
 use crate::source::{Model, TensorInfo};
 use crate::store::{EntryRecord, FrameRecord, Settings, Store, Totals};
 use crate::stream::{stream, Sink, StreamOptions};
@@ -485,7 +485,15 @@ pub fn encode(
     let spec = ReelSpec {
         width: stream_layout.width,
         height: stream_layout.height,
-        planes: planes_for(options.frame.mode, model, &plan),
+        // The reel's planes are those of its widest frame: the frames stage decides from the
+        // source dtypes of everything selected.
+        planes: options.frame.mode.planes_for(
+            plan.items
+                .iter()
+                .map(|i| source_dtype(model.tensors[i.tensor].dtype))
+                .collect::<Vec<_>>()
+                .iter(),
+        ),
         depth: if options.frame.mode == PixelMode::U8 {
             SampleDepth::Gray8
         } else {
@@ -650,24 +658,6 @@ pub fn encode(
             frames_total
         },
     })
-}
-
-/// Planes per frame: lossless needs two unless every selected tensor is a 16-bit float.
-fn planes_for(mode: PixelMode, model: &Model, plan: &Plan) -> u32 {
-    if mode != PixelMode::Lossless {
-        return 1;
-    }
-    let all_16 = plan.items.iter().all(|i| {
-        matches!(
-            model.tensors[i.tensor].dtype,
-            safetensors::Dtype::F16 | safetensors::Dtype::BF16
-        )
-    });
-    if all_16 {
-        1
-    } else {
-        2
-    }
 }
 
 /// The reel manifest keeps what decoding needs; the pyramid and statistics live in the registry.
