@@ -20,7 +20,7 @@ use safetensors::tensor::View;
 use safetensors::Dtype;
 use serde::Serialize;
 
-use crate::encode::{Manifest, SegmentRef};
+use crate::reel::{Manifest, SegmentRef};
 use crate::error::{Error, Result};
 use crate::frames;
 use crate::reel::ReelReader;

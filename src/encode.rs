@@ -15,24 +15,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::frames::{
-    self, FrameLayout, FrameMeta, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
+    self, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
 };
 use crate::progress::{Progress, ProgressMode};
-use crate::reel::{self, ReelSpec, ReelWriter, SampleDepth};
-use crate::roles::Role;
+use crate::reel::{
+    self, Manifest, ReelFrame, ReelSpec, ReelTensor, ReelWriter, SampleDepth, SegmentRef,
+    MANIFEST_FORMAT, MANIFEST_VERSION,
+};
 use crate::selection::Selection;
 use crate::source::{Model, TensorInfo};
 use crate::store::{EntryRecord, FrameRecord, Settings, Store, Totals};
 use crate::stream::{stream, Sink, StreamOptions};
-
-/// Name of the metadata format carried inside every reel.
-pub const MANIFEST_FORMAT: &str = "weightreel-reel";
-/// Version of that format; readers refuse newer ones.
-pub const MANIFEST_VERSION: u32 = 1;
 
 /// Frames per part at most (see [`FrameSink::flush_frame`]).
 const MAX_PART_FRAMES: u64 = 256;
@@ -41,159 +38,6 @@ const MAX_PART_VALUES: u64 = 1 << 22;
 
 /// Default values per chunk (the guide's recommended 8,000–12,000 range, rounded to a frame).
 pub const DEFAULT_CHUNK_SIZE: u64 = 8192;
-
-/// A tensor as the reel records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReelTensor {
-    /// Name as stored in the model.
-    pub name: String,
-    /// Stored dtype (`F32`, `F16`, `BF16`, …).
-    pub dtype: String,
-    /// Shape.
-    pub shape: Vec<usize>,
-    /// Role from the role table.
-    pub role: Role,
-    /// Values of it the reel holds.
-    pub selected: u64,
-}
-
-impl ReelTensor {
-    /// Elements in the whole tensor.
-    pub fn numel(&self) -> u64 {
-        // Saturating: a hostile manifest must fail the checks, not overflow.
-        self.shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-            .unwrap_or(u64::MAX)
-    }
-}
-
-/// A contiguous run of one tensor inside a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentRef {
-    /// Index into the manifest's tensor table.
-    pub tensor: u32,
-    /// First element (row-major index in the tensor).
-    pub start: u64,
-    /// Elements.
-    pub len: u64,
-    /// Position of the first element along the frame's curve.
-    pub curve_start: u64,
-}
-
-/// One frame of a reel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReelFrame {
-    /// Frame number in the reel.
-    pub index: u64,
-    /// Position of its first value in the selection's value sequence.
-    pub first_value: u64,
-    /// CRC32 of its planes (little-endian u16 samples, plane after plane).
-    pub checksum: u32,
-    /// What the frame holds, tensor by tensor.
-    pub segments: Vec<SegmentRef>,
-    /// Layout, mode, scales, pyramid and statistics.
-    pub meta: FrameMeta,
-}
-
-/// The metadata inside a reel: enough to decode it alone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Always [`MANIFEST_FORMAT`].
-    pub format: String,
-    /// [`MANIFEST_VERSION`] of the writer.
-    pub version: u32,
-    /// Model name as given.
-    pub model: String,
-    /// Resolved commit, when known.
-    pub commit: Option<String>,
-    /// Settings key of the encode (identifies parts of one encode).
-    pub settings_key: String,
-    /// The settings.
-    pub settings: Settings,
-    /// Values in the whole selection.
-    pub total_values: u64,
-    /// Tensors the selection took, in stream order.
-    pub tensors: Vec<ReelTensor>,
-    /// Frames in this file, in order.
-    pub frames: Vec<ReelFrame>,
-    /// Seconds spent encoding the frames of this file (parts) or the whole encode (final reel).
-    pub encoding_secs: f64,
-}
-
-impl Manifest {
-    /// Parse and check a manifest read from `file`.
-    pub fn parse(file: &Path, json: &[u8]) -> Result<Manifest> {
-        #[derive(Deserialize)]
-        struct Head {
-            format: String,
-            version: u32,
-        }
-        let head: Head = serde_json::from_slice(json).map_err(|e| {
-            Error::reel(file, format!("metadata is not a weightreel manifest: {e}"))
-        })?;
-        if head.format != MANIFEST_FORMAT {
-            return Err(Error::reel(
-                file,
-                format!(
-                    "metadata format '{}' is not '{MANIFEST_FORMAT}'",
-                    head.format
-                ),
-            ));
-        }
-        if head.version > MANIFEST_VERSION {
-            return Err(Error::reel(
-                file,
-                format!(
-                    "manifest version {} is newer than this weightreel supports ({MANIFEST_VERSION}); upgrade weightreel",
-                    head.version
-                ),
-            ));
-        }
-        let manifest: Manifest = serde_json::from_slice(json)
-            .map_err(|e| Error::reel(file, format!("metadata is invalid: {e}")))?;
-        manifest.check(file)?;
-        Ok(manifest)
-    }
-
-    /// Check that frames and segments agree with each other and with the tensor table.
-    pub fn check(&self, file: &Path) -> Result<()> {
-        for frame in &self.frames {
-            let mut curve = 0u64;
-            for seg in &frame.segments {
-                let tensor = self.tensors.get(seg.tensor as usize).ok_or_else(|| {
-                    Error::reel(
-                        file,
-                        format!(
-                            "frame {} names tensor #{} but the reel has {}",
-                            frame.index,
-                            seg.tensor,
-                            self.tensors.len()
-                        ),
-                    )
-                })?;
-                let end = seg.start.checked_add(seg.len);
-                if seg.curve_start != curve || end.is_none_or(|e| e > tensor.numel()) {
-                    return Err(Error::reel(
-                        file,
-                        format!("frame {}: segment of '{}' disagrees with the frame layout or the tensor's shape", frame.index, tensor.name),
-                    ));
-                }
-                curve += seg.len;
-            }
-            if curve != frame.meta.count {
-                return Err(Error::reel(
-                    file,
-                    format!(
-                        "frame {}: segments cover {curve} values but the frame holds {}",
-                        frame.index, frame.meta.count
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// How to encode.
 #[derive(Debug, Clone)]
@@ -669,14 +513,19 @@ fn slim_frame(mut frame: ReelFrame) -> ReelFrame {
 
 fn frame_record(frame: &ReelFrame) -> FrameRecord {
     let layout = frame.meta.layout;
+    let stats = &frame.meta.stats;
     FrameRecord {
         index: frame.index,
+        first_value: frame.first_value,
+        count: frame.meta.count,
         width: layout.width,
         height: layout.height,
-        count: frame.meta.count,
-        efficiency: frame.meta.count as f64 / (layout.width as f64 * layout.height as f64),
         checksum: frame.checksum,
-        meta_json: serde_json::to_string(frame).expect("frame serializes"),
+        nonfinite: stats.nonfinite,
+        min: stats.min,
+        max: stats.max,
+        mean: stats.mean,
+        std: stats.std,
     }
 }
 

@@ -44,6 +44,7 @@
 mod attachment;
 mod damage;
 pub mod envelope;
+pub mod manifest;
 mod preview;
 mod prior;
 mod reader;
@@ -54,6 +55,9 @@ use std::sync::Once;
 use ffmpeg_next::Dictionary;
 use serde::Serialize;
 
+pub use manifest::{
+    Manifest, ReelFrame, ReelSettings, ReelTensor, SegmentRef, MANIFEST_FORMAT, MANIFEST_VERSION,
+};
 pub use preview::{write_png_frames, write_preview_h264};
 pub use reader::{read_metadata, ReelReader};
 pub use writer::ReelWriter;

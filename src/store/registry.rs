@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Version of the registry schema this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS models (
@@ -48,57 +48,23 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS frames (
     model_id    INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
     idx         INTEGER NOT NULL,
+    first_value INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
     width       INTEGER NOT NULL,
     height      INTEGER NOT NULL,
-    count       INTEGER NOT NULL,
-    efficiency  REAL NOT NULL,
     checksum    INTEGER NOT NULL,
-    meta_json   TEXT NOT NULL,
+    nonfinite   INTEGER NOT NULL,
+    min         REAL NOT NULL,
+    max         REAL NOT NULL,
+    mean        REAL NOT NULL,
+    std         REAL NOT NULL,
     PRIMARY KEY (model_id, idx)
 ) WITHOUT ROWID;
 ";
 
-/// The settings an encode ran with. Two encodes of one model with equal settings are the same
-/// entry (the newer replaces the older); different settings make separate entries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Branch, tag or commit asked for.
-    pub revision: String,
-    /// Values per chunk.
-    pub chunk_size: u64,
-    /// `--layers`, canonical (`all` or `attention,mlp`).
-    pub layers: String,
-    /// `--include`.
-    pub include: Option<String>,
-    /// `--exclude`.
-    pub exclude: Option<String>,
-    /// `--max-params`.
-    pub max_params: Option<u64>,
-    /// `stratified` or `head`.
-    pub sample: String,
-    /// Pixel mode: `u16`, `lossless`, `u8`.
-    pub mode: String,
-    /// `chunk` (one frame per chunk) or `batch` (one frame for everything, split at the cap).
-    pub method: String,
-    /// Largest frame, in values.
-    pub max_frame_values: u64,
-    /// `--min-efficiency`.
-    pub min_efficiency: f64,
-    /// Finest pyramid block side.
-    pub pyramid_finest: u32,
-}
-
-impl Settings {
-    /// A stable key of these settings: CRC32 and length of their canonical JSON, in hex.
-    pub fn key(&self) -> String {
-        let json = serde_json::to_string(self).expect("settings serialize");
-        format!(
-            "{:08x}{:04x}",
-            crc32fast::hash(json.as_bytes()),
-            json.len() & 0xffff
-        )
-    }
-}
+/// The settings an encode ran with: the reel's own record of them (the store is downstream
+/// of reels). Entries of one model with equal [`Settings::key`]s replace each other.
+pub use crate::reel::ReelSettings as Settings;
 
 /// Totals of one encode.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -152,23 +118,41 @@ pub struct EntryRecord {
     pub created_at: String,
 }
 
-/// One frame's index row.
+/// One frame's row: where it is and a summary of its values, about 60 bytes in SQLite.
+/// Segment maps and quantization are in the reel's manifest; block means and histograms are
+/// computed from the reel when asked for (see [`crate::frames`]), so the registry does not
+/// grow with what only a look inside one reel needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameRecord {
     /// Frame number in the reel.
     pub index: u64,
+    /// Position of its first value in the selection's value sequence.
+    pub first_value: u64,
+    /// Values in the frame.
+    pub count: u64,
     /// Frame width.
     pub width: u32,
     /// Frame height.
     pub height: u32,
-    /// Values in the frame.
-    pub count: u64,
-    /// `count / (width × height)`.
-    pub efficiency: f64,
     /// CRC32 of the frame's planes.
     pub checksum: u32,
-    /// Scales, segment map, pyramid and statistics as JSON.
-    pub meta_json: String,
+    /// NaN and infinite values (left out of the statistics below).
+    pub nonfinite: u64,
+    /// Smallest finite value.
+    pub min: f32,
+    /// Largest finite value.
+    pub max: f32,
+    /// Mean of the finite values.
+    pub mean: f32,
+    /// Population standard deviation of the finite values.
+    pub std: f32,
+}
+
+impl FrameRecord {
+    /// `count / (width × height)`.
+    pub fn efficiency(&self) -> f64 {
+        self.count as f64 / (f64::from(self.width) * f64::from(self.height)).max(1.0)
+    }
 }
 
 /// A stored entry as listed.
@@ -202,6 +186,56 @@ pub struct StoreStats {
 pub struct Store {
     dir: PathBuf,
     conn: Connection,
+}
+
+/// Version 1 kept every frame's pyramid and histogram as JSON (4.5 KB a frame); version 2 keeps
+/// a fixed summary, and settings keys of [`Settings::key`]'s second definition. The summary
+/// moves over; pyramids and histograms are derived data, computed again from the reels when
+/// asked for. Runs inside the opening transaction, so a failure leaves version 1 as it was.
+fn migrate_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE frames RENAME TO frames_v1;
+         CREATE TABLE frames (
+            model_id    INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            idx         INTEGER NOT NULL,
+            first_value INTEGER NOT NULL,
+            count       INTEGER NOT NULL,
+            width       INTEGER NOT NULL,
+            height      INTEGER NOT NULL,
+            checksum    INTEGER NOT NULL,
+            nonfinite   INTEGER NOT NULL,
+            min         REAL NOT NULL,
+            max         REAL NOT NULL,
+            mean        REAL NOT NULL,
+            std         REAL NOT NULL,
+            PRIMARY KEY (model_id, idx)
+         ) WITHOUT ROWID;
+         INSERT INTO frames
+            SELECT model_id, idx,
+                   coalesce(json_extract(meta_json, '$.first_value'), 0), count, width, height, checksum,
+                   coalesce(json_extract(meta_json, '$.meta.stats.nonfinite'), 0),
+                   coalesce(json_extract(meta_json, '$.meta.stats.min'), 0),
+                   coalesce(json_extract(meta_json, '$.meta.stats.max'), 0),
+                   coalesce(json_extract(meta_json, '$.meta.stats.mean'), 0),
+                   coalesce(json_extract(meta_json, '$.meta.stats.std'), 0)
+            FROM frames_v1;
+         DROP TABLE frames_v1;",
+    )?;
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT id, settings_json FROM models")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, json) in rows {
+        // A row whose settings do not parse keeps its old key; it still lists.
+        if let Ok(settings) = serde_json::from_str::<Settings>(&json) {
+            tx.execute(
+                "UPDATE models SET settings_key = ?1 WHERE id = ?2",
+                params![settings.key(), id],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
@@ -252,6 +286,9 @@ impl Store {
                 dir,
                 format!("registry schema version {version} is newer than this weightreel supports ({SCHEMA_VERSION}); upgrade weightreel"),
             ));
+        }
+        if version == 1 {
+            migrate_v1(&tx).map_err(|e| sql_err(&db, e))?;
         }
         if version < SCHEMA_VERSION {
             tx.execute_batch(SCHEMA).map_err(|e| sql_err(&db, e))?;
@@ -360,8 +397,9 @@ impl Store {
         {
             let mut insert = tx
                 .prepare(
-                    "INSERT INTO frames (model_id, idx, width, height, count, efficiency, checksum, meta_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO frames (model_id, idx, first_value, count, width, height, checksum,
+                        nonfinite, min, max, mean, std)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(|e| sql_err(&db, e))?;
             for frame in frames {
@@ -370,12 +408,16 @@ impl Store {
                     .execute(params![
                         id,
                         f.index as i64,
+                        f.first_value as i64,
+                        f.count as i64,
                         f.width,
                         f.height,
-                        f.count as i64,
-                        f.efficiency,
                         f.checksum,
-                        f.meta_json
+                        f.nonfinite as i64,
+                        f.min,
+                        f.max,
+                        f.mean,
+                        f.std,
                     ])
                     .map_err(|e| sql_err(&db, e))?;
             }
@@ -445,18 +487,25 @@ impl Store {
     pub fn frames(&self, id: i64) -> Result<Vec<FrameRecord>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT idx, width, height, count, efficiency, checksum, meta_json FROM frames WHERE model_id = ?1 ORDER BY idx")
+            .prepare(
+                "SELECT idx, first_value, count, width, height, checksum, nonfinite, min, max, mean, std
+                 FROM frames WHERE model_id = ?1 ORDER BY idx",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([id], |r| {
                 Ok(FrameRecord {
                     index: r.get::<_, i64>(0)? as u64,
-                    width: r.get(1)?,
-                    height: r.get(2)?,
-                    count: r.get::<_, i64>(3)? as u64,
-                    efficiency: r.get(4)?,
+                    first_value: r.get::<_, i64>(1)? as u64,
+                    count: r.get::<_, i64>(2)? as u64,
+                    width: r.get(3)?,
+                    height: r.get(4)?,
                     checksum: r.get(5)?,
-                    meta_json: r.get(6)?,
+                    nonfinite: r.get::<_, i64>(6)? as u64,
+                    min: r.get::<_, f64>(7)? as f32,
+                    max: r.get::<_, f64>(8)? as f32,
+                    mean: r.get::<_, f64>(9)? as f32,
+                    std: r.get::<_, f64>(10)? as f32,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -573,12 +622,16 @@ mod tests {
             .map(|i| {
                 Ok(FrameRecord {
                     index: i,
+                    first_value: i * 8000,
+                    count: 8000,
                     width: 128,
                     height: 64,
-                    count: 8000,
-                    efficiency: 8000.0 / 8192.0,
                     checksum: i as u32,
-                    meta_json: "{}".into(),
+                    nonfinite: 0,
+                    min: -1.5,
+                    max: 2.25,
+                    mean: 0.125,
+                    std: 0.5,
                 })
             })
             .collect()
@@ -685,5 +738,88 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(Store::open(dir.path()).unwrap().list().unwrap().len(), 20);
+    }
+
+    #[test]
+    fn version_1_registry_migrates_with_its_entries_and_frame_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("reels")).unwrap();
+        let conn = Connection::open(dir.path().join("registry.sqlite")).unwrap();
+        // The version-1 schema, as the previous release wrote it.
+        let v1 = SCHEMA
+            .split("CREATE TABLE IF NOT EXISTS frames")
+            .next()
+            .unwrap()
+            .to_string()
+            + "CREATE TABLE frames (model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+                 idx INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+                 count INTEGER NOT NULL, efficiency REAL NOT NULL, checksum INTEGER NOT NULL,
+                 meta_json TEXT NOT NULL, PRIMARY KEY (model_id, idx)) WITHOUT ROWID;";
+        conn.execute_batch(&v1).unwrap();
+        let old = entry("gpt2", 8000, 16_000, "reels/a.mkv");
+        let json = serde_json::to_string(&old.settings).unwrap();
+        conn.execute(
+            "INSERT INTO models (name, settings_key, settings_json, source_kind, source, format,
+                architectures, chunk_size, layers, sample, mode, method, params, chunks, frames,
+                bytes_read, read_requests, encoding_secs, params_per_sec, peak_rss_bytes,
+                reel_file, reel_bytes, created_at)
+             VALUES ('gpt2', '0123456789ab', ?1, 'file', '/x', 'safetensors', '[]', 8000, 'all',
+                'stratified', 'u16', 'chunk', 16000, 2, 2, 0, 0, 2.0, 8000.0, 0, 'reels/a.mkv', 10,
+                '2026-01-01T00:00:00Z')",
+            [json],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO frames VALUES (1, 1, 128, 64, 8000, 0.97, 7,
+                '{\"first_value\":8000,\"meta\":{\"stats\":{\"count\":8000,\"nonfinite\":3,\"min\":-1.5,\"max\":2.0,\"mean\":0.25,\"std\":0.5,\"histogram\":[1]}}}')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+
+        let store = Store::open(dir.path()).unwrap();
+        let list = store.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].record.totals.reel_file, "reels/a.mkv");
+        let key: String = store
+            .conn
+            .query_row("SELECT settings_key FROM models", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(key, old.settings.key(), "keys are recomputed");
+        let frames = store.frames(list[0].id).unwrap();
+        assert_eq!(
+            frames,
+            vec![FrameRecord {
+                index: 1,
+                first_value: 8000,
+                count: 8000,
+                width: 128,
+                height: 64,
+                checksum: 7,
+                nonfinite: 3,
+                min: -1.5,
+                max: 2.0,
+                mean: 0.25,
+                std: 0.5,
+            }]
+        );
+    }
+
+    #[test]
+    fn settings_key_is_an_explicit_function_of_the_settings() {
+        let base = settings(8000);
+        let key = base.key();
+        assert!(key.starts_with("v2-") && key.len() == 15, "{key}");
+        let mut other = base.clone();
+        other.include = Some("a|b".into());
+        assert_ne!(other.key(), key);
+        let mut other = base.clone();
+        other.min_efficiency = 0.7;
+        assert_ne!(other.key(), key);
+        // The key does not depend on how the struct serializes.
+        let json = serde_json::to_string(&base).unwrap();
+        let reparsed: Settings = serde_json::from_str(&json).unwrap();
+        assert_eq!(reparsed.key(), key);
     }
 }

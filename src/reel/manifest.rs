@@ -1,0 +1,244 @@
+//! The reel's manifest: the metadata a reel carries so that it decodes alone — the model, the
+//! settings it was encoded with (a snapshot of its own, so that a registry change is not a reel
+//! format change), the tensor table and every frame's segment map and quantization.
+//!
+//! It is JSON inside the checksummed [`super::envelope`]; [`MANIFEST_VERSION`] is read first and
+//! a newer one is refused.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::frames::FrameMeta;
+use crate::roles::Role;
+
+/// Name of the metadata format carried inside every reel.
+pub const MANIFEST_FORMAT: &str = "weightreel-reel";
+/// Version of that format; readers refuse newer ones.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The settings a reel was encoded with. The registry records the same (the store is downstream
+/// of reels and uses this type); field names are those of version-1 reels, whose JSON reads
+/// unchanged. Two encodes of one model with equal [`ReelSettings::key`]s are the same entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReelSettings {
+    /// Branch, tag or commit asked for (`-` for local files).
+    pub revision: String,
+    /// Values per chunk.
+    pub chunk_size: u64,
+    /// `--layers`, canonical (`all` or `attention,mlp`).
+    pub layers: String,
+    /// `--include`.
+    pub include: Option<String>,
+    /// `--exclude`.
+    pub exclude: Option<String>,
+    /// `--max-params`.
+    pub max_params: Option<u64>,
+    /// `stratified` or `head`.
+    pub sample: String,
+    /// Pixel mode: `u16`, `lossless`, `u8`.
+    pub mode: String,
+    /// `chunk` or `batch`.
+    pub method: String,
+    /// Largest frame, in values.
+    pub max_frame_values: u64,
+    /// `--min-efficiency`.
+    pub min_efficiency: f64,
+    /// Finest pyramid block side.
+    pub pyramid_finest: u32,
+}
+
+/// Version of [`ReelSettings::key`]'s definition: part of every key, so keys of another
+/// definition never compare equal by accident.
+pub const SETTINGS_KEY_VERSION: u32 = 2;
+
+impl ReelSettings {
+    /// A stable key of the settings that decide what an encode produces: an explicit
+    /// function of the fields listed here, not of how the struct serializes, so a new field
+    /// changes no key until it is added here (with [`SETTINGS_KEY_VERSION`] raised).
+    ///
+    /// Format: `v2-` then the CRC32 and the length (mod 2^16) of the canonical text, in hex.
+    pub fn key(&self) -> String {
+        fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+            v.as_ref().map_or_else(|| "~".to_string(), |v| format!("={v}"))
+        }
+        // Each field as `name<value>` with the text escaped, so no two settings share a text.
+        let escape = |s: &str| s.replace('\\', "\\\\").replace('|', "\\|");
+        let canonical = format!(
+            "revision={}|chunk_size={}|layers={}|include{}|exclude{}|max_params{}|sample={}|mode={}|method={}|max_frame_values={}|min_efficiency={}|pyramid_finest={}",
+            escape(&self.revision),
+            self.chunk_size,
+            escape(&self.layers),
+            opt(&self.include.as_deref().map(escape)),
+            opt(&self.exclude.as_deref().map(escape)),
+            opt(&self.max_params),
+            escape(&self.sample),
+            escape(&self.mode),
+            escape(&self.method),
+            self.max_frame_values,
+            // The shortest text that reads back as the same f64.
+            self.min_efficiency,
+            self.pyramid_finest,
+        );
+        format!(
+            "v{SETTINGS_KEY_VERSION}-{:08x}{:04x}",
+            crc32fast::hash(canonical.as_bytes()),
+            canonical.len() & 0xffff
+        )
+    }
+}
+
+/// A tensor as the reel records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReelTensor {
+    /// Name as stored in the model.
+    pub name: String,
+    /// Stored dtype (`F32`, `F16`, `BF16`, …).
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Role from the role table.
+    pub role: Role,
+    /// Values of it the reel holds.
+    pub selected: u64,
+}
+
+impl ReelTensor {
+    /// Elements in the whole tensor.
+    pub fn numel(&self) -> u64 {
+        // Saturating: a hostile manifest must fail the checks, not overflow.
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// A contiguous run of one tensor inside a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    /// Index into the manifest's tensor table.
+    pub tensor: u32,
+    /// First element (row-major index in the tensor).
+    pub start: u64,
+    /// Elements.
+    pub len: u64,
+    /// Position of the first element along the frame's curve.
+    pub curve_start: u64,
+}
+
+/// One frame of a reel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReelFrame {
+    /// Frame number in the reel.
+    pub index: u64,
+    /// Position of its first value in the selection's value sequence.
+    pub first_value: u64,
+    /// CRC32 of its planes (little-endian u16 samples, plane after plane).
+    pub checksum: u32,
+    /// What the frame holds, tensor by tensor.
+    pub segments: Vec<SegmentRef>,
+    /// Layout, mode, scales, pyramid and statistics.
+    pub meta: FrameMeta,
+}
+
+/// The metadata inside a reel: enough to decode it alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// [`MANIFEST_VERSION`] of the writer.
+    pub version: u32,
+    /// Model name as given.
+    pub model: String,
+    /// Resolved commit, when known.
+    pub commit: Option<String>,
+    /// Settings key of the encode (identifies parts of one encode).
+    pub settings_key: String,
+    /// The settings the encode ran with.
+    pub settings: ReelSettings,
+    /// Values in the whole selection.
+    pub total_values: u64,
+    /// Tensors the selection took, in stream order.
+    pub tensors: Vec<ReelTensor>,
+    /// Frames in this file, in order.
+    pub frames: Vec<ReelFrame>,
+    /// Seconds spent encoding the frames of this file (parts) or the whole encode (final reel).
+    pub encoding_secs: f64,
+}
+
+impl Manifest {
+    /// Parse and check a manifest read from `file`.
+    pub fn parse(file: &Path, json: &[u8]) -> Result<Manifest> {
+        #[derive(Deserialize)]
+        struct Head {
+            format: String,
+            version: u32,
+        }
+        let head: Head = serde_json::from_slice(json).map_err(|e| {
+            Error::reel(file, format!("metadata is not a weightreel manifest: {e}"))
+        })?;
+        if head.format != MANIFEST_FORMAT {
+            return Err(Error::reel(
+                file,
+                format!(
+                    "metadata format '{}' is not '{MANIFEST_FORMAT}'",
+                    head.format
+                ),
+            ));
+        }
+        if head.version > MANIFEST_VERSION {
+            return Err(Error::reel(
+                file,
+                format!(
+                    "manifest version {} is newer than this weightreel supports ({MANIFEST_VERSION}); upgrade weightreel",
+                    head.version
+                ),
+            ));
+        }
+        let manifest: Manifest = serde_json::from_slice(json)
+            .map_err(|e| Error::reel(file, format!("metadata is invalid: {e}")))?;
+        manifest.check(file)?;
+        Ok(manifest)
+    }
+
+    /// Check that frames and segments agree with each other and with the tensor table.
+    pub fn check(&self, file: &Path) -> Result<()> {
+        for frame in &self.frames {
+            let mut curve = 0u64;
+            for seg in &frame.segments {
+                let tensor = self.tensors.get(seg.tensor as usize).ok_or_else(|| {
+                    Error::reel(
+                        file,
+                        format!(
+                            "frame {} names tensor #{} but the reel has {}",
+                            frame.index,
+                            seg.tensor,
+                            self.tensors.len()
+                        ),
+                    )
+                })?;
+                let end = seg.start.checked_add(seg.len);
+                if seg.curve_start != curve || end.is_none_or(|e| e > tensor.numel()) {
+                    return Err(Error::reel(
+                        file,
+                        format!("frame {}: segment of '{}' disagrees with the frame layout or the tensor's shape", frame.index, tensor.name),
+                    ));
+                }
+                curve += seg.len;
+            }
+            if curve != frame.meta.count {
+                return Err(Error::reel(
+                    file,
+                    format!(
+                        "frame {}: segments cover {curve} values but the frame holds {}",
+                        frame.index, frame.meta.count
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
