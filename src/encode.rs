@@ -78,11 +78,15 @@ impl Default for EncodeOptions {
     }
 }
 
+/// Accepted `--checkpoint-every`, in seconds: from 10 ms to a day.
+pub const CHECKPOINT_SECS: std::ops::RangeInclusive<f64> = 0.01..=86_400.0;
+
 /// Largest accepted `--chunk-size`.
 pub const MAX_CHUNK_SIZE: u64 = frames::DEFAULT_MAX_FRAME_VALUES;
 
 impl EncodeOptions {
-    /// Validate, rav1e style: every message states the valid range.
+    /// Validate every setting, rav1e style (each message states the valid range). [`encode`]
+    /// calls this before its first side effect, so a bad setting leaves no trace in the store.
     pub fn validate(&self) -> Result<()> {
         // In batch mode the chunk size only counts chunks; only a chunk-mode frame must fit
         // the frame cap.
@@ -98,11 +102,13 @@ impl EncodeOptions {
                 format!("1..={cap}"),
             ));
         }
-        if !(0.0..=1.0).contains(&self.frame.min_efficiency) {
+        self.frame.validate()?;
+        let secs = self.checkpoint_every.as_secs_f64();
+        if !CHECKPOINT_SECS.contains(&secs) {
             return Err(Error::invalid(
-                "--min-efficiency",
-                self.frame.min_efficiency,
-                "0.0..=1.0",
+                "--checkpoint-every",
+                secs,
+                format!("seconds in {}..={}", CHECKPOINT_SECS.start(), CHECKPOINT_SECS.end()),
             ));
         }
         if self.selection.max_params == Some(0) {

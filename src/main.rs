@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use weightreel::encode::{encode, EncodeOptions, EncodeOutcome, DEFAULT_CHUNK_SIZE};
+use weightreel::encode::{
+    encode, EncodeOptions, EncodeOutcome, CHECKPOINT_SECS, DEFAULT_CHUNK_SIZE,
+};
 use weightreel::error::{Error, Result};
 use weightreel::frames::{FrameOptions, PixelMode, DEFAULT_MAX_FRAME_VALUES};
 use weightreel::inspect::{group, Report};
@@ -283,12 +285,14 @@ fn parse_positive(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
-/// Seconds between 0.01 and one day.
+/// Seconds in [`CHECKPOINT_SECS`] (checked here so that clap reports it as a usage error).
 fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(v) if (0.01..=86_400.0).contains(&v) => Ok(v),
+        Ok(v) if CHECKPOINT_SECS.contains(&v) => Ok(v),
         _ => Err(format!(
-            "'{text}' is out of range (expected seconds in 0.01..=86400)"
+            "'{text}' is out of range (expected seconds in {}..={})",
+            CHECKPOINT_SECS.start(),
+            CHECKPOINT_SECS.end()
         )),
     }
 }

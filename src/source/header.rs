@@ -40,6 +40,14 @@ pub struct HeaderTensor {
     pub byte_len: u64,
 }
 
+impl HeaderTensor {
+    /// Absolute offset just past its last byte. [`parse_header_json`] checked that this does
+    /// not overflow; saturating keeps a hand-made value from wrapping.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.byte_len)
+    }
+}
+
 /// A checked header: tensors in data-offset order.
 #[derive(Debug, Clone)]
 pub struct Header {
@@ -87,6 +95,7 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
             format!("header length {json_len} exceeds the {MAX_HEADER_LEN}-byte limit"),
         ));
     }
+    // Cannot overflow: json_len <= MAX_HEADER_LEN.
     let data_start = 8 + json_len;
     if data_start > file_len {
         return Err(Error::header(
@@ -101,11 +110,9 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
     }
     buf.truncate(data_start as usize);
     let header = parse_header_json(file, &buf[8..], data_start)?;
-    let data_len = header
-        .tensors
-        .last()
-        .map_or(0, |t| t.offset + t.byte_len - data_start);
-    let expected_len = data_start + data_len;
+    // Every tensor's end was checked against overflow when the JSON was parsed, and the
+    // tensors tile the data from `data_start`, so the last end is where the data ends.
+    let expected_len = header.tensors.last().map_or(data_start, HeaderTensor::end);
     if expected_len != file_len {
         let problem = if expected_len > file_len {
             // Name the first tensor that does not fit: either the file was cut short or the
@@ -113,14 +120,14 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
             if let Some(t) = header
                 .tensors
                 .iter()
-                .find(|t| t.offset + t.byte_len > file_len)
+                .find(|t| t.end() > file_len)
             {
                 return Err(Error::tensor(
                     file,
                     &t.name,
                     format!(
                         "data ends at byte {} but the file has {file_len} bytes (truncated file or offsets out of range)",
-                        t.offset + t.byte_len
+                        t.end()
                     ),
                 ));
             }
@@ -211,9 +218,17 @@ pub fn parse_header_json(file: &str, json: &[u8], data_start: u64) -> Result<Hea
                 ),
             ));
         }
+        // The end bounds the start, so one check covers both.
         let offset = data_start
-            .checked_add(begin)
-            .ok_or_else(|| Error::tensor(file, &name, "offset overflows"))?;
+            .checked_add(end)
+            .map(|_| data_start + begin)
+            .ok_or_else(|| {
+                Error::tensor(
+                    file,
+                    &name,
+                    format!("data_offsets [{begin}, {end}] end past the largest file offset, 2^64 - 1"),
+                )
+            })?;
         expected_start = end;
         tensors.push(HeaderTensor {
             name,
@@ -252,4 +267,63 @@ fn explain_json_error(file: &str, text: &str, err: serde_json::Error) -> Error {
         return Error::header(file, format!("invalid header: {err}"));
     }
     Error::header(file, format!("header is not valid JSON: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemorySource;
+
+    /// A file of an 8-byte length, `json` padded with spaces to 8-byte alignment, then `data`.
+    fn file(json: &str, data: &[u8]) -> MemorySource {
+        let mut json = json.as_bytes().to_vec();
+        while json.len() % 8 != 0 {
+            json.push(b' ');
+        }
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&json);
+        bytes.extend_from_slice(data);
+        MemorySource::new("mem.safetensors", bytes)
+    }
+
+    #[test]
+    fn offsets_that_tile_to_the_end_of_u64_are_refused_by_name() {
+        // Eight U8 tensors of 2^61 - 1 bytes each tile to 2^64 - 8 bytes: the data's end
+        // (plus the header) is past the largest offset a file can have.
+        let n: u64 = (1 << 61) - 1;
+        let entries: Vec<String> = (0..8u64)
+            .map(|i| {
+                format!(
+                    r#""t{i}":{{"dtype":"U8","shape":[{n}],"data_offsets":[{},{}]}}"#,
+                    i * n,
+                    (i + 1) * n
+                )
+            })
+            .collect();
+        let source = file(&format!("{{{}}}", entries.join(",")), &[]);
+        let err = read_header(&source).unwrap_err().to_string();
+        assert!(err.contains("mem.safetensors") && err.contains("'t7'"), "{err}");
+        assert!(err.contains("2^64 - 1"), "{err}");
+    }
+
+    #[test]
+    fn a_tensor_ending_past_the_file_is_named() {
+        let source = file(
+            r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+            &[0u8; 8],
+        );
+        let err = read_header(&source).unwrap_err().to_string();
+        assert!(err.contains("'w'") && err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn a_good_header_reads_from_memory() {
+        let source = file(
+            r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+            &[0u8; 8],
+        );
+        let header = read_header(&source).unwrap();
+        assert_eq!(header.tensors.len(), 1);
+        assert_eq!(header.tensors[0].end(), source.len());
+    }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`bytes`]: random-access byte sources (local `pread`, HTTP `Range`).
 //! - [`header`]: the safetensors header, read and checked on its own.
+//! - [`memory`]: a byte source over bytes in memory (fuzzing, tests).
 //! - [`model`]: locating a model (file, directory, HF cache, Hub) and ordering its tensors.
 //! - [`convert`]: element types to f32.
 //! - [`hub`]: the Hub client (feature `hub`).
@@ -10,9 +11,11 @@ pub mod bytes;
 pub mod cache;
 pub mod convert;
 pub mod header;
+pub mod memory;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod model;
 
 pub use bytes::{ByteSource, LocalFile, ReadStats};
+pub use memory::MemorySource;
 pub use model::{Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo};

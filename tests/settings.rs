@@ -1,0 +1,117 @@
+//! Every encode setting is validated before the first side effect: a bad value fails with one
+//! line that names the flag and states the valid range, exit status 2 for usage errors and 1
+//! for settings that only the library can check, and the store is left exactly as it was — no
+//! work directory, no lock, no reel, no registry change. One named test per case.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::Dtype;
+use support::fixtures::{spec, write_model};
+
+/// A small model, a store that already holds one entry of it, and the store's file listing.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    model: PathBuf,
+    store: PathBuf,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    write_model(
+        &model,
+        &[
+            spec("encoder.layer.0.attention.self.query.weight", Dtype::F32, &[64, 64]),
+            spec("encoder.layer.0.output.dense.weight", Dtype::F32, &[64, 64]),
+        ],
+        7,
+    );
+    let store = tmp.path().join("store");
+    let out = run(&["encode", path(&model), "--store", path(&store), "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Setup { _tmp: tmp, model, store }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args(args)
+        .env_remove("WEIGHTREEL_STORE")
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` with its size, sorted.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+                out.push((e.path(), 0));
+            } else if !e.file_name().to_string_lossy().starts_with("registry.sqlite-") {
+                // WAL side files come and go with readers; the database itself is compared.
+                out.push((e.path(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Run `encode MODEL --store STORE <flags>`: it must fail with exit `code` and one line
+/// holding every word of `words`, and leave the store's files as they were.
+fn refused(flags: &str, code: i32, words: &[&str]) {
+    let s = setup();
+    let before = listing(&s.store);
+    let registry = std::fs::read(s.store.join("registry.sqlite")).unwrap();
+    let mut args = vec!["encode", path(&s.model), "--store", path(&s.store)];
+    args.extend(flags.split_whitespace());
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{flags}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{flags}: not one line: {err}");
+    assert!(err.starts_with("error: "), "{flags}: {err}");
+    for word in words {
+        assert!(err.contains(word), "{flags}: missing {word:?} in {err}");
+    }
+    assert_eq!(listing(&s.store), before, "{flags}: the store's files changed");
+    assert_eq!(
+        std::fs::read(s.store.join("registry.sqlite")).unwrap(),
+        registry,
+        "{flags}: the registry changed"
+    );
+}
+
+macro_rules! refused {
+    ($($name:ident: $flags:expr, $code:expr, $words:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            refused($flags, $code, $words);
+        }
+    )*};
+}
+
+refused! {
+    pyramid_finest_not_a_power_of_two: "--pyramid-finest 6", 1, &["--pyramid-finest", "6", "a power of two"];
+    pyramid_finest_zero: "--pyramid-finest 0", 1, &["--pyramid-finest", "0", "a power of two"];
+    min_efficiency_above_one: "--min-efficiency 1.5", 1, &["--min-efficiency", "1.5", "0.0..=1.0"];
+    min_efficiency_negative: "--min-efficiency -0.1", 1, &["--min-efficiency", "-0.1", "0.0..=1.0"];
+    chunk_size_zero: "--chunk-encoding --chunk-size 0", 2, &["--chunk-size", ">= 1"];
+    chunk_size_above_the_frame_cap: "--chunk-encoding --chunk-size 4096 --max-frame-values 1024", 1, &["--chunk-size", "4096", "1..=1024"];
+    checkpoint_every_too_small: "--checkpoint-every 0.001", 2, &["--checkpoint-every", "0.01..=86400"];
+    checkpoint_every_too_large: "--checkpoint-every 100000", 2, &["--checkpoint-every", "0.01..=86400"];
+    max_frame_values_zero: "--max-frame-values 0", 2, &["--max-frame-values", ">= 1"];
+    mode_unknown: "--mode jpeg", 1, &["--mode", "jpeg", "u16", "lossless"];
+    max_params_zero: "--max-params 0", 2, &["--max-params", ">= 1"];
+    efficiency_below_minimum: "--chunk-encoding --chunk-size 5000 --min-efficiency 0.7", 1, &["Efficiency ratio 0.61 is below minimum 0.7"];
+}
