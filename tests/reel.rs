@@ -318,12 +318,39 @@ fn flipped_byte_in_the_metadata_is_refused() {
     let (path, written) = corruptible(dir.path());
     let at = envelope_offset(&path);
     let original = std::fs::read(&path).unwrap();
-    // In the frame table, in the JSON, in the trailing CRC.
-    for off in [50, 48 + 12 * 4 + 5, 48 + 12 * 4 + JSON.len() + 1] {
+    // In the frame-size runs (one run: the four frames share a size), in the JSON, in the
+    // trailing CRC.
+    for off in [58, 48 + 8 + 16 + 5, 48 + 8 + 16 + JSON.len() + 1] {
         flip(&path, at + off);
         let e = read_all(&path, &written).unwrap_err();
         assert!(e.contains("victim.mkv") && e.contains("CRC"), "{e}");
         std::fs::write(&path, &original).unwrap();
+    }
+}
+
+#[test]
+fn flipped_byte_in_a_frame_record_names_the_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, written) = corruptible(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    // Each frame's record starts with the magic `WRFR`, in frame order.
+    let records: Vec<usize> = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"WRFR")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(records.len(), written.len(), "one record per frame");
+    // In the frame index, the stored CRC32 of the planes, and the record's own CRC.
+    for off in [9, 17, 24] {
+        flip(&path, records[1] + off);
+        let mut r = ReelReader::open(&path).unwrap();
+        assert_eq!(r.read_frame(0, 128, 64).unwrap(), written[0].planes);
+        let e = r.read_frame(1, 128, 64).unwrap_err().to_string();
+        assert!(e.contains("victim.mkv: frame 1"), "{e}");
+        assert!(e.contains("CRC32") || e.contains("says frame"), "{e}");
+        assert_eq!(r.read_frame(2, 128, 64).unwrap(), written[2].planes);
+        std::fs::write(&path, &bytes).unwrap();
     }
 }
 
@@ -339,8 +366,10 @@ fn newer_format_version_asks_for_an_upgrade() {
     assert_eq!(
         e,
         format!(
-            "reel {}: format version 2 is newer than this weightreel supports (1); upgrade weightreel",
-            path.display()
+            "reel {}: format version {} is newer than this weightreel supports ({}); upgrade weightreel",
+            path.display(),
+            REEL_FORMAT_VERSION + 1,
+            REEL_FORMAT_VERSION
         )
     );
 }

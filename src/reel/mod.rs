@@ -48,6 +48,7 @@ pub mod manifest;
 mod preview;
 mod prior;
 mod reader;
+pub mod record;
 mod writer;
 
 use std::sync::Once;
@@ -81,7 +82,7 @@ pub fn concat(
 }
 
 /// Version of the reel layout this build writes and the newest it reads.
-pub const REEL_FORMAT_VERSION: u32 = 1;
+pub const REEL_FORMAT_VERSION: u32 = 2;
 
 /// Largest width or height of a reel, in samples.
 pub const MAX_SIDE: u32 = 16384;
@@ -268,18 +269,6 @@ fn configure(
     // parallel; the slice count does not depend on the threads, so neither do the packets.
     opts.set("threads", if one_slice { "1" } else { "0" });
     opts
-}
-
-/// What a reel records about one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct FrameEntry {
-    /// Logical width (at most the track width).
-    pub width: u32,
-    /// Logical height (at most the track height).
-    pub height: u32,
-    /// CRC32 of the frame's planes cropped to the logical size, each sample as u16
-    /// little-endian, plane after plane.
-    pub crc32: u32,
 }
 
 /// A finished reel.

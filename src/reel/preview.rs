@@ -95,10 +95,10 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
             Ok(())
         };
     for index in 0..reader.frame_count() {
-        let Some(entry) = reader.frame_entry(index) else {
+        let Some((width, height)) = reader.frame_size(index) else {
             break;
         };
-        let planes = reader.read_frame(index, entry.width, entry.height)?;
+        let planes = reader.read_frame(index, width, height)?;
         let mut picture = frame::Video::new(Pixel::YUV420P, w, h);
         // Limited-range luma: 16 is black, 235 white; chroma 128 is grey.
         picture.data_mut(0).fill(16);
@@ -106,7 +106,7 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
         picture.data_mut(2).fill(128);
         let stride = picture.stride(0);
         let luma = picture.data_mut(0);
-        for (y, row) in planes[0].chunks_exact(entry.width as usize).enumerate() {
+        for (y, row) in planes[0].chunks_exact(width as usize).enumerate() {
             for (o, &v) in luma[y * stride..].iter_mut().zip(row) {
                 *o = 16 + ((u32::from(to_u8(spec.depth, v)) * 219 + 127) / 255) as u8;
             }
@@ -164,10 +164,10 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
     let lut = heat_lut();
     let mut written = Vec::new();
     for index in 0..reader.frame_count() {
-        let Some(entry) = reader.frame_entry(index) else {
+        let Some((width, height)) = reader.frame_size(index) else {
             break;
         };
-        let planes = reader.read_frame(index, entry.width, entry.height)?;
+        let planes = reader.read_frame(index, width, height)?;
         let out = dir.join(format!("frame_{index:06}.png"));
         let bad = |problem: String| Error::reel(&out, problem);
         let pixel = if heatmap {
@@ -179,17 +179,17 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
             .encoder()
             .video()
             .map_err(|e| bad(ff(e)))?;
-        enc.set_width(entry.width);
-        enc.set_height(entry.height);
+        enc.set_width(width);
+        enc.set_height(height);
         enc.set_format(pixel);
         enc.set_time_base(Rational::new(1, FRAME_RATE));
         let mut enc = enc
             .open()
             .map_err(|e| bad(format!("cannot start the PNG encoder ({e})")))?;
-        let mut picture = frame::Video::new(pixel, entry.width, entry.height);
+        let mut picture = frame::Video::new(pixel, width, height);
         let stride = picture.stride(0);
         let data = picture.data_mut(0);
-        for (y, row) in planes[0].chunks_exact(entry.width as usize).enumerate() {
+        for (y, row) in planes[0].chunks_exact(width as usize).enumerate() {
             let line = &mut data[y * stride..];
             if heatmap {
                 for (o, &v) in line.chunks_exact_mut(3).zip(row) {

@@ -13,7 +13,8 @@ use ffmpeg_next::util::mathematics::Rescale;
 use ffmpeg_next::{ffi, format, frame, media, Packet, Rational};
 
 use super::envelope::{self, Envelope};
-use super::{attachment, damage, init, planes_crc32, FrameEntry, ReelSpec, FRAME_RATE};
+use super::{attachment, damage, init, planes_crc32, record, ReelSpec, FRAME_RATE};
+use ffmpeg_next::codec::packet::side_data;
 use crate::error::{Error, Result};
 
 /// Forward jumps up to this many frames read through instead of seeking.
@@ -83,8 +84,6 @@ pub struct ReelReader {
     bases: Vec<Rational>,
     /// The picture the demuxer would deliver next when reading in order.
     next: u64,
-    /// Index of the first picture of each frame, and the total at the end.
-    first_picture: Vec<u64>,
     /// Packets read ahead, per track, with their frame index.
     pending: Vec<VecDeque<(u64, Packet)>>,
 }
@@ -95,15 +94,8 @@ impl ReelReader {
     pub fn open(path: &Path) -> Result<ReelReader> {
         let bad = |problem: String| Error::reel(path, problem);
         let (input, env) = open_envelope(path)?;
+        // The envelope's decoder checked every frame size against the reel's.
         let spec = env.spec;
-        for (i, f) in env.frames.iter().enumerate() {
-            if f.width == 0 || f.height == 0 || f.width > spec.width || f.height > spec.height {
-                return Err(bad(format!(
-                    "frame {i} is recorded as {}x{}, outside the reel's size",
-                    f.width, f.height
-                )));
-            }
-        }
         let mut decoders = Vec::new();
         let mut streams = Vec::new();
         let mut bases = Vec::new();
@@ -150,15 +142,7 @@ impl ReelReader {
             )));
         }
         let pending = (0..streams.len()).map(|_| VecDeque::new()).collect();
-        let mut first_picture = Vec::with_capacity(env.frames.len() + 1);
-        let mut at = 0u64;
-        for f in &env.frames {
-            first_picture.push(at);
-            at += spec.pictures_of(f.width, f.height);
-        }
-        first_picture.push(at);
         Ok(ReelReader {
-            first_picture,
             path: path.to_path_buf(),
             input,
             env,
@@ -182,15 +166,17 @@ impl ReelReader {
 
     /// Frames in the reel.
     pub fn frame_count(&self) -> u64 {
-        self.env.frames.len() as u64
+        self.env.sizes.len()
     }
 
-    /// Logical size and CRC32 of frame `index`, if it exists.
-    pub fn frame_entry(&self, index: u64) -> Option<FrameEntry> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.env.frames.get(i))
-            .copied()
+    /// Logical size of frame `index`, if it exists.
+    pub fn frame_size(&self, index: u64) -> Option<(u32, u32)> {
+        self.env.sizes.get(index)
+    }
+
+    /// Format version of the reel's layout (1: CRCs in the header table; 2: frame records).
+    pub fn format_version(&self) -> u32 {
+        self.env.version
     }
 
     /// The reel's path.
@@ -198,34 +184,90 @@ impl ReelReader {
         &self.path
     }
 
+    fn no_frame(&self, index: u64) -> Error {
+        Error::reel(
+            &self.path,
+            format!(
+                "frame {index} does not exist (the reel has {} frames)",
+                self.frame_count()
+            ),
+        )
+    }
+
+    /// Position the demuxer so that the packets of frame `index` come next, and return the
+    /// index of its first picture.
+    fn position(&mut self, index: u64) -> Result<u64> {
+        if index >= self.frame_count() {
+            return Err(self.no_frame(index));
+        }
+        let first = self.env.sizes.first_picture(&self.env.spec, index);
+        if first < self.next || first > self.next + SEEK_AHEAD {
+            self.seek(first)?;
+        }
+        self.next = first;
+        Ok(first)
+    }
+
+    /// The record of frame `index` (version 2 reels; empty in version 1 reels, whose
+    /// manifest lists the frames), read from its first packet without decoding anything.
+    pub fn frame_record(&mut self, index: u64) -> Result<Vec<u8>> {
+        Ok(self.record_of(index)?.record)
+    }
+
+    /// Frame `index`'s record and stored CRC32.
+    fn record_of(&mut self, index: u64) -> Result<record::FrameRecordBytes> {
+        let first = self.position(index)?;
+        if let Some(crcs) = &self.env.crcs_v1 {
+            return Ok(record::FrameRecordBytes {
+                index,
+                crc32: crcs[index as usize],
+                record: Vec::new(),
+            });
+        }
+        self.fetch(0, first, index)?;
+        let packet = &self.pending[0].front().expect("fetched").1;
+        let side = packet
+            .side_data()
+            .find(|d| d.kind() == side_data::Type::MatroskaBlockAdditional)
+            .map(|d| d.data().to_vec())
+            .unwrap_or_default();
+        let r = record::decode(&side)
+            .map_err(|e| Error::reel(&self.path, format!("frame {index}: {e}")))?;
+        if r.index != index {
+            return Err(Error::reel(
+                &self.path,
+                format!("frame {index}: its record says frame {} (corrupt file)", r.index),
+            ));
+        }
+        Ok(r)
+    }
+
     /// Decode frame `index` (0-based), cropped to `width` x `height`, which must be the size it
     /// was written with. Returns one `Vec` per plane, row-major. The decoded planes are checked
     /// against the CRC32 stored when the frame was written.
     pub fn read_frame(&mut self, index: u64, width: u32, height: u32) -> Result<Vec<Vec<u16>>> {
-        let entry = self.frame_entry(index).ok_or_else(|| {
-            Error::reel(
-                &self.path,
-                format!(
-                    "frame {index} does not exist (the reel has {} frames)",
-                    self.frame_count()
-                ),
-            )
-        })?;
-        if (entry.width, entry.height) != (width, height) {
+        Ok(self.read_frame_record(index, width, height)?.0)
+    }
+
+    /// [`ReelReader::read_frame`], and the frame's record as given to
+    /// [`super::ReelWriter::push_frame_with_record`].
+    pub fn read_frame_record(
+        &mut self,
+        index: u64,
+        width: u32,
+        height: u32,
+    ) -> Result<(Vec<Vec<u16>>, Vec<u8>)> {
+        let (w, h) = self.frame_size(index).ok_or_else(|| self.no_frame(index))?;
+        if (w, h) != (width, height) {
             return Err(Error::reel(
                 &self.path,
-                format!(
-                    "frame {index} is {}x{}, not {width}x{height}",
-                    entry.width, entry.height
-                ),
+                format!("frame {index} is {w}x{h}, not {width}x{height}"),
             ));
         }
-        let first = self.first_picture[index as usize];
-        if first < self.next || first > self.next + SEEK_AHEAD {
-            self.seek(first)?;
-        }
+        let stored = self.record_of(index)?;
+        let first = self.next;
         // Whatever happens below, the demuxer has moved past the pictures before this frame.
-        self.next = self.first_picture[index as usize + 1];
+        self.next = self.env.sizes.first_picture(&self.env.spec, index + 1);
         let bytes = self.env.spec.depth.bytes() as usize;
         let area = width as usize * height as usize;
         let mut planes = vec![vec![0u16; area]; self.env.spec.planes as usize];
@@ -240,13 +282,13 @@ impl ReelReader {
                 add_bytes(&mut planes[track / bytes], width, &picture, tile, shift);
             }
         }
-        if planes_crc32(&planes) != entry.crc32 {
+        if planes_crc32(&planes) != stored.crc32 {
             return Err(Error::reel(
                 &self.path,
                 format!("frame {index} does not match its stored CRC32 (corrupt data)"),
             ));
         }
-        Ok(planes)
+        Ok((planes, stored.record))
     }
 
     /// Reposition the demuxer at or before picture `index`.
@@ -269,6 +311,12 @@ impl ReelReader {
     /// The packet of picture `index` (part of frame `frame`) on `track`, reading ahead as
     /// needed. Messages name the frame.
     fn packet_for(&mut self, track: usize, index: u64, frame: u64) -> Result<Packet> {
+        self.fetch(track, index, frame)?;
+        Ok(self.pending[track].pop_front().expect("fetched").1)
+    }
+
+    /// Read ahead until the packet of picture `index` on `track` is first in its queue.
+    fn fetch(&mut self, track: usize, index: u64, frame: u64) -> Result<()> {
         loop {
             let q = &mut self.pending[track];
             while q.front().is_some_and(|(i, _)| *i < index) {
@@ -281,9 +329,7 @@ impl ReelReader {
                         format!("frame {frame} is missing from track {track}"),
                     ));
                 }
-                if let Some((_, p)) = q.pop_front() {
-                    return Ok(p);
-                }
+                return Ok(());
             }
             let mut packet = Packet::empty();
             match packet.read(&mut self.input) {

@@ -2,8 +2,10 @@
 //!
 //! Frames are encoded as they are pushed and their packets appended to a spill file next to
 //! the target (`<path>.packets.tmp`): a record of track (u8), flags (u8), pts (i64 LE), length
-//! (u32 LE) and the packet bytes. [`ReelWriter::finish`] then writes the Matroska header with
-//! the metadata attachment and copies the packets across, so memory stays at one frame.
+//! (u32 LE), side-data length (u32 LE), the packet bytes and the side data (the frame's
+//! [`super::record`], on the first packet of each frame on track 0). [`ReelWriter::finish`]
+//! then writes the Matroska header with the metadata attachment and copies the packets across,
+//! so memory stays at one frame, and nothing per frame is held for the whole reel.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -12,13 +14,18 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
+use ffmpeg_next::codec::packet::{side_data, Mut};
 use ffmpeg_next::codec::{self, encoder};
 use ffmpeg_next::{format, frame, media, Dictionary, Packet, Rational};
 
 use super::reader::open_envelope;
-use super::{attachment, configure, envelope, ff, init, planes_crc32, prior};
-use super::{FrameEntry, ReelInfo, ReelSpec, FRAME_RATE};
+use super::envelope::FrameSizes;
+use super::{attachment, configure, envelope, ff, init, planes_crc32, prior, record};
+use super::{ReelInfo, ReelSpec, FRAME_RATE};
 use crate::error::{Error, Result};
+
+/// Bytes of a spill record's head: track, flags, pts, length, side-data length.
+const SPILL_HEAD: usize = 18;
 
 /// Frames in flight per track before [`ReelWriter::push_frame`] waits for the oldest one.
 const IN_FLIGHT: usize = 2;
@@ -34,10 +41,12 @@ pub struct ReelWriter {
     tracks: Vec<Track>,
     /// The tracks' FFV1 configuration: from the encoders, or from the first appended part.
     configs: Vec<TrackConfig>,
-    /// Frames sent to the tracks whose packets are not in the spill file yet.
-    in_flight: VecDeque<usize>,
+    /// Pictures sent to the tracks whose packets are not in the spill file yet: the frame
+    /// each belongs to, and for a frame's first picture the record its packet carries.
+    in_flight: VecDeque<(usize, Option<Vec<u8>>)>,
     spill: Option<BufWriter<File>>,
-    frames: Vec<FrameEntry>,
+    /// Logical size of every frame so far (run-length coded: constant memory).
+    sizes: FrameSizes,
     /// Video pictures written so far (a frame larger than a picture takes several).
     pictures: u64,
 }
@@ -317,14 +326,14 @@ impl ReelWriter {
             configs: Vec::new(),
             in_flight: VecDeque::new(),
             spill: Some(BufWriter::with_capacity(1 << 20, spill)),
-            frames: Vec::new(),
+            sizes: FrameSizes::default(),
             pictures: 0,
         })
     }
 
     /// Frames pushed so far.
     pub fn frames(&self) -> u64 {
-        self.frames.len() as u64
+        self.sizes.len()
     }
 
     /// The shape given at creation.
@@ -338,8 +347,32 @@ impl ReelWriter {
     /// The tracks encode in parallel and a couple of frames behind: an encoding failure may
     /// be reported by a later call or by [`ReelWriter::finish`].
     pub fn push_frame(&mut self, width: u32, height: u32, planes: &[&[u16]]) -> Result<()> {
-        let index = self.frames.len();
+        self.push_frame_with_record(width, height, planes, &[])
+    }
+
+    /// [`ReelWriter::push_frame`], with `record` (the caller's metadata of this frame, at most
+    /// [`record::MAX_RECORD`] bytes) stored with the frame; [`super::ReelReader::read_frame_record`]
+    /// gives it back.
+    pub fn push_frame_with_record(
+        &mut self,
+        width: u32,
+        height: u32,
+        planes: &[&[u16]],
+        record: &[u8],
+    ) -> Result<()> {
+        let index = self.sizes.len() as usize;
         self.check_frame(index, width, height, planes)?;
+        if record.len() > record::MAX_RECORD {
+            return Err(Error::reel(
+                &self.path,
+                format!(
+                    "frame {index}: record of {} bytes (expected at most {})",
+                    record.len(),
+                    record::MAX_RECORD
+                ),
+            ));
+        }
+        let mut side = Some(record::encode(index as u64, planes_crc32(planes), record));
         if self.tracks.is_empty() {
             self.start_tracks()?;
         }
@@ -374,14 +407,10 @@ impl ReelWriter {
                 };
                 t.send(job).map_err(|e| self.failed(index, e))?;
             }
-            self.in_flight.push_back(index);
+            self.in_flight.push_back((index, side.take()));
             self.pictures += 1;
         }
-        self.frames.push(FrameEntry {
-            width,
-            height,
-            crc32: planes_crc32(planes),
-        });
+        self.sizes.push(width, height);
         Ok(())
     }
 
@@ -433,14 +462,22 @@ impl ReelWriter {
 
     /// Move the packets of the oldest frame in flight into the spill file, track by track.
     fn collect(&mut self) -> Result<()> {
-        let Some(index) = self.in_flight.pop_front() else {
+        let Some((index, side)) = self.in_flight.pop_front() else {
             return Ok(());
         };
         for track in 0..self.tracks.len() {
             let packets = self.tracks[track]
                 .receive()
                 .map_err(|e| self.failed(index, e))?;
-            self.spill_packets(track, &packets)?;
+            if packets.len() != 1 {
+                return Err(self.failed(
+                    index,
+                    format!("the encoder gave {} packets for one picture", packets.len()),
+                ));
+            }
+            let side = if track == 0 { side.as_deref() } else { None };
+            let p = &packets[0];
+            self.spill_packet(track, p.key, p.pts, &p.data, side.unwrap_or(&[]))?;
         }
         Ok(())
     }
@@ -480,26 +517,26 @@ impl ReelWriter {
         Ok(())
     }
 
-    /// Append `packets` of `track` to the spill file.
-    fn spill_packets(&mut self, track: usize, packets: &[Encoded]) -> Result<()> {
+    /// Append one packet of `track`, with its side data (empty for none), to the spill file.
+    fn spill_packet(&mut self, track: usize, key: bool, pts: i64, data: &[u8], side: &[u8]) -> Result<()> {
         let spill = self
             .spill
             .as_mut()
             .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
-        for p in packets {
-            let len = u32::try_from(p.data.len())
-                .map_err(|_| Error::reel(&self.path, "an encoded frame is larger than 4 GiB"))?;
-            let mut head = [0u8; 14];
-            head[0] = track as u8;
-            head[1] = u8::from(p.key);
-            head[2..10].copy_from_slice(&p.pts.to_le_bytes());
-            head[10..14].copy_from_slice(&len.to_le_bytes());
-            spill
-                .write_all(&head)
-                .and_then(|_| spill.write_all(&p.data))
-                .map_err(|e| Error::io(&self.spill_path, e))?;
-        }
-        Ok(())
+        let too_big = || Error::reel(&self.path, "an encoded frame is larger than 4 GiB");
+        let len = u32::try_from(data.len()).map_err(|_| too_big())?;
+        let side_len = u32::try_from(side.len()).map_err(|_| too_big())?;
+        let mut head = [0u8; SPILL_HEAD];
+        head[0] = track as u8;
+        head[1] = u8::from(key);
+        head[2..10].copy_from_slice(&pts.to_le_bytes());
+        head[10..14].copy_from_slice(&len.to_le_bytes());
+        head[14..18].copy_from_slice(&side_len.to_le_bytes());
+        spill
+            .write_all(&head)
+            .and_then(|_| spill.write_all(data))
+            .and_then(|_| spill.write_all(side))
+            .map_err(|e| Error::io(&self.spill_path, e))
     }
 
     /// Append every frame of the finished reel `part` by copying its packets (no decoding or
@@ -517,7 +554,13 @@ impl ReelWriter {
                 ),
             ));
         }
-        let entries = envelope.frames;
+        if envelope.version < 2 {
+            return Err(Error::reel(
+                part,
+                format!("is a version-{} reel; only version 2 reels can be joined", envelope.version),
+            ));
+        }
+        let sizes = envelope.sizes;
         // Packets already in flight come first.
         while !self.in_flight.is_empty() {
             self.collect()?;
@@ -560,32 +603,39 @@ impl ReelWriter {
         }
         let mut input = input;
         let base = self.pictures as i64;
-        let pictures: u64 = entries
-            .iter()
-            .map(|e| self.spec.pictures_of(e.width, e.height))
-            .sum();
+        let base_frame = self.sizes.len();
+        let pictures = sizes.first_picture(&self.spec, sizes.len());
         let mut counts = vec![0i64; tracks.len()];
-        let spill_path = self.spill_path.clone();
+        let mut records = 0u64;
         for (stream, packet) in input.packets() {
             let Some(track) = tracks.iter().position(|&i| i == stream.index()) else {
                 continue;
             };
-            let spill = self
-                .spill
-                .as_mut()
-                .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+            // A frame record is renumbered for its place in this reel (its CRC is rebuilt).
+            let side = match packet
+                .side_data()
+                .find(|d| d.kind() == side_data::Type::MatroskaBlockAdditional)
+            {
+                Some(d) if track == 0 => {
+                    let r = record::decode(d.data())
+                        .map_err(|e| Error::reel(part, format!("frame {records}: {e}")))?;
+                    if r.index != records {
+                        return Err(Error::reel(
+                            part,
+                            format!("frame {records}: its record says frame {}", r.index),
+                        ));
+                    }
+                    records += 1;
+                    record::encode(base_frame + r.index, r.crc32, &r.record)
+                }
+                _ => Vec::new(),
+            };
             let data = packet.data().unwrap_or(&[]);
-            let len = u32::try_from(data.len())
-                .map_err(|_| Error::reel(part, "an encoded frame is larger than 4 GiB"))?;
-            let mut head = [0u8; 14];
-            head[0] = track as u8;
-            head[1] = u8::from(packet.is_key());
-            head[2..10].copy_from_slice(&(base + counts[track]).to_le_bytes());
-            head[10..14].copy_from_slice(&len.to_le_bytes());
-            spill
-                .write_all(&head)
-                .and_then(|_| spill.write_all(data))
-                .map_err(|e| Error::io(&spill_path, e))?;
+            self.spill_packet(track, packet.is_key(), base + counts[track], data, &side)
+                .map_err(|e| match e {
+                    Error::Reel { .. } => Error::reel(part, "an encoded frame is larger than 4 GiB"),
+                    e => e,
+                })?;
             counts[track] += 1;
         }
         if let Some((track, n)) = counts
@@ -597,11 +647,22 @@ impl ReelWriter {
                 part,
                 format!(
                     "track {track} has {n} packets, the metadata lists {} frames in {pictures} pictures",
-                    entries.len()
+                    sizes.len()
                 ),
             ));
         }
-        self.frames.extend(entries);
+        if records != sizes.len() {
+            return Err(Error::reel(
+                part,
+                format!(
+                    "has {records} frame records, the metadata lists {} frames",
+                    sizes.len()
+                ),
+            ));
+        }
+        for run in sizes.runs() {
+            self.sizes.push_run(run.count, run.width, run.height);
+        }
         self.pictures += pictures;
         Ok(())
     }
@@ -610,7 +671,7 @@ impl ReelWriter {
     /// into `<path>.tmp`, fsync it and rename it to `path`. A reel needs at least one frame
     /// (FFmpeg 5.1's Matroska muxer writes an unreadable file without any packets).
     pub fn finish(mut self, metadata_json: &[u8]) -> Result<ReelInfo> {
-        if self.frames.is_empty() {
+        if self.sizes.is_empty() {
             return Err(Error::reel(
                 &self.path,
                 "a reel needs at least one frame, none were pushed",
@@ -630,7 +691,7 @@ impl ReelWriter {
             .map_err(|e| e.into_error())
             .and_then(|f| f.sync_data())
             .map_err(|e| Error::io(&self.spill_path, e))?;
-        let env = envelope::encode(&self.spec, &self.frames, metadata_json);
+        let env = envelope::encode(&self.spec, &self.sizes, metadata_json);
         self.mux(&env).map_err(|e| Error::reel(&self.path, e))?;
         File::open(&self.tmp_path)
             .and_then(|f| f.sync_all())
@@ -684,8 +745,9 @@ impl ReelWriter {
         let file = File::open(&self.spill_path)
             .map_err(|e| format!("{}: {e}", self.spill_path.display()))?;
         let mut spill = BufReader::with_capacity(1 << 20, file);
-        let mut head = [0u8; 14];
+        let mut head = [0u8; SPILL_HEAD];
         let mut data = Vec::new();
+        let mut side = Vec::new();
         loop {
             match spill.read_exact(&mut head) {
                 Ok(()) => {}
@@ -695,11 +757,18 @@ impl ReelWriter {
             let track = head[0] as usize;
             let pts = i64::from_le_bytes(head[2..10].try_into().unwrap_or_default());
             let len = u32::from_le_bytes(head[10..14].try_into().unwrap_or_default()) as usize;
+            let side_len =
+                u32::from_le_bytes(head[14..18].try_into().unwrap_or_default()) as usize;
             data.resize(len, 0);
+            side.resize(side_len, 0);
             spill
                 .read_exact(&mut data)
+                .and_then(|_| spill.read_exact(&mut side))
                 .map_err(|e| format!("{}: {e}", self.spill_path.display()))?;
             let mut packet = Packet::copy(&data);
+            if !side.is_empty() {
+                add_side_data(&mut packet, &side)?;
+            }
             packet.set_stream(track);
             packet.set_pts(Some(pts));
             packet.set_dts(Some(pts));
@@ -731,6 +800,24 @@ impl Drop for ReelWriter {
         let _ = fs::remove_file(&self.spill_path);
         let _ = fs::remove_file(&self.tmp_path);
     }
+}
+
+/// Attach `bytes` to `packet` as Matroska `BlockAdditional` side data.
+fn add_side_data(packet: &mut Packet, bytes: &[u8]) -> std::result::Result<(), String> {
+    // SAFETY: the packet is live; av_packet_new_side_data returns null or a buffer of
+    // `bytes.len()` bytes owned by the packet, which we fill completely.
+    unsafe {
+        let dst = ffmpeg_next::ffi::av_packet_new_side_data(
+            packet.as_mut_ptr(),
+            ffmpeg_next::ffi::AVPacketSideDataType::AV_PKT_DATA_MATROSKA_BLOCKADDITIONAL,
+            bytes.len(),
+        );
+        if dst.is_null() {
+            return Err("out of memory for a frame record".into());
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+    }
+    Ok(())
 }
 
 /// The codec configuration record (FFV1 extradata) of an encoder.
