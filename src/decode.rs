@@ -5,25 +5,27 @@
 //! name plus `NAME.sample_indices` (I64), the row-major positions of those values. Lossless
 //! reels give back the exact bits; u16 reels are within `(max − min) / 131070` of the source.
 //!
-//! Memory stays bounded by one output tensor plus a few decoded frames: the `safetensors`
-//! writer asks for one tensor's bytes at a time, and each is produced only then, decoding just
-//! the frames that hold it.
+//! One pass over the reel, frame by frame: the output's header is laid out first from the
+//! reel's tensor table (names, dtypes, shapes, values held), then each frame's values are
+//! written at their place in the file as the frame is decoded. Memory is one frame, whatever
+//! the model's or the tensors' size. Frames holding no wanted tensor are not decoded.
+//!
+//! The output is written to a temporary file beside `out` and renamed over it only when
+//! complete, so a failed decode leaves an existing `out` as it was.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use half::{bf16, f16};
-use safetensors::tensor::View;
 use safetensors::Dtype;
 use serde::Serialize;
 
-use crate::reel::{Manifest, SegmentRef};
 use crate::error::{Error, Result};
 use crate::frames;
-use crate::reel::ReelReader;
+use crate::reel::{Manifest, ReelFrame, ReelReader};
 
 /// What a decode produced.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -42,151 +44,166 @@ pub struct DecodeSummary {
     pub frames_read: u64,
 }
 
-/// Decoded frames, a few at a time.
-struct FrameCache {
-    path: PathBuf,
-    reader: ReelReader,
-    manifest: Manifest,
-    cached: VecDeque<(u64, Rc<Vec<f32>>)>,
-    decodes: u64,
-    error: Option<Error>,
-}
-
-/// Frames kept decoded; a tensor's frames are visited in order, so a few suffice.
-const CACHED_FRAMES: usize = 4;
-
-impl FrameCache {
-    fn frame(&mut self, index: u64) -> Result<Rc<Vec<f32>>> {
-        if let Some((_, values)) = self.cached.iter().find(|(i, _)| *i == index) {
-            return Ok(values.clone());
-        }
-        let frame = self.manifest.frames.get(index as usize).ok_or_else(|| {
-            Error::reel(&self.path, format!("frame {index} is not in the manifest"))
-        })?;
-        let layout = frame.meta.layout;
-        let planes = self.reader.read_frame(index, layout.width, layout.height)?;
-        let planes: Vec<Vec<u16>> = planes
-            .into_iter()
-            .take(frame.meta.planes as usize)
-            .collect();
-        if crate::reel::planes_crc32(&planes) != frame.checksum {
-            return Err(Error::reel(
-                &self.path,
-                format!("frame {index}: pixels do not match the checksum in the metadata"),
-            ));
-        }
-        let values = Rc::new(frames::decode_frame(&frame.meta, &planes)?);
-        self.decodes += 1;
-        if self.cached.len() == CACHED_FRAMES {
-            self.cached.pop_front();
-        }
-        self.cached.push_back((index, values.clone()));
-        Ok(values)
-    }
-}
-
-/// Which part of a tensor an output view writes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Values,
-    Indices,
-}
-
-/// One output tensor, produced on demand.
-struct LazyTensor {
-    cache: Rc<RefCell<FrameCache>>,
-    /// (frame, segment) pairs, sorted by element start.
-    segments: Vec<(u64, SegmentRef)>,
+/// Where one output tensor's bytes go.
+struct Output {
     dtype: Dtype,
     shape: Vec<usize>,
-    part: Part,
-    /// Segments tile the whole tensor: values go to their element positions.
+    /// Absolute offset of its data in the output file.
+    offset: u64,
+    /// Values written so far (for samples: the next position to write).
+    written: u64,
+    /// Values it must receive.
+    expected: u64,
+    /// Values go to their element positions (a whole tensor), else in arrival order.
     whole: bool,
+    /// A sampled tensor's `NAME.sample_indices` output, by index into the outputs.
+    indices: Option<usize>,
+    /// For samples: the end of the last element written, to check arrival order.
+    last_end: u64,
 }
 
-fn elem_bytes(dtype: Dtype) -> usize {
-    dtype.bitsize() / 8
+fn elem_bytes(dtype: Dtype) -> u64 {
+    (dtype.bitsize() / 8) as u64
 }
 
-fn put(dtype: Dtype, value: f32, out: &mut [u8]) {
+fn put(dtype: Dtype, value: f32, out: &mut Vec<u8>) {
     match dtype {
-        Dtype::F16 => out.copy_from_slice(&f16::from_f32(value).to_le_bytes()),
-        Dtype::BF16 => out.copy_from_slice(&bf16::from_f32(value).to_le_bytes()),
-        _ => out.copy_from_slice(&value.to_le_bytes()),
-    }
-}
-
-impl LazyTensor {
-    fn produce(&self) -> Result<Vec<u8>> {
-        let n: usize = self.shape.iter().product();
-        let eb = elem_bytes(self.dtype);
-        let mut out = vec![0u8; n * eb];
-        let mut at = 0usize;
-        for (frame, seg) in &self.segments {
-            match self.part {
-                Part::Indices => {
-                    for k in 0..seg.len {
-                        out[at * 8..at * 8 + 8]
-                            .copy_from_slice(&((seg.start + k) as i64).to_le_bytes());
-                        at += 1;
-                    }
-                }
-                Part::Values => {
-                    let values = self.cache.borrow_mut().frame(*frame)?;
-                    let from = seg.curve_start as usize;
-                    let slice = values.get(from..from + seg.len as usize).ok_or_else(|| {
-                        Error::reel(
-                            &self.cache.borrow().path,
-                            format!("frame {frame}: segment outside the frame"),
-                        )
-                    })?;
-                    // Whole tensors are written at their element positions; samples in order.
-                    let base = if self.whole { seg.start as usize } else { at };
-                    for (k, v) in slice.iter().enumerate() {
-                        put(
-                            self.dtype,
-                            *v,
-                            &mut out[(base + k) * eb..(base + k + 1) * eb],
-                        );
-                    }
-                    at += seg.len as usize;
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl View for LazyTensor {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        match self.produce() {
-            Ok(bytes) => Cow::Owned(bytes),
-            Err(e) => {
-                // The writer cannot take an error: remember it, write zeros, and fail afterwards.
-                let mut cache = self.cache.borrow_mut();
-                if cache.error.is_none() {
-                    cache.error = Some(e);
-                }
-                Cow::Owned(vec![0u8; self.data_len()])
-            }
-        }
-    }
-
-    fn data_len(&self) -> usize {
-        self.shape.iter().product::<usize>() * elem_bytes(self.dtype)
+        Dtype::F16 => out.extend_from_slice(&f16::from_f32(value).to_le_bytes()),
+        Dtype::BF16 => out.extend_from_slice(&bf16::from_f32(value).to_le_bytes()),
+        _ => out.extend_from_slice(&value.to_le_bytes()),
     }
 }
 
 fn parse_dtype(text: &str) -> Option<Dtype> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}
+
+/// The output file's tensors, laid out in name order, and its header bytes.
+struct Layout {
+    /// Indexed like the manifest's tensor table (`None`: not written), then index outputs.
+    outputs: Vec<Option<Output>>,
+    header: Vec<u8>,
+    /// Tensors written whole and as samples.
+    whole: u64,
+    sampled: u64,
+    values: u64,
+}
+
+/// Lay out the output: one tensor per wanted tensor of the reel (whole, in its dtype), or for
+/// a sampled one its values plus `NAME.sample_indices`; the safetensors header describing
+/// them (JSON from serde, the length prefix, spaces to 8-byte alignment, as the format says).
+fn layout(
+    reel: &Path,
+    manifest: &Manifest,
+    include: Option<&regex_lite::Regex>,
+) -> Result<Layout> {
+    let n = manifest.tensors.len();
+    let mut outputs: Vec<Option<Output>> = (0..n).map(|_| None).collect();
+    // name -> output index, in name order (the order of the data in the file).
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut whole, mut sampled, mut values) = (0u64, 0u64, 0u64);
+    for (i, t) in manifest.tensors.iter().enumerate() {
+        if t.selected == 0 || include.is_some_and(|re| !re.is_match(&t.name)) {
+            continue;
+        }
+        let src = parse_dtype(&t.dtype).unwrap_or(Dtype::F32);
+        let dtype = match src {
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 => src,
+            _ => Dtype::F32,
+        };
+        values += t.selected;
+        let is_whole = t.selected == t.numel();
+        let shape = if is_whole {
+            t.shape.clone()
+        } else {
+            vec![t.selected as usize]
+        };
+        let indices = (!is_whole).then(|| {
+            outputs.push(Some(Output {
+                dtype: Dtype::I64,
+                shape: shape.clone(),
+                offset: 0,
+                written: 0,
+                expected: t.selected,
+                whole: false,
+                indices: None,
+                last_end: 0,
+            }));
+            names.insert(format!("{}.sample_indices", t.name), outputs.len() - 1);
+            outputs.len() - 1
+        });
+        outputs[i] = Some(Output {
+            dtype,
+            shape,
+            offset: 0,
+            written: 0,
+            expected: t.selected,
+            whole: is_whole,
+            indices,
+            last_end: 0,
+        });
+        if names.insert(t.name.clone(), i).is_some() {
+            return Err(Error::reel(reel, format!("tensor '{}' is listed twice", t.name)));
+        }
+        if is_whole {
+            whole += 1;
+        } else {
+            sampled += 1;
+        }
+    }
+    if names.is_empty() {
+        return Err(Error::reel(reel, "no tensor of the reel matches --include"));
+    }
+    let mut json = serde_json::Map::new();
+    json.insert(
+        "__metadata__".into(),
+        serde_json::json!({
+            "weightreel_model": manifest.model,
+            "weightreel_mode": manifest.settings.mode,
+            "weightreel_reel": reel.display().to_string(),
+        }),
+    );
+    let mut at = 0u64;
+    for &o in names.values() {
+        let out = outputs[o].as_mut().expect("named outputs exist");
+        let len = out
+            .expected
+            .checked_mul(elem_bytes(out.dtype))
+            .ok_or_else(|| Error::reel(reel, "a tensor's size overflows"))?;
+        out.offset = at;
+        at = at
+            .checked_add(len)
+            .ok_or_else(|| Error::reel(reel, "the tensors' sizes overflow"))?;
+    }
+    for (name, &o) in &names {
+        let out = outputs[o].as_ref().expect("named outputs exist");
+        let len = out.expected * elem_bytes(out.dtype);
+        json.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": out.dtype,
+                "shape": out.shape,
+                "data_offsets": [out.offset, out.offset + len],
+            }),
+        );
+    }
+    let mut header = serde_json::to_vec(&json).expect("header serializes");
+    while (8 + header.len()) % 8 != 0 {
+        header.push(b' ');
+    }
+    let data_start = 8 + header.len() as u64;
+    for out in outputs.iter_mut().flatten() {
+        out.offset += data_start;
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    Ok(Layout {
+        outputs,
+        header: bytes,
+        whole,
+        sampled,
+        values,
+    })
 }
 
 /// Decode `reel` into the safetensors file `out` (written to a temporary name and renamed).
@@ -201,9 +218,10 @@ pub fn decode_reel_matching(
     out: &Path,
     include: Option<&regex_lite::Regex>,
 ) -> Result<DecodeSummary> {
-    let reader = ReelReader::open(reel)?;
+    let mut reader = ReelReader::open(reel)?;
     let manifest = Manifest::parse(reel, reader.metadata_json())?;
-    if manifest.frames.len() as u64 != reader.frame_count() {
+    let v1 = reader.format_version() < 2;
+    if v1 && manifest.frames.len() as u64 != reader.frame_count() {
         return Err(Error::reel(
             reel,
             format!(
@@ -213,118 +231,140 @@ pub fn decode_reel_matching(
             ),
         ));
     }
-    for (i, f) in manifest.frames.iter().enumerate() {
-        let spec = reader.spec();
-        if f.index != i as u64
-            || f.meta.layout.width > spec.width
-            || f.meta.layout.height > spec.height
-        {
-            return Err(Error::reel(
-                reel,
-                format!("frame {i}: metadata disagrees with the video (index or size)"),
-            ));
+    let mut layout = layout(reel, &manifest, include)?;
+    let tmp = temp_path(out);
+    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let result = write_frames(reel, &mut reader, &manifest, &mut layout, &file, &tmp);
+    let result = result.and_then(|frames_read| {
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        Ok(frames_read)
+    });
+    let frames_read = match result {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-    }
-    let mut by_tensor: HashMap<u32, Vec<(u64, SegmentRef)>> = HashMap::new();
-    for f in &manifest.frames {
-        for s in &f.segments {
-            by_tensor.entry(s.tensor).or_default().push((f.index, *s));
-        }
-    }
-    let tensors = manifest.tensors.clone();
-    let cache = Rc::new(RefCell::new(FrameCache {
-        path: reel.to_path_buf(),
-        reader,
-        manifest,
-        cached: VecDeque::new(),
-        decodes: 0,
-        error: None,
-    }));
-    let mut views: BTreeMap<String, LazyTensor> = BTreeMap::new();
-    let (mut whole, mut sampled, mut values) = (0u64, 0u64, 0u64);
-    for (i, t) in tensors.iter().enumerate() {
-        if include.is_some_and(|re| !re.is_match(&t.name)) {
-            continue;
-        }
-        let mut segments = by_tensor.remove(&(i as u32)).unwrap_or_default();
-        segments.sort_by_key(|(_, s)| s.start);
-        let count: u64 = segments.iter().map(|(_, s)| s.len).sum();
-        if count == 0 {
-            continue;
-        }
-        let src = parse_dtype(&t.dtype).unwrap_or(Dtype::F32);
-        let dtype = match src {
-            Dtype::F32 | Dtype::F16 | Dtype::BF16 => src,
-            _ => Dtype::F32,
-        };
-        let tiles = {
-            let mut next = 0;
-            segments.iter().all(|(_, s)| {
-                let ok = s.start == next;
-                next += s.len;
-                ok
-            }) && next == t.numel()
-        };
-        values += count;
-        let view = |segments, dtype, shape, part, whole| LazyTensor {
-            cache: cache.clone(),
-            segments,
-            dtype,
-            shape,
-            part,
-            whole,
-        };
-        if tiles {
-            whole += 1;
-            views.insert(
-                t.name.clone(),
-                view(segments, dtype, t.shape.clone(), Part::Values, true),
-            );
-        } else {
-            sampled += 1;
-            let shape = vec![count as usize];
-            views.insert(
-                format!("{}.sample_indices", t.name),
-                view(
-                    segments.clone(),
-                    Dtype::I64,
-                    shape.clone(),
-                    Part::Indices,
-                    false,
-                ),
-            );
-            views.insert(
-                t.name.clone(),
-                view(segments, dtype, shape, Part::Values, false),
-            );
-        }
-    }
-    if views.is_empty() {
-        return Err(Error::reel(reel, "no tensor of the reel matches --include"));
-    }
-    let mut info = HashMap::new();
-    {
-        let c = cache.borrow();
-        info.insert("weightreel_model".to_string(), c.manifest.model.clone());
-        info.insert(
-            "weightreel_mode".to_string(),
-            c.manifest.settings.mode.clone(),
-        );
-        info.insert("weightreel_reel".to_string(), reel.display().to_string());
-    }
-    let result = safetensors::serialize_to_file(views, Some(info), out);
-    let mut c = cache.borrow_mut();
-    if let Some(e) = c.error.take() {
-        let _ = std::fs::remove_file(out);
-        return Err(e);
-    }
-    result.map_err(|e| Error::io(out, std::io::Error::other(e.to_string())))?;
+    };
     Ok(DecodeSummary {
         out: out.to_path_buf(),
-        tensors: whole + sampled,
-        whole,
-        sampled,
-        values,
-        frames_read: c.decodes,
+        tensors: layout.whole + layout.sampled,
+        whole: layout.whole,
+        sampled: layout.sampled,
+        values: layout.values,
+        frames_read,
     })
+}
+
+/// `out` with `.weightreel-tmp` added, in the same directory (so the rename is atomic).
+fn temp_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}.weightreel-tmp", std::process::id()));
+    out.with_file_name(name)
+}
+
+/// Write the header, then every wanted value, frame by frame; returns the frames decoded.
+fn write_frames(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    layout: &mut Layout,
+    file: &File,
+    tmp: &Path,
+) -> Result<u64> {
+    let io = |e| Error::io(tmp, e);
+    (&*file).write_all(&layout.header).map_err(io)?;
+    let mut decoded = 0u64;
+    let mut buf = Vec::new();
+    for index in 0..reader.frame_count() {
+        let frame = if manifest.frames.is_empty() {
+            let bytes = reader.frame_record(index)?;
+            ReelFrame::parse_record(reel, manifest, index, &bytes)?
+        } else {
+            manifest.frames[index as usize].clone()
+        };
+        let wanted = |t: u32| layout.outputs.get(t as usize).is_some_and(Option::is_some);
+        if !frame.segments.iter().any(|s| wanted(s.tensor)) {
+            continue;
+        }
+        let size = (frame.meta.layout.width, frame.meta.layout.height);
+        if reader.frame_size(index) != Some(size) {
+            return Err(Error::reel(
+                reel,
+                format!("frame {index}: metadata disagrees with the video (size)"),
+            ));
+        }
+        let planes = reader.read_frame(index, size.0, size.1)?;
+        let planes: Vec<Vec<u16>> = planes
+            .into_iter()
+            .take(frame.meta.planes as usize)
+            .collect();
+        if crate::reel::planes_crc32(&planes) != frame.checksum {
+            return Err(Error::reel(
+                reel,
+                format!("frame {index}: pixels do not match the checksum in the metadata"),
+            ));
+        }
+        let values = frames::decode_frame(&frame.meta, &planes)?;
+        decoded += 1;
+        for seg in &frame.segments {
+            let Some(Some(out)) = layout.outputs.get_mut(seg.tensor as usize) else {
+                continue;
+            };
+            let from = seg.curve_start as usize;
+            let slice = values.get(from..from + seg.len as usize).ok_or_else(|| {
+                Error::reel(reel, format!("frame {index}: segment outside the frame"))
+            })?;
+            let eb = elem_bytes(out.dtype);
+            let at = if out.whole {
+                seg.start
+            } else {
+                if seg.start < out.last_end {
+                    return Err(Error::reel(
+                        reel,
+                        format!("frame {index}: sampled values arrive out of order"),
+                    ));
+                }
+                out.last_end = seg.start + seg.len;
+                out.written
+            };
+            if at + seg.len > out.expected {
+                return Err(Error::reel(
+                    reel,
+                    format!("frame {index}: a segment runs past its tensor"),
+                ));
+            }
+            buf.clear();
+            for &v in slice {
+                put(out.dtype, v, &mut buf);
+            }
+            file.write_all_at(&buf, out.offset + at * eb).map_err(io)?;
+            out.written += seg.len;
+            if let Some(ix) = out.indices {
+                let idx_out = layout.outputs[ix].as_mut().expect("index output exists");
+                buf.clear();
+                for k in 0..seg.len {
+                    buf.extend_from_slice(&((seg.start + k) as i64).to_le_bytes());
+                }
+                file.write_all_at(&buf, idx_out.offset + at * 8).map_err(io)?;
+                idx_out.written += seg.len;
+            }
+        }
+    }
+    if let Some(short) = layout
+        .outputs
+        .iter()
+        .flatten()
+        .find(|o| o.written != o.expected)
+    {
+        return Err(Error::reel(
+            reel,
+            format!(
+                "frames hold {} of a tensor's {} values (corrupt metadata)",
+                short.written, short.expected
+            ),
+        ));
+    }
+    Ok(decoded)
 }

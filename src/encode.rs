@@ -23,8 +23,8 @@ use crate::frames::{
 };
 use crate::progress::{Progress, ProgressMode};
 use crate::reel::{
-    self, Manifest, ReelFrame, ReelSpec, ReelTensor, ReelWriter, SampleDepth, SegmentRef,
-    MANIFEST_FORMAT, MANIFEST_VERSION,
+    self, Manifest, PartSummary, ReelFrame, ReelSpec, ReelTensor, ReelWriter, SampleDepth,
+    SegmentRef, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
 use crate::selection::Selection;
 use crate::source::{Model, TensorInfo};
@@ -251,16 +251,97 @@ fn now_rfc3339() -> String {
 }
 
 /// Encode `model` into `store`. `cancel` is set by a Ctrl-C handler.
+///
+/// The stages: [`plan_encode`] (validate and plan, no side effects), [`WorkDir::lock`] (the
+/// encode's work directory and lock), [`load_parts`] (what an interrupted run kept),
+/// [`stream_frames`] (read, cut, encode, write parts), [`join_parts`] (the final reel) and
+/// [`commit`] (the registry entry, in one transaction).
 pub fn encode(
     store: &mut Store,
     model: &Model,
     options: &EncodeOptions,
     cancel: &AtomicBool,
 ) -> Result<EncodeOutcome> {
-    options.validate()?;
     let started = Instant::now();
-    let plan = options.selection.plan(model);
-    if plan.total == 0 {
+    let plan = plan_encode(model, options)?;
+    let work = WorkDir::lock(store, model, &plan.settings_key)?;
+    let parts = load_parts(&work.path, &plan.template)?;
+    let resumed = PartTotals::of(&parts);
+    match stream_frames(model, options, &plan, &work.path, resumed, cancel)? {
+        Streamed::Complete => {}
+        Streamed::Interrupted => {
+            let kept = PartTotals::of(&load_parts(&work.path, &plan.template)?);
+            return Ok(EncodeOutcome::Interrupted {
+                frames: kept.frames,
+                values: kept.values,
+                total: plan.total,
+                work_dir: work.path.clone(),
+            });
+        }
+    }
+    let parts = load_parts(&work.path, &plan.template)?;
+    let done = PartTotals::of(&parts);
+    if done.values != plan.total || done.frames != plan.frame_count {
+        return Err(Error::store(
+            &work.path,
+            format!(
+                "parts hold {} values in {} frames, expected {} in {}",
+                done.values, done.frames, plan.total, plan.frame_count
+            ),
+        ));
+    }
+    let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
+    let joined = join_parts(store, model, &plan, &parts, encoding_secs)?;
+    if let Some(preview) = &options.preview {
+        if let Err(e) = reel::write_preview_h264(&joined.path, preview) {
+            let _ = std::fs::remove_file(&joined.path);
+            return Err(e);
+        }
+    }
+    let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
+    let entry = entry_record(model, options, &plan, &joined, done.frames, encoding_secs);
+    let (id, replaced) = commit(store, &entry, &joined, &plan.template)?;
+    work.remove();
+    Ok(EncodeOutcome::Completed {
+        id,
+        entry: Box::new(entry),
+        reel: joined.path,
+        replaced,
+        resumed_values: resumed.values,
+        batch_frames: if options.chunk_encoding {
+            0
+        } else {
+            done.frames
+        },
+    })
+}
+
+/// What an encode will do, worked out before anything is written.
+struct EncodePlan {
+    /// What to read.
+    selection: crate::selection::Plan,
+    /// Values selected.
+    total: u64,
+    /// Values per frame (the last frame may hold fewer).
+    frame_values: u64,
+    /// Frames the encode makes.
+    frame_count: u64,
+    /// The settings recorded, and their key.
+    settings: Settings,
+    settings_key: String,
+    /// The manifest every part and the final reel start from.
+    template: Manifest,
+    /// Shape of the reel.
+    spec: ReelSpec,
+}
+
+/// Validate the options and plan the encode of `model`: the selection, the frames, the
+/// settings key and the reel's shape. Has no side effects, so a bad setting leaves no trace.
+fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
+    options.validate()?;
+    let selection = options.selection.plan(model);
+    let total = selection.total;
+    if total == 0 {
         return Err(Error::model(
             &model.spec,
             format!(
@@ -270,10 +351,10 @@ pub fn encode(
         ));
     }
     let frame_values = options.frame_values();
-    let frame_count = plan.total.div_ceil(frame_values);
+    let frame_count = total.div_ceil(frame_values);
     // Check every frame size up front so a bad setting fails before any work.
-    let full_len = frame_values.min(plan.total);
-    let last_len = plan.total - (frame_count - 1) * frame_values;
+    let full_len = frame_values.min(total);
+    let last_len = total - (frame_count - 1) * frame_values;
     for len in [full_len, last_len] {
         let layout = FrameLayout::for_count(len, options.frame.max_values)?;
         frames::check_efficiency(len, &layout, options.frame.min_efficiency)?;
@@ -283,8 +364,8 @@ pub fn encode(
     // Local files have no revision; "-" keeps the settings key stable for them.
     let revision = model.origin.revision().unwrap_or("-").to_string();
     let settings = options.settings(&revision);
-    let key = settings.key();
-    let tensors: Vec<ReelTensor> = plan
+    let settings_key = settings.key();
+    let tensors: Vec<ReelTensor> = selection
         .items
         .iter()
         .map(|item| {
@@ -303,42 +384,22 @@ pub fn encode(
         version: MANIFEST_VERSION,
         model: model.spec.clone(),
         commit: model.origin.commit().map(str::to_string),
-        settings_key: key.clone(),
+        settings_key: settings_key.clone(),
         settings: settings.clone(),
-        total_values: plan.total,
+        total_values: total,
         tensors,
         frames: Vec::new(),
+        part: None,
         encoding_secs: 0.0,
     };
-
-    let work = store
-        .work_dir()
-        .join(format!("{}-{key}", sanitize(&model.spec)));
-    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
-    let lock_path = work.join("lock");
-    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-    if lock.try_lock().is_err() {
-        return Err(Error::store(
-            store.dir(),
-            format!(
-                "another weightreel is encoding '{}' with these settings into this store right now",
-                model.spec
-            ),
-        ));
-    }
-
-    let parts = load_parts(&work, &template)?;
-    let resumed_values: u64 = parts.iter().map(|p| p.values).sum();
-    let resumed_frames: u64 = parts.iter().map(|p| p.frames).sum();
-    let resumed_secs: f64 = parts.iter().map(|p| p.secs).sum();
-
     let spec = ReelSpec {
         width: stream_layout.width,
         height: stream_layout.height,
         // The reel's planes are those of its widest frame: the frames stage decides from the
         // source dtypes of everything selected.
         planes: options.frame.mode.planes_for(
-            plan.items
+            selection
+                .items
                 .iter()
                 .map(|i| source_dtype(model.tensors[i.tensor].dtype))
                 .collect::<Vec<_>>()
@@ -350,37 +411,125 @@ pub fn encode(
             SampleDepth::Gray16
         },
     };
+    Ok(EncodePlan {
+        selection,
+        total,
+        frame_values,
+        frame_count,
+        settings,
+        settings_key,
+        template,
+        spec,
+    })
+}
+
+/// The work directory of one model-and-settings encode, locked for this process.
+struct WorkDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl WorkDir {
+    /// Create and lock `work/<model>-<key>`; another encode holding it is an error.
+    fn lock(store: &Store, model: &Model, key: &str) -> Result<WorkDir> {
+        let path = store
+            .work_dir()
+            .join(format!("{}-{key}", sanitize(&model.spec)));
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        let lock_path = path.join("lock");
+        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(Error::store(
+                store.dir(),
+                format!(
+                    "another weightreel is encoding '{}' with these settings into this store right now",
+                    model.spec
+                ),
+            ));
+        }
+        Ok(WorkDir {
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// The encode is committed: its parts are no longer needed.
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Frames, values and seconds held by a run of parts.
+#[derive(Debug, Clone, Copy, Default)]
+struct PartTotals {
+    parts: u64,
+    frames: u64,
+    values: u64,
+    secs: f64,
+}
+
+impl PartTotals {
+    fn of(parts: &[Part]) -> PartTotals {
+        parts.iter().fold(PartTotals::default(), |t, p| PartTotals {
+            parts: t.parts + 1,
+            frames: t.frames + p.summary.frames,
+            values: t.values + p.summary.values,
+            secs: t.secs + p.secs,
+        })
+    }
+}
+
+/// How streaming ended.
+enum Streamed {
+    /// Every value is in a part.
+    Complete,
+    /// Ctrl-C: the complete frames are in parts, the rest is for a resume.
+    Interrupted,
+}
+
+/// Stream the values after what `resumed` holds, cut them into frames and write them into
+/// parts in `work`.
+fn stream_frames(
+    model: &Model,
+    options: &EncodeOptions,
+    plan: &EncodePlan,
+    work: &Path,
+    resumed: PartTotals,
+    cancel: &AtomicBool,
+) -> Result<Streamed> {
     let mut progress = Progress::new(options.progress, &model.spec, plan.total);
     let mut sink = FrameSink {
         model,
         options,
-        template: &template,
-        spec,
-        work: &work,
-        tensor_index: template
+        template: &plan.template,
+        spec: plan.spec,
+        work,
+        tensor_index: plan
+            .template
             .tensors
             .iter()
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i as u32))
             .collect(),
-        frame_values,
-        values: Vec::with_capacity(full_len as usize),
+        frame_values: plan.frame_values,
+        values: Vec::with_capacity(plan.frame_values.min(plan.total) as usize),
         segments: Vec::new(),
-        next_frame: resumed_frames,
-        next_value: resumed_values,
+        next_frame: resumed.frames,
+        next_value: resumed.values,
         part: None,
-        part_index: parts.len() as u64,
+        // Part files are numbered after the ones kept.
+        part_index: resumed.parts,
         part_started: Instant::now(),
         progress: &mut progress,
         bytes_before: model.read_stats().bytes,
     };
     let summary = stream(
         model,
-        &plan,
+        &plan.selection,
         &mut sink,
         StreamOptions {
             cancel: Some(cancel),
-            skip_values: resumed_values,
+            skip_values: resumed.values,
         },
     )?;
     if summary.stopped {
@@ -388,61 +537,62 @@ pub fn encode(
         sink.values.clear();
         sink.segments.clear();
         sink.close_part()?;
-        let kept = load_parts(&work, &template)?;
-        return Ok(EncodeOutcome::Interrupted {
-            frames: kept.iter().map(|p| p.frames).sum(),
-            values: kept.iter().map(|p| p.values).sum(),
-            total: plan.total,
-            work_dir: work,
-        });
+        return Ok(Streamed::Interrupted);
     }
     sink.flush_frame()?;
     sink.close_part()?;
     drop(sink);
     progress.finish();
+    Ok(Streamed::Complete)
+}
 
-    let parts = load_parts(&work, &template)?;
-    let frames_total: u64 = parts.iter().map(|p| p.frames).sum();
-    let values_total: u64 = parts.iter().map(|p| p.values).sum();
-    if values_total != plan.total || frames_total != frame_count {
-        return Err(Error::store(
-            &work,
-            format!("parts hold {values_total} values in {frames_total} frames, expected {} in {frame_count}", plan.total),
-        ));
-    }
+/// The final reel, written and renamed into `reels/` but not yet referenced by the registry.
+struct Joined {
+    path: PathBuf,
+    /// Its name relative to the store.
+    name: String,
+    info: reel::ReelInfo,
+}
 
-    // The final reel: parts' packets copied, with the manifest of every frame (without the
-    // pyramid and statistics, which the registry holds).
+/// Copy the parts' packets (no re-encoding) into the final reel, with the manifest.
+fn join_parts(
+    store: &Store,
+    model: &Model,
+    plan: &EncodePlan,
+    parts: &[Part],
+    encoding_secs: f64,
+) -> Result<Joined> {
     // A new name for every encode (time and process id), so the reel of the entry this one
     // replaces stays intact until the registry has switched over.
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let reel_name = format!(
-        "reels/{}-{key}-{millis}-{}.mkv",
+    let name = format!(
+        "reels/{}-{}-{millis}-{}.mkv",
         sanitize(&model.spec),
+        plan.settings_key,
         std::process::id()
     );
-    let reel_path = store.dir().join(&reel_name);
-    let encoding_secs = resumed_secs + started.elapsed().as_secs_f64();
-    let mut manifest = template.clone();
+    let path = store.dir().join(&name);
+    let mut manifest = plan.template.clone();
     manifest.encoding_secs = encoding_secs;
-    for part in &parts {
-        let m = part.manifest()?;
-        manifest.frames.extend(m.frames.into_iter().map(slim_frame));
-    }
-    let manifest_json = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let json = serde_json::to_vec(&manifest).expect("manifest serializes");
     let part_paths: Vec<PathBuf> = parts.iter().map(|p| p.path.clone()).collect();
-    let info = reel::concat(&part_paths, &reel_path, &manifest_json)?;
-    drop(manifest);
+    let info = reel::concat(&part_paths, &path, &json)?;
+    Ok(Joined { path, name, info })
+}
 
-    if let Some(preview) = &options.preview {
-        reel::write_preview_h264(&reel_path, preview)?;
-    }
-
+/// The registry entry of a finished encode.
+fn entry_record(
+    model: &Model,
+    options: &EncodeOptions,
+    plan: &EncodePlan,
+    joined: &Joined,
+    frames: u64,
+    encoding_secs: f64,
+) -> EntryRecord {
     let read = model.read_stats();
-    let encoding_secs = resumed_secs + started.elapsed().as_secs_f64();
-    let entry = EntryRecord {
+    EntryRecord {
         name: model.spec.clone(),
         source_kind: model.origin.kind().into(),
         source: match &model.origin {
@@ -461,60 +611,52 @@ pub fn encode(
             .as_ref()
             .map(|c| c.architectures.clone())
             .unwrap_or_default(),
-        settings,
+        settings: plan.settings.clone(),
         totals: Totals {
             params: plan.total,
             chunks: plan.total.div_ceil(options.chunk_size),
-            frames: frames_total,
+            frames,
             bytes_read: read.bytes,
             read_requests: read.requests,
             encoding_secs,
             params_per_sec: plan.total as f64 / encoding_secs.max(1e-9),
             peak_rss_bytes: peak_rss_bytes(),
-            reel_file: reel_name,
-            reel_bytes: info.bytes,
+            reel_file: joined.name.clone(),
+            reel_bytes: joined.info.bytes,
         },
         created_at: now_rfc3339(),
-    };
-    let records = parts.iter().flat_map(|part| match part.manifest() {
-        Ok(m) => m
-            .frames
-            .into_iter()
-            .map(|f| Ok(frame_record(&f)))
-            .collect::<Vec<_>>(),
-        Err(e) => vec![Err(e)],
-    });
-    let (id, replaced) = match store.commit_entry(&entry, records) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&reel_path);
-            return Err(e);
-        }
-    };
-    if let Some(old) = &replaced {
-        let _ = std::fs::remove_file(store.dir().join(old));
     }
-    drop(lock);
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(EncodeOutcome::Completed {
-        id,
-        entry: Box::new(entry),
-        reel: reel_path,
-        replaced: replaced.is_some(),
-        resumed_values,
-        batch_frames: if options.chunk_encoding {
-            0
-        } else {
-            frames_total
-        },
-    })
 }
 
-/// The reel manifest keeps what decoding needs; the pyramid and statistics live in the registry.
-fn slim_frame(mut frame: ReelFrame) -> ReelFrame {
-    frame.meta.pyramid = Default::default();
-    frame.meta.stats = Default::default();
-    frame
+/// Commit `entry` with one row per frame, read back from the final reel's frame records as
+/// the rows are inserted (nothing per frame is held). On failure the new reel is removed;
+/// on success the replaced entry's reel is. Returns the id and whether an entry was replaced.
+fn commit(
+    store: &mut Store,
+    entry: &EntryRecord,
+    joined: &Joined,
+    manifest: &Manifest,
+) -> Result<(i64, bool)> {
+    let result = reel::ReelReader::open(&joined.path).and_then(|mut reader| {
+        let path = joined.path.clone();
+        let rows = (0..reader.frame_count()).map(move |i| {
+            let bytes = reader.frame_record(i)?;
+            ReelFrame::parse_record(&path, manifest, i, &bytes).map(|f| frame_record(&f))
+        });
+        store.commit_entry(entry, rows)
+    });
+    match result {
+        Ok((id, replaced)) => {
+            if let Some(old) = &replaced {
+                let _ = std::fs::remove_file(store.dir().join(old));
+            }
+            Ok((id, replaced.is_some()))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&joined.path);
+            Err(e)
+        }
+    }
 }
 
 fn frame_record(frame: &ReelFrame) -> FrameRecord {
@@ -538,19 +680,12 @@ fn frame_record(frame: &ReelFrame) -> FrameRecord {
 /// A completed part on disk.
 struct Part {
     path: PathBuf,
-    frames: u64,
-    values: u64,
+    summary: PartSummary,
     secs: f64,
 }
 
-impl Part {
-    fn manifest(&self) -> Result<Manifest> {
-        Manifest::parse(&self.path, &reel::read_metadata(&self.path)?)
-    }
-}
-
 /// Read the complete parts of an earlier run, in order. Parts of another encode (other
-/// settings or another commit of the model) are stale and removed.
+/// settings or another commit of the model) or out of sequence are stale and removed.
 fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(work)
         .map_err(|e| Error::io(work, e))?
@@ -573,20 +708,19 @@ fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
                 m.settings_key == template.settings_key
                     && m.commit == template.commit
                     && m.tensors == template.tensors
-                    && m.frames.first().is_some_and(|f| {
-                        f.index == expected_frame && f.first_value == expected_value
-                    })
+            })
+            .and_then(|m| Some((m.part?, m.encoding_secs)))
+            .filter(|(p, _)| {
+                p.first_frame == expected_frame && p.first_value == expected_value && p.frames > 0
             });
         match usable {
-            Some(m) => {
-                let values: u64 = m.frames.iter().map(|f| f.meta.count).sum();
-                expected_frame += m.frames.len() as u64;
-                expected_value += values;
+            Some((summary, secs)) => {
+                expected_frame += summary.frames;
+                expected_value += summary.values;
                 parts.push(Part {
                     path,
-                    frames: m.frames.len() as u64,
-                    values,
-                    secs: m.encoding_secs,
+                    summary,
+                    secs,
                 });
             }
             None => {
@@ -611,7 +745,8 @@ struct FrameSink<'a> {
     segments: Vec<(SegmentRef, SourceDtype)>,
     next_frame: u64,
     next_value: u64,
-    part: Option<(ReelWriter, Vec<ReelFrame>)>,
+    /// The open part and where its frames start; nothing per frame is kept.
+    part: Option<(ReelWriter, PartSummary)>,
     part_index: u64,
     part_started: Instant,
     progress: &'a mut Progress,
@@ -635,36 +770,43 @@ impl FrameSink<'_> {
         let frame = frames::encode_frame(&self.values, &specs, &self.options.frame)?;
         if self.part.is_none() {
             let path = self.work.join(format!("part-{:08}.mkv", self.part_index));
-            self.part = Some((ReelWriter::create(&path, self.spec)?, Vec::new()));
+            let summary = PartSummary {
+                first_frame: self.next_frame,
+                first_value: self.next_value,
+                frames: 0,
+                values: 0,
+            };
+            self.part = Some((ReelWriter::create(&path, self.spec)?, summary));
             self.part_started = Instant::now();
         }
-        let (writer, frames) = self.part.as_mut().expect("part is open");
-        // A lossless frame holding only 16-bit sources has one plane; in a two-plane reel its
-        // second track carries zeros (which FFV1 stores in a few bytes).
-        let zeros;
-        let mut planes: Vec<&[u16]> = frame.planes.iter().map(Vec::as_slice).collect();
-        if (planes.len() as u32) < self.spec.planes {
-            zeros = vec![0u16; frame.meta.layout.area() as usize];
-            planes.resize(self.spec.planes as usize, &zeros);
-        }
-        writer.push_frame(frame.meta.layout.width, frame.meta.layout.height, &planes)?;
         let count = self.values.len() as u64;
-        frames.push(ReelFrame {
+        let record = ReelFrame {
             index: self.next_frame,
             first_value: self.next_value,
             checksum: reel::planes_crc32(&frame.planes),
             segments: self.segments.iter().map(|(s, _)| *s).collect(),
             meta: frame.meta,
-        });
+        }
+        .slim();
+        let record_json = serde_json::to_vec(&record).expect("frame serializes");
+        let (writer, summary) = self.part.as_mut().expect("part is open");
+        // A lossless frame holding only 16-bit sources has one plane; in a two-plane reel its
+        // second track carries zeros (which FFV1 stores in a few bytes).
+        let zeros;
+        let mut planes: Vec<&[u16]> = frame.planes.iter().map(Vec::as_slice).collect();
+        if (planes.len() as u32) < self.spec.planes {
+            zeros = vec![0u16; record.meta.layout.area() as usize];
+            planes.resize(self.spec.planes as usize, &zeros);
+        }
+        let layout = record.meta.layout;
+        writer.push_frame_with_record(layout.width, layout.height, &planes, &record_json)?;
+        summary.frames += 1;
+        summary.values += count;
         self.next_frame += 1;
         self.next_value += count;
         self.values.clear();
         self.segments.clear();
-        // A part's frame metadata (with pyramids) is held until the part closes, and parsed
-        // whole when parts are joined: bounding the part bounds that memory too.
-        let (frames_in_part, values_in_part) = self.part.as_ref().map_or((0, 0), |(_, f)| {
-            (f.len() as u64, f.iter().map(|f| f.meta.count).sum::<u64>())
-        });
+        let (frames_in_part, values_in_part) = (summary.frames, summary.values);
         if self.part_started.elapsed() >= self.options.checkpoint_every
             || frames_in_part >= MAX_PART_FRAMES
             || values_in_part >= MAX_PART_VALUES
@@ -676,15 +818,15 @@ impl FrameSink<'_> {
 
     /// Finish the open part: write it durably under its final name.
     fn close_part(&mut self) -> Result<()> {
-        let Some((writer, frames)) = self.part.take() else {
+        let Some((writer, summary)) = self.part.take() else {
             return Ok(());
         };
-        if frames.is_empty() {
+        if summary.frames == 0 {
             return Ok(());
         }
         let mut manifest = self.template.clone();
         manifest.encoding_secs = self.part_started.elapsed().as_secs_f64();
-        manifest.frames = frames;
+        manifest.part = Some(summary);
         let json = serde_json::to_vec(&manifest).expect("manifest serializes");
         writer.finish(&json)?;
         self.part_index += 1;

@@ -4,6 +4,11 @@
 //!
 //! It is JSON inside the checksummed [`super::envelope`]; [`MANIFEST_VERSION`] is read first and
 //! a newer one is refused.
+//!
+//! Version 2 lists no frames: each frame's [`ReelFrame`] is its record in the reel (see
+//! [`super::record`]), read with the frame, so neither writing nor reading a reel holds a list
+//! of its frames. A part of an unfinished encode says where it starts ([`PartSummary`]).
+//! Version 1 manifests list every frame here, and still read.
 
 use std::path::Path;
 
@@ -16,7 +21,7 @@ use crate::roles::Role;
 /// Name of the metadata format carried inside every reel.
 pub const MANIFEST_FORMAT: &str = "weightreel-reel";
 /// Version of that format; readers refuse newer ones.
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// The settings a reel was encoded with. The registry records the same (the store is downstream
 /// of reels and uses this type); field names are those of version-1 reels, whose JSON reads
@@ -143,6 +148,19 @@ pub struct ReelFrame {
     pub meta: FrameMeta,
 }
 
+/// Where the frames of a part belong in the whole encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSummary {
+    /// Index of its first frame.
+    pub first_frame: u64,
+    /// Position of its first value in the selection's value sequence.
+    pub first_value: u64,
+    /// Frames in it.
+    pub frames: u64,
+    /// Values in it.
+    pub values: u64,
+}
+
 /// The metadata inside a reel: enough to decode it alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -162,8 +180,13 @@ pub struct Manifest {
     pub total_values: u64,
     /// Tensors the selection took, in stream order.
     pub tensors: Vec<ReelTensor>,
-    /// Frames in this file, in order.
+    /// Version 1 only: the frames in this file, in order (version 2 keeps them in the frames'
+    /// records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frames: Vec<ReelFrame>,
+    /// In a part of an unfinished encode: where its frames belong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<PartSummary>,
     /// Seconds spent encoding the frames of this file (parts) or the whole encode (final reel).
     pub encoding_secs: f64,
 }
@@ -203,42 +226,74 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Check that frames and segments agree with each other and with the tensor table.
+    /// Check that the listed frames (version 1) agree with the tensor table.
     pub fn check(&self, file: &Path) -> Result<()> {
         for frame in &self.frames {
-            let mut curve = 0u64;
-            for seg in &frame.segments {
-                let tensor = self.tensors.get(seg.tensor as usize).ok_or_else(|| {
-                    Error::reel(
-                        file,
-                        format!(
-                            "frame {} names tensor #{} but the reel has {}",
-                            frame.index,
-                            seg.tensor,
-                            self.tensors.len()
-                        ),
-                    )
-                })?;
-                let end = seg.start.checked_add(seg.len);
-                if seg.curve_start != curve || end.is_none_or(|e| e > tensor.numel()) {
-                    return Err(Error::reel(
-                        file,
-                        format!("frame {}: segment of '{}' disagrees with the frame layout or the tensor's shape", frame.index, tensor.name),
-                    ));
-                }
-                curve += seg.len;
-            }
-            if curve != frame.meta.count {
-                return Err(Error::reel(
+            self.check_frame(file, frame)?;
+        }
+        Ok(())
+    }
+
+    /// Check that `frame`'s segments tile its values and lie inside their tensors.
+    pub fn check_frame(&self, file: &Path, frame: &ReelFrame) -> Result<()> {
+        let mut curve = 0u64;
+        for seg in &frame.segments {
+            let tensor = self.tensors.get(seg.tensor as usize).ok_or_else(|| {
+                Error::reel(
                     file,
                     format!(
-                        "frame {}: segments cover {curve} values but the frame holds {}",
-                        frame.index, frame.meta.count
+                        "frame {} names tensor #{} but the reel has {}",
+                        frame.index,
+                        seg.tensor,
+                        self.tensors.len()
                     ),
+                )
+            })?;
+            let end = seg.start.checked_add(seg.len);
+            if seg.curve_start != curve || end.is_none_or(|e| e > tensor.numel()) {
+                return Err(Error::reel(
+                    file,
+                    format!("frame {}: segment of '{}' disagrees with the frame layout or the tensor's shape", frame.index, tensor.name),
                 ));
             }
+            curve += seg.len;
+        }
+        if curve != frame.meta.count {
+            return Err(Error::reel(
+                file,
+                format!(
+                    "frame {}: segments cover {curve} values but the frame holds {}",
+                    frame.index, frame.meta.count
+                ),
+            ));
         }
         Ok(())
     }
 }
 
+
+impl ReelFrame {
+    /// Parse a frame's record (version-2 reels) and check it against `manifest`.
+    pub fn parse_record(file: &Path, manifest: &Manifest, index: u64, bytes: &[u8]) -> Result<ReelFrame> {
+        let frame: ReelFrame = serde_json::from_slice(bytes).map_err(|e| {
+            Error::reel(file, format!("frame {index}: its record is not a weightreel frame: {e}"))
+        })?;
+        if frame.index != index {
+            return Err(Error::reel(
+                file,
+                format!("frame {index}: its record says frame {}", frame.index),
+            ));
+        }
+        manifest.check_frame(file, &frame)?;
+        Ok(frame)
+    }
+
+    /// This frame as its record keeps it: what decoding needs and the summary statistics.
+    /// Block means and the histogram are derived data, computed from the decoded frame when
+    /// asked for; keeping them would make the record ten times larger.
+    pub fn slim(mut self) -> ReelFrame {
+        self.meta.pyramid = Default::default();
+        self.meta.stats.histogram = Vec::new();
+        self
+    }
+}

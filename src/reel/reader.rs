@@ -204,6 +204,13 @@ impl ReelReader {
         if first < self.next || first > self.next + SEEK_AHEAD {
             self.seek(first)?;
         }
+        // Reading forward: packets of earlier pictures (of tracks a caller skipped, as
+        // frame_record does) are not needed again.
+        for q in &mut self.pending {
+            while q.front().is_some_and(|(i, _)| *i < first) {
+                q.pop_front();
+            }
+        }
         self.next = first;
         Ok(first)
     }
