@@ -178,7 +178,7 @@ fn main() -> std::io::Result<()> {
     }
     let mut json = serde_json::to_vec(&header)?;
     // The data starts 8-byte aligned, padded with spaces as the format allows.
-    while (8 + json.len()) % 8 != 0 {
+    while !(8 + json.len()).is_multiple_of(8) {
         json.push(b' ');
     }
     let path = dir.join("model.safetensors");

@@ -188,7 +188,7 @@ fn layout(
         );
     }
     let mut header = serde_json::to_vec(&json).expect("header serializes");
-    while (8 + header.len()) % 8 != 0 {
+    while !(8 + header.len()).is_multiple_of(8) {
         header.push(b' ');
     }
     let data_start = 8 + header.len() as u64;

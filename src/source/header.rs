@@ -277,7 +277,7 @@ mod tests {
     /// A file of an 8-byte length, `json` padded with spaces to 8-byte alignment, then `data`.
     fn file(json: &str, data: &[u8]) -> MemorySource {
         let mut json = json.as_bytes().to_vec();
-        while json.len() % 8 != 0 {
+        while !json.len().is_multiple_of(8) {
             json.push(b' ');
         }
         let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
