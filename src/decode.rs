@@ -92,11 +92,7 @@ struct Layout {
 /// Lay out the output: one tensor per wanted tensor of the reel (whole, in its dtype), or for
 /// a sampled one its values plus `NAME.sample_indices`; the safetensors header describing
 /// them (JSON from serde, the length prefix, spaces to 8-byte alignment, as the format says).
-fn layout(
-    reel: &Path,
-    manifest: &Manifest,
-    include: Option<&regex_lite::Regex>,
-) -> Result<Layout> {
+fn layout(reel: &Path, manifest: &Manifest, include: Option<&regex_lite::Regex>) -> Result<Layout> {
     let n = manifest.tensors.len();
     let mut outputs: Vec<Option<Output>> = (0..n).map(|_| None).collect();
     // name -> output index, in name order (the order of the data in the file).
@@ -143,7 +139,10 @@ fn layout(
             last_end: 0,
         });
         if names.insert(t.name.clone(), i).is_some() {
-            return Err(Error::reel(reel, format!("tensor '{}' is listed twice", t.name)));
+            return Err(Error::reel(
+                reel,
+                format!("tensor '{}' is listed twice", t.name),
+            ));
         }
         if is_whole {
             whole += 1;
@@ -259,7 +258,10 @@ pub fn decode_reel_matching(
 
 /// `out` with `.weightreel-tmp` added, in the same directory (so the rename is atomic).
 fn temp_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".{}.weightreel-tmp", std::process::id()));
     out.with_file_name(name)
 }
@@ -347,7 +349,8 @@ fn write_frames(
                 for k in 0..seg.len {
                     buf.extend_from_slice(&((seg.start + k) as i64).to_le_bytes());
                 }
-                file.write_all_at(&buf, idx_out.offset + at * 8).map_err(io)?;
+                file.write_all_at(&buf, idx_out.offset + at * 8)
+                    .map_err(io)?;
                 idx_out.written += seg.len;
             }
         }

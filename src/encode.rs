@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::frames::{
-    self, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
-};
+use crate::frames::{self, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype};
 use crate::progress::{Progress, ProgressMode};
 use crate::reel::{
     self, Manifest, PartSummary, ReelFrame, ReelSpec, ReelTensor, ReelWriter, SampleDepth,
@@ -108,7 +106,11 @@ impl EncodeOptions {
             return Err(Error::invalid(
                 "--checkpoint-every",
                 secs,
-                format!("seconds in {}..={}", CHECKPOINT_SECS.start(), CHECKPOINT_SECS.end()),
+                format!(
+                    "seconds in {}..={}",
+                    CHECKPOINT_SECS.start(),
+                    CHECKPOINT_SECS.end()
+                ),
             ));
         }
         if self.selection.max_params == Some(0) {
@@ -447,10 +449,7 @@ impl WorkDir {
                 ),
             ));
         }
-        Ok(WorkDir {
-            path,
-            _lock: lock,
-        })
+        Ok(WorkDir { path, _lock: lock })
     }
 
     /// The encode is committed: its parts are no longer needed.

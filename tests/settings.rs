@@ -24,15 +24,27 @@ fn setup() -> Setup {
     write_model(
         &model,
         &[
-            spec("encoder.layer.0.attention.self.query.weight", Dtype::F32, &[64, 64]),
+            spec(
+                "encoder.layer.0.attention.self.query.weight",
+                Dtype::F32,
+                &[64, 64],
+            ),
             spec("encoder.layer.0.output.dense.weight", Dtype::F32, &[64, 64]),
         ],
         7,
     );
     let store = tmp.path().join("store");
     let out = run(&["encode", path(&model), "--store", path(&store), "--quiet"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Setup { _tmp: tmp, model, store }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Setup {
+        _tmp: tmp,
+        model,
+        store,
+    }
 }
 
 fn path(p: &Path) -> &str {
@@ -58,7 +70,11 @@ fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
             if meta.is_dir() {
                 stack.push(e.path());
                 out.push((e.path(), 0));
-            } else if !e.file_name().to_string_lossy().starts_with("registry.sqlite-") {
+            } else if !e
+                .file_name()
+                .to_string_lossy()
+                .starts_with("registry.sqlite-")
+            {
                 // WAL side files come and go with readers; the database itself is compared.
                 out.push((e.path(), meta.len()));
             }
@@ -79,12 +95,20 @@ fn refused(flags: &str, code: i32, words: &[&str]) {
     let out = run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{flags}: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "{flags}: not one line: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{flags}: not one line: {err}"
+    );
     assert!(err.starts_with("error: "), "{flags}: {err}");
     for word in words {
         assert!(err.contains(word), "{flags}: missing {word:?} in {err}");
     }
-    assert_eq!(listing(&s.store), before, "{flags}: the store's files changed");
+    assert_eq!(
+        listing(&s.store),
+        before,
+        "{flags}: the store's files changed"
+    );
     assert_eq!(
         std::fs::read(s.store.join("registry.sqlite")).unwrap(),
         registry,

@@ -344,7 +344,9 @@ mod tests {
         sizes.push_run(3, 1024, 1024); // 4 tiles of 512x512 each
         sizes.push(512, 256); // 1 tile
         assert_eq!(
-            (0..=4).map(|i| sizes.first_picture(&spec, i)).collect::<Vec<_>>(),
+            (0..=4)
+                .map(|i| sizes.first_picture(&spec, i))
+                .collect::<Vec<_>>(),
             vec![0, 4, 8, 12, 13]
         );
     }

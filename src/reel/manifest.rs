@@ -66,7 +66,8 @@ impl ReelSettings {
     /// Format: `v2-` then the CRC32 and the length (mod 2^16) of the canonical text, in hex.
     pub fn key(&self) -> String {
         fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-            v.as_ref().map_or_else(|| "~".to_string(), |v| format!("={v}"))
+            v.as_ref()
+                .map_or_else(|| "~".to_string(), |v| format!("={v}"))
         }
         // Each field as `name<value>` with the text escaped, so no two settings share a text.
         let escape = |s: &str| s.replace('\\', "\\\\").replace('|', "\\|");
@@ -271,12 +272,19 @@ impl Manifest {
     }
 }
 
-
 impl ReelFrame {
     /// Parse a frame's record (version-2 reels) and check it against `manifest`.
-    pub fn parse_record(file: &Path, manifest: &Manifest, index: u64, bytes: &[u8]) -> Result<ReelFrame> {
+    pub fn parse_record(
+        file: &Path,
+        manifest: &Manifest,
+        index: u64,
+        bytes: &[u8],
+    ) -> Result<ReelFrame> {
         let frame: ReelFrame = serde_json::from_slice(bytes).map_err(|e| {
-            Error::reel(file, format!("frame {index}: its record is not a weightreel frame: {e}"))
+            Error::reel(
+                file,
+                format!("frame {index}: its record is not a weightreel frame: {e}"),
+            )
         })?;
         if frame.index != index {
             return Err(Error::reel(

@@ -14,8 +14,8 @@ use ffmpeg_next::{ffi, format, frame, media, Packet, Rational};
 
 use super::envelope::{self, Envelope};
 use super::{attachment, damage, init, planes_crc32, record, ReelSpec, FRAME_RATE};
-use ffmpeg_next::codec::packet::side_data;
 use crate::error::{Error, Result};
+use ffmpeg_next::codec::packet::side_data;
 
 /// Forward jumps up to this many frames read through instead of seeking.
 pub const SEEK_AHEAD: u64 = 8;
@@ -243,7 +243,10 @@ impl ReelReader {
         if r.index != index {
             return Err(Error::reel(
                 &self.path,
-                format!("frame {index}: its record says frame {} (corrupt file)", r.index),
+                format!(
+                    "frame {index}: its record says frame {} (corrupt file)",
+                    r.index
+                ),
             ));
         }
         Ok(r)

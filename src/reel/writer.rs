@@ -18,8 +18,8 @@ use ffmpeg_next::codec::packet::{side_data, Mut};
 use ffmpeg_next::codec::{self, encoder};
 use ffmpeg_next::{format, frame, media, Dictionary, Packet, Rational};
 
-use super::reader::open_envelope;
 use super::envelope::FrameSizes;
+use super::reader::open_envelope;
 use super::{attachment, configure, envelope, ff, init, planes_crc32, prior, record};
 use super::{ReelInfo, ReelSpec, FRAME_RATE};
 use crate::error::{Error, Result};
@@ -518,7 +518,14 @@ impl ReelWriter {
     }
 
     /// Append one packet of `track`, with its side data (empty for none), to the spill file.
-    fn spill_packet(&mut self, track: usize, key: bool, pts: i64, data: &[u8], side: &[u8]) -> Result<()> {
+    fn spill_packet(
+        &mut self,
+        track: usize,
+        key: bool,
+        pts: i64,
+        data: &[u8],
+        side: &[u8],
+    ) -> Result<()> {
         let spill = self
             .spill
             .as_mut()
@@ -557,7 +564,10 @@ impl ReelWriter {
         if envelope.version < 2 {
             return Err(Error::reel(
                 part,
-                format!("is a version-{} reel; only version 2 reels can be joined", envelope.version),
+                format!(
+                    "is a version-{} reel; only version 2 reels can be joined",
+                    envelope.version
+                ),
             ));
         }
         let sizes = envelope.sizes;
@@ -633,7 +643,9 @@ impl ReelWriter {
             let data = packet.data().unwrap_or(&[]);
             self.spill_packet(track, packet.is_key(), base + counts[track], data, &side)
                 .map_err(|e| match e {
-                    Error::Reel { .. } => Error::reel(part, "an encoded frame is larger than 4 GiB"),
+                    Error::Reel { .. } => {
+                        Error::reel(part, "an encoded frame is larger than 4 GiB")
+                    }
                     e => e,
                 })?;
             counts[track] += 1;
@@ -757,8 +769,7 @@ impl ReelWriter {
             let track = head[0] as usize;
             let pts = i64::from_le_bytes(head[2..10].try_into().unwrap_or_default());
             let len = u32::from_le_bytes(head[10..14].try_into().unwrap_or_default()) as usize;
-            let side_len =
-                u32::from_le_bytes(head[14..18].try_into().unwrap_or_default()) as usize;
+            let side_len = u32::from_le_bytes(head[14..18].try_into().unwrap_or_default()) as usize;
             data.resize(len, 0);
             side.resize(side_len, 0);
             spill

@@ -117,11 +117,7 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
         let problem = if expected_len > file_len {
             // Name the first tensor that does not fit: either the file was cut short or the
             // header's offsets point past its end.
-            if let Some(t) = header
-                .tensors
-                .iter()
-                .find(|t| t.end() > file_len)
-            {
+            if let Some(t) = header.tensors.iter().find(|t| t.end() > file_len) {
                 return Err(Error::tensor(
                     file,
                     &t.name,
@@ -226,7 +222,9 @@ pub fn parse_header_json(file: &str, json: &[u8], data_start: u64) -> Result<Hea
                 Error::tensor(
                     file,
                     &name,
-                    format!("data_offsets [{begin}, {end}] end past the largest file offset, 2^64 - 1"),
+                    format!(
+                        "data_offsets [{begin}, {end}] end past the largest file offset, 2^64 - 1"
+                    ),
                 )
             })?;
         expected_start = end;
@@ -302,7 +300,10 @@ mod tests {
             .collect();
         let source = file(&format!("{{{}}}", entries.join(",")), &[]);
         let err = read_header(&source).unwrap_err().to_string();
-        assert!(err.contains("mem.safetensors") && err.contains("'t7'"), "{err}");
+        assert!(
+            err.contains("mem.safetensors") && err.contains("'t7'"),
+            "{err}"
+        );
         assert!(err.contains("2^64 - 1"), "{err}");
     }
 

@@ -11,9 +11,9 @@ pub mod bytes;
 pub mod cache;
 pub mod convert;
 pub mod header;
-pub mod memory;
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod memory;
 pub mod model;
 
 pub use bytes::{ByteSource, LocalFile, ReadStats};
