@@ -48,17 +48,26 @@ fn main() {
         } else {
             view.data().to_vec()
         };
-        let dt = if view.dtype() == Dtype::F32 { to } else { view.dtype() };
+        let dt = if view.dtype() == Dtype::F32 {
+            to
+        } else {
+            view.dtype()
+        };
         converted.push((name, dt, view.shape().to_vec(), data));
     }
     let views: HashMap<String, TensorView<'_>> = converted
         .iter()
         .map(|(name, dt, shape, data)| {
-            (name.clone(), TensorView::new(*dt, shape.clone(), data).expect("valid view"))
+            (
+                name.clone(),
+                TensorView::new(*dt, shape.clone(), data).expect("valid view"),
+            )
         })
         .collect();
-    safetensors::serialize_to_file(&views, None, std::path::Path::new(output)).unwrap_or_else(|e| {
-        eprintln!("error: {output}: {e}");
-        std::process::exit(1)
-    });
+    safetensors::serialize_to_file(&views, None, std::path::Path::new(output)).unwrap_or_else(
+        |e| {
+            eprintln!("error: {output}: {e}");
+            std::process::exit(1)
+        },
+    );
 }

@@ -99,6 +99,14 @@ enum Command {
         #[arg(long)]
         heatmap: bool,
     },
+    /// Check that the registry and the reels agree (changes nothing)
+    Check {
+        /// Also decode every frame and verify it against its CRC32
+        #[arg(long)]
+        deep: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Remove a model (all its entries, or one settings key) and its reels from the store
     Rm {
         /// Model name as listed
@@ -435,16 +443,69 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, render: impl FnOnce(&T) -> S
     }
 }
 
+/// Read commands open the store read-only: they work on read-only mounts and for users who
+/// may not write it, and never create or migrate anything.
 fn run_list(args: &StoreArgs) -> Result<()> {
-    let store = Store::open(&store_dir(args.storage_dir.as_deref()))?;
-    emit(args.json, &store.list()?, |e| models_table(e));
+    let store = Store::open_read_only(&store_dir(args.storage_dir.as_deref()))?;
+    let listing = store.listing()?;
+    warn_unreadable(&store, &listing.unreadable);
+    emit(args.json, &listing.entries, |e| models_table(e));
     Ok(())
 }
 
 fn run_stats(args: &StoreArgs) -> Result<()> {
-    let store = Store::open(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_read_only(&store_dir(args.storage_dir.as_deref()))?;
+    warn_unreadable(&store, &store.listing()?.unreadable);
     emit(args.json, &store.stats()?, statistics_block);
     Ok(())
+}
+
+/// One stderr line per registry row that could not be read (and was left out).
+fn warn_unreadable(store: &Store, rows: &[(i64, String)]) {
+    for (id, why) in rows {
+        eprintln!(
+            "warning: {}: registry entry #{id} cannot be read and is left out ({}); `weightreel check` reports on the store",
+            store.dir().display(),
+            weightreel::report::printable(why)
+        );
+    }
+}
+
+fn run_check(args: &StoreArgs, deep: bool) -> Result<ExitCode> {
+    let store = Store::open_read_only(&store_dir(args.storage_dir.as_deref()))?;
+    let report = store.check(deep)?;
+    emit(args.json, &report, |r| {
+        let mut out = String::new();
+        for ok in &r.ok {
+            out.push_str(&format!("ok: {}\n", weightreel::report::printable(ok)));
+        }
+        for p in &r.problems {
+            out.push_str(&format!("problem: {}\n", weightreel::report::printable(p)));
+        }
+        for p in &r.orphan_reels {
+            out.push_str(&format!(
+                "orphan reel (no entry names it): {}\n",
+                p.display()
+            ));
+        }
+        for p in &r.interrupted {
+            out.push_str(&format!(
+                "interrupted encode: {} (re-run the same command to resume, or remove the directory)\n",
+                p.display()
+            ));
+        }
+        out.push_str(&format!(
+            "{} entries ok, {} problems\n",
+            r.ok.len(),
+            r.problems.len()
+        ));
+        out
+    });
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -494,6 +555,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let files = weightreel::reel::write_png_frames(&reel, &png, heatmap)?;
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
+        Some(Command::Check { deep, store }) => return run_check(&store, deep),
         Some(Command::Rm {
             name,
             settings_key,
@@ -581,8 +643,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: the error names the thing and the problem.
-            let text = err.to_string().replace('\n', " ");
-            eprintln!("error: {text}");
+            // Control characters from files or servers are escaped (a newline too).
+            let text = err.to_string();
+            eprintln!("error: {}", weightreel::report::printable(&text));
             ExitCode::FAILURE
         }
     }

@@ -10,10 +10,14 @@
 //!
 //! The schema carries a version in `PRAGMA user_version`; a newer one is refused.
 
+mod check;
 mod registry;
 
+pub use check::CheckReport;
+
 pub use registry::{
-    EntryRecord, EntrySummary, FrameRecord, Settings, Store, StoreStats, Totals, SCHEMA_VERSION,
+    EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Store, StoreStats, Totals,
+    SCHEMA_VERSION,
 };
 
 /// The default store directory when neither `--storage-dir` nor `$WEIGHTREEL_STORE` is given.

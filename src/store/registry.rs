@@ -242,12 +242,126 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
     Error::store(path, format!("registry: {e}"))
 }
 
+/// Entries as listed, and the rows that could not be read (id and why), which are skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Readable entries, oldest first.
+    pub entries: Vec<EntrySummary>,
+    /// Rows that could not be read: their id and the problem.
+    pub unreadable: Vec<(i64, String)>,
+}
+
+/// Reels in `dir/reels`, for the check that a registry was not lost while its reels remain.
+fn reel_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("reels")).map_or(0, |rd| {
+        rd.filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "mkv"))
+            .count()
+    })
+}
+
+/// Refuse a store whose registry is missing or empty while it still holds reels: opening it
+/// would start a new, empty registry and leave every reel unreferenced.
+fn check_registry_present(dir: &Path) -> Result<()> {
+    let db = dir.join("registry.sqlite");
+    let len = match std::fs::metadata(&db) {
+        Ok(m) if !m.is_file() => {
+            return Err(Error::store(dir, "registry.sqlite is not a regular file"));
+        }
+        Ok(m) => Some(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&db, e)),
+    };
+    let reels = reel_count(dir);
+    if reels > 0 && len.is_none_or(|l| l == 0) {
+        return Err(Error::store(
+            dir,
+            format!(
+                "registry.sqlite is {} but reels/ holds {reels} reel(s): the registry was lost or truncated; restore it (nothing was changed)",
+                if len.is_none() { "missing" } else { "empty" }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Store {
+    /// Open the store at `dir` for reading only: nothing is created, migrated or written, so
+    /// it works on a read-only mount and for users who may not write the store. A missing
+    /// store reads as empty. A version-1 registry reads (its entries are the same).
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::store(dir, "exists and is not a directory"));
+        }
+        check_registry_present(dir)?;
+        let db = dir.join("registry.sqlite");
+        if !db.exists() {
+            // Nothing stored yet: an empty registry in memory, so reads need no special case.
+            let conn = Connection::open_in_memory().map_err(|e| sql_err(&db, e))?;
+            conn.execute_batch(SCHEMA).map_err(|e| sql_err(&db, e))?;
+            return Ok(Store {
+                dir: dir.to_path_buf(),
+                conn,
+            });
+        }
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let path = db
+            .to_str()
+            .ok_or_else(|| Error::store(dir, "the store's path is not valid UTF-8"))?;
+        // A WAL database opened read-only still needs its -shm file, which a user who may not
+        // write the directory cannot create: then the file is read as immutable (nothing can
+        // be writing it for that user anyway).
+        let uri = |immutable: bool| {
+            let escaped = path
+                .replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23");
+            format!(
+                "file:{escaped}{}",
+                if immutable { "?immutable=1" } else { "" }
+            )
+        };
+        let probe = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        };
+        let (conn, version) = match Connection::open_with_flags(uri(false), flags)
+            .and_then(|c| probe(&c).map(|v| (c, v)))
+        {
+            Ok(ok) => ok,
+            Err(_) => {
+                let conn =
+                    Connection::open_with_flags(uri(true), flags).map_err(|e| sql_err(&db, e))?;
+                let v = probe(&conn).map_err(|e| sql_err(&db, e))?;
+                (conn, v)
+            }
+        };
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(|e| sql_err(&db, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::store(
+                dir,
+                format!("registry schema version {version} is newer than this weightreel supports ({SCHEMA_VERSION}); upgrade weightreel"),
+            ));
+        }
+        if version == 0 {
+            return Err(Error::store(
+                dir,
+                "registry.sqlite has no weightreel schema (not a weightreel store, or never finished creating)",
+            ));
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            conn,
+        })
+    }
+
     /// Open (creating with parents) the store at `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
         if dir.exists() && !dir.is_dir() {
             return Err(Error::store(dir, "exists and is not a directory"));
         }
+        check_registry_present(dir)?;
         std::fs::create_dir_all(dir.join("reels")).map_err(|e| Error::io(dir, e))?;
         let db = dir.join("registry.sqlite");
         let mut conn = Connection::open(&db).map_err(|e| sql_err(&db, e))?;
@@ -461,17 +575,35 @@ impl Store {
         })
     }
 
-    /// All entries, oldest first.
+    /// All readable entries, oldest first (see [`Store::listing`] for the unreadable ones).
     pub fn list(&self) -> Result<Vec<EntrySummary>> {
+        Ok(self.listing()?.entries)
+    }
+
+    /// All entries, oldest first, and the rows that could not be read: a damaged row is
+    /// reported and skipped, so it does not hide the others.
+    pub fn listing(&self) -> Result<Listing> {
+        let mut ids = self
+            .conn
+            .prepare("SELECT id FROM models ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let ids = ids
+            .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<i64>>>()
+            .map_err(|e| self.err(e))?;
         let mut stmt = self
             .conn
-            .prepare("SELECT * FROM models ORDER BY id")
+            .prepare("SELECT * FROM models WHERE id = ?1")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], Self::row_to_summary)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        let mut listing = Listing::default();
+        for id in ids {
+            match stmt.query_row([id], Self::row_to_summary) {
+                Ok(entry) => listing.entries.push(entry),
+                Err(e) => listing.unreadable.push((id, e.to_string())),
+            }
+        }
+        Ok(listing)
     }
 
     /// Entries named `name`.

@@ -1,0 +1,297 @@
+//! The store under damage and restrictions (issue 8, items 13 and 14): a lost or truncated
+//! registry is refused while reels remain, a damaged row is reported and skipped, `check`
+//! reports what disagrees, and read commands work where the store cannot be written. Each
+//! case is its own test and asserts the exact outcome.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::Dtype;
+use support::fixtures::{spec, write_model};
+
+struct Stored {
+    tmp: tempfile::TempDir,
+    store: PathBuf,
+    reel: PathBuf,
+}
+
+/// A store holding one small encoded model (16 frames of 1024 values).
+fn stored() -> Stored {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    write_model(
+        &model,
+        &[spec(
+            "encoder.layer.0.output.dense.weight",
+            Dtype::F32,
+            &[128, 128],
+        )],
+        5,
+    );
+    let store = tmp.path().join("store");
+    let out = wr(&[
+        "encode",
+        model.to_str().unwrap(),
+        "--chunk-encoding",
+        "--chunk-size",
+        "1024",
+        "--store",
+        store.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reel = PathBuf::from(json[0]["reel"].as_str().unwrap());
+    Stored { tmp, store, reel }
+}
+
+fn wr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args(args)
+        .env_remove("WEIGHTREEL_STORE")
+        .output()
+        .unwrap()
+}
+
+fn store_arg(s: &Path) -> &str {
+    s.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn an_empty_registry_beside_reels_is_refused_and_left_alone() {
+    let s = stored();
+    let db = s.store.join("registry.sqlite");
+    for side in ["registry.sqlite-wal", "registry.sqlite-shm"] {
+        let _ = std::fs::remove_file(s.store.join(side));
+    }
+    std::fs::write(&db, b"").unwrap();
+    for args in [vec!["list", "--store"], vec!["stats", "--store"]] {
+        let mut args = args.clone();
+        args.push(store_arg(&s.store));
+        let out = wr(&args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("registry.sqlite is empty but reels/ holds 1 reel(s)"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "nothing was written"
+    );
+    assert!(s.reel.exists());
+}
+
+#[test]
+fn a_missing_registry_beside_reels_is_refused_by_encode_too() {
+    let s = stored();
+    for f in [
+        "registry.sqlite",
+        "registry.sqlite-wal",
+        "registry.sqlite-shm",
+    ] {
+        let _ = std::fs::remove_file(s.store.join(f));
+    }
+    let model = s.tmp.path().join("m.safetensors");
+    let out = wr(&[
+        "encode",
+        model.to_str().unwrap(),
+        "--store",
+        store_arg(&s.store),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("registry.sqlite is missing but reels/ holds 1 reel(s)"));
+    assert!(
+        !s.store.join("registry.sqlite").exists(),
+        "no new registry was started"
+    );
+}
+
+#[test]
+fn a_damaged_row_is_reported_and_skipped_by_list() {
+    let s = stored();
+    let model = s.tmp.path().join("m.safetensors");
+    // A second entry (other settings), then damage the first one's settings.
+    let out = wr(&[
+        "encode",
+        model.to_str().unwrap(),
+        "--store",
+        store_arg(&s.store),
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+    let conn = rusqlite::Connection::open(s.store.join("registry.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE models SET settings_json = '{not json' WHERE id = 1",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = wr(&["list", "--store", store_arg(&s.store), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "the readable entry is listed"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("warning: ") && err.contains("registry entry #1 cannot be read"),
+        "{err}"
+    );
+    let out = wr(&["check", "--store", store_arg(&s.store)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("problem: entry #1: the registry row cannot be read"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn check_passes_on_a_healthy_store_deep_too() {
+    let s = stored();
+    for deep in [false, true] {
+        let mut args = vec!["check", "--store", store_arg(&s.store)];
+        if deep {
+            args.push("--deep");
+        }
+        let out = wr(&args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(
+            stdout(&out).ends_with("1 entries ok, 0 problems\n"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn check_reports_a_missing_reel_and_an_orphan() {
+    let s = stored();
+    let orphan = s.store.join("reels/stray.mkv");
+    std::fs::rename(&s.reel, &orphan).unwrap();
+    let out = wr(&["check", "--store", store_arg(&s.store)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("the reel is missing"), "{text}");
+    assert!(
+        text.contains("orphan reel (no entry names it)") && text.contains("stray.mkv"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_deep_finds_a_flipped_byte_in_a_frame() {
+    let s = stored();
+    // Flip a byte in the middle of the reel's packet data (past the header).
+    let mut bytes = std::fs::read(&s.reel).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&s.reel, bytes).unwrap();
+    let out = wr(&["check", "--deep", "--store", store_arg(&s.store)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("problem: ") && text.contains("frame "),
+        "{text}"
+    );
+}
+
+/// Run the binary as the unprivileged user `nobody` (the store belongs to root and is not
+/// writable for it), with `setpriv`.
+fn as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_weightreel"))
+        .args(args)
+        .env_remove("WEIGHTREEL_STORE")
+        .output()
+        .expect("setpriv (util-linux) runs")
+}
+
+#[test]
+fn read_commands_work_for_a_user_who_may_not_write_the_store() {
+    // Only meaningful when the tests run as root, who can switch to another user.
+    assert!(
+        is_root(),
+        "this test needs root to run a command as another user"
+    );
+    let s = stored();
+    // Let `nobody` reach the store: every directory on the way must be searchable.
+    let mut dir = s.store.clone();
+    while let Some(parent) = dir.parent() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        if parent == Path::new("/") || parent.as_os_str().is_empty() {
+            break;
+        }
+        dir = parent.to_path_buf();
+    }
+    let before: Vec<_> = std::fs::read_dir(&s.store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let list = as_nobody(&["list", "--store", store_arg(&s.store), "--json"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let stats = as_nobody(&["stats", "--store", store_arg(&s.store)]);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    assert!(stdout(&stats).contains("Encoded Models: 1"));
+    let check = as_nobody(&["check", "--store", store_arg(&s.store)]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    let after: Vec<_> = std::fs::read_dir(&s.store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "nothing was created in the store");
+}
+
+/// True when the effective user is root (from `/proc/self/status`).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn listing_a_store_that_does_not_exist_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("nowhere");
+    let out = wr(&["list", "--store", store_arg(&store), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "[]");
+    assert!(!store.exists());
+}
