@@ -161,6 +161,11 @@ pub fn tiles(
     })
 }
 
+/// Smallest video picture side. FFmpeg 5.1's FFV1 does not give back 1x1 and 2x1 pictures
+/// exactly (reels of one or two values failed their CRC check); a smaller frame sits at the
+/// top-left of a 4x4 picture, padded with zeros.
+pub const MIN_PICTURE_SIDE: u32 = 4;
+
 /// Shape of a reel: the resolution of its video tracks, its planes per frame and sample depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ReelSpec {
@@ -176,8 +181,17 @@ pub struct ReelSpec {
 }
 
 impl ReelSpec {
-    /// Size of the video pictures: the frame size, cut down to [`TILE_SIDE`].
+    /// Size of the video pictures: the frame size, cut down to [`TILE_SIDE`] and raised to
+    /// [`MIN_PICTURE_SIDE`].
     pub fn picture(&self) -> (u32, u32) {
+        (
+            self.width.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
+            self.height.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
+        )
+    }
+
+    /// The picture size of version-1 reels, which had no minimum.
+    pub(crate) fn picture_v1(&self) -> (u32, u32) {
         (self.width.min(TILE_SIDE), self.height.min(TILE_SIDE))
     }
 

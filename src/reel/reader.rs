@@ -122,7 +122,11 @@ impl ReelReader {
                 .video()
                 .map_err(|e| bad(format!("track {track}: cannot open the FFV1 decoder ({e})")))?;
             // The pixel format is only known once a frame is decoded; `decode` checks it.
-            let (pw, ph) = spec.picture();
+            let (pw, ph) = if env.version < 2 {
+                spec.picture_v1()
+            } else {
+                spec.picture()
+            };
             if dec.width() != pw || dec.height() != ph {
                 return Err(bad(format!(
                     "track {track} is {}x{}, the metadata says {pw}x{ph}",
@@ -162,6 +166,15 @@ impl ReelReader {
     /// The reel's shape.
     pub fn spec(&self) -> ReelSpec {
         self.env.spec
+    }
+
+    /// Size of the reel's video pictures.
+    fn picture(&self) -> (u32, u32) {
+        if self.env.version < 2 {
+            self.env.spec.picture_v1()
+        } else {
+            self.env.spec.picture()
+        }
     }
 
     /// Frames in the reel.
@@ -281,7 +294,7 @@ impl ReelReader {
         let bytes = self.env.spec.depth.bytes() as usize;
         let area = width as usize * height as usize;
         let mut planes = vec![vec![0u16; area]; self.env.spec.planes as usize];
-        let (pw, ph) = self.env.spec.picture();
+        let (pw, ph) = self.picture();
         for (k, tile) in super::tiles(width, height, pw, ph).enumerate() {
             let at = first + k as u64;
             for track in 0..self.streams.len() {
@@ -409,7 +422,7 @@ impl ReelReader {
         if damage::take(ctx) || flagged {
             return Err(failed(ffmpeg_next::Error::InvalidData));
         }
-        let (pw, ph) = self.env.spec.picture();
+        let (pw, ph) = self.picture();
         if picture.width() != pw
             || picture.height() != ph
             || picture.format() != format::Pixel::GRAY8
