@@ -42,6 +42,8 @@ pub struct DecodeSummary {
     pub values: u64,
     /// Frame decodes performed.
     pub frames_read: u64,
+    /// An existing file at `out` was replaced (only once the new one was complete).
+    pub replaced: bool,
 }
 
 /// Where one output tensor's bytes go.
@@ -217,6 +219,20 @@ pub fn decode_reel_matching(
     out: &Path,
     include: Option<&regex_lite::Regex>,
 ) -> Result<DecodeSummary> {
+    let existing = crate::output::check_file("--out", out)?;
+    let same = |a: &Path, b: &Path| {
+        a.canonicalize()
+            .ok()
+            .zip(b.canonicalize().ok())
+            .is_some_and(|(a, b)| a == b)
+    };
+    if same(reel, out) {
+        return Err(Error::invalid(
+            "--out",
+            out.display(),
+            "a file other than the reel",
+        ));
+    }
     let mut reader = ReelReader::open(reel)?;
     let manifest = Manifest::parse(reel, reader.metadata_json())?;
     let v1 = reader.format_version() < 2;
@@ -253,6 +269,7 @@ pub fn decode_reel_matching(
         sampled: layout.sampled,
         values: layout.values,
         frames_read,
+        replaced: existing == crate::output::Existing::File,
     })
 }
 

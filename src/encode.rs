@@ -101,6 +101,9 @@ impl EncodeOptions {
             ));
         }
         self.frame.validate()?;
+        if let Some(preview) = &self.preview {
+            crate::output::check_file("--preview", preview)?;
+        }
         let secs = self.checkpoint_every.as_secs_f64();
         if !CHECKPOINT_SECS.contains(&secs) {
             return Err(Error::invalid(

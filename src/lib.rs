@@ -22,6 +22,7 @@ pub mod encode;
 pub mod error;
 pub mod frames;
 pub mod inspect;
+pub mod output;
 pub mod progress;
 pub mod reel;
 pub mod report;

@@ -541,13 +541,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let summary = weightreel::decode::decode_reel_matching(&reel, &out, include.as_ref())?;
             emit(json, &summary, |s| {
                 format!(
-                    "Decoded {} tensors ({} whole, {} sampled) with {} values from {} frames into {}\n",
+                    "Decoded {} tensors ({} whole, {} sampled) with {} values from {} frames into {}{}\n",
                     s.tensors,
                     s.whole,
                     s.sampled,
                     group(s.values),
                     s.frames_read,
-                    out.display()
+                    out.display(),
+                    if s.replaced { " (replaced the file that was there)" } else { "" }
                 )
             });
         }

@@ -26,6 +26,7 @@ fn to_u8(depth: SampleDepth, v: u16) -> u8 {
 /// of `reel` to `out_mp4`. Each frame is shown at its logical size in the top-left corner of
 /// the reel's full resolution, on black. The file appears at `out_mp4` only when complete.
 pub fn write_preview_h264(reel: &Path, out_mp4: &Path) -> Result<()> {
+    crate::output::check_file("--preview", out_mp4)?;
     let mut reader = ReelReader::open(reel)?;
     let tmp = {
         let mut s = out_mp4.as_os_str().to_owned();
@@ -156,6 +157,7 @@ fn heat_lut() -> [[u8; 3]; 256] {
 /// (8-bit reels are scaled by 257 to span the range); with `heatmap` they are 8-bit RGB through
 /// a viridis-like colour ramp of the top 8 bits. Returns the files written, in frame order.
 pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<PathBuf>> {
+    crate::output::check_dir("--png", dir)?;
     let mut reader = ReelReader::open(reel)?;
     let depth = reader.spec().depth;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -214,7 +216,14 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
         let mut packet = Packet::empty();
         enc.receive_packet(&mut packet)
             .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-        fs::write(&out, packet.data().unwrap_or(&[])).map_err(|e| Error::io(&out, e))?;
+        // Beside the target, then renamed: an existing PNG stays whole until replaced.
+        let tmp = dir.join(format!(".frame_{index:06}.png.{}.tmp", std::process::id()));
+        fs::write(&tmp, packet.data().unwrap_or(&[]))
+            .and_then(|()| fs::rename(&tmp, &out))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                Error::io(&out, e)
+            })?;
         written.push(out);
     }
     Ok(written)

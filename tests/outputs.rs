@@ -1,0 +1,202 @@
+//! Output paths the user names (`decode --out`, `encode --preview`, `frames --png`) never
+//! clobber what they should not (issue 8, item 11): a reel of the store, a device, a symbolic
+//! link; an existing file stays whole until its replacement is complete, and a failed decode
+//! leaves it as it was. One named test per case, each asserting the exact outcome.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::Dtype;
+use support::fixtures::{spec, write_model};
+
+struct Stored {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    model: PathBuf,
+    store: PathBuf,
+    reel: PathBuf,
+}
+
+fn stored() -> Stored {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let model = dir.join("m.safetensors");
+    write_model(
+        &model,
+        &[spec(
+            "encoder.layer.0.output.dense.weight",
+            Dtype::F32,
+            &[64, 64],
+        )],
+        9,
+    );
+    let store = dir.join("store");
+    let out = wr(&[
+        "encode",
+        s(&model),
+        "--store",
+        s(&store),
+        "--quiet",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reel = PathBuf::from(json[0]["reel"].as_str().unwrap());
+    Stored {
+        _tmp: tmp,
+        dir,
+        model,
+        store,
+        reel,
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn wr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args(args)
+        .env_remove("WEIGHTREEL_STORE")
+        .output()
+        .unwrap()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+/// `args` must fail with one line containing every word.
+fn refused(args: &[&str], words: &[&str]) {
+    let out = wr(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", err(&out));
+    let e = err(&out);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    for w in words {
+        assert!(e.contains(w), "{args:?}: missing {w:?} in {e}");
+    }
+}
+
+#[test]
+fn decode_onto_a_reel_of_the_store_is_refused_and_the_reel_kept() {
+    let st = stored();
+    let before = std::fs::read(&st.reel).unwrap();
+    refused(
+        &["decode", s(&st.reel), "--out", s(&st.reel)],
+        &["--out", "outside the store's reels directory"],
+    );
+    assert_eq!(std::fs::read(&st.reel).unwrap(), before);
+}
+
+#[test]
+fn decode_to_a_new_name_inside_the_store_reels_is_refused() {
+    let st = stored();
+    let out = st.store.join("reels/../reels/new.safetensors");
+    refused(&["decode", s(&st.reel), "--out", s(&out)], &["reels"]);
+    assert!(!st.store.join("reels/new.safetensors").exists());
+}
+
+#[test]
+fn decode_to_a_device_is_refused_and_the_device_kept() {
+    let st = stored();
+    refused(
+        &["decode", s(&st.reel), "--out", "/dev/full"],
+        &["--out", "/dev/full", "a regular file"],
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/full")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+}
+
+#[test]
+fn decode_to_a_symbolic_link_is_refused_and_both_kept() {
+    let st = stored();
+    let target = st.dir.join("target.bin");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = st.dir.join("link.safetensors");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    refused(
+        &["decode", s(&st.reel), "--out", s(&link)],
+        &["--out", "symbolic link"],
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+}
+
+#[test]
+fn a_failed_decode_keeps_the_existing_output() {
+    let st = stored();
+    let out = st.dir.join("back.safetensors");
+    std::fs::write(&out, b"the previous decode").unwrap();
+    // A copy of the reel, cut short: decoding fails part way.
+    let broken = st.dir.join("broken.mkv");
+    let bytes = std::fs::read(&st.reel).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let o = wr(&["decode", s(&broken), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), b"the previous decode");
+    let leftovers: Vec<_> = std::fs::read_dir(&st.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("weightreel-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn decode_over_an_existing_file_says_it_replaced_it() {
+    let st = stored();
+    let out = st.dir.join("back.safetensors");
+    std::fs::write(&out, b"old").unwrap();
+    let o = wr(&["decode", s(&st.reel), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(replaced the file that was there)"));
+    assert!(safetensors::SafeTensors::deserialize(&std::fs::read(&out).unwrap()).is_ok());
+}
+
+#[test]
+fn frames_png_into_the_store_reels_is_refused() {
+    let st = stored();
+    let dir = st.store.join("reels");
+    refused(
+        &["frames", s(&st.reel), "--png", s(&dir)],
+        &["--png", "reels"],
+    );
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(names.len(), 1, "only the reel is there");
+}
+
+#[test]
+fn an_encode_preview_onto_a_reel_is_refused_before_anything_is_written() {
+    let st = stored();
+    let before = std::fs::read(&st.reel).unwrap();
+    refused(
+        &[
+            "encode",
+            s(&st.model),
+            "--store",
+            s(&st.store),
+            "--mode",
+            "u8",
+            "--preview",
+            s(&st.reel),
+        ],
+        &["--preview", "reels"],
+    );
+    assert_eq!(std::fs::read(&st.reel).unwrap(), before);
+    assert!(
+        !st.store.join("work").exists()
+            || std::fs::read_dir(st.store.join("work"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
