@@ -269,6 +269,9 @@ pub fn encode(
 ) -> Result<EncodeOutcome> {
     let started = Instant::now();
     let plan = plan_encode(model, options)?;
+    // What crashed encodes left behind (and no running encode owns) goes first, so that a
+    // full disk from one failed encode does not fail the next.
+    store.sweep()?;
     let work = WorkDir::lock(store, model, &plan.settings_key)?;
     let parts = load_parts(&work.path, &plan.template)?;
     let resumed = PartTotals::of(&parts);
@@ -443,7 +446,15 @@ impl WorkDir {
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         let lock_path = path.join("lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        if lock.try_lock().is_err() {
+        // Another process's sweep may hold the lock for an instant to see whether an encode
+        // runs here; only a lock held for longer is a running encode.
+        let mut attempts = 0;
+        while lock.try_lock().is_err() {
+            attempts += 1;
+            if attempts < 50 {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             return Err(Error::store(
                 store.dir(),
                 format!(

@@ -99,6 +99,14 @@ enum Command {
         #[arg(long)]
         heatmap: bool,
     },
+    /// Remove what interrupted or crashed encodes left behind (reporting the bytes freed)
+    Gc {
+        /// Only list what would be removed
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check that the registry and the reels agree (changes nothing)
     Check {
         /// Also decode every frame and verify it against its CRC32
@@ -450,6 +458,15 @@ fn run_list(args: &StoreArgs) -> Result<()> {
     let listing = store.listing()?;
     warn_unreadable(&store, &listing.unreadable);
     emit(args.json, &listing.entries, |e| models_table(e));
+    if !args.json {
+        for l in store.interrupted()? {
+            eprintln!(
+                "note: interrupted encode kept in {} ({} bytes): re-run the same command to resume it, or `weightreel gc` to remove it",
+                l.path.display(),
+                group(l.bytes)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -557,6 +574,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),
+        Some(Command::Gc { dry_run, store }) => {
+            let s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
+            let report = s.collect_garbage(dry_run)?;
+            emit(store.json, &report, |r| {
+                let mut out = String::new();
+                for l in &r.removed {
+                    out.push_str(&format!(
+                        "{} {}: {} ({} bytes)\n",
+                        if r.dry_run { "would remove" } else { "removed" },
+                        l.kind,
+                        l.path.display(),
+                        group(l.bytes)
+                    ));
+                }
+                out.push_str(&format!(
+                    "{} {} items, {} bytes\n",
+                    if r.dry_run { "Would free" } else { "Freed" },
+                    r.removed.len(),
+                    group(r.bytes)
+                ));
+                out
+            });
+        }
         Some(Command::Rm {
             name,
             settings_key,

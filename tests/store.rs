@@ -295,3 +295,109 @@ fn listing_a_store_that_does_not_exist_creates_nothing() {
     assert_eq!(stdout(&out).trim(), "[]");
     assert!(!store.exists());
 }
+
+/// Leftovers of a crashed encode of "ghost": its work directory with a part and an unheld
+/// lock, its join's temporary files and a complete reel no entry names.
+fn leave_crash_debris(store: &Path, real_reel: &Path) -> Vec<PathBuf> {
+    let work = store.join("work/ghost-v2-0123456789ab");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("lock"), b"").unwrap();
+    std::fs::write(work.join("part-00000000.mkv"), vec![7u8; 5000]).unwrap();
+    std::fs::write(work.join("part-00000001.mkv.packets.tmp"), vec![7u8; 300]).unwrap();
+    let base = store.join("reels/ghost-v2-0123456789ab-1796133064286-4242.mkv");
+    let tmp = PathBuf::from(format!("{}.tmp", base.display()));
+    let packets = PathBuf::from(format!("{}.packets.tmp", base.display()));
+    std::fs::write(&tmp, vec![1u8; 1000]).unwrap();
+    std::fs::write(&packets, vec![1u8; 2000]).unwrap();
+    std::fs::copy(real_reel, &base).unwrap();
+    vec![work, tmp, packets, base]
+}
+
+#[test]
+fn gc_dry_run_reports_and_removes_nothing() {
+    let s = stored();
+    let debris = leave_crash_debris(&s.store, &s.reel);
+    let out = wr(&["gc", "--dry-run", "--store", store_arg(&s.store)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("would remove interrupted encode"), "{text}");
+    assert!(text.contains("would remove unreferenced reel"), "{text}");
+    assert!(text.contains("would remove temporary file"), "{text}");
+    assert!(
+        text.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("Would free 4 items"),
+        "{text}"
+    );
+    assert!(debris.iter().all(|p| p.exists()));
+}
+
+#[test]
+fn gc_removes_leftovers_reports_bytes_and_keeps_entries() {
+    let s = stored();
+    let debris = leave_crash_debris(&s.store, &s.reel);
+    let reel_bytes = std::fs::metadata(&s.reel).unwrap().len();
+    let out = wr(&["gc", "--store", store_arg(&s.store), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 4);
+    // 5,000 + 300 of work, 1,000 + 2,000 of temporaries, and the orphan reel's copy.
+    assert_eq!(report["bytes"].as_u64().unwrap(), 5300 + 3000 + reel_bytes);
+    assert!(debris.iter().all(|p| !p.exists()));
+    assert!(s.reel.exists(), "the entry's reel is kept");
+    let check = wr(&["check", "--store", store_arg(&s.store)]);
+    assert!(check.status.success(), "{}", stdout(&check));
+}
+
+#[test]
+fn encode_sweeps_crash_temporaries_but_keeps_resumable_work_and_list_says_so() {
+    let s = stored();
+    let debris = leave_crash_debris(&s.store, &s.reel);
+    let out = wr(&[
+        "encode",
+        s.tmp.path().join("m.safetensors").to_str().unwrap(),
+        "--mode",
+        "u8",
+        "--store",
+        store_arg(&s.store),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (work, tmp, packets, orphan) = (&debris[0], &debris[1], &debris[2], &debris[3]);
+    assert!(
+        !tmp.exists() && !packets.exists() && !orphan.exists(),
+        "swept"
+    );
+    assert!(
+        work.join("part-00000000.mkv").exists(),
+        "resumable work is kept"
+    );
+    assert!(
+        !work.join("part-00000001.mkv.packets.tmp").exists(),
+        "a dead part's spill is swept"
+    );
+    let list = wr(&["list", "--store", store_arg(&s.store)]);
+    assert!(list.status.success());
+    let note = stderr(&list);
+    assert!(
+        note.contains("note: interrupted encode kept in") && note.contains("ghost-v2-0123456789ab"),
+        "{note}"
+    );
+}
+
+#[test]
+fn gc_leaves_a_running_encode_alone() {
+    let s = stored();
+    let debris = leave_crash_debris(&s.store, &s.reel);
+    // This process holds the lock, as a running encode does.
+    let lock = std::fs::File::open(debris[0].join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    let out = wr(&["gc", "--store", store_arg(&s.store), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 0, "{report}");
+    assert!(debris.iter().all(|p| p.exists()));
+    drop(lock);
+}

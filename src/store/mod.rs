@@ -11,9 +11,11 @@
 //! The schema carries a version in `PRAGMA user_version`; a newer one is refused.
 
 mod check;
+mod gc;
 mod registry;
 
 pub use check::CheckReport;
+pub use gc::{GcReport, Leftover};
 
 pub use registry::{
     EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Store, StoreStats, Totals,

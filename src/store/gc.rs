@@ -1,0 +1,212 @@
+//! Leftovers of encodes that did not finish, and what removes them.
+//!
+//! An encode owns `work/<model>-<key>/` (its parts and the lock it holds while running) and,
+//! while it joins its parts, `reels/<model>-<key>-<time>-<pid>.mkv` with `.tmp` and
+//! `.packets.tmp` beside it. A crash, `kill -9` or a full disk can leave any of them behind.
+//! Whether their encode is still running is told by its lock: a lock nobody holds belongs to
+//! no live encode.
+//!
+//! - Temporary files and complete reels that no entry names, whose encode is not running, are
+//!   garbage: every encode removes them when it opens the store ([`Store::sweep`]).
+//! - Work directories of interrupted encodes are kept, since re-running the command resumes
+//!   from them; `weightreel gc` removes them too ([`Store::collect_garbage`]), and `list`
+//!   mentions them.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::registry::Store;
+use crate::error::{Error, Result};
+
+/// Something that belongs to no entry and no running encode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Leftover {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Bytes it takes.
+    pub bytes: u64,
+    /// `temporary file`, `unreferenced reel` or `interrupted encode`.
+    pub kind: &'static str,
+}
+
+/// What a sweep or `gc` removed (or, dry, would remove).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    /// What was (or would be) removed.
+    pub removed: Vec<Leftover>,
+    /// Bytes freed (or that would be).
+    pub bytes: u64,
+    /// Nothing was removed: only reported.
+    pub dry_run: bool,
+}
+
+/// Bytes under `path` (a file, or a directory's files).
+fn size_of(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path).map_or(0, |rd| {
+        rd.filter_map(|e| e.ok()).map(|e| size_of(&e.path())).sum()
+    })
+}
+
+/// True when an encode holds the lock of work directory `dir` right now.
+fn is_live(dir: &Path) -> bool {
+    match File::open(dir.join("lock")) {
+        Ok(f) => f.try_lock().is_err(),
+        // No lock file: an encode creates it first thing, so nothing runs there.
+        Err(_) => false,
+    }
+}
+
+/// The work directory name (`<model>-<key>`) a reel file name belongs to: the reel is named
+/// `<model>-<key>-<millis>-<pid>.mkv[.tmp|.packets.tmp]`.
+fn owner_of(reel_name: &str) -> Option<String> {
+    let stem = reel_name.split(".mkv").next()?;
+    let mut parts = stem.rsplitn(3, '-');
+    let (_pid, _millis) = (parts.next()?, parts.next()?);
+    parts.next().map(str::to_string)
+}
+
+impl Store {
+    /// The store's leftovers; interrupted encodes' work directories only if asked.
+    pub fn leftovers(&self, interrupted: bool) -> Result<Vec<Leftover>> {
+        let named: HashSet<PathBuf> = self
+            .list()?
+            .into_iter()
+            .map(|e| self.dir().join(&e.record.totals.reel_file))
+            .collect();
+        let work = self.work_dir();
+        let live = |owner: &str| is_live(&work.join(owner));
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.reels_dir()) {
+            for entry in rd.filter_map(|e| e.ok()) {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                if named.contains(&path) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                    continue;
+                }
+                let Some(owner) = owner_of(&name) else {
+                    continue;
+                };
+                if live(&owner) {
+                    continue;
+                }
+                let kind = if name.ends_with(".tmp") {
+                    "temporary file"
+                } else if name.ends_with(".mkv") {
+                    "unreferenced reel"
+                } else {
+                    continue;
+                };
+                out.push(Leftover {
+                    bytes: size_of(&path),
+                    path,
+                    kind,
+                });
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(&work) {
+            for entry in rd.filter_map(|e| e.ok()) {
+                let dir = entry.path();
+                if !dir.is_dir() || is_live(&dir) {
+                    continue;
+                }
+                if interrupted {
+                    out.push(Leftover {
+                        bytes: size_of(&dir),
+                        path: dir,
+                        kind: "interrupted encode",
+                    });
+                    continue;
+                }
+                // A part being written when the encode died is never resumed from.
+                for f in std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok())
+                {
+                    let p = f.path();
+                    if p.to_string_lossy().ends_with(".tmp") {
+                        out.push(Leftover {
+                            bytes: size_of(&p),
+                            path: p,
+                            kind: "temporary file",
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Interrupted encodes whose work is kept for a resume.
+    pub fn interrupted(&self) -> Result<Vec<Leftover>> {
+        Ok(self
+            .leftovers(true)?
+            .into_iter()
+            .filter(|l| l.kind == "interrupted encode")
+            .collect())
+    }
+
+    /// Remove what belongs to no entry and no running encode, keeping interrupted encodes'
+    /// work (called by every encode).
+    pub fn sweep(&self) -> Result<GcReport> {
+        self.remove_leftovers(self.leftovers(false)?, false)
+    }
+
+    /// `weightreel gc`: remove (or with `dry_run`, list) every leftover, interrupted encodes
+    /// included.
+    pub fn collect_garbage(&self, dry_run: bool) -> Result<GcReport> {
+        self.remove_leftovers(self.leftovers(true)?, dry_run)
+    }
+
+    fn remove_leftovers(&self, leftovers: Vec<Leftover>, dry_run: bool) -> Result<GcReport> {
+        let mut report = GcReport {
+            dry_run,
+            ..GcReport::default()
+        };
+        for l in leftovers {
+            if !dry_run {
+                let removed = if l.path.is_dir() {
+                    std::fs::remove_dir_all(&l.path)
+                } else {
+                    std::fs::remove_file(&l.path)
+                };
+                match removed {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(&l.path, e)),
+                }
+            }
+            report.bytes += l.bytes;
+            report.removed.push(l);
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_of;
+
+    #[test]
+    fn reel_names_give_their_work_directory() {
+        assert_eq!(
+            owner_of("gpt2-v2-0123456789ab-1796133064286-18399.mkv.packets.tmp").as_deref(),
+            Some("gpt2-v2-0123456789ab")
+        );
+        assert_eq!(
+            owner_of("a-b-v2-0123456789ab-1-2.mkv").as_deref(),
+            Some("a-b-v2-0123456789ab")
+        );
+        assert_eq!(owner_of("stray.mkv"), None);
+    }
+}
