@@ -260,9 +260,11 @@ fn open_encoder(
     // Matroska keeps FFV1's configuration record in the track header (CodecPrivate). PASS2
     // makes FFV1 read the trained statistics (it only reads them while opening).
     enc.set_flags(codec::Flags::GLOBAL_HEADER | codec::Flags::PASS2);
-    // SAFETY: stats_in is an FFmpeg-allocated copy; FFV1 reads it in avcodec_open2 only, and
-    // it is freed and cleared right after (on failure the context owns it).
-    unsafe {
+    // libavcodec documents stats_in as "allocated/set/freed by user": avcodec_free_context
+    // does not free it. FFV1 reads it in avcodec_open2 only, so the copy is freed right after
+    // the open, whether it succeeded or not.
+    // SAFETY: `copy` is a fresh av_malloc'd buffer of `bytes.len()` bytes.
+    let copy = unsafe {
         let bytes = stats.as_bytes_with_nul();
         let copy = ffmpeg_next::ffi::av_malloc(bytes.len()) as *mut u8;
         if copy.is_null() {
@@ -270,15 +272,18 @@ fn open_encoder(
         }
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
         (*enc.as_mut_ptr()).stats_in = copy as *mut std::ffi::c_char;
+        copy
+    };
+    let mut opened = enc.open_with(opts);
+    if let Ok(enc) = &mut opened {
+        // SAFETY: the context is open and holds the copy set above; it must not keep a
+        // pointer to the buffer freed below.
+        unsafe { (*enc.as_mut_ptr()).stats_in = std::ptr::null_mut() };
     }
-    let mut enc = enc.open_with(opts).map_err(ff)?;
-    // SAFETY: the context is open; the pointer is the copy set above.
-    unsafe {
-        let ctx = enc.as_mut_ptr();
-        ffmpeg_next::ffi::av_free((*ctx).stats_in as *mut std::ffi::c_void);
-        (*ctx).stats_in = std::ptr::null_mut();
-    }
-    Ok(enc)
+    // SAFETY: nothing refers to the copy any more: an open context was cleared above, and a
+    // failed open freed its context without touching stats_in.
+    unsafe { ffmpeg_next::ffi::av_free(copy.cast()) };
+    opened.map_err(ff)
 }
 
 /// A `w` x `h` `gray8` picture with `bytes` (`width` x `height`) at the top-left and zeros
