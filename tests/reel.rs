@@ -217,13 +217,16 @@ fn ffprobe_reads_the_reel() {
         .iter()
         .filter(|s| s["codec_type"] == "video")
         .collect();
-    // Each 16-bit plane is two 8-bit tracks, most significant byte first.
+    // Each 16-bit plane is two 8-bit tracks, most significant byte first; only the float's
+    // exponent (the high plane's msb) is FFV1, the mantissa bytes are uncompressed.
     assert_eq!(video.len(), 4);
-    for (s, title) in video
-        .iter()
-        .zip(["high msb", "high lsb", "low msb", "low lsb"])
-    {
-        assert_eq!(s["codec_name"], "ffv1");
+    for (s, (title, codec)) in video.iter().zip([
+        ("high msb", "ffv1"),
+        ("high lsb", "rawvideo"),
+        ("low msb", "rawvideo"),
+        ("low lsb", "rawvideo"),
+    ]) {
+        assert_eq!(s["codec_name"], codec);
         assert_eq!(s["pix_fmt"], "gray");
         assert_eq!(s["width"], 128);
         assert_eq!(s["height"], 64);
@@ -237,6 +240,30 @@ fn ffprobe_reads_the_reel() {
     assert_eq!(att.len(), 1);
     assert_eq!(att[0]["tags"]["filename"], "weightreel.meta");
     assert_eq!(att[0]["tags"]["mimetype"], "application/x-weightreel-meta");
+}
+
+#[test]
+fn ffmpeg_decodes_every_track_bit_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exact.mkv");
+    let written = frames(5, 2, SampleDepth::Gray16, &[(128, 64); 3]);
+    write(&path, spec(2, SampleDepth::Gray16), &written, JSON);
+    for track in 0..4usize {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-map", &format!("0:v:{track}"), "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Track 2p holds plane p's most significant bytes, track 2p+1 its least.
+        let shift = if track % 2 == 0 { 8 } else { 0 };
+        let expected: Vec<u8> = written
+            .iter()
+            .flat_map(|f| f.planes[track / 2].iter().map(move |&v| (v >> shift) as u8))
+            .collect();
+        assert!(out.stdout == expected, "track {track} differs");
+    }
 }
 
 /// A reel of bigger frames, so that the packets dominate the file.
@@ -282,8 +309,9 @@ fn truncated_reels_are_refused() {
     }
 }
 
-#[test]
-fn flipped_bytes_in_a_frame_name_the_frame() {
+/// Flip bytes inside the packet of frame 2 on video stream `stream` of a one-plane 16-bit
+/// reel; reading must give frames 0, 1 and 3 exactly and fail frame 2 with `expected`.
+fn flipped_bytes_in_frame_2_fail_it(stream: u64, expected: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (path, written) = corruptible(dir.path());
     let packets = ffprobe(&["-show_packets"], &path);
@@ -291,7 +319,7 @@ fn flipped_bytes_in_a_frame_name_the_frame() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["stream_index"] == 0 && p["pts"] == 80)
+        .find(|p| p["stream_index"] == stream && p["pts"] == 80)
         .unwrap()
         .clone();
     let pos: usize = p["pos"].as_str().unwrap().parse().unwrap();
@@ -303,13 +331,24 @@ fn flipped_bytes_in_a_frame_name_the_frame() {
         assert_eq!(r.read_frame(0, 128, 64).unwrap(), written[0].planes);
         assert_eq!(r.read_frame(1, 128, 64).unwrap(), written[1].planes);
         let e = r.read_frame(2, 128, 64).unwrap_err().to_string();
-        assert!(
-            e.contains("victim.mkv: frame 2 (track 0) failed its slice CRC check"),
-            "{e}"
-        );
+        assert!(e.contains(&format!("victim.mkv: {expected}")), "{e}");
         assert_eq!(r.read_frame(3, 128, 64).unwrap(), written[3].planes);
         std::fs::write(&path, original).unwrap();
     }
+}
+
+#[test]
+fn flipped_bytes_in_an_ffv1_track_fail_the_slice_crc_naming_the_frame() {
+    flipped_bytes_in_frame_2_fail_it(0, "frame 2 (track 0) failed its slice CRC check");
+}
+
+#[test]
+fn flipped_bytes_in_a_raw_track_fail_the_frame_crc_naming_the_frame() {
+    // Uncompressed tracks have no slice CRC: the frame table's CRC32 catches the damage.
+    flipped_bytes_in_frame_2_fail_it(
+        1,
+        "frame 2 does not match its stored CRC32 (corrupt data)",
+    );
 }
 
 #[test]
@@ -339,8 +378,10 @@ fn newer_format_version_asks_for_an_upgrade() {
     assert_eq!(
         e,
         format!(
-            "reel {}: format version 2 is newer than this weightreel supports (1); upgrade weightreel",
-            path.display()
+            "reel {}: format version {} is newer than this weightreel supports ({}); upgrade weightreel",
+            path.display(),
+            REEL_FORMAT_VERSION + 1,
+            REEL_FORMAT_VERSION
         )
     );
 }

@@ -118,9 +118,9 @@ pub struct Frame {
     /// Decoding parameters and summaries.
     pub meta: FrameMeta,
     /// Row-major planes of `width * height` samples each. In lossless frames with two planes,
-    /// plane 0 holds the order-transformed high 16 bits of 32-bit sources (a bf16 view) and
-    /// plane 1 the low 16 bits; 16-bit sources put their transformed pattern in plane 0 and 0
-    /// in plane 1.
+    /// plane 0 holds the high 16 bits of 32-bit sources' samples (exponent first, see
+    /// `quantize::sample32`) and plane 1 the low 16 bits; 16-bit sources put their sample in
+    /// plane 0 and 0 in plane 1.
     pub planes: Vec<Vec<u16>>,
 }
 

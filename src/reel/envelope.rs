@@ -20,7 +20,7 @@
 //! The version is read right after the magic and checked before anything else, so that a newer
 //! layout is refused with an "upgrade" message rather than reported as corrupt.
 
-use super::{FrameEntry, ReelSpec, SampleDepth, REEL_FORMAT_VERSION};
+use super::{FrameEntry, ReelSpec, SampleDepth, OLDEST_READABLE_VERSION, REEL_FORMAT_VERSION};
 
 /// First bytes of every envelope.
 pub const MAGIC: &[u8; 8] = b"WREELMD1";
@@ -105,6 +105,13 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     }
     if version == 0 {
         return Err("metadata envelope has format version 0 (corrupt)".into());
+    }
+    if version < OLDEST_READABLE_VERSION {
+        return Err(format!(
+            "format version {version} was written by an older weightreel, which stored every \
+             byte with FFV1 and lossless samples in another order; this one reads versions \
+             {OLDEST_READABLE_VERSION}..={REEL_FORMAT_VERSION}: encode the model again"
+        ));
     }
     // The trailing CRC covers the whole envelope, so check it before trusting any length.
     let body = bytes
@@ -214,11 +221,24 @@ mod tests {
     #[test]
     fn newer_version_asks_for_an_upgrade() {
         let mut bad = sample();
-        bad[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bad[8..12].copy_from_slice(&3u32.to_le_bytes());
         let e = decode(&bad).unwrap_err();
         assert_eq!(
             e,
-            "format version 2 is newer than this weightreel supports (1); upgrade weightreel"
+            "format version 3 is newer than this weightreel supports (2); upgrade weightreel"
+        );
+    }
+
+    #[test]
+    fn version_1_asks_for_a_new_encode() {
+        let mut old = sample();
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let e = decode(&old).unwrap_err();
+        assert_eq!(
+            e,
+            "format version 1 was written by an older weightreel, which stored every byte with \
+             FFV1 and lossless samples in another order; this one reads versions 2..=2: encode \
+             the model again"
         );
     }
 }

@@ -113,8 +113,9 @@ impl ReelReader {
         {
             let track = streams.len();
             let par = st.parameters();
-            if par.id() != codec::Id::FFV1 {
-                return Err(bad(format!("track {track} is {:?}, not FFV1", par.id())));
+            let want = spec.track_codec(track as u32).id();
+            if par.id() != want {
+                return Err(bad(format!("track {track} is {:?}, not {want:?}", par.id())));
             }
             let mut ctx =
                 codec::context::Context::from_parameters(par).map_err(|e| bad(e.to_string()))?;
@@ -128,7 +129,7 @@ impl ReelReader {
             dec.set_packet_time_base(st.time_base());
             let dec = dec
                 .video()
-                .map_err(|e| bad(format!("track {track}: cannot open the FFV1 decoder ({e})")))?;
+                .map_err(|e| bad(format!("track {track}: cannot open the {want:?} decoder ({e})")))?;
             // The pixel format is only known once a frame is decoded; `decode` checks it.
             let (pw, ph) = spec.picture();
             if dec.width() != pw || dec.height() != ph {
