@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use weightreel::reel::{ReelReader, ReelSpec, ReelWriter, SampleDepth};
+use weightreel::reel::{ReelReader, ReelSpec, ReelWriter, SampleDepth, SampleKind};
 
 /// splitmix64 with Box-Muller: Gaussian samples without a dependency.
 struct Gauss(u64);
@@ -66,6 +66,12 @@ fn run(path: &Path, w: u32, h: u32, frames: &[Vec<Vec<u16>>]) -> Timing {
         height: h,
         planes,
         depth: SampleDepth::Gray16,
+        // The benchmark's two-plane frames are f32 bits; its one-plane frames quantized levels.
+        samples: if planes == 2 {
+            SampleKind::FloatBits
+        } else {
+            SampleKind::Quantized
+        },
     };
     let t = Instant::now();
     let mut writer = ReelWriter::create(path, spec).expect("create");

@@ -22,7 +22,7 @@ use crate::frames::{
     self, FrameLayout, FrameMeta, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
 };
 use crate::progress::{Progress, ProgressMode};
-use crate::reel::{self, ReelSpec, ReelWriter, SampleDepth};
+use crate::reel::{self, ReelSpec, ReelWriter, SampleDepth, SampleKind};
 use crate::roles::Role;
 use crate::selection::Selection;
 use crate::source::{Model, TensorInfo};
@@ -498,6 +498,11 @@ pub fn encode(
             SampleDepth::Gray8
         } else {
             SampleDepth::Gray16
+        },
+        samples: if options.frame.mode == PixelMode::Lossless {
+            SampleKind::FloatBits
+        } else {
+            SampleKind::Quantized
         },
     };
     let mut progress = Progress::new(options.progress, &model.spec, plan.total);

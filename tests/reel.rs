@@ -6,7 +6,7 @@ use std::process::Command;
 
 use weightreel::reel::{
     write_png_frames, write_preview_h264, ReelReader, ReelSpec, ReelWriter, SampleDepth,
-    REEL_FORMAT_VERSION,
+    SampleKind, REEL_FORMAT_VERSION,
 };
 
 /// splitmix64: deterministic test data without a dependency.
@@ -62,12 +62,22 @@ fn write(path: &Path, spec: ReelSpec, frames: &[Frame], json: &[u8]) -> weightre
     w.finish(json).unwrap()
 }
 
+/// A 128x64 reel: 16-bit samples are float bits (an FFV1 track first), 8-bit ones quantized.
 fn spec(planes: u32, depth: SampleDepth) -> ReelSpec {
+    let samples = match depth {
+        SampleDepth::Gray16 => SampleKind::FloatBits,
+        SampleDepth::Gray8 => SampleKind::Quantized,
+    };
+    sized(128, 64, planes, depth, samples)
+}
+
+fn sized(width: u32, height: u32, planes: u32, depth: SampleDepth, samples: SampleKind) -> ReelSpec {
     ReelSpec {
-        width: 128,
-        height: 64,
+        width,
+        height,
         planes,
         depth,
+        samples,
     }
 }
 
@@ -117,6 +127,7 @@ fn long_reel_reads_in_order_and_by_seeking() {
         height: 8,
         planes: 2,
         depth: SampleDepth::Gray16,
+        samples: SampleKind::FloatBits,
     };
     write(&path, spec, &written, b"{}");
     let mut r = ReelReader::open(&path).unwrap();
@@ -170,6 +181,7 @@ fn bad_frames_are_refused() {
             height: 1,
             planes: 1,
             depth: SampleDepth::Gray16,
+            samples: SampleKind::Quantized,
         },
     );
     assert!(e.is_err());
@@ -180,6 +192,7 @@ fn bad_frames_are_refused() {
             height: 1,
             planes: 3,
             depth: SampleDepth::Gray16,
+            samples: SampleKind::FloatBits,
         },
     );
     assert!(e.is_err());
@@ -240,6 +253,49 @@ fn ffprobe_reads_the_reel() {
     assert_eq!(att.len(), 1);
     assert_eq!(att[0]["tags"]["filename"], "weightreel.meta");
     assert_eq!(att[0]["tags"]["mimetype"], "application/x-weightreel-meta");
+}
+
+/// Codec names of the video tracks of a reel of `spec` with one frame filling it, after a
+/// bit-exact round trip.
+fn track_codecs(spec: ReelSpec) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("codecs.mkv");
+    let written = frames(9, spec.planes, spec.depth, &[(spec.width, spec.height)]);
+    write(&path, spec, &written, JSON);
+    let mut r = ReelReader::open(&path).unwrap();
+    assert_eq!(r.read_frame(0, spec.width, spec.height).unwrap(), written[0].planes);
+    let v = ffprobe(&["-show_streams"], &path);
+    v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .map(|s| s["codec_name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn quantized_chunks_are_stored_uncompressed() {
+    let spec = sized(128, 64, 1, SampleDepth::Gray16, SampleKind::Quantized);
+    assert_eq!(track_codecs(spec), ["rawvideo", "rawvideo"]);
+}
+
+#[test]
+fn quantized_high_bytes_of_big_pictures_are_ffv1() {
+    let spec = sized(256, 128, 1, SampleDepth::Gray16, SampleKind::Quantized);
+    assert_eq!(track_codecs(spec), ["ffv1", "rawvideo"]);
+}
+
+#[test]
+fn quantized_8_bit_big_pictures_are_ffv1() {
+    let spec = sized(128, 128, 1, SampleDepth::Gray8, SampleKind::Quantized);
+    assert_eq!(track_codecs(spec), ["ffv1"]);
+}
+
+#[test]
+fn float_exponents_are_ffv1_and_mantissas_raw() {
+    let spec = sized(64, 32, 1, SampleDepth::Gray16, SampleKind::FloatBits);
+    assert_eq!(track_codecs(spec), ["ffv1", "rawvideo"]);
 }
 
 #[test]
@@ -358,7 +414,7 @@ fn flipped_byte_in_the_metadata_is_refused() {
     let at = envelope_offset(&path);
     let original = std::fs::read(&path).unwrap();
     // In the frame table, in the JSON, in the trailing CRC.
-    for off in [50, 48 + 12 * 4 + 5, 48 + 12 * 4 + JSON.len() + 1] {
+    for off in [54, 52 + 12 * 4 + 5, 52 + 12 * 4 + JSON.len() + 1] {
         flip(&path, at + off);
         let e = read_all(&path, &written).unwrap_err();
         assert!(e.contains("victim.mkv") && e.contains("CRC"), "{e}");
@@ -424,6 +480,7 @@ fn h264_preview_plays() {
         height: 21,
         planes: 2,
         depth: SampleDepth::Gray16,
+        samples: SampleKind::FloatBits,
     };
     write(
         &path,
@@ -588,6 +645,7 @@ fn frames_larger_than_a_picture_are_tiled_and_read_back_exactly() {
         height: 600,
         planes: 2,
         depth: SampleDepth::Gray16,
+        samples: SampleKind::FloatBits,
     };
     assert_eq!(
         spec.picture(),

@@ -10,6 +10,7 @@
 //! | 4 | height of the video stream (u32) |
 //! | 4 | planes = video tracks (u32) |
 //! | 4 | sample depth: 16 or 8 (u32) |
+//! | 4 | sample kind: 0 quantized levels, 1 float bits (u32, from version 2) |
 //! | 8 | frame count `n` (u64) |
 //! | 8 | JSON length `j` (u64) |
 //! | 4 | CRC32 of the JSON (u32) |
@@ -20,13 +21,15 @@
 //! The version is read right after the magic and checked before anything else, so that a newer
 //! layout is refused with an "upgrade" message rather than reported as corrupt.
 
-use super::{FrameEntry, ReelSpec, SampleDepth, OLDEST_READABLE_VERSION, REEL_FORMAT_VERSION};
+use super::{
+    FrameEntry, ReelSpec, SampleDepth, SampleKind, OLDEST_READABLE_VERSION, REEL_FORMAT_VERSION,
+};
 
 /// First bytes of every envelope.
 pub const MAGIC: &[u8; 8] = b"WREELMD1";
 
 /// Size of the fixed header that precedes the frame table.
-const HEADER: usize = 8 + 4 * 5 + 8 + 8 + 4;
+const HEADER: usize = 8 + 4 * 6 + 8 + 8 + 4;
 
 /// Size of one frame-table entry.
 const ENTRY: usize = 12;
@@ -51,6 +54,7 @@ pub fn encode(spec: &ReelSpec, frames: &[FrameEntry], json: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&spec.height.to_le_bytes());
     out.extend_from_slice(&spec.planes.to_le_bytes());
     out.extend_from_slice(&spec.depth.bits().to_le_bytes());
+    out.extend_from_slice(&spec.samples.code().to_le_bytes());
     out.extend_from_slice(&(frames.len() as u64).to_le_bytes());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(json).to_le_bytes());
@@ -131,11 +135,15 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     let (width, height, planes, bits) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
     let depth = SampleDepth::from_bits(bits)
         .ok_or_else(|| format!("metadata envelope has unknown sample depth {bits}"))?;
+    let kind = c.u32()?;
+    let samples = SampleKind::from_code(kind)
+        .ok_or_else(|| format!("metadata envelope has unknown sample kind {kind}"))?;
     let spec = ReelSpec {
         width,
         height,
         planes,
         depth,
+        samples,
     };
     spec.check()
         .map_err(|e| format!("metadata envelope has {e}"))?;
@@ -175,6 +183,7 @@ mod tests {
             height: 2,
             planes: 2,
             depth: SampleDepth::Gray16,
+            samples: SampleKind::FloatBits,
         };
         let frames = [
             FrameEntry {
