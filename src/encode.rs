@@ -790,7 +790,7 @@ impl FrameSink<'_> {
         }
         let (writer, frames) = self.part.as_mut().expect("part is open");
         // A lossless frame holding only 16-bit sources has one plane; in a two-plane reel its
-        // second track carries zeros (which FFV1 stores in a few bytes).
+        // second plane carries zeros.
         let zeros;
         let mut planes: Vec<&[u16]> = frame.planes.iter().map(Vec::as_slice).collect();
         if (planes.len() as u32) < self.spec.planes {
