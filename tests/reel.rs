@@ -71,7 +71,13 @@ fn spec(planes: u32, depth: SampleDepth) -> ReelSpec {
     sized(128, 64, planes, depth, samples)
 }
 
-fn sized(width: u32, height: u32, planes: u32, depth: SampleDepth, samples: SampleKind) -> ReelSpec {
+fn sized(
+    width: u32,
+    height: u32,
+    planes: u32,
+    depth: SampleDepth,
+    samples: SampleKind,
+) -> ReelSpec {
     ReelSpec {
         width,
         height,
@@ -263,7 +269,10 @@ fn track_codecs(spec: ReelSpec) -> Vec<String> {
     let written = frames(9, spec.planes, spec.depth, &[(spec.width, spec.height)]);
     write(&path, spec, &written, JSON);
     let mut r = ReelReader::open(&path).unwrap();
-    assert_eq!(r.read_frame(0, spec.width, spec.height).unwrap(), written[0].planes);
+    assert_eq!(
+        r.read_frame(0, spec.width, spec.height).unwrap(),
+        written[0].planes
+    );
     let v = ffprobe(&["-show_streams"], &path);
     v["streams"]
         .as_array()
@@ -308,10 +317,22 @@ fn ffmpeg_decodes_every_track_bit_exactly() {
         let out = Command::new("ffmpeg")
             .args(["-v", "error", "-i"])
             .arg(&path)
-            .args(["-map", &format!("0:v:{track}"), "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+            .args([
+                "-map",
+                &format!("0:v:{track}"),
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+                "-",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Track 2p holds plane p's most significant bytes, track 2p+1 its least.
         let shift = if track % 2 == 0 { 8 } else { 0 };
         let expected: Vec<u8> = written
@@ -401,10 +422,7 @@ fn flipped_bytes_in_an_ffv1_track_fail_the_slice_crc_naming_the_frame() {
 #[test]
 fn flipped_bytes_in_a_raw_track_fail_the_frame_crc_naming_the_frame() {
     // Uncompressed tracks have no slice CRC: the frame table's CRC32 catches the damage.
-    flipped_bytes_in_frame_2_fail_it(
-        1,
-        "frame 2 does not match its stored CRC32 (corrupt data)",
-    );
+    flipped_bytes_in_frame_2_fail_it(1, "frame 2 does not match its stored CRC32 (corrupt data)");
 }
 
 #[test]

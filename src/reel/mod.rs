@@ -273,7 +273,7 @@ impl ReelSpec {
     /// exponent is skewed, and FFV1 stores it at 0.40 of its size even in 8192-value frames.
     /// A level's high byte pays only in big pictures, see [`MIN_FFV1_QUANTIZED_PICTURE`].
     pub fn track_codec(&self, track: u32) -> TrackCodec {
-        let first_of_plane = track % self.depth.bytes() == 0;
+        let first_of_plane = track.is_multiple_of(self.depth.bytes());
         let (pw, ph) = self.picture();
         let big = u64::from(pw) * u64::from(ph) >= MIN_FFV1_QUANTIZED_PICTURE;
         match self.samples {

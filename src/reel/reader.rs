@@ -115,7 +115,10 @@ impl ReelReader {
             let par = st.parameters();
             let want = spec.track_codec(track as u32).id();
             if par.id() != want {
-                return Err(bad(format!("track {track} is {:?}, not {want:?}", par.id())));
+                return Err(bad(format!(
+                    "track {track} is {:?}, not {want:?}",
+                    par.id()
+                )));
             }
             let mut ctx =
                 codec::context::Context::from_parameters(par).map_err(|e| bad(e.to_string()))?;
@@ -127,9 +130,11 @@ impl ReelReader {
             // Slice CRCs are only verified when asked; EXPLODE turns damage into an error.
             dec.check(decoder::Check::CRC | decoder::Check::EXPLODE);
             dec.set_packet_time_base(st.time_base());
-            let dec = dec
-                .video()
-                .map_err(|e| bad(format!("track {track}: cannot open the {want:?} decoder ({e})")))?;
+            let dec = dec.video().map_err(|e| {
+                bad(format!(
+                    "track {track}: cannot open the {want:?} decoder ({e})"
+                ))
+            })?;
             // The pixel format is only known once a frame is decoded; `decode` checks it.
             let (pw, ph) = spec.picture();
             if dec.width() != pw || dec.height() != ph {

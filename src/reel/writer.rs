@@ -420,7 +420,8 @@ impl ReelWriter {
                 self.collect()?;
             }
             let picture = self.pictures as usize;
-            let failed = |e: String| Error::reel(&self.path, format!("frame {index}: encoding failed: {e}"));
+            let failed =
+                |e: String| Error::reel(&self.path, format!("frame {index}: encoding failed: {e}"));
             for (track, t) in self.tracks.iter_mut().enumerate() {
                 let plane = planes[track / bytes];
                 // Track 0 of a plane holds its most significant byte.
@@ -504,10 +505,7 @@ impl ReelWriter {
     }
 
     fn failed(&self, index: usize, e: String) -> Error {
-        Error::reel(
-            &self.path,
-            format!("frame {index}: encoding failed: {e}"),
-        )
+        Error::reel(&self.path, format!("frame {index}: encoding failed: {e}"))
     }
 
     /// Move the packets of the oldest frame in flight into the spill file, track by track.
@@ -739,7 +737,8 @@ impl ReelWriter {
         }
         for (i, config) in self.configs.iter().enumerate() {
             let id = self.spec.track_codec(i as u32).id();
-            let codec = encoder::find(id).ok_or_else(|| format!("this FFmpeg has no {id:?} encoder"))?;
+            let codec =
+                encoder::find(id).ok_or_else(|| format!("this FFmpeg has no {id:?} encoder"))?;
             let mut st = octx.add_stream(codec).map_err(ff)?;
             st.set_parameters(config.parameters.clone());
             if id == codec::Id::FFV1 {
