@@ -307,16 +307,17 @@ impl TrackCodec {
     }
 }
 
-/// Set the FFV1 options every reel track uses on `enc` (a `width` x `height` `gray8` track);
-/// returns the private options for opening it.
+/// Set the options of a reel track of codec `kind` on `enc` (a `width` x `height` `gray8`
+/// track); returns the private options for opening it.
 ///
-/// Version 3 is the one with per-slice CRCs. One slice per picture where FFmpeg allows it
-/// (up to 352x288): every slice restarts the context model, which small frames cannot afford.
-/// The range coder with a custom state table and the small context model compress weight
-/// bytes best. Small pictures encode single-threaded; the writer runs several encoders per
-/// track instead.
+/// FFV1: version 3 is the one with per-slice CRCs. One slice per picture where FFmpeg allows
+/// it (up to 352x288): every slice restarts the context model, which small frames cannot
+/// afford. The range coder with a custom state table and the small context model compress
+/// weight bytes best. Small pictures encode single-threaded; the writer runs several encoders
+/// per track instead.
 fn configure(
     enc: &mut ffmpeg_next::encoder::video::Video,
+    kind: TrackCodec,
     width: u32,
     height: u32,
 ) -> Dictionary<'static> {
@@ -325,6 +326,9 @@ fn configure(
     enc.set_time_base(Rational::new(1, FRAME_RATE));
     enc.set_frame_rate(Some(Rational::new(FRAME_RATE, 1)));
     enc.set_gop(1);
+    if kind == TrackCodec::Raw {
+        return Dictionary::new();
+    }
     let mut opts = Dictionary::new();
     opts.set("level", "3");
     opts.set("slicecrc", "1");

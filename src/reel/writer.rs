@@ -303,49 +303,28 @@ fn pool_put(key: PoolKey, enc: encoder::video::Encoder) {
     pool.push((key, enc));
 }
 
-/// Open the encoder of video track `track` of `spec`: FFV1 with its trained states, or raw.
-fn open_encoder(
-    spec: &ReelSpec,
-    track: u32,
-) -> std::result::Result<encoder::video::Encoder, String> {
-    match spec.track_codec(track) {
-        TrackCodec::Ffv1 => open_ffv1(spec),
-        TrackCodec::Raw => open_raw(spec),
-    }
-}
-
-/// Open an uncompressed `gray8` encoder for pictures of `spec`.
-fn open_raw(spec: &ReelSpec) -> std::result::Result<encoder::video::Encoder, String> {
-    let codec = encoder::find(codec::Id::RAWVIDEO).ok_or("this FFmpeg has no rawvideo encoder")?;
-    let ctx = codec::context::Context::new_with_codec(codec);
-    let mut enc = ctx.encoder().video().map_err(ff)?;
-    let (w, h) = spec.picture();
-    enc.set_width(w);
-    enc.set_height(h);
-    enc.set_format(ffmpeg_next::format::Pixel::GRAY8);
-    enc.set_time_base(Rational::new(1, FRAME_RATE));
-    enc.set_frame_rate(Some(Rational::new(FRAME_RATE, 1)));
-    enc.set_gop(1);
-    // The encoder sets the FourCC (Y800) that Matroska stores as the track's colour space.
-    enc.open().map_err(ff)
-}
-
-/// Open an FFV1 encoder for pictures of `spec`.
+/// Open the encoder of video track `track` of `spec`: FFV1 or raw `gray8`.
 ///
-/// Without trained starting states: FFV1 can carry them in its configuration record (its
+/// FFV1 starts without trained states: it can carry them in its configuration record (its
 /// two-pass mode), which saves about 9% of a chunk reel's FFV1 track, but FFmpeg 5.1 searches
 /// its state tables (`find_best_state`, about 1 s of CPU on this machine) in every
 /// `avcodec_open2` that is given statistics, wherever they come from. That is one search per
 /// encoder per process, more than the whole encode of a small model.
-fn open_ffv1(spec: &ReelSpec) -> std::result::Result<encoder::video::Encoder, String> {
-    let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
+fn open_encoder(
+    spec: &ReelSpec,
+    track: u32,
+) -> std::result::Result<encoder::video::Encoder, String> {
+    let kind = spec.track_codec(track);
+    let id = kind.id();
+    let codec = encoder::find(id).ok_or_else(|| format!("this FFmpeg has no {id:?} encoder"))?;
     let ctx = codec::context::Context::new_with_codec(codec);
     let mut enc = ctx.encoder().video().map_err(ff)?;
     let (w, h) = spec.picture();
     enc.set_width(w);
     enc.set_height(h);
-    let opts = configure(&mut enc, w, h);
-    // Matroska keeps FFV1's configuration record in the track header (CodecPrivate).
+    let opts = configure(&mut enc, kind, w, h);
+    // Matroska keeps FFV1's configuration record in the track header (CodecPrivate); the raw
+    // encoder sets the FourCC (Y800) that Matroska stores as the track's colour space.
     enc.set_flags(codec::Flags::GLOBAL_HEADER);
     enc.open_with(opts).map_err(ff)
 }
