@@ -21,16 +21,17 @@ run() { # label, args...
   bytes=$(python3 -c "import json;print(json.load(open('$tmp/out.json'))[0]['entry']['totals']['reel_bytes'])")
   rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$tmp/time.txt")
   wall=$(awk -F': ' '/Elapsed \(wall/ {print $2}' "$tmp/time.txt")
-  python3 - "$label" "$secs" "$params" "$rss" "$bytes" "$raw" "$wall" <<'PY'
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$tmp/time.txt")
+  python3 - "$label" "$secs" "$params" "$rss" "$bytes" "$raw" "$wall" "$cpu" <<'PY'
 import sys
-label, secs, params, rss, size, raw, wall = sys.argv[1:]
+label, secs, params, rss, size, raw, wall, cpu = sys.argv[1:]
 secs=float(secs); params=int(params); size=int(size); raw=int(raw)
-print(f"| {label} | {params:,} | {wall} | {params/secs/1e6:.1f} M | {rss} MiB | {size:,} | {size/raw:.3f} |")
+print(f"| {label} | {params:,} | {wall} | {cpu} s | {params/secs/1e6:.1f} M | {rss} MiB | {size:,} | {size/raw:.3f} |")
 PY
 }
 
-echo "| encode | params | wall | params/s | peak RSS | reel bytes | reel ÷ raw F32 |"
-echo "|---|---|---|---|---|---|---|"
+echo "| encode | params | wall | CPU (user+sys) | params/s | peak RSS | reel bytes | reel ÷ raw F32 |"
+echo "|---|---|---|---|---|---|---|---|"
 run "u16, chunk 8192" encode "$model" --chunk-encoding --chunk-size 8192
 run "u16, batch" encode "$model"
 run "lossless, chunk 8192" encode "$model" --chunk-encoding --chunk-size 8192 --mode lossless
