@@ -681,11 +681,11 @@ impl ReelWriter {
             .spill
             .take()
             .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+        // Flushed, not fsynced: the spill file is read back right away and deleted; only the
+        // reel made from it must survive a crash, and that is fsynced below.
         spill
             .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_data())
-            .map_err(|e| Error::io(&self.spill_path, e))?;
+            .map_err(|e| Error::io(&self.spill_path, e.into_error()))?;
         let env = envelope::encode(&self.spec, &self.frames, metadata_json);
         self.mux(&env).map_err(|e| Error::reel(&self.path, e))?;
         File::open(&self.tmp_path)
