@@ -2,7 +2,8 @@
 //!
 //! Stream Hugging Face model weights tensor by tensor in bounded memory, lay parameter chunks
 //! out along a Hilbert curve as 2-D frames, store each model as a lossless video reel (FFV1 and
-//! uncompressed tracks) in a store with a SQLite registry, and answer "which stored models are most like this one?".
+//! uncompressed tracks) in a store with a SQLite registry, and answer "which stored models are
+//! most like this one?".
 //!
 //! The data flows one way, one module per stage:
 //!
