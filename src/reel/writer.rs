@@ -110,14 +110,16 @@ fn workers_for(spec: &ReelSpec, track: u32) -> usize {
 }
 
 impl Track {
-    /// Start the encoders of track `track`; each opens on its thread and reports the result.
+    /// Start `count` encoders of track `track`; each opens on its thread and reports the
+    /// result.
     fn spawn(
         spec: ReelSpec,
         track: u32,
+        count: usize,
     ) -> std::result::Result<(Track, Vec<mpsc::Receiver<TrackSetup>>), String> {
         let mut workers = Vec::new();
         let mut setups = Vec::new();
-        for n in 0..workers_for(&spec, track) {
+        for n in 0..count.max(1) {
             let (worker, setup) = Worker::spawn(spec, track, n)?;
             workers.push(worker);
             setups.push(setup);
@@ -442,7 +444,8 @@ impl ReelWriter {
         let failed = |e: String| Error::reel(&self.path, format!("cannot start an encoder: {e}"));
         let mut setups = Vec::new();
         for track in 0..self.spec.tracks() {
-            let (t, setup) = Track::spawn(self.spec, track).map_err(failed)?;
+            let count = workers_for(&self.spec, track);
+            let (t, setup) = Track::spawn(self.spec, track, count).map_err(failed)?;
             self.max_in_flight = self.max_in_flight.max(IN_FLIGHT * t.workers.len());
             self.tracks.push(t);
             setups.push(setup);
@@ -833,4 +836,55 @@ unsafe fn raw_bytes(ptr: *const u8, len: i32) -> Vec<u8> {
     }
     // SAFETY: guaranteed by the caller.
     unsafe { std::slice::from_raw_parts(ptr, len as usize).to_vec() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reel::{SampleDepth, SampleKind};
+
+    /// The packets of `pictures` encoded by one track of `spec` with `count` encoders.
+    fn packets(spec: ReelSpec, count: usize, pictures: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        init();
+        let (mut track, setups) = Track::spawn(spec, 0, count).unwrap();
+        for setup in setups {
+            setup.recv().unwrap().unwrap();
+        }
+        let (w, h) = spec.picture();
+        let mut out = Vec::new();
+        for (index, bytes) in pictures.iter().enumerate() {
+            let job = Job::Frame {
+                index,
+                width: w,
+                height: h,
+                bytes: bytes.clone(),
+            };
+            track.send(job).unwrap();
+            out.extend(track.receive().unwrap().into_iter().map(|p| p.data));
+        }
+        out
+    }
+
+    #[test]
+    fn ffv1_packets_do_not_depend_on_the_number_of_encoders() {
+        let spec = ReelSpec {
+            width: 64,
+            height: 32,
+            planes: 1,
+            depth: SampleDepth::Gray16,
+            samples: SampleKind::FloatBits,
+        };
+        assert_eq!(spec.track_codec(0), TrackCodec::Ffv1);
+        // Pictures unlike each other, so that an encoder's history would show if it mattered.
+        let pictures: Vec<Vec<u8>> = (0..7u32)
+            .map(|p| {
+                (0..64 * 32u32)
+                    .map(|i| (i.wrapping_mul(p * 37 + 11) >> (p % 5)) as u8)
+                    .collect()
+            })
+            .collect();
+        let one = packets(spec, 1, &pictures);
+        assert_eq!(one.len(), pictures.len());
+        assert_eq!(packets(spec, 3, &pictures), one);
+    }
 }
