@@ -6,12 +6,12 @@
 //!
 //! then reports the compressed size ratio (raw bytes / reel bytes) for quantized Gaussian u16
 //! and for lossless f32 of N(0, 0.05) split into high and low 16-bit planes after the
-//! order-preserving transform (negative: `!bits`, positive: `bits | 0x8000_0000`).
+//! lossless sample transform (the bits rotated left by one, so the exponent comes first).
 
 use std::path::Path;
 use std::time::Instant;
 
-use weightreel::reel::{ReelReader, ReelSpec, ReelWriter, SampleDepth};
+use weightreel::reel::{ReelReader, ReelSpec, ReelWriter, SampleDepth, SampleKind};
 
 /// splitmix64 with Box-Muller: Gaussian samples without a dependency.
 struct Gauss(u64);
@@ -40,16 +40,11 @@ impl Gauss {
             })
             .collect()
     }
-    /// f32 N(0, sd) through the order-preserving transform, split into (high, low) planes.
+    /// f32 N(0, sd) as lossless samples (exponent first), split into (high, low) planes.
     fn float_planes(&mut self, n: usize, sd: f64) -> (Vec<u16>, Vec<u16>) {
         let (mut hi, mut lo) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for _ in 0..n {
-            let bits = ((self.normal() * sd) as f32).to_bits();
-            let key = if bits & 0x8000_0000 != 0 {
-                !bits
-            } else {
-                bits | 0x8000_0000
-            };
+            let key = ((self.normal() * sd) as f32).to_bits().rotate_left(1);
             hi.push((key >> 16) as u16);
             lo.push(key as u16);
         }
@@ -71,6 +66,12 @@ fn run(path: &Path, w: u32, h: u32, frames: &[Vec<Vec<u16>>]) -> Timing {
         height: h,
         planes,
         depth: SampleDepth::Gray16,
+        // The benchmark's two-plane frames are f32 bits; its one-plane frames quantized levels.
+        samples: if planes == 2 {
+            SampleKind::FloatBits
+        } else {
+            SampleKind::Quantized
+        },
     };
     let t = Instant::now();
     let mut writer = ReelWriter::create(path, spec).expect("create");

@@ -54,11 +54,12 @@ trap 'rm -rf "$tmp"' EXIT
 json() { python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(eval(sys.argv[2]))" "$@"; }
 rss_mib() { awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$1"; }
 wall() { awk -F': ' '/Elapsed \(wall/ {print $2}' "$1"; }
+cpu() { awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$1"; }
 
 echo "## Encode and decode"
 echo
-echo "| model | encode | params | wall | params/s | peak RSS | reel ÷ raw | registry | bytes/frame | decode wall | decode peak RSS |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| model | encode | params | wall | CPU (user+sys) | params/s | peak RSS | reel ÷ raw | registry | bytes/frame | decode wall | decode peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for entry in "${models[@]}"; do
   label="${entry%%:*}"; dir="${entry#*:}"
   raw=$(python3 - "$dir/model.safetensors" <<'PY'
@@ -83,14 +84,14 @@ PY
       python3 -c "import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);c.execute('PRAGMA wal_checkpoint(TRUNCATE)');c.close()" "$store/registry.sqlite"
       reg=$(stat -c %s "$store/registry.sqlite")
       /usr/bin/time -v "$wr" decode "$reel" --out "$tmp/back.safetensors" --json > /dev/null 2> "$tmp/dtime.txt" || true
-      python3 - "$label" "$mode $method" "$params" "$(wall "$tmp/time.txt")" "$(rss_mib "$tmp/time.txt")" "$reel_bytes" "$raw" "$reg" "$frames" "$(wall "$tmp/dtime.txt")" "$(rss_mib "$tmp/dtime.txt")" <<'PY'
+      python3 - "$label" "$mode $method" "$params" "$(wall "$tmp/time.txt")" "$(cpu "$tmp/time.txt")" "$(rss_mib "$tmp/time.txt")" "$reel_bytes" "$raw" "$reg" "$frames" "$(wall "$tmp/dtime.txt")" "$(rss_mib "$tmp/dtime.txt")" <<'PY'
 import sys
-label, how, params, wall, rss, reel, raw, reg, frames, dwall, drss = sys.argv[1:]
+label, how, params, wall, cpu, rss, reel, raw, reg, frames, dwall, drss = sys.argv[1:]
 def secs(w):
     parts = [float(p) for p in w.split(":")]
     return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
 params, reel, raw, reg, frames = int(params), int(reel), int(raw), int(reg), int(frames)
-print(f"| {label} | {how} | {params:,} | {wall} | {params / secs(wall) / 1e6:.1f} M | {rss} MiB | {reel / raw:.3f} | {reg / 1e6:.2f} MB | {reg / frames:.0f} | {dwall} | {drss} MiB |")
+print(f"| {label} | {how} | {params:,} | {wall} | {cpu} s | {params / secs(wall) / 1e6:.1f} M | {rss} MiB | {reel / raw:.3f} | {reg / 1e6:.2f} MB | {reg / frames:.0f} | {dwall} | {drss} MiB |")
 PY
       rm -f "$tmp/back.safetensors"
       if [ "$label" = "LLaMA-1.1B F16" ] && [ "$mode $method" = "u16 chunk" ]; then
@@ -98,6 +99,20 @@ PY
       fi
     done
   done
+done
+
+# --- the guide's commands on a local file ---------------------------------------------------
+echo
+echo "## The guide's commands on the local MiniLM (each a whole process)"
+echo
+echo "| command | wall | peak RSS |"
+echo "|---|---|---|"
+for cmd in "--max-params 50000 --chunk-size 5000" "--max-params 100000 --chunk-size 10000" \
+           "--layers attention mlp --max-params 40000" "--chunk-encoding --chunk-size 8000 --max-params 40000"; do
+  rm -rf "$tmp/guide"
+  # shellcheck disable=SC2086
+  /usr/bin/time -v "$wr" --model "$minilm" --stream $cmd --storage-dir "$tmp/guide" --quiet > /dev/null 2> "$tmp/time.txt"
+  echo "| \`--model MiniLM --stream $cmd\` | $(wall "$tmp/time.txt") | $(rss_mib "$tmp/time.txt") MiB |"
 done
 
 # --- list and stats on 100 entries of the 1.1 B model's size -------------------------------

@@ -22,7 +22,7 @@ use crate::frames::{self, FrameLayout, FrameOptions, PixelMode, SegmentSpec, Sou
 use crate::progress::{Progress, ProgressMode};
 use crate::reel::{
     self, Manifest, PartSummary, ReelFrame, ReelSpec, ReelTensor, ReelWriter, SampleDepth,
-    SegmentRef, MANIFEST_FORMAT, MANIFEST_VERSION,
+    SampleKind, SegmentRef, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
 use crate::selection::Selection;
 use crate::source::{Model, TensorInfo};
@@ -418,6 +418,11 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
         } else {
             SampleDepth::Gray16
         },
+        samples: if options.frame.mode == PixelMode::Lossless {
+            SampleKind::FloatBits
+        } else {
+            SampleKind::Quantized
+        },
     };
     Ok(EncodePlan {
         selection,
@@ -804,7 +809,7 @@ impl FrameSink<'_> {
         let record_json = serde_json::to_vec(&record).expect("frame serializes");
         let (writer, summary) = self.part.as_mut().expect("part is open");
         // A lossless frame holding only 16-bit sources has one plane; in a two-plane reel its
-        // second track carries zeros (which FFV1 stores in a few bytes).
+        // second plane carries zeros.
         let zeros;
         let mut planes: Vec<&[u16]> = frame.planes.iter().map(Vec::as_slice).collect();
         if (planes.len() as u32) < self.spec.planes {

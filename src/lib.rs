@@ -1,8 +1,9 @@
 //! # weightreel
 //!
 //! Stream Hugging Face model weights tensor by tensor in bounded memory, lay parameter chunks
-//! out along a Hilbert curve as 2-D frames, store each model as a lossless FFV1 video reel in a
-//! store with a SQLite registry, and answer "which stored models are most like this one?".
+//! out along a Hilbert curve as 2-D frames, store each model as a lossless video reel (FFV1 and
+//! uncompressed tracks) in a store with a SQLite registry, and answer "which stored models are
+//! most like this one?".
 //!
 //! The data flows one way, one module per stage:
 //!
@@ -13,7 +14,7 @@
 //! | stream | [`stream`] | push-style [`stream::Sink`] fed in bounded pieces, stoppable |
 //! | inspect | [`inspect`] | header-only report of a model and a selection |
 //! | frames | [`frames`] | Hilbert-curve frame layout, u16/lossless/u8 pixels, mean pyramid, statistics |
-//! | reels | [`reel`] | one lossless FFV1 Matroska file per model, with its metadata attached |
+//! | reels | [`reel`] | one lossless Matroska video file per model, with its metadata attached |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use weightreel::reel::{
     write_png_frames, write_preview_h264, ReelReader, ReelSpec, ReelWriter, SampleDepth,
-    REEL_FORMAT_VERSION,
+    SampleKind, REEL_FORMAT_VERSION,
 };
 
 /// splitmix64: deterministic test data without a dependency.
@@ -62,12 +62,28 @@ fn write(path: &Path, spec: ReelSpec, frames: &[Frame], json: &[u8]) -> weightre
     w.finish(json).unwrap()
 }
 
+/// A 128x64 reel: 16-bit samples are float bits (an FFV1 track first), 8-bit ones quantized.
 fn spec(planes: u32, depth: SampleDepth) -> ReelSpec {
+    let samples = match depth {
+        SampleDepth::Gray16 => SampleKind::FloatBits,
+        SampleDepth::Gray8 => SampleKind::Quantized,
+    };
+    sized(128, 64, planes, depth, samples)
+}
+
+fn sized(
+    width: u32,
+    height: u32,
+    planes: u32,
+    depth: SampleDepth,
+    samples: SampleKind,
+) -> ReelSpec {
     ReelSpec {
-        width: 128,
-        height: 64,
+        width,
+        height,
         planes,
         depth,
+        samples,
     }
 }
 
@@ -117,6 +133,7 @@ fn long_reel_reads_in_order_and_by_seeking() {
         height: 8,
         planes: 2,
         depth: SampleDepth::Gray16,
+        samples: SampleKind::FloatBits,
     };
     write(&path, spec, &written, b"{}");
     let mut r = ReelReader::open(&path).unwrap();
@@ -170,6 +187,7 @@ fn bad_frames_are_refused() {
             height: 1,
             planes: 1,
             depth: SampleDepth::Gray16,
+            samples: SampleKind::Quantized,
         },
     );
     assert!(e.is_err());
@@ -180,6 +198,7 @@ fn bad_frames_are_refused() {
             height: 1,
             planes: 3,
             depth: SampleDepth::Gray16,
+            samples: SampleKind::FloatBits,
         },
     );
     assert!(e.is_err());
@@ -217,13 +236,16 @@ fn ffprobe_reads_the_reel() {
         .iter()
         .filter(|s| s["codec_type"] == "video")
         .collect();
-    // Each 16-bit plane is two 8-bit tracks, most significant byte first.
+    // Each 16-bit plane is two 8-bit tracks, most significant byte first; only the float's
+    // exponent (the high plane's msb) is FFV1, the mantissa bytes are uncompressed.
     assert_eq!(video.len(), 4);
-    for (s, title) in video
-        .iter()
-        .zip(["high msb", "high lsb", "low msb", "low lsb"])
-    {
-        assert_eq!(s["codec_name"], "ffv1");
+    for (s, (title, codec)) in video.iter().zip([
+        ("high msb", "ffv1"),
+        ("high lsb", "rawvideo"),
+        ("low msb", "rawvideo"),
+        ("low lsb", "rawvideo"),
+    ]) {
+        assert_eq!(s["codec_name"], codec);
         assert_eq!(s["pix_fmt"], "gray");
         assert_eq!(s["width"], 128);
         assert_eq!(s["height"], 64);
@@ -237,6 +259,88 @@ fn ffprobe_reads_the_reel() {
     assert_eq!(att.len(), 1);
     assert_eq!(att[0]["tags"]["filename"], "weightreel.meta");
     assert_eq!(att[0]["tags"]["mimetype"], "application/x-weightreel-meta");
+}
+
+/// Codec names of the video tracks of a reel of `spec` with one frame filling it, after a
+/// bit-exact round trip.
+fn track_codecs(spec: ReelSpec) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("codecs.mkv");
+    let written = frames(9, spec.planes, spec.depth, &[(spec.width, spec.height)]);
+    write(&path, spec, &written, JSON);
+    let mut r = ReelReader::open(&path).unwrap();
+    assert_eq!(
+        r.read_frame(0, spec.width, spec.height).unwrap(),
+        written[0].planes
+    );
+    let v = ffprobe(&["-show_streams"], &path);
+    v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .map(|s| s["codec_name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn quantized_chunks_are_stored_uncompressed() {
+    let spec = sized(128, 64, 1, SampleDepth::Gray16, SampleKind::Quantized);
+    assert_eq!(track_codecs(spec), ["rawvideo", "rawvideo"]);
+}
+
+#[test]
+fn quantized_high_bytes_of_big_pictures_are_ffv1() {
+    let spec = sized(256, 128, 1, SampleDepth::Gray16, SampleKind::Quantized);
+    assert_eq!(track_codecs(spec), ["ffv1", "rawvideo"]);
+}
+
+#[test]
+fn quantized_8_bit_big_pictures_are_ffv1() {
+    let spec = sized(128, 128, 1, SampleDepth::Gray8, SampleKind::Quantized);
+    assert_eq!(track_codecs(spec), ["ffv1"]);
+}
+
+#[test]
+fn float_exponents_are_ffv1_and_mantissas_raw() {
+    let spec = sized(64, 32, 1, SampleDepth::Gray16, SampleKind::FloatBits);
+    assert_eq!(track_codecs(spec), ["ffv1", "rawvideo"]);
+}
+
+#[test]
+fn ffmpeg_decodes_every_track_bit_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exact.mkv");
+    let written = frames(5, 2, SampleDepth::Gray16, &[(128, 64); 3]);
+    write(&path, spec(2, SampleDepth::Gray16), &written, JSON);
+    for track in 0..4usize {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args([
+                "-map",
+                &format!("0:v:{track}"),
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Track 2p holds plane p's most significant bytes, track 2p+1 its least.
+        let shift = if track % 2 == 0 { 8 } else { 0 };
+        let expected: Vec<u8> = written
+            .iter()
+            .flat_map(|f| f.planes[track / 2].iter().map(move |&v| (v >> shift) as u8))
+            .collect();
+        assert!(out.stdout == expected, "track {track} differs");
+    }
 }
 
 /// A reel of bigger frames, so that the packets dominate the file.
@@ -282,8 +386,9 @@ fn truncated_reels_are_refused() {
     }
 }
 
-#[test]
-fn flipped_bytes_in_a_frame_name_the_frame() {
+/// Flip bytes inside the packet of frame 2 on video stream `stream` of a one-plane 16-bit
+/// reel; reading must give frames 0, 1 and 3 exactly and fail frame 2 with `expected`.
+fn flipped_bytes_in_frame_2_fail_it(stream: u64, expected: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (path, written) = corruptible(dir.path());
     let packets = ffprobe(&["-show_packets"], &path);
@@ -291,7 +396,7 @@ fn flipped_bytes_in_a_frame_name_the_frame() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["stream_index"] == 0 && p["pts"] == 80)
+        .find(|p| p["stream_index"] == stream && p["pts"] == 80)
         .unwrap()
         .clone();
     let pos: usize = p["pos"].as_str().unwrap().parse().unwrap();
@@ -303,13 +408,21 @@ fn flipped_bytes_in_a_frame_name_the_frame() {
         assert_eq!(r.read_frame(0, 128, 64).unwrap(), written[0].planes);
         assert_eq!(r.read_frame(1, 128, 64).unwrap(), written[1].planes);
         let e = r.read_frame(2, 128, 64).unwrap_err().to_string();
-        assert!(
-            e.contains("victim.mkv: frame 2 (track 0) failed its slice CRC check"),
-            "{e}"
-        );
+        assert!(e.contains(&format!("victim.mkv: {expected}")), "{e}");
         assert_eq!(r.read_frame(3, 128, 64).unwrap(), written[3].planes);
         std::fs::write(&path, original).unwrap();
     }
+}
+
+#[test]
+fn flipped_bytes_in_an_ffv1_track_fail_the_slice_crc_naming_the_frame() {
+    flipped_bytes_in_frame_2_fail_it(0, "frame 2 (track 0) failed its slice CRC check");
+}
+
+#[test]
+fn flipped_bytes_in_a_raw_track_fail_the_frame_crc_naming_the_frame() {
+    // Uncompressed tracks have no slice CRC: the frame table's CRC32 catches the damage.
+    flipped_bytes_in_frame_2_fail_it(1, "frame 2 does not match its stored CRC32 (corrupt data)");
 }
 
 #[test]
@@ -320,7 +433,7 @@ fn flipped_byte_in_the_metadata_is_refused() {
     let original = std::fs::read(&path).unwrap();
     // In the frame-size runs (one run: the four frames share a size), in the JSON, in the
     // trailing CRC.
-    for off in [58, 48 + 8 + 16 + 5, 48 + 8 + 16 + JSON.len() + 1] {
+    for off in [62, 52 + 8 + 16 + 5, 52 + 8 + 16 + JSON.len() + 1] {
         flip(&path, at + off);
         let e = read_all(&path, &written).unwrap_err();
         assert!(e.contains("victim.mkv") && e.contains("CRC"), "{e}");
@@ -412,6 +525,7 @@ fn h264_preview_plays() {
         height: 21,
         planes: 2,
         depth: SampleDepth::Gray16,
+        samples: SampleKind::FloatBits,
     };
     write(
         &path,
@@ -576,6 +690,7 @@ fn frames_larger_than_a_picture_are_tiled_and_read_back_exactly() {
         height: 600,
         planes: 2,
         depth: SampleDepth::Gray16,
+        samples: SampleKind::FloatBits,
     };
     assert_eq!(
         spec.picture(),

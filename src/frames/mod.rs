@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 
 pub use layout::{check_efficiency, efficiency_message, FrameLayout, DEFAULT_MAX_FRAME_VALUES};
 pub use pyramid::{FrameStats, Pyramid, PyramidLevel, DEFAULT_PYRAMID_FINEST, HISTOGRAM_BINS};
-pub use quantize::{PixelMode, SegmentQuant, SegmentSpec, SourceDtype};
+pub use quantize::{PixelMode, SampleOrder, SegmentQuant, SegmentSpec, SourceDtype};
 
 use layout::RasterOffsets;
 use pyramid::Accumulator;
@@ -103,6 +103,10 @@ pub struct FrameMeta {
     pub planes: u32,
     /// The segments tiling `0..count`, with their quantization parameters.
     pub segments: Vec<SegmentQuant>,
+    /// How lossless samples hold their bit patterns; absent in version-1 reels, whose
+    /// order this default names.
+    #[serde(default = "SampleOrder::version_1")]
+    pub sample_order: SampleOrder,
     /// Block means from the whole frame down to the finest blocks (left out of reel
     /// manifests, which keep only what decoding needs).
     #[serde(default, skip_serializing_if = "Pyramid::is_empty")]
@@ -118,9 +122,9 @@ pub struct Frame {
     /// Decoding parameters and summaries.
     pub meta: FrameMeta,
     /// Row-major planes of `width * height` samples each. In lossless frames with two planes,
-    /// plane 0 holds the order-transformed high 16 bits of 32-bit sources (a bf16 view) and
-    /// plane 1 the low 16 bits; 16-bit sources put their transformed pattern in plane 0 and 0
-    /// in plane 1.
+    /// plane 0 holds the high 16 bits of 32-bit sources' samples (exponent first, see
+    /// `quantize::sample32`) and plane 1 the low 16 bits; 16-bit sources put their sample in
+    /// plane 0 and 0 in plane 1.
     pub planes: Vec<Vec<u16>>,
 }
 
@@ -183,7 +187,7 @@ pub fn decode_frame(meta: &FrameMeta, planes: &[Vec<u16>]) -> Result<Vec<f32>> {
             Some(_) => quantize::dequantize(high, seg, target),
             None => {
                 let low = curves.get(1).map(|c| &c[range.clone()]);
-                quantize::decode_lossless(high, low, seg.dtype, target)?;
+                quantize::decode_lossless(high, low, seg.dtype, meta.sample_order, target)?;
             }
         }
     }
@@ -321,6 +325,7 @@ impl FrameEncoder {
                 count: n,
                 planes,
                 segments: quants,
+                sample_order: SampleOrder::Rotated,
                 pyramid,
                 stats,
             },

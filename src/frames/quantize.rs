@@ -3,8 +3,11 @@
 //! * [`PixelMode::U16`]: per-segment affine quantization, `value = min + q * scale`,
 //!   `q in 0..=65535`. The error is at most `(max - min) / 131070` plus f32 rounding.
 //! * [`PixelMode::Lossless`]: bit-exact. 16-bit sources keep their f16/bf16 pattern; other
-//!   sources keep all 32 bits in two planes, high half first, so plane 0 alone is a bf16 view.
-//!   Bits pass through an order-preserving transform so that larger floats are brighter.
+//!   sources keep all 32 bits in two planes, high half first. The bits are rotated left by
+//!   one ([`sample16`], [`sample32`]) so that each sample starts with the float's exponent:
+//!   the first byte of an f32 or bf16 sample is the whole exponent (the reel compresses it),
+//!   the rest is mantissa and sign (near-random, the reel stores it as is). The brightness of
+//!   the first byte is therefore the value's magnitude (log2 |v|), whatever its sign.
 //! * [`PixelMode::U8`]: as `U16` with `q in 0..=255`, for previews.
 //!
 //! Lossy modes keep only finite values: NaN and +inf become the top level, -inf the bottom.
@@ -236,19 +239,65 @@ pub(crate) fn dequantize(levels: &[u16], quant: &SegmentQuant, out: &mut [f32]) 
     }
 }
 
-/// Order-preserving map of a 16-bit float pattern: integer order equals float order.
+/// Lossless sample of a 16-bit float pattern: the bits rotated left by one, so that the sign
+/// moves to the lowest bit and the exponent starts at the top. For bf16 the high byte is then
+/// the whole 8-bit exponent (skewed, a few bits of entropy, which FFV1 compresses) and the low
+/// byte the mantissa and sign (near-random, stored as is); for f16 the high byte is the 5-bit
+/// exponent and the top 3 mantissa bits. With the sign at the top instead, every sign change
+/// between neighbours is a jump of half the range, which costs FFV1's predictor dearly.
 #[inline]
-pub(crate) fn order16(bits: u16) -> u16 {
-    if bits & 0x8000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000
+pub(crate) fn sample16(bits: u16) -> u16 {
+    bits.rotate_left(1)
+}
+
+/// Inverse of [`sample16`].
+#[inline]
+pub(crate) fn unsample16(sample: u16) -> u16 {
+    sample.rotate_right(1)
+}
+
+/// Lossless sample of a 32-bit float pattern, as [`sample16`]: the first byte is the 8-bit
+/// exponent, the other three the mantissa, then the sign.
+#[inline]
+pub(crate) fn sample32(bits: u32) -> u32 {
+    bits.rotate_left(1)
+}
+
+/// How lossless samples were laid out: how to read a frame's bit patterns back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleOrder {
+    /// Version-1 reels: an order-preserving map (sign flips the rest; see [`unorder32`]).
+    Ordered,
+    /// Rotated left by one, exponent first ([`sample32`]): what this build writes.
+    #[default]
+    Rotated,
+}
+
+impl SampleOrder {
+    /// The order of frames whose metadata names none: they come from version-1 reels.
+    pub fn version_1() -> SampleOrder {
+        SampleOrder::Ordered
+    }
+
+    fn bits16(self, sample: u16) -> u16 {
+        match self {
+            SampleOrder::Ordered => unorder16(sample),
+            SampleOrder::Rotated => unsample16(sample),
+        }
+    }
+
+    fn bits32(self, sample: u32) -> u32 {
+        match self {
+            SampleOrder::Ordered => unorder32(sample),
+            SampleOrder::Rotated => unsample32(sample),
+        }
     }
 }
 
-/// Inverse of [`order16`].
+/// Inverse of version 1's order-preserving map of a 16-bit pattern (kept to read its reels).
 #[inline]
-pub(crate) fn unorder16(code: u16) -> u16 {
+fn unorder16(code: u16) -> u16 {
     if code & 0x8000 != 0 {
         code & 0x7fff
     } else {
@@ -256,24 +305,20 @@ pub(crate) fn unorder16(code: u16) -> u16 {
     }
 }
 
-/// Order-preserving map of a 32-bit float pattern.
+/// Inverse of version 1's order-preserving map of a 32-bit pattern.
 #[inline]
-pub(crate) fn order32(bits: u32) -> u32 {
-    if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    }
-}
-
-/// Inverse of [`order32`].
-#[inline]
-pub(crate) fn unorder32(code: u32) -> u32 {
+fn unorder32(code: u32) -> u32 {
     if code & 0x8000_0000 != 0 {
         code & 0x7fff_ffff
     } else {
         !code
     }
+}
+
+/// Inverse of [`sample32`].
+#[inline]
+pub(crate) fn unsample32(sample: u32) -> u32 {
+    sample.rotate_right(1)
 }
 
 /// Lossless encoding of one segment. `high` always receives a sample; `low` (the second plane,
@@ -297,7 +342,7 @@ pub(crate) fn encode_lossless(
                         dtype.name()
                     ))
                 })?;
-                *slot = order16(pattern);
+                *slot = sample16(pattern);
             }
             if let Some(low) = low {
                 low.iter_mut().take(values.len()).for_each(|s| *s = 0);
@@ -311,7 +356,7 @@ pub(crate) fn encode_lossless(
                 )));
             };
             for ((hi, lo), &v) in high.iter_mut().zip(low.iter_mut()).zip(values) {
-                let code = order32(v.to_bits());
+                let code = sample32(v.to_bits());
                 *hi = (code >> 16) as u16;
                 *lo = code as u16;
             }
@@ -336,22 +381,23 @@ pub(crate) fn decode_lossless(
     high: &[u16],
     low: Option<&[u16]>,
     dtype: SourceDtype,
+    order: SampleOrder,
     out: &mut [f32],
 ) -> Result<()> {
     match (dtype, low) {
         (SourceDtype::BF16, _) => {
             for (slot, &code) in out.iter_mut().zip(high) {
-                *slot = f32::from_bits(u32::from(unorder16(code)) << 16);
+                *slot = f32::from_bits(u32::from(order.bits16(code)) << 16);
             }
         }
         (SourceDtype::F16, _) => {
             for (slot, &code) in out.iter_mut().zip(high) {
-                *slot = f16::from_bits(unorder16(code)).to_f32();
+                *slot = f16::from_bits(order.bits16(code)).to_f32();
             }
         }
         (_, Some(low)) => {
             for ((slot, &hi), &lo) in out.iter_mut().zip(high).zip(low) {
-                *slot = f32::from_bits(unorder32((u32::from(hi) << 16) | u32::from(lo)));
+                *slot = f32::from_bits(order.bits32((u32::from(hi) << 16) | u32::from(lo)));
             }
         }
         (_, None) => {
@@ -386,40 +432,29 @@ mod tests {
     }
 
     #[test]
-    fn order_transforms_preserve_float_order() {
-        let values = [
-            f32::NEG_INFINITY,
-            -3.0e38,
-            -1.0,
-            -1e-40,
-            -0.0,
-            0.0,
-            1e-40,
-            1.0,
-            65504.0,
-            f32::INFINITY,
-        ];
-        for pair in values.windows(2) {
-            let (a, b) = (pair[0].to_bits(), pair[1].to_bits());
-            assert!(order32(a) < order32(b), "{} {}", pair[0], pair[1]);
-            let (ha, hb) = (bf16::from_f32(pair[0]), bf16::from_f32(pair[1]));
-            assert!(order16(ha.to_bits()) <= order16(hb.to_bits()));
+    fn samples_invert_for_every_pattern() {
+        for bits in 0..=u16::MAX {
+            assert_eq!(unsample16(sample16(bits)), bits);
         }
         for bits in [0u32, 1, 0x7fc0_0001, 0xffc0_0000, 0x8000_0000, u32::MAX] {
-            assert_eq!(unorder32(order32(bits)), bits);
-        }
-        for bits in 0..=u16::MAX {
-            assert_eq!(unorder16(order16(bits)), bits);
+            assert_eq!(unsample32(sample32(bits)), bits);
         }
     }
 
     #[test]
-    fn plane_zero_of_f32_is_the_bf16_view() {
+    fn the_first_byte_of_a_sample_is_the_exponent() {
         for v in [-2.75f32, -1e-3, 0.0, 3.0e-5, 1.0e20, f32::NAN] {
+            let exponent = ((v.to_bits() >> 23) & 0xff) as u16;
             let mut high = [0u16];
             let mut low = [0u16];
             encode_lossless(&[v], SourceDtype::F32, 0, &mut high, Some(&mut low)).unwrap();
-            assert_eq!(unorder16(high[0]), (v.to_bits() >> 16) as u16);
+            assert_eq!(high[0] >> 8, exponent, "f32 {v}");
+            let b = bf16::from_f32(v).to_f32();
+            encode_lossless(&[b], SourceDtype::BF16, 0, &mut high, None).unwrap();
+            assert_eq!(high[0] >> 8, exponent, "bf16 {v}");
+            let h = f16::from_f32(v);
+            encode_lossless(&[h.to_f32()], SourceDtype::F16, 0, &mut high, None).unwrap();
+            assert_eq!(high[0] >> 11, (h.to_bits() >> 10) & 0x1f, "f16 {v}");
         }
     }
 
@@ -433,7 +468,9 @@ mod tests {
         assert!(encode_lossless(&[0.1], SourceDtype::BF16, 0, &mut high, None).is_err());
         assert!(encode_lossless(&[0.1], SourceDtype::F32, 0, &mut high, None).is_err());
         let mut out = [0f32; 1];
-        assert!(decode_lossless(&[0], None, SourceDtype::F32, &mut out).is_err());
+        assert!(
+            decode_lossless(&[0], None, SourceDtype::F32, SampleOrder::Rotated, &mut out).is_err()
+        );
     }
 
     #[test]
@@ -453,7 +490,7 @@ mod tests {
             let mut high = vec![0u16; values.len()];
             encode_lossless(&values, dtype, 0, &mut high, None).unwrap();
             let mut out = vec![0f32; values.len()];
-            decode_lossless(&high, None, dtype, &mut out).unwrap();
+            decode_lossless(&high, None, dtype, SampleOrder::Rotated, &mut out).unwrap();
             for (a, b) in values.iter().zip(&out) {
                 assert_eq!(a.to_bits(), b.to_bits(), "{dtype:?}");
             }

@@ -10,6 +10,7 @@
 //! | 4 | height of the video stream (u32) |
 //! | 4 | planes (u32) |
 //! | 4 | sample depth: 16 or 8 (u32) |
+//! | 4 | sample kind: 0 quantized levels, 1 float bits (u32, from version 2) |
 //! | 8 | frame count `n` (u64) |
 //! | 8 | JSON length `j` (u64) |
 //! | 4 | CRC32 of the JSON (u32) |
@@ -26,13 +27,16 @@
 //! The version is read right after the magic and checked before anything else, so that a newer
 //! layout is refused with an "upgrade" message rather than reported as corrupt.
 
-use super::{ReelSpec, SampleDepth, REEL_FORMAT_VERSION};
+use super::{ReelSpec, SampleDepth, SampleKind, OLDEST_READABLE_VERSION, REEL_FORMAT_VERSION};
 
 /// First bytes of every envelope.
 pub const MAGIC: &[u8; 8] = b"WREELMD1";
 
-/// Size of the fixed header that precedes the frame table (version 1) or the run count.
-const HEADER: usize = 8 + 4 * 5 + 8 + 8 + 4;
+/// Size of the fixed header that precedes the run count (version 2, with the sample kind).
+const HEADER: usize = 8 + 4 * 6 + 8 + 8 + 4;
+
+/// Size of version 1's fixed header (no sample kind), which precedes its frame table.
+const HEADER_V1: usize = 8 + 4 * 5 + 8 + 8 + 4;
 
 /// Size of one version-1 frame-table entry.
 const ENTRY_V1: usize = 12;
@@ -150,6 +154,7 @@ pub fn encode(spec: &ReelSpec, sizes: &FrameSizes, json: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&spec.height.to_le_bytes());
     out.extend_from_slice(&spec.planes.to_le_bytes());
     out.extend_from_slice(&spec.depth.bits().to_le_bytes());
+    out.extend_from_slice(&spec.samples.code().to_le_bytes());
     out.extend_from_slice(&sizes.len().to_le_bytes());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(json).to_le_bytes());
@@ -206,11 +211,18 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     if version == 0 {
         return Err("metadata envelope has format version 0 (corrupt)".into());
     }
+    if version < OLDEST_READABLE_VERSION {
+        return Err(format!(
+            "format version {version} is older than this weightreel reads \
+             ({OLDEST_READABLE_VERSION}..={REEL_FORMAT_VERSION})"
+        ));
+    }
+    let header = if version == 1 { HEADER_V1 } else { HEADER };
     // The trailing CRC covers the whole envelope, so check it before trusting any length.
     let body = bytes
         .len()
         .checked_sub(4)
-        .filter(|&n| n >= HEADER)
+        .filter(|&n| n >= header)
         .ok_or("metadata envelope is truncated")?;
     let stored = u32::from_le_bytes([
         bytes[body],
@@ -224,11 +236,21 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     let (width, height, planes, bits) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
     let depth = SampleDepth::from_bits(bits)
         .ok_or_else(|| format!("metadata envelope has unknown sample depth {bits}"))?;
+    // Version 1 had no sample kind: its reels are read by their own rules (every track FFV1,
+    // see the reader), for which the kind does not matter.
+    let samples = if version == 1 {
+        SampleKind::Quantized
+    } else {
+        let kind = c.u32()?;
+        SampleKind::from_code(kind)
+            .ok_or_else(|| format!("metadata envelope has unknown sample kind {kind}"))?
+    };
     let spec = ReelSpec {
         width,
         height,
         planes,
         depth,
+        samples,
     };
     spec.check()
         .map_err(|e| format!("metadata envelope has {e}"))?;
@@ -242,7 +264,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
         let table_len = count
             .checked_mul(ENTRY_V1 as u64)
             .and_then(|t| t.checked_add(json_len))
-            .and_then(|t| t.checked_add(HEADER as u64));
+            .and_then(|t| t.checked_add(HEADER_V1 as u64));
         if table_len != Some(body as u64) {
             return Err(lengths_wrong());
         }
@@ -307,6 +329,7 @@ mod tests {
             height: 2,
             planes: 2,
             depth: SampleDepth::Gray16,
+            samples: SampleKind::FloatBits,
         }
     }
 
@@ -339,6 +362,7 @@ mod tests {
             height: 1024,
             planes: 1,
             depth: SampleDepth::Gray16,
+            samples: SampleKind::Quantized,
         };
         let mut sizes = FrameSizes::default();
         sizes.push_run(3, 1024, 1024); // 4 tiles of 512x512 each

@@ -2,29 +2,31 @@
 //!
 //! A reel is a Matroska (`.mkv`) file that `ffprobe`, `ffplay` and VLC open as is:
 //!
-//! - **Video tracks.** Every track is FFV1 `gray8`, all of the same fixed resolution: the
-//!   largest frame, cut down to [`TILE_SIDE`]. FFV1 version 3, every picture intra (GOP 1),
-//!   slice CRCs on, one slice per picture up to 352x288, 25 pictures per second. A frame
+//! - **Video tracks.** Every track is `gray8`, all of the same fixed resolution: the largest
+//!   frame, cut down to [`TILE_SIDE`], 25 pictures per second, every picture intra. A frame
 //!   smaller than the picture is placed at the top-left and the rest is filled with 0; its
 //!   logical size is recorded. A frame larger than [`TILE_SIDE`] on either side is stored as
 //!   several pictures, its tiles in raster order (see [`tiles`]), which bounds the encoder's
-//!   memory.
-//!   Each plane of 16-bit samples is stored as two tracks, its most significant bytes, then
-//!   its least significant bytes: FFV1 models the skewed high byte apart from the near-random
-//!   low byte (measured on all-MiniLM-L6-v2: 44.6 MB instead of 58.1 MB as one `gray16le`
-//!   track). The track layout, in order:
+//!   memory. Each plane of 16-bit samples is stored as two tracks, its most significant
+//!   bytes, then its least significant bytes, and each track is coded as its bytes need
+//!   ([`ReelSpec::track_codec`]):
 //!
-//!   | reel | tracks (titles) |
-//!   |---|---|
-//!   | 16-bit, 1 plane (u16, lossless f16/bf16) | `msb`, `lsb` |
-//!   | 16-bit, 2 planes (lossless f32) | `high msb`, `high lsb`, `low msb`, `low lsb` |
-//!   | 8-bit, 1 plane (u8 preview mode) | `plane` |
-//!   | 8-bit, 2 planes | `high`, `low` |
+//!   | reel | tracks (titles) | codecs |
+//!   |---|---|---|
+//!   | u16 levels, 1 plane | `msb`, `lsb` | FFV1 (pictures of ≥ 16384 samples) or raw, raw |
+//!   | lossless f16/bf16, 1 plane | `msb`, `lsb` | FFV1 (the exponent), raw |
+//!   | lossless f32, 2 planes | `high msb`, `high lsb`, `low msb`, `low lsb` | FFV1 (the exponent), raw, raw, raw |
+//!   | u8 levels (preview mode) | `plane` | FFV1 (pictures of ≥ 16384 samples) or raw |
 //!
-//!   Track 0 is always a watchable picture of the values (for f32, sign and exponent).
-//!   Separate tracks rather than one wider picture keep track 0 watchable and each byte's
-//!   statistics apart for the codec. Each track's FFV1 configuration record carries trained
-//!   initial coder states (see [`prior`]).
+//!   FFV1 is version 3 with slice CRCs, one slice per picture up to 352x288. Raw tracks are
+//!   uncompressed video (`rawvideo`, FourCC `Y800`, Matroska `V_UNCOMPRESSED`), which
+//!   `ffmpeg`, `ffprobe` and VLC decode like any other; they have no CRC of their own, so the
+//!   frame table's CRC32 is what catches their damage. Near-random bytes (a level's low byte,
+//!   mantissa bytes) gain nothing from FFV1 — it stores them at 100-101% of their size, at
+//!   about 15 MB/s per core — so they are stored as they are.
+//!   Track 0 is always a picture of the values: a level's high byte, or a float's exponent
+//!   (its magnitude, log2 |v|). Separate tracks rather than one wider picture keep track 0
+//!   watchable and each byte's statistics apart for the codec.
 //! - **Metadata.** One attachment, `weightreel.meta` (`application/x-weightreel-meta`), holds the
 //!   [`envelope`]: a magic, [`REEL_FORMAT_VERSION`], the spec, a table with each frame's logical
 //!   size and the CRC32 of its decoded planes, and the caller's JSON with its own CRC32. The
@@ -36,8 +38,8 @@
 //! attachment and the spilled packets (stream copy) into `path.tmp`, fsyncs it and renames it
 //! to `path`. A crash leaves either no reel or the previous one, never half of one.
 //!
-//! Reading checks the envelope (magic, version, CRCs), the tracks against the spec, the FFV1
-//! slice CRCs (FFmpeg 5.1 reports those only in its log, so [`damage`] watches the log) and
+//! Reading checks the envelope (magic, version, CRCs), the tracks (codec, size) against the
+//! spec, the FFV1 slice CRCs (FFmpeg 5.1 reports those only in its log, so [`damage`] watches the log) and
 //! each decoded frame against its stored CRC32. Every failure is one line naming the file and,
 //! where it applies, the frame. A reel holds at least one frame.
 
@@ -46,7 +48,6 @@ mod damage;
 pub mod envelope;
 pub mod manifest;
 mod preview;
-mod prior;
 mod reader;
 pub mod record;
 mod writer;
@@ -84,6 +85,10 @@ pub fn concat(
 
 /// Version of the reel layout this build writes and the newest it reads.
 pub const REEL_FORMAT_VERSION: u32 = 2;
+
+/// Oldest reel layout this build reads. Version 1 (a per-frame table in the header, every
+/// track FFV1, lossless samples through an order-preserving transform) still reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Largest width or height of a reel, in samples.
 pub const MAX_SIDE: u32 = 16384;
@@ -178,7 +183,45 @@ pub struct ReelSpec {
     pub planes: u32,
     /// Bits per sample.
     pub depth: SampleDepth,
+    /// What the samples are, which decides how each byte is stored.
+    pub samples: SampleKind,
 }
+
+/// What a reel's samples are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SampleKind {
+    /// Affine quantization levels (u16 and u8 modes).
+    Quantized,
+    /// Lossless float bit patterns, exponent first (see `frames::quantize::sample32`).
+    FloatBits,
+}
+
+impl SampleKind {
+    /// The number the envelope stores.
+    pub fn code(self) -> u32 {
+        match self {
+            SampleKind::Quantized => 0,
+            SampleKind::FloatBits => 1,
+        }
+    }
+
+    /// The kind stored as `code`, if there is one.
+    pub fn from_code(code: u32) -> Option<SampleKind> {
+        match code {
+            0 => Some(SampleKind::Quantized),
+            1 => Some(SampleKind::FloatBits),
+            _ => None,
+        }
+    }
+}
+
+/// Pictures of at least this many samples store quantized bytes with FFV1; smaller ones store
+/// them uncompressed. A chunk is quantized on its own range, so its levels spread over the
+/// whole 0..=65535 and even the high byte is close to uniform. FFV1 (untrained, one slice)
+/// stores the high byte of MiniLM's u16 levels at 0.994 of its size in 8192-value chunks,
+/// 0.948 at 16384, 0.907 at 32768, 0.87 at 65536 and 0.71 in 4096x4096 frames, at about
+/// 15-20 MB/s per core against a copy for raw.
+pub const MIN_FFV1_QUANTIZED_PICTURE: u64 = 16384;
 
 impl ReelSpec {
     /// Size of the video pictures: the frame size, cut down to [`TILE_SIDE`] and raised to
@@ -243,28 +286,58 @@ impl ReelSpec {
         set.get(track as usize).copied().unwrap_or("plane")
     }
 
-    /// The data the coder of video track `track` is trained on.
-    fn prior(&self, track: u32) -> prior::Prior {
-        match (self.depth, self.planes) {
-            (SampleDepth::Gray8, _) => prior::Prior::Quantized8,
-            (SampleDepth::Gray16, 1) if track == 0 => prior::Prior::Quantized16Msb,
-            (SampleDepth::Gray16, 1) => prior::Prior::Quantized16Lsb,
-            // Two planes hold an f32 key: high plane msb, lsb, then low plane msb, lsb.
-            (SampleDepth::Gray16, _) => prior::Prior::FloatByte(3 - (track.min(3) as u8)),
+    /// How video track `track` is coded. Measured on all-MiniLM-L6-v2 (see the README): the
+    /// least significant byte of a 16-bit sample (the low byte of a u16 level, the mantissa
+    /// bytes of a float) is close to uniform noise, which FFV1 stores at 100-101% of its size
+    /// at about 15 MB/s per core; stored uncompressed it costs nothing to code. A float's
+    /// exponent is skewed, and FFV1 stores it at 0.40 of its size even in 8192-value frames.
+    /// A level's high byte pays only in big pictures, see [`MIN_FFV1_QUANTIZED_PICTURE`].
+    pub fn track_codec(&self, track: u32) -> TrackCodec {
+        let first_of_plane = track.is_multiple_of(self.depth.bytes());
+        let (pw, ph) = self.picture();
+        let big = u64::from(pw) * u64::from(ph) >= MIN_FFV1_QUANTIZED_PICTURE;
+        match self.samples {
+            // The high plane's first byte is the float's exponent; every other byte holds
+            // mantissa bits (and the sign).
+            SampleKind::FloatBits if track == 0 => TrackCodec::Ffv1,
+            SampleKind::FloatBits => TrackCodec::Raw,
+            SampleKind::Quantized if first_of_plane && big => TrackCodec::Ffv1,
+            SampleKind::Quantized => TrackCodec::Raw,
         }
     }
 }
 
-/// Set the FFV1 options every reel track uses on `enc` (a `width` x `height` `gray8` track);
-/// returns the private options for opening it.
+/// How one video track is coded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackCodec {
+    /// FFV1 version 3 with slice CRCs.
+    Ffv1,
+    /// Uncompressed `gray8` (Matroska `V_UNCOMPRESSED`, FourCC `Y800`): no slice CRC, so the
+    /// frame table's CRC32 is what catches damage.
+    Raw,
+}
+
+impl TrackCodec {
+    /// FFmpeg's codec for the track.
+    pub(crate) fn id(self) -> ffmpeg_next::codec::Id {
+        match self {
+            TrackCodec::Ffv1 => ffmpeg_next::codec::Id::FFV1,
+            TrackCodec::Raw => ffmpeg_next::codec::Id::RAWVIDEO,
+        }
+    }
+}
+
+/// Set the options of a reel track of codec `kind` on `enc` (a `width` x `height` `gray8`
+/// track); returns the private options for opening it.
 ///
-/// Version 3 is the one with per-slice CRCs. One slice per picture where FFmpeg allows it
-/// (up to 352x288): every slice restarts the context model, which small frames cannot afford.
-/// The range coder with a custom state table and the small context model compress weight
-/// bytes best once the states are trained (see [`prior`]). Small pictures encode
-/// single-threaded, the writer runs the tracks in parallel instead.
+/// FFV1: version 3 is the one with per-slice CRCs. One slice per picture where FFmpeg allows
+/// it (up to 352x288): every slice restarts the context model, which small frames cannot
+/// afford. The range coder with a custom state table and the small context model compress
+/// weight bytes best. Small pictures encode single-threaded; the writer runs several encoders
+/// per track instead.
 fn configure(
     enc: &mut ffmpeg_next::encoder::video::Video,
+    kind: TrackCodec,
     width: u32,
     height: u32,
 ) -> Dictionary<'static> {
@@ -273,6 +346,9 @@ fn configure(
     enc.set_time_base(Rational::new(1, FRAME_RATE));
     enc.set_frame_rate(Some(Rational::new(FRAME_RATE, 1)));
     enc.set_gop(1);
+    if kind == TrackCodec::Raw {
+        return Dictionary::new();
+    }
     let mut opts = Dictionary::new();
     opts.set("level", "3");
     opts.set("slicecrc", "1");

@@ -105,8 +105,17 @@ impl ReelReader {
         {
             let track = streams.len();
             let par = st.parameters();
-            if par.id() != codec::Id::FFV1 {
-                return Err(bad(format!("track {track} is {:?}, not FFV1", par.id())));
+            // Version 1 coded every track with FFV1.
+            let want = if env.version < 2 {
+                codec::Id::FFV1
+            } else {
+                spec.track_codec(track as u32).id()
+            };
+            if par.id() != want {
+                return Err(bad(format!(
+                    "track {track} is {:?}, not {want:?}",
+                    par.id()
+                )));
             }
             let mut ctx =
                 codec::context::Context::from_parameters(par).map_err(|e| bad(e.to_string()))?;
@@ -118,9 +127,11 @@ impl ReelReader {
             // Slice CRCs are only verified when asked; EXPLODE turns damage into an error.
             dec.check(decoder::Check::CRC | decoder::Check::EXPLODE);
             dec.set_packet_time_base(st.time_base());
-            let dec = dec
-                .video()
-                .map_err(|e| bad(format!("track {track}: cannot open the FFV1 decoder ({e})")))?;
+            let dec = dec.video().map_err(|e| {
+                bad(format!(
+                    "track {track}: cannot open the {want:?} decoder ({e})"
+                ))
+            })?;
             // The pixel format is only known once a frame is decoded; `decode` checks it.
             let (pw, ph) = if env.version < 2 {
                 spec.picture_v1()

@@ -20,8 +20,8 @@ use ffmpeg_next::{format, frame, media, Dictionary, Packet, Rational};
 
 use super::envelope::FrameSizes;
 use super::reader::open_envelope;
-use super::{attachment, configure, envelope, ff, init, planes_crc32, prior, record};
-use super::{ReelInfo, ReelSpec, FRAME_RATE};
+use super::{attachment, configure, envelope, ff, init, planes_crc32, record};
+use super::{ReelInfo, ReelSpec, TrackCodec, FRAME_RATE};
 use crate::error::{Error, Result};
 
 /// Bytes of a spill record's head: track, flags, pts, length, side-data length.
@@ -44,6 +44,9 @@ pub struct ReelWriter {
     /// Pictures sent to the tracks whose packets are not in the spill file yet: the frame
     /// each belongs to, and for a frame's first picture the record its packet carries.
     in_flight: VecDeque<(usize, Option<Vec<u8>>)>,
+    /// Pictures in flight before [`ReelWriter::push_frame`] waits: [`IN_FLIGHT`] per encoder
+    /// of the track with the most.
+    max_in_flight: usize,
     spill: Option<BufWriter<File>>,
     /// Logical size of every frame so far (run-length coded: constant memory).
     sizes: FrameSizes,
@@ -69,10 +72,20 @@ enum Job {
     },
 }
 
-/// One video track: an FFV1 encoder on its own thread, fed frames in order and answering
-/// each job with its packets in order. One encoder per track sees every frame of that track
-/// in sequence, so the packets are those of a single-threaded encode.
+/// One video track: one or more encoders, each on its own thread. Pictures go to the
+/// encoders in turn and their packets are taken back in the same turn, so they leave in
+/// order. Every picture is a keyframe coded from the initial states, so a packet does not
+/// depend on the pictures its encoder saw before: any number of encoders writes the packets
+/// of a single encoder, and FFV1 (about 15-25 MB/s per core) uses every core.
 struct Track {
+    workers: Vec<Worker>,
+    /// Pictures sent and pictures whose packets were taken back.
+    sent: usize,
+    received: usize,
+}
+
+/// An encoder on its own thread, fed pictures in order and answering each with its packets.
+struct Worker {
     jobs: Option<mpsc::SyncSender<Job>>,
     done: mpsc::Receiver<std::result::Result<Vec<Encoded>, String>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -81,31 +94,92 @@ struct Track {
 /// What a track's thread reports once its encoder is open.
 type TrackSetup = std::result::Result<TrackConfig, String>;
 
-/// The FFV1 configuration of one track.
+/// The codec configuration of one track.
 struct TrackConfig {
     /// Codec parameters (with the configuration record) for the muxer.
     parameters: codec::Parameters,
-    /// The configuration record (FFV1 extradata).
+    /// The configuration record (FFV1 extradata; empty for raw tracks).
     extradata: Vec<u8>,
 }
 
+/// Most encoder threads of a reel's FFV1 tracks together. Each small-picture FFV1 encoder
+/// holds a few MiB, a 512x512 one about 40 MiB, so this also bounds the writer's memory.
+const MAX_FFV1_THREADS: usize = 4;
+
+/// Encoders for track `track` of `spec`: FFV1 tracks share the cores (at most
+/// [`MAX_FFV1_THREADS`]); a raw track only copies bytes and needs one.
+fn workers_for(spec: &ReelSpec, track: u32) -> usize {
+    let ffv1 = |t: u32| spec.track_codec(t) == TrackCodec::Ffv1;
+    if !ffv1(track) {
+        return 1;
+    }
+    let tracks = (0..spec.tracks()).filter(|&t| ffv1(t)).count().max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores.min(MAX_FFV1_THREADS) / tracks).max(1)
+}
+
 impl Track {
-    /// Start the thread of track `track`; it opens its encoder and reports the result.
+    /// Start `count` encoders of track `track`; each opens on its thread and reports the
+    /// result.
     fn spawn(
         spec: ReelSpec,
         track: u32,
-    ) -> std::result::Result<(Track, mpsc::Receiver<TrackSetup>), String> {
+        count: usize,
+    ) -> std::result::Result<(Track, Vec<mpsc::Receiver<TrackSetup>>), String> {
+        let mut workers = Vec::new();
+        let mut setups = Vec::new();
+        for n in 0..count.max(1) {
+            let (worker, setup) = Worker::spawn(spec, track, n)?;
+            workers.push(worker);
+            setups.push(setup);
+        }
+        let track = Track {
+            workers,
+            sent: 0,
+            received: 0,
+        };
+        Ok((track, setups))
+    }
+
+    fn send(&mut self, job: Job) -> std::result::Result<(), String> {
+        let worker = &self.workers[self.sent % self.workers.len()];
+        worker
+            .jobs
+            .as_ref()
+            .and_then(|j| j.send(job).ok())
+            .ok_or_else(|| "the encoder thread stopped".to_string())?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn receive(&mut self) -> std::result::Result<Vec<Encoded>, String> {
+        let worker = &self.workers[self.received % self.workers.len()];
+        self.received += 1;
+        worker
+            .done
+            .recv()
+            .map_err(|_| "the encoder thread stopped".to_string())?
+    }
+}
+
+impl Worker {
+    /// Start encoder `n` of track `track`.
+    fn spawn(
+        spec: ReelSpec,
+        track: u32,
+        n: usize,
+    ) -> std::result::Result<(Worker, mpsc::Receiver<TrackSetup>), String> {
         let (jobs, job_rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
         let (done_tx, done) = mpsc::sync_channel(IN_FLIGHT + 1);
         let (setup_tx, setup) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name(format!("reel-track-{track}"))
+            .name(format!("reel-track-{track}-{n}"))
             .spawn(move || {
                 let (w, h) = spec.picture();
                 let key = PoolKey {
                     width: w,
                     height: h,
-                    prior: spec.prior(track),
+                    codec: spec.track_codec(track),
                 };
                 let mut healthy = true;
                 let big = u64::from(w) * u64::from(h) > BIG_PICTURE;
@@ -161,29 +235,16 @@ impl Track {
                 }
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
-        let track = Track {
+        let worker = Worker {
             jobs: Some(jobs),
             done,
             thread: Some(thread),
         };
-        Ok((track, setup))
-    }
-
-    fn send(&self, job: Job) -> std::result::Result<(), String> {
-        self.jobs
-            .as_ref()
-            .and_then(|j| j.send(job).ok())
-            .ok_or_else(|| "the encoder thread stopped".to_string())
-    }
-
-    fn receive(&self) -> std::result::Result<Vec<Encoded>, String> {
-        self.done
-            .recv()
-            .map_err(|_| "the encoder thread stopped".to_string())?
+        Ok((worker, setup))
     }
 }
 
-impl Drop for Track {
+impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the job channel ends the thread once it has answered what it holds.
         // Taking its answers until it hangs up means it never waits on a full channel.
@@ -227,7 +288,7 @@ static BIG_TURN: Mutex<()> = Mutex::new(());
 struct PoolKey {
     width: u32,
     height: u32,
-    prior: prior::Prior,
+    codec: TrackCodec,
 }
 
 /// Idle encoders kept for the next writer of the same shape, at most this many.
@@ -253,41 +314,30 @@ fn pool_put(key: PoolKey, enc: encoder::video::Encoder) {
     pool.push((key, enc));
 }
 
-/// Open the FFV1 encoder of video track `track` of `spec`, with its trained states.
+/// Open the encoder of video track `track` of `spec`: FFV1 or raw `gray8`.
+///
+/// FFV1 starts without trained states: it can carry them in its configuration record (its
+/// two-pass mode), which saves about 9% of a chunk reel's FFV1 track, but FFmpeg 5.1 searches
+/// its state tables (`find_best_state`, about 1 s of CPU on this machine) in every
+/// `avcodec_open2` that is given statistics, wherever they come from. That is one search per
+/// encoder per process, more than the whole encode of a small model.
 fn open_encoder(
     spec: &ReelSpec,
     track: u32,
 ) -> std::result::Result<encoder::video::Encoder, String> {
-    let stats = prior::stats(spec.prior(track))?;
-    let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
+    let kind = spec.track_codec(track);
+    let id = kind.id();
+    let codec = encoder::find(id).ok_or_else(|| format!("this FFmpeg has no {id:?} encoder"))?;
     let ctx = codec::context::Context::new_with_codec(codec);
     let mut enc = ctx.encoder().video().map_err(ff)?;
     let (w, h) = spec.picture();
     enc.set_width(w);
     enc.set_height(h);
-    let opts = configure(&mut enc, w, h);
-    // Matroska keeps FFV1's configuration record in the track header (CodecPrivate). PASS2
-    // makes FFV1 read the trained statistics (it only reads them while opening).
-    enc.set_flags(codec::Flags::GLOBAL_HEADER | codec::Flags::PASS2);
-    // SAFETY: stats_in is an FFmpeg-allocated copy; FFV1 reads it in avcodec_open2 only, and
-    // it is freed and cleared right after (on failure the context owns it).
-    unsafe {
-        let bytes = stats.as_bytes_with_nul();
-        let copy = ffmpeg_next::ffi::av_malloc(bytes.len()) as *mut u8;
-        if copy.is_null() {
-            return Err("out of memory".into());
-        }
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
-        (*enc.as_mut_ptr()).stats_in = copy as *mut std::ffi::c_char;
-    }
-    let mut enc = enc.open_with(opts).map_err(ff)?;
-    // SAFETY: the context is open; the pointer is the copy set above.
-    unsafe {
-        let ctx = enc.as_mut_ptr();
-        ffmpeg_next::ffi::av_free((*ctx).stats_in as *mut std::ffi::c_void);
-        (*ctx).stats_in = std::ptr::null_mut();
-    }
-    Ok(enc)
+    let opts = configure(&mut enc, kind, w, h);
+    // Matroska keeps FFV1's configuration record in the track header (CodecPrivate); the raw
+    // encoder sets the FourCC (Y800) that Matroska stores as the track's colour space.
+    enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    enc.open_with(opts).map_err(ff)
 }
 
 /// A `w` x `h` `gray8` picture with `bytes` (`width` x `height`) at the top-left and zeros
@@ -325,6 +375,7 @@ impl ReelWriter {
             tracks: Vec::new(),
             configs: Vec::new(),
             in_flight: VecDeque::new(),
+            max_in_flight: IN_FLIGHT,
             spill: Some(BufWriter::with_capacity(1 << 20, spill)),
             sizes: FrameSizes::default(),
             pictures: 0,
@@ -379,11 +430,13 @@ impl ReelWriter {
         let bytes = self.spec.depth.bytes() as usize;
         let (pw, ph) = self.spec.picture();
         for (x0, y0, tw, th) in super::tiles(width, height, pw, ph) {
-            while self.in_flight.len() >= IN_FLIGHT {
+            while self.in_flight.len() >= self.max_in_flight {
                 self.collect()?;
             }
             let picture = self.pictures as usize;
-            for (track, t) in self.tracks.iter().enumerate() {
+            let failed =
+                |e: String| Error::reel(&self.path, format!("frame {index}: encoding failed: {e}"));
+            for (track, t) in self.tracks.iter_mut().enumerate() {
                 let plane = planes[track / bytes];
                 // Track 0 of a plane holds its most significant byte.
                 let shift = 8 * (bytes - 1 - track % bytes);
@@ -405,7 +458,7 @@ impl ReelWriter {
                     height: th,
                     bytes: tile,
                 };
-                t.send(job).map_err(|e| self.failed(index, e))?;
+                t.send(job).map_err(failed)?;
             }
             self.in_flight.push_back((index, side.take()));
             self.pictures += 1;
@@ -417,27 +470,36 @@ impl ReelWriter {
     /// Start the encoders (opening them is slow, so they open in parallel, on their threads)
     /// and check them against the configuration of parts appended before.
     fn start_tracks(&mut self) -> Result<()> {
-        let failed = |e: String| Error::reel(&self.path, format!("cannot start FFV1 encoder: {e}"));
+        let failed = |e: String| Error::reel(&self.path, format!("cannot start an encoder: {e}"));
         let mut setups = Vec::new();
         for track in 0..self.spec.tracks() {
-            let (t, setup) = Track::spawn(self.spec, track).map_err(failed)?;
+            let count = workers_for(&self.spec, track);
+            let (t, setup) = Track::spawn(self.spec, track, count).map_err(failed)?;
+            self.max_in_flight = self.max_in_flight.max(IN_FLIGHT * t.workers.len());
             self.tracks.push(t);
             setups.push(setup);
         }
         let mut configs = Vec::new();
-        for setup in setups {
-            let config = setup
-                .recv()
-                .map_err(|_| "the encoder thread stopped".to_string())
-                .and_then(|r| r)
-                .map_err(failed);
-            match config {
-                Ok(c) => configs.push(c),
-                Err(e) => {
-                    self.tracks.clear();
-                    return Err(e);
+        for track_setups in setups {
+            // The encoders of one track are configured alike; the first one speaks for all.
+            let mut first = None;
+            for setup in track_setups {
+                let config = setup
+                    .recv()
+                    .map_err(|_| "the encoder thread stopped".to_string())
+                    .and_then(|r| r)
+                    .map_err(failed);
+                match config {
+                    Ok(c) => {
+                        first.get_or_insert(c);
+                    }
+                    Err(e) => {
+                        self.tracks.clear();
+                        return Err(e);
+                    }
                 }
             }
+            configs.extend(first);
         }
         if self.configs.is_empty() {
             self.configs = configs;
@@ -454,10 +516,7 @@ impl ReelWriter {
     }
 
     fn failed(&self, index: usize, e: String) -> Error {
-        Error::reel(
-            &self.path,
-            format!("frame {index}: FFV1 encoding failed: {e}"),
-        )
+        Error::reel(&self.path, format!("frame {index}: encoding failed: {e}"))
     }
 
     /// Move the packets of the oldest frame in flight into the spill file, track by track.
@@ -698,11 +757,11 @@ impl ReelWriter {
             .spill
             .take()
             .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+        // Flushed, not fsynced: the spill file is read back right away and deleted; only the
+        // reel made from it must survive a crash, and that is fsynced below.
         spill
             .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_data())
-            .map_err(|e| Error::io(&self.spill_path, e))?;
+            .map_err(|e| Error::io(&self.spill_path, e.into_error()))?;
         let env = envelope::encode(&self.spec, &self.sizes, metadata_json);
         self.mux(&env).map_err(|e| Error::reel(&self.path, e))?;
         File::open(&self.tmp_path)
@@ -728,16 +787,21 @@ impl ReelWriter {
     fn mux(&self, env: &[u8]) -> std::result::Result<(), String> {
         let mut octx = format::output_as(&self.tmp_path, "matroska")
             .map_err(|e| format!("cannot create: {e}"))?;
-        let codec = encoder::find(codec::Id::FFV1).ok_or("this FFmpeg has no FFV1 encoder")?;
         if self.configs.len() != self.spec.tracks() as usize {
-            return Err("no FFV1 configuration for the tracks".into());
+            return Err("no codec configuration for the tracks".into());
         }
         for (i, config) in self.configs.iter().enumerate() {
+            let id = self.spec.track_codec(i as u32).id();
+            let codec =
+                encoder::find(id).ok_or_else(|| format!("this FFmpeg has no {id:?} encoder"))?;
             let mut st = octx.add_stream(codec).map_err(ff)?;
             st.set_parameters(config.parameters.clone());
-            // The muxer must not reuse a codec tag from the encoder's context.
-            // SAFETY: `st` is a live stream of `octx`; codecpar is allocated by add_stream.
-            unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
+            if id == codec::Id::FFV1 {
+                // The muxer must not reuse a codec tag from the encoder's context (a raw
+                // track keeps its FourCC: Matroska stores it as the colour space).
+                // SAFETY: `st` is a live stream of `octx`; codecpar is allocated by add_stream.
+                unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
+            }
             st.set_time_base(Rational::new(1, FRAME_RATE));
             st.set_avg_frame_rate(Rational::new(FRAME_RATE, 1));
             let mut tags = Dictionary::new();
@@ -745,7 +809,12 @@ impl ReelWriter {
             st.set_metadata(tags);
         }
         attachment::add(&mut octx, env)?;
-        octx.write_header()
+        // No Matroska CRC-32 elements: every frame carries a CRC32 in the envelope and every
+        // FFV1 slice its own, so they would only be a second pass over all bytes (7% of a
+        // u16 encode's main thread).
+        let mut muxer = Dictionary::new();
+        muxer.set("write_crc32", "0");
+        octx.write_header_with(muxer)
             .map_err(|e| format!("cannot write the header: {e}"))?;
         let bases: Vec<Rational> = (0..self.configs.len())
             .map(|i| {
@@ -865,4 +934,55 @@ unsafe fn raw_bytes(ptr: *const u8, len: i32) -> Vec<u8> {
     }
     // SAFETY: guaranteed by the caller.
     unsafe { std::slice::from_raw_parts(ptr, len as usize).to_vec() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reel::{SampleDepth, SampleKind};
+
+    /// The packets of `pictures` encoded by one track of `spec` with `count` encoders.
+    fn packets(spec: ReelSpec, count: usize, pictures: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        init();
+        let (mut track, setups) = Track::spawn(spec, 0, count).unwrap();
+        for setup in setups {
+            setup.recv().unwrap().unwrap();
+        }
+        let (w, h) = spec.picture();
+        let mut out = Vec::new();
+        for (index, bytes) in pictures.iter().enumerate() {
+            let job = Job::Frame {
+                index,
+                width: w,
+                height: h,
+                bytes: bytes.clone(),
+            };
+            track.send(job).unwrap();
+            out.extend(track.receive().unwrap().into_iter().map(|p| p.data));
+        }
+        out
+    }
+
+    #[test]
+    fn ffv1_packets_do_not_depend_on_the_number_of_encoders() {
+        let spec = ReelSpec {
+            width: 64,
+            height: 32,
+            planes: 1,
+            depth: SampleDepth::Gray16,
+            samples: SampleKind::FloatBits,
+        };
+        assert_eq!(spec.track_codec(0), TrackCodec::Ffv1);
+        // Pictures unlike each other, so that an encoder's history would show if it mattered.
+        let pictures: Vec<Vec<u8>> = (0..7u32)
+            .map(|p| {
+                (0..64 * 32u32)
+                    .map(|i| (i.wrapping_mul(p * 37 + 11) >> (p % 5)) as u8)
+                    .collect()
+            })
+            .collect();
+        let one = packets(spec, 1, &pictures);
+        assert_eq!(one.len(), pictures.len());
+        assert_eq!(packets(spec, 3, &pictures), one);
+    }
 }
