@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::text::printable;
+
 use serde::Serialize;
 
 use crate::roles::Role;
@@ -172,15 +174,16 @@ impl Report {
                 ..
             } => format!("Hub {endpoint} (revision {revision}, commit {commit})"),
         };
-        let _ = writeln!(out, "Source: {source}");
+        let _ = writeln!(out, "Source: {}", printable(&source));
         if let Some(mt) = &self.model_type {
             let _ = writeln!(
                 out,
-                "Model type: {mt}{}",
+                "Model type: {}{}",
+                printable(mt),
                 if self.architectures.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", self.architectures.join(", "))
+                    format!(" ({})", printable(&self.architectures.join(", ")))
                 }
             );
         }
@@ -189,7 +192,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  {}: {} bytes, header {} bytes, {} tensors",
-                s.file,
+                printable(&s.file),
                 group(s.bytes),
                 group(s.header_bytes),
                 s.tensors
@@ -226,7 +229,7 @@ impl Report {
             let label = if layer == "-" {
                 "(none)".to_string()
             } else {
-                layer.trim().to_string()
+                printable(layer.trim()).into_owned()
             };
             let _ = writeln!(
                 out,
@@ -241,7 +244,10 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "  {} {:?} {:?}: {}",
-                    s.name, s.dtype, s.shape, s.reason
+                    printable(&s.name),
+                    s.dtype,
+                    s.shape,
+                    s.reason
                 );
             }
         }

@@ -32,5 +32,6 @@ pub mod selection;
 pub mod source;
 pub mod store;
 pub mod stream;
+pub mod text;
 
 pub use error::{Error, Result};

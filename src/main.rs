@@ -382,7 +382,7 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
             ..
         } => {
             let t = &entry.totals;
-            println!("✅ Encoded {}", entry.name);
+            println!("✅ Encoded {}", weightreel::text::printable(&entry.name));
             println!("Total Parameters: {}", group(t.params));
             println!(
                 "Chunks: {} of {} values ({} frame{}, {} mode)",
@@ -447,7 +447,8 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, render: impl FnOnce(&T) -> S
             serde_json::to_string_pretty(value).expect("output serializes")
         );
     } else {
-        print!("{}", render(value));
+        // Names and values from files and servers may hold control characters.
+        print!("{}", weightreel::text::printable_lines(&render(value)));
     }
 }
 
@@ -483,7 +484,7 @@ fn warn_unreadable(store: &Store, rows: &[(i64, String)]) {
         eprintln!(
             "warning: {}: registry entry #{id} cannot be read and is left out ({}); `weightreel check` reports on the store",
             store.dir().display(),
-            weightreel::report::printable(why)
+            weightreel::text::printable(why)
         );
     }
 }
@@ -494,10 +495,10 @@ fn run_check(args: &StoreArgs, deep: bool) -> Result<ExitCode> {
     emit(args.json, &report, |r| {
         let mut out = String::new();
         for ok in &r.ok {
-            out.push_str(&format!("ok: {}\n", weightreel::report::printable(ok)));
+            out.push_str(&format!("ok: {}\n", weightreel::text::printable(ok)));
         }
         for p in &r.problems {
-            out.push_str(&format!("problem: {}\n", weightreel::report::printable(p)));
+            out.push_str(&format!("problem: {}\n", weightreel::text::printable(p)));
         }
         for p in &r.orphan_reels {
             out.push_str(&format!(
@@ -686,7 +687,7 @@ fn main() -> ExitCode {
             // One line: the error names the thing and the problem.
             // Control characters from files or servers are escaped (a newline too).
             let text = err.to_string();
-            eprintln!("error: {}", weightreel::report::printable(&text));
+            eprintln!("error: {}", weightreel::text::printable(&text));
             ExitCode::FAILURE
         }
     }

@@ -89,6 +89,8 @@ impl Progress {
 
     /// `done` values of the total are encoded; `tensor` is being read; `bytes` read so far.
     pub fn update(&mut self, done: u64, tensor: &str, bytes: u64) {
+        // A tensor name from a hostile file must not drive the terminal.
+        let tensor = crate::text::printable(tensor);
         self.done = done;
         match self.mode {
             ProgressMode::Bar => {

@@ -1,30 +1,9 @@
-//! Text renderings of store contents: the guide's statistics block and the model list, and
-//! [`printable`], which every text shown on a terminal that came from a file or a server
-//! passes through.
+//! Text renderings of store contents: the guide's statistics block and the model list.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::inspect::group;
 use crate::store::{EntrySummary, StoreStats};
-
-/// `text` with every control character (C0, DEL, C1) written as an escape (`\x1b`, `\n`, …),
-/// so that a name or value from a model file, `config.json` or a server cannot move the
-/// cursor, clear the screen or forge a line of output.
-pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
 
 /// The guide's "STREAMING ENCODING STATISTICS" block, with its title and labels in its order.
 /// The chunk size comes from the registry: one value, or the distinct values when stored
@@ -70,13 +49,13 @@ pub fn models_table(entries: &[EntrySummary]) -> String {
         .map(|e| {
             let r = &e.record;
             [
-                printable(&r.name).into_owned(),
+                r.name.clone(),
                 group(r.totals.params),
                 group(r.totals.chunks),
                 format!("{:.2}s", r.totals.encoding_secs),
-                printable(&r.settings.method).into_owned(),
-                printable(&r.settings.layers).into_owned(),
-                printable(&r.settings.mode).into_owned(),
+                r.settings.method.clone(),
+                r.settings.layers.clone(),
+                r.settings.mode.clone(),
             ]
         })
         .collect();
@@ -119,22 +98,4 @@ pub fn models_table(entries: &[EntrySummary]) -> String {
         let _ = writeln!(out, "{}", line(row));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn control_characters_are_escaped_and_plain_text_is_borrowed() {
-        assert_eq!(
-            printable("bert\x1b[2J\nerror: forged"),
-            "bert\\u{1b}[2J\\nerror: forged"
-        );
-        assert_eq!(printable("a\u{9b}b\u{7f}"), "a\\u{9b}b\\u{7f}");
-        assert!(matches!(
-            printable("gpt2 — ünïcode"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-    }
 }

@@ -200,3 +200,41 @@ fn an_encode_preview_onto_a_reel_is_refused_before_anything_is_written() {
                 .is_none()
     );
 }
+
+#[test]
+fn printed_names_and_config_values_cannot_drive_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_model(
+        &dir.join("model.safetensors"),
+        &[spec("layer.0.\x1b[2Jweight", Dtype::F32, &[16, 16])],
+        3,
+    );
+    std::fs::write(
+        dir.join("config.json"),
+        "{\"model_type\": \"bert\\u001b[2J\\nerror: forged\", \"architectures\": [\"X\\u0007\"]}",
+    )
+    .unwrap();
+    let store = tmp.path().join("store");
+    for args in [
+        vec!["inspect", s(&dir)],
+        vec!["encode", s(&dir), "--store", s(&store)],
+        vec!["list", "--store", s(&store)],
+    ] {
+        let out = wr(&args);
+        assert!(out.status.success(), "{args:?}: {}", err(&out));
+        let text = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        assert!(
+            !text.iter().any(|&b| b == 0x1b || b == 0x07),
+            "{args:?} printed a raw control character: {}",
+            String::from_utf8_lossy(&text)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with("error: forged")),
+            "{args:?}: a forged line"
+        );
+    }
+}
