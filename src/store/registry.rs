@@ -11,7 +11,31 @@ use crate::error::{Error, Result};
 /// Version of the registry schema this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// The frames table of schema version 2 (a macro, so that [`SCHEMA`] and the version-1
+/// migration share one definition).
+macro_rules! frames_table {
+    () => {
+        "CREATE TABLE IF NOT EXISTS frames (
+    model_id    INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,
+    first_value INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    checksum    INTEGER NOT NULL,
+    nonfinite   INTEGER NOT NULL,
+    min         REAL NOT NULL,
+    max         REAL NOT NULL,
+    mean        REAL NOT NULL,
+    std         REAL NOT NULL,
+    PRIMARY KEY (model_id, idx)
+) WITHOUT ROWID;
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS models (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     name            TEXT NOT NULL,
@@ -45,22 +69,9 @@ CREATE TABLE IF NOT EXISTS models (
     created_at      TEXT NOT NULL,
     UNIQUE (name, settings_key)
 );
-CREATE TABLE IF NOT EXISTS frames (
-    model_id    INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-    idx         INTEGER NOT NULL,
-    first_value INTEGER NOT NULL,
-    count       INTEGER NOT NULL,
-    width       INTEGER NOT NULL,
-    height      INTEGER NOT NULL,
-    checksum    INTEGER NOT NULL,
-    nonfinite   INTEGER NOT NULL,
-    min         REAL NOT NULL,
-    max         REAL NOT NULL,
-    mean        REAL NOT NULL,
-    std         REAL NOT NULL,
-    PRIMARY KEY (model_id, idx)
-) WITHOUT ROWID;
-";
+",
+    frames_table!()
+);
 
 /// The settings an encode ran with: the reel's own record of them (the store is downstream
 /// of reels). Entries of one model with equal [`Settings::key`]s replace each other.
@@ -193,24 +204,10 @@ pub struct Store {
 /// moves over; pyramids and histograms are derived data, computed again from the reels when
 /// asked for. Runs inside the opening transaction, so a failure leaves version 1 as it was.
 fn migrate_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(
-        "ALTER TABLE frames RENAME TO frames_v1;
-         CREATE TABLE frames (
-            model_id    INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-            idx         INTEGER NOT NULL,
-            first_value INTEGER NOT NULL,
-            count       INTEGER NOT NULL,
-            width       INTEGER NOT NULL,
-            height      INTEGER NOT NULL,
-            checksum    INTEGER NOT NULL,
-            nonfinite   INTEGER NOT NULL,
-            min         REAL NOT NULL,
-            max         REAL NOT NULL,
-            mean        REAL NOT NULL,
-            std         REAL NOT NULL,
-            PRIMARY KEY (model_id, idx)
-         ) WITHOUT ROWID;
-         INSERT INTO frames
+    tx.execute_batch(concat!(
+        "ALTER TABLE frames RENAME TO frames_v1;",
+        frames_table!(),
+        "         INSERT INTO frames
             SELECT model_id, idx,
                    coalesce(json_extract(meta_json, '$.first_value'), 0), count, width, height, checksum,
                    coalesce(json_extract(meta_json, '$.meta.stats.nonfinite'), 0),
@@ -219,8 +216,8 @@ fn migrate_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
                    coalesce(json_extract(meta_json, '$.meta.stats.mean'), 0),
                    coalesce(json_extract(meta_json, '$.meta.stats.std'), 0)
             FROM frames_v1;
-         DROP TABLE frames_v1;",
-    )?;
+         DROP TABLE frames_v1;"
+    ))?;
     let rows: Vec<(i64, String)> = {
         let mut stmt = tx.prepare("SELECT id, settings_json FROM models")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
