@@ -207,7 +207,7 @@ fn private_repo_needs_the_right_token_and_never_prints_it() {
     assert!(wrong.contains("HTTP 403"), "{wrong}");
     assert!(!wrong.contains("-wrong"), "{wrong}");
     // Debug of the options' client side never shows the token either.
-    let client = weightreel::source::hub::HubClient::new(server.url(), Some(TOKEN.into())).unwrap();
+    let client = weightreel::source::hub::HubClient::new(server.url(), Some(TOKEN.into()), Default::default()).unwrap();
     assert!(!format!("{client:?}").contains(TOKEN));
 }
 

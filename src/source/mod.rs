@@ -15,4 +15,6 @@ pub mod hub;
 pub mod model;
 
 pub use bytes::{ByteSource, LocalFile, ReadStats};
-pub use model::{Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo};
+pub use model::{
+    HubSettings, Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo,
+};

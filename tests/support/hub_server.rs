@@ -6,7 +6,12 @@
 //!   answer `302 Found` to `/cdn/{id}`, as the Hub redirects LFS files to its CDN.
 //! - `Range: bytes=a-b`, `a-` and `-n` answered with `206` and `Content-Range`, `416` when
 //!   unsatisfiable, `200` with the whole body without a `Range` header.
-//! - Private repos (401 without a Bearer token, 403 with a wrong one) and per-repo failure modes.
+//! - Private repos (401 without a Bearer token, 403 with a wrong one) and per-repo failure modes:
+//!   the faults a hostile or flaky server shows (short `206`, stalls, a trickling body, `429`/`503`
+//!   before success), and redirects to a CDN on another server (another port).
+//! - A per-request delay ([`HubServer::set_delay`]), the round trip of a real link. Requests are
+//!   answered by [`WORKERS`] threads, so concurrent requests are delayed concurrently, as on a
+//!   real link.
 //!
 //! Files on disk are served with seek + read of the requested range only. Counters record what
 //! was asked and what was sent.
@@ -15,10 +20,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Response, Server, StatusCode};
 
@@ -71,6 +76,14 @@ pub enum Failure {
     Status(u16),
     /// File bytes are sent whole with `200`, whatever the `Range` header says.
     IgnoreRange,
+    /// Range requests get a valid `206` for at most this many bytes of what was asked.
+    ShortRange(u64),
+    /// The next `count` file requests (resolve or CDN) answer `status`, then requests succeed.
+    FailFirst { status: u16, count: u32 },
+    /// File requests wait this long before answering (a stalled connection).
+    Stall(Duration),
+    /// File bodies are sent one byte per interval (a trickle).
+    Trickle(Duration),
 }
 
 /// A repo the server knows.
@@ -253,7 +266,15 @@ struct State {
     absolute_redirects: bool,
     /// Host name used in absolute redirects (`127.0.0.1` unless set).
     redirect_host: Option<String>,
+    /// Base URL of another server that answers the CDN paths (absolute redirects go there).
+    redirect_base: Option<String>,
+    /// Waited before answering every request.
+    delay: Duration,
 }
+
+/// Threads answering requests: more than any client's connection pool, so that concurrent
+/// requests are answered concurrently.
+pub const WORKERS: usize = 32;
 
 /// The running server; stops on drop.
 pub struct HubServer {
@@ -261,7 +282,8 @@ pub struct HubServer {
     server: Arc<Server>,
     state: Arc<Mutex<State>>,
     stats: Arc<Stats>,
-    thread: Option<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl HubServer {
@@ -275,24 +297,56 @@ impl HubServer {
             cdn: BTreeMap::new(),
             absolute_redirects: false,
             redirect_host: None,
+            redirect_base: None,
+            delay: Duration::ZERO,
         }));
         let stats = Arc::new(Stats::default());
-        let thread = {
-            let (server, state, stats, url) =
-                (server.clone(), state.clone(), stats.clone(), url.clone());
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(request, &state, &stats, &url);
-                }
+        let stopping = Arc::new(AtomicBool::new(false));
+        let threads = (0..WORKERS)
+            .map(|_| {
+                let (server, state, stats, url, stopping) = (
+                    server.clone(),
+                    state.clone(),
+                    stats.clone(),
+                    url.clone(),
+                    stopping.clone(),
+                );
+                std::thread::spawn(move || {
+                    for request in server.incoming_requests() {
+                        handle(request, &state, &stats, &url, &stopping);
+                    }
+                })
             })
-        };
+            .collect();
         HubServer {
             url,
             server,
             state,
             stats,
-            thread: Some(thread),
+            stopping,
+            threads,
         }
+    }
+
+    /// Answer every request after `delay`, like a link with that round trip.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    /// Redirect large files to `{base}/cdn/{id}` on another server (another origin), which must
+    /// have the same repo and [`HubServer::serve_cdn`] it.
+    pub fn set_redirect_base(&self, base: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.absolute_redirects = true;
+        state.redirect_base = Some(base.into());
+    }
+
+    /// Answer the CDN path of `file` of `repo` (registered here) as the Hub's CDN would, for a
+    /// server that [`HubServer::set_redirect_base`]s here.
+    pub fn serve_cdn(&self, repo: &str, file: &str) {
+        let mut state = self.state.lock().unwrap();
+        let id = cdn_id(repo, &state.repos[repo].commit, file);
+        state.cdn.insert(id, (repo.into(), file.into()));
     }
 
     /// `http://127.0.0.1:{port}`, the endpoint to give the client.
@@ -379,10 +433,51 @@ impl HubServer {
 
 impl Drop for HubServer {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
+        self.stopping.store(true, Ordering::Relaxed);
+        // Each call wakes one worker blocked in `incoming_requests`.
+        for _ in 0..self.threads.len() {
+            self.server.unblock();
+        }
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// The CDN id of a file: stable, so that a second server can answer it.
+fn cdn_id(repo: &str, commit: &str, file: &str) -> String {
+    fake_commit(&format!("{repo}\0{commit}\0{file}"))
+}
+
+/// Sleep `total`, waking early when the server stops.
+fn pause(total: Duration, stopping: &AtomicBool) {
+    let until = Instant::now() + total;
+    while !stopping.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// A body sent one byte per `interval`.
+struct Trickle {
+    inner: Box<dyn Read + Send>,
+    interval: Duration,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        pause(self.interval, &self.stopping);
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("server stopping"));
+        }
+        self.inner.read(&mut buf[..1])
     }
 }
 
@@ -471,12 +566,13 @@ fn parse_range(value: Option<&str>, total: u64) -> Result<Option<(u64, u64)>, ()
     Ok(Some((start, end)))
 }
 
-fn serve_bytes(file: &RepoFile, range: Option<&str>, ignore_range: bool) -> Reply {
+fn serve_bytes(file: &RepoFile, range: Option<&str>, failure: Option<Failure>) -> Reply {
     let total = file.body.len();
-    let range = if ignore_range {
-        Ok(None)
-    } else {
-        parse_range(range, total)
+    let range = match failure {
+        Some(Failure::IgnoreRange) => Ok(None),
+        Some(Failure::ShortRange(most)) => parse_range(range, total)
+            .map(|r| r.map(|(start, end)| (start, end.min(start + most.max(1) - 1)))),
+        _ => parse_range(range, total),
     };
     match range {
         Err(()) => {
@@ -557,9 +653,11 @@ fn route(
         let Some((repo_id, file)) = state.cdn.get(id).cloned() else {
             return (Kind::Cdn, Reply::status(404, "no such object"));
         };
+        if let Some(reply) = injected_status(state.repos.get_mut(&repo_id).unwrap()) {
+            return (Kind::Cdn, reply);
+        }
         let repo = &state.repos[&repo_id];
-        let ignore = repo.failure == Some(Failure::IgnoreRange);
-        return (Kind::Cdn, serve_bytes(&repo.files[&file], range, ignore));
+        return (Kind::Cdn, serve_bytes(&repo.files[&file], range, repo.failure));
     }
     if let Some((repo_id, rest)) = path.split_once("/resolve/") {
         let repo_id = percent_decode(repo_id.trim_start_matches('/'));
@@ -567,7 +665,7 @@ fn route(
             return (Kind::Resolve, Reply::status(404, "no such route"));
         };
         let (revision, file) = (percent_decode(revision), percent_decode(file));
-        let Some(repo) = state.repos.get(&repo_id) else {
+        let Some(repo) = state.repos.get_mut(&repo_id) else {
             return (Kind::Resolve, Reply::status(404, "repository not found"));
         };
         if let Some(reply) = check_auth(repo, authorization) {
@@ -576,6 +674,10 @@ fn route(
         if let Some(Failure::Status(code)) = repo.failure {
             return (Kind::Resolve, Reply::status(code, "injected failure"));
         }
+        if let Some(reply) = injected_status(repo) {
+            return (Kind::Resolve, reply);
+        }
+        let repo = &state.repos[&repo_id];
         if !repo.resolves(&revision) {
             return (Kind::Resolve, Reply::status(404, "revision not found"));
         }
@@ -583,12 +685,13 @@ fn route(
             return (Kind::Resolve, Reply::status(404, "entry not found"));
         };
         if entry.large {
-            let id = fake_commit(&format!("{repo_id}\0{}\0{file}", repo.commit));
+            let id = cdn_id(&repo_id, &repo.commit, &file);
             state.cdn.insert(id.clone(), (repo_id, file));
             let location = if state.absolute_redirects {
-                let base = match &state.redirect_host {
-                    Some(host) => base.replace("127.0.0.1", host),
-                    None => base.to_string(),
+                let base = match (&state.redirect_base, &state.redirect_host) {
+                    (Some(other), _) => other.clone(),
+                    (None, Some(host)) => base.replace("127.0.0.1", host),
+                    (None, None) => base.to_string(),
                 };
                 format!("{base}/cdn/{id}")
             } else {
@@ -598,13 +701,44 @@ fn route(
             reply.headers.push(header("Location", &location));
             return (Kind::Resolve, reply);
         }
-        let ignore = repo.failure == Some(Failure::IgnoreRange);
-        return (Kind::Resolve, serve_bytes(&entry, range, ignore));
+        return (Kind::Resolve, serve_bytes(&entry, range, repo.failure));
     }
     (Kind::Other, Reply::status(404, "not found"))
 }
 
-fn handle(request: tiny_http::Request, state: &Mutex<State>, stats: &Arc<Stats>, base: &str) {
+/// The status of a [`Failure::FailFirst`] still to be served, counting it down.
+fn injected_status(repo: &mut Repo) -> Option<Reply> {
+    let Some(Failure::FailFirst { status, count }) = repo.failure else {
+        return None;
+    };
+    repo.failure = (count > 1).then_some(Failure::FailFirst {
+        status,
+        count: count - 1,
+    });
+    Some(Reply::status(status, "injected transient failure"))
+}
+
+/// How a file request of `path` is slowed down, if its repo stalls or trickles.
+fn slowdown(path: &str, state: &Mutex<State>) -> Option<Failure> {
+    let state = state.lock().unwrap();
+    let repo_id = match path.strip_prefix("/cdn/") {
+        Some(id) => state.cdn.get(id)?.0.clone(),
+        None => percent_decode(path.split_once("/resolve/")?.0.trim_start_matches('/')),
+    };
+    state
+        .repos
+        .get(&repo_id)?
+        .failure
+        .filter(|f| matches!(f, Failure::Stall(_) | Failure::Trickle(_)))
+}
+
+fn handle(
+    request: tiny_http::Request,
+    state: &Mutex<State>,
+    stats: &Arc<Stats>,
+    base: &str,
+    stopping: &Arc<AtomicBool>,
+) {
     let find = |name: &'static str| {
         request
             .headers()
@@ -616,6 +750,12 @@ fn handle(request: tiny_http::Request, state: &Mutex<State>, stats: &Arc<Stats>,
     let authorization = find("Authorization");
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("");
+    let delay = state.lock().unwrap().delay;
+    pause(delay, stopping);
+    let slow = slowdown(path, state);
+    if let Some(Failure::Stall(stall)) = slow {
+        pause(stall, stopping);
+    }
     stats.ranges.lock().unwrap().push(range.clone());
     let (kind, reply) = route(
         path,
@@ -632,8 +772,16 @@ fn handle(request: tiny_http::Request, state: &Mutex<State>, stats: &Arc<Stats>,
         authorized: authorization.is_some(),
         status: reply.status,
     });
+    let inner = match slow {
+        Some(Failure::Trickle(interval)) if reply.len > 0 => Box::new(Trickle {
+            inner: reply.body,
+            interval,
+            stopping: stopping.clone(),
+        }) as Box<dyn Read + Send>,
+        _ => reply.body,
+    };
     let body = Counted {
-        inner: reply.body,
+        inner,
         stats: stats.clone(),
         kind,
     };
