@@ -8,16 +8,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::fixtures::{serve_arch, Dims, GUIDE_REPOS};
+use support::fixtures::serve_guide_repos;
 use support::hub_server::HubServer;
 use weightreel::roles::Role;
-
-/// Big enough that every guide limit (up to 100,000) is a real sample of a larger model.
-const DIMS: Dims = Dims {
-    hidden: 32,
-    vocab: 1000,
-    positions: 64,
-};
 
 struct Guide {
     server: HubServer,
@@ -28,15 +21,7 @@ impl Guide {
     fn new() -> Guide {
         let server = HubServer::start();
         let tmp = tempfile::tempdir().unwrap();
-        for (i, repo) in GUIDE_REPOS.iter().enumerate() {
-            serve_arch(
-                &server,
-                &tmp.path().join("repos"),
-                repo,
-                DIMS,
-                100 + i as u64,
-            );
-        }
+        serve_guide_repos(&server, &tmp.path().join("repos"));
         std::fs::create_dir_all(tmp.path().join("work")).unwrap();
         Guide { server, tmp }
     }

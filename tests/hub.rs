@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -369,7 +370,12 @@ fn minilm_50k_stratified_over_http_is_cheap_and_exact() {
     );
     assert_eq!(remote.count, 50_000);
     assert_eq!(summary.values, 50_000);
-    assert!(counts.requests <= 300, "{counts:?}");
+    // The budget: one request per 1,000 values plus one per tensor, plus the listing,
+    // the config, the redirect and the header. Clusters of runs need far fewer (90 when
+    // written): one per 4,096-value cluster, small tensors merged with their neighbours.
+    let planned = selection.plan(&model).items.len() as u64;
+    assert!(counts.requests <= 50 + planned + 4, "{counts:?}");
+    assert!(counts.requests <= 100, "{counts:?}");
     assert!(counts.bytes < 1_000_000, "{counts:?}");
     // Every streamed tensor got at least one value? Not with 50k over 22.7M: small tensors get
     // their proportional share, which may round to zero. All delivered values equal the local
@@ -649,10 +655,21 @@ fn an_expired_cdn_url_is_resolved_again() {
     let (second, _) = stream_values(&model, &Selection::default());
     assert_eq!(first.tensors, second.tensors);
     let log = server.log();
-    // One failed CDN read, one resolve with a fresh redirect, then the CDN again.
-    assert_eq!(log[0].status, 404, "{log:?}");
-    assert_eq!(log[1].status, 302, "{log:?}");
-    assert!(log[2..].iter().all(|l| l.status == 206), "{log:?}");
+    // Per range (reads run concurrently, so ranges interleave): one failed CDN read, one
+    // resolve with a fresh redirect, then the CDN again; later reads use the fresh CDN URL.
+    let ranges: BTreeSet<_> = log.iter().map(|l| l.range.clone()).collect();
+    for range in ranges {
+        let statuses: Vec<u16> = log
+            .iter()
+            .filter(|l| l.range == range)
+            .map(|l| l.status)
+            .collect();
+        assert!(
+            statuses == [404, 302, 206] || statuses == [206],
+            "{range:?}: {statuses:?}\n{log:?}"
+        );
+    }
+    assert!(log.iter().any(|l| l.status == 404), "{log:?}");
 }
 
 #[test]
