@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use support::collect::stream_values;
-use support::fixtures::{self, arch_tensors, serve_arch, Dims, GUIDE_REPOS};
+use support::fixtures::{
+    self, arch_tensors, serve_arch, serve_guide_repos, Dims, GUIDE_COMMANDS, GUIDE_REPOS,
+};
 use support::hub_server::{Failure, HubServer, Repo, HANG};
 use support::minilm;
 use weightreel::inspect::Report;
-use weightreel::selection::Selection;
-use weightreel::source::{Model, OpenOptions, Origin};
+use weightreel::selection::{parse_roles, Selection};
+use weightreel::source::{HubSettings, Model, OpenOptions, Origin};
 
 const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
 const TOKEN: &str = "hf_TESTsecretTOKEN0123456789";
@@ -704,5 +706,58 @@ fn the_token_is_not_sent_to_a_cdn_on_another_host() {
     for l in &log {
         let to_endpoint = !l.path.starts_with("/cdn/");
         assert_eq!(l.authorized, to_endpoint, "{l:?}");
+    }
+}
+
+/// The selection of a guide command's first model (the flags the guide uses).
+fn guide_selection(args: &str) -> (String, Selection) {
+    let word_after = |flag: &str| {
+        args.split(&format!("{flag} "))
+            .nth(1)
+            .map(|rest| rest.split_whitespace().take_while(|w| !w.starts_with("--")))
+    };
+    let model = word_after("--model").or_else(|| word_after("--models"));
+    let layers: Vec<&str> = word_after("--layers").map(Iterator::collect).unwrap_or_default();
+    let selection = Selection {
+        roles: parse_roles(&layers).unwrap(),
+        max_params: word_after("--max-params")
+            .and_then(|mut w| w.next())
+            .map(|n| n.parse().unwrap()),
+        ..Default::default()
+    };
+    (model.unwrap().next().unwrap().to_string(), selection)
+}
+
+/// Concurrent range reads change nothing the sink sees: for every guide command, 16
+/// connections at 50 ms per request deliver the same values in the same calls, from the same
+/// requests, as one connection.
+#[test]
+fn concurrent_reads_deliver_the_stream_of_one_connection() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    serve_guide_repos(&server, tmp.path());
+    let with_connections = |connections: usize| OpenOptions {
+        hub: HubSettings {
+            connections,
+            ..HubSettings::default()
+        },
+        ..hub_options(&server)
+    };
+    for args in GUIDE_COMMANDS {
+        let (name, selection) = guide_selection(args);
+        let stream_with = |connections: usize, delay_ms: u64| {
+            server.set_delay(std::time::Duration::from_millis(delay_ms));
+            server.reset_counts();
+            let model = Model::open(&name, &with_connections(connections)).unwrap();
+            let (sink, summary) = stream_values(&model, &selection);
+            (sink, summary, server.counts().requests)
+        };
+        let (pooled, pooled_summary, pooled_requests) = stream_with(16, 50);
+        let (single, single_summary, single_requests) = stream_with(1, 0);
+        assert_eq!(pooled.tensors, single.tensors, "{args}");
+        assert_eq!(pooled.calls, single.calls, "{args}");
+        assert_eq!(pooled_summary, single_summary, "{args}");
+        assert_eq!(pooled_requests, single_requests, "{args}");
+        assert_eq!(pooled.count, selection.plan(&open_hub(&server, &name).unwrap()).total);
     }
 }
