@@ -37,6 +37,10 @@ const MAX_REDIRECTS: usize = 10;
 /// Requests one read may take when the server keeps answering with shorter ranges than asked.
 const MAX_PARTIAL_ANSWERS: usize = 64;
 
+/// The slowest transfer a range read is allowed beyond [`HubSettings::read_timeout`]: a read
+/// of `n` bytes must end within `read_timeout + n / MIN_RATE` (and [`HubSettings::request_timeout`]).
+pub const MIN_RATE: u64 = 64 * 1024;
+
 /// A gap of this many bytes between two wanted ranges costs less to read through than a second
 /// request: at 50 ms a round trip, a link moves 128 KiB in a few milliseconds.
 pub const HTTP_READ_THROUGH: u64 = 128 * 1024;
@@ -129,22 +133,28 @@ impl Failure {
     }
 }
 
-/// An I/O error while talking to a server, in words, with the setting to change for a timeout.
-fn io_problem(what: &str, e: &std::io::Error) -> String {
+/// The words for a request that ran out of time.
+fn timed_out(what: &str, limit: Duration) -> String {
+    format!(
+        "{what} timed out after {:.1} s (WEIGHTREEL_HUB_READ_TIMEOUT, WEIGHTREEL_HUB_TIMEOUT)",
+        limit.as_secs_f64()
+    )
+}
+
+/// An I/O error while talking to a server, in words, with the settings to change for a timeout.
+fn io_problem(what: &str, e: &std::io::Error, limit: Duration) -> String {
     match e.kind() {
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
-            "{what} timed out (no data within the read timeout; WEIGHTREEL_HUB_READ_TIMEOUT)"
-        ),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => timed_out(what, limit),
         _ => format!("{what} failed: {e}"),
     }
 }
 
 /// A transport error in words, without the URL (which ureq's own message includes, userinfo
 /// and CDN signatures with it).
-fn transport_failure(t: &ureq::Transport) -> Failure {
+fn transport_failure(t: &ureq::Transport, limit: Duration) -> Failure {
     use std::error::Error as _;
     if let Some(io) = t.source().and_then(|s| s.downcast_ref::<std::io::Error>()) {
-        return Failure::transient(io_problem("the request", io));
+        return Failure::transient(io_problem("the request", io, limit));
     }
     let mut problem = format!("connection failed: {}", t.kind());
     if let Some(message) = t.message() {
@@ -255,17 +265,23 @@ impl HubClient {
         }
     }
 
-    /// GET `url` following redirects; returns the final response, its URL and the number of
-    /// requests made. Every hop decides afresh whether credentials go with it.
+    /// GET `url` following redirects; returns the final response and its URL, and counts the
+    /// requests made. Every hop decides afresh whether credentials go with it, and must end
+    /// (body included) within `limit`.
+    ///
+    /// The limit is a deadline per request rather than ureq's per-read timeout because ureq 2
+    /// clears a pooled connection's read timeout until the next response has begun: a stall on
+    /// a reused connection would wait forever.
     fn send(
         &self,
         url: &Url,
         range: Option<&str>,
         requests: &AtomicU64,
+        limit: Duration,
     ) -> std::result::Result<(ureq::Response, Url), Failure> {
         let mut current = url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let mut req = self.request(&current);
+            let mut req = self.request(&current).timeout(limit);
             if let Some(range) = range {
                 req = req.set("Range", range);
             }
@@ -273,7 +289,7 @@ impl HubClient {
             let resp = match req.call() {
                 Ok(resp) => resp,
                 Err(ureq::Error::Status(code, resp)) => return Err(status_failure(code, &resp)),
-                Err(ureq::Error::Transport(t)) => return Err(transport_failure(&t)),
+                Err(ureq::Error::Transport(t)) => return Err(transport_failure(&t, limit)),
             };
             if !(300..400).contains(&resp.status()) {
                 return Ok((resp, current));
@@ -325,15 +341,16 @@ impl HubClient {
         }
     }
 
-    /// Read a response body of at most `limit` bytes before the whole-request deadline.
+    /// Read a response body of at most `most` bytes before `started + limit`.
     fn read_body(
         &self,
         resp: ureq::Response,
-        limit: u64,
+        most: u64,
         started: Instant,
+        limit: Duration,
     ) -> std::result::Result<Vec<u8>, Failure> {
-        let deadline = started + self.settings.request_timeout;
-        let mut reader = resp.into_reader().take(limit);
+        let deadline = started + limit;
+        let mut reader = resp.into_reader().take(most);
         let mut body = Vec::new();
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -341,14 +358,11 @@ impl HubClient {
                 Ok(0) => return Ok(body),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Failure::transient(io_problem("the download", &e))),
+                Err(e) => return Err(Failure::transient(io_problem("the download", &e, limit))),
             };
             body.extend_from_slice(&buf[..n]);
             if Instant::now() > deadline {
-                return Err(Failure::transient(format!(
-                    "the download took longer than {:.1} s (WEIGHTREEL_HUB_TIMEOUT)",
-                    self.settings.request_timeout.as_secs_f64()
-                )));
+                return Err(Failure::transient(timed_out("the download", limit)));
             }
         }
     }
@@ -357,10 +371,11 @@ impl HubClient {
     fn fetch_whole(&self, url: &Url, limit: u64, what: &str) -> Result<Vec<u8>> {
         let shown = url.as_str();
         let requests = AtomicU64::new(0);
+        let budget = self.settings.request_timeout;
         let body = self.retrying(shown, || {
             let started = Instant::now();
-            let (resp, _) = self.send(url, None, &requests)?;
-            self.read_body(resp, limit + 1, started)
+            let (resp, _) = self.send(url, None, &requests, budget)?;
+            self.read_body(resp, limit + 1, started, budget)
         })?;
         if body.len() as u64 > limit {
             return Err(Error::http(
@@ -519,11 +534,15 @@ impl HttpFile {
         range: &str,
     ) -> std::result::Result<(Vec<u8>, u64), Failure> {
         let started = Instant::now();
+        let settings = &self.client.settings;
+        let limit = settings
+            .request_timeout
+            .min(settings.read_timeout + Duration::from_secs_f64((last - offset + 1) as f64 / MIN_RATE as f64));
         let target = self.data_url.lock().expect("data_url lock").clone();
-        let mut sent = self.client.send(&target, Some(range), &self.requests);
+        let mut sent = self.client.send(&target, Some(range), &self.requests, limit);
         if target != self.url && sent.is_err() {
             // The CDN URL may have expired (the Hub signs them): resolve again.
-            sent = self.client.send(&self.url, Some(range), &self.requests);
+            sent = self.client.send(&self.url, Some(range), &self.requests, limit);
         }
         let (resp, served_from) = match sent {
             Ok(sent) => sent,
@@ -552,8 +571,15 @@ impl HttpFile {
             )));
         }
         let want = end - start + 1;
-        let body = self.client.read_body(resp, want, started)?;
+        // One byte more than wanted, so that the reader sees the body's end and the connection
+        // goes back to the pool for the next read.
+        let body = self.client.read_body(resp, want + 1, started, limit)?;
         self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        if body.len() as u64 > want {
+            return Err(Failure::fatal(format!(
+                "the server sent more than the {want} bytes of range {start}-{end}"
+            )));
+        }
         if (body.len() as u64) < want {
             return Err(Failure::transient(format!(
                 "the connection closed after {} of {want} bytes of range {start}-{end}",

@@ -57,9 +57,11 @@ pub struct HubSettings {
     pub connections: usize,
     /// Longest wait for a TCP (and TLS) connection (`WEIGHTREEL_HUB_CONNECT_TIMEOUT`, seconds).
     pub connect_timeout: Duration,
-    /// Longest wait for any one read from the socket (`WEIGHTREEL_HUB_READ_TIMEOUT`, seconds).
+    /// Longest wait for a range read to answer (`WEIGHTREEL_HUB_READ_TIMEOUT`, seconds): a read
+    /// of `n` bytes must end within this plus `n` / 64 KiB/s, so a stall or a trickle ends it.
     pub read_timeout: Duration,
-    /// Longest time for one whole request, body included (`WEIGHTREEL_HUB_TIMEOUT`, seconds).
+    /// Longest time for any one request, body included (`WEIGHTREEL_HUB_TIMEOUT`, seconds): the
+    /// listing, `config.json`, the index, and the cap of every range read.
     pub request_timeout: Duration,
     /// Further attempts after a `429`, a `5xx`, a timeout or a dropped connection
     /// (`WEIGHTREEL_HUB_RETRIES`), with exponential backoff from [`HubSettings::BACKOFF`].

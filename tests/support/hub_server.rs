@@ -9,23 +9,24 @@
 //! - Private repos (401 without a Bearer token, 403 with a wrong one) and per-repo failure modes:
 //!   the faults a hostile or flaky server shows (short `206`, stalls, a trickling body, `429`/`503`
 //!   before success), and redirects to a CDN on another server (another port).
-//! - A per-request delay ([`HubServer::set_delay`]), the round trip of a real link. Requests are
-//!   answered by [`WORKERS`] threads, so concurrent requests are delayed concurrently, as on a
-//!   real link.
+//! - A per-request delay ([`HubServer::set_delay`]), the round trip of a real link. Every
+//!   connection has its own thread and keep-alive, so concurrent requests are delayed
+//!   concurrently, as on a real link. (Not tiny_http: its connection pool can leave a new
+//!   connection unserved while others stay open, when several arrive at once.)
 //!
 //! Files on disk are served with seek + read of the requested range only. Counters record what
 //! was asked and what was sent.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Response, Server, StatusCode};
 
 /// Where a file's bytes live.
 #[derive(Clone)]
@@ -272,25 +273,20 @@ struct State {
     delay: Duration,
 }
 
-/// Threads answering requests: more than any client's connection pool, so that concurrent
-/// requests are answered concurrently.
-pub const WORKERS: usize = 32;
-
 /// The running server; stops on drop.
 pub struct HubServer {
     url: String,
-    server: Arc<Server>,
     state: Arc<Mutex<State>>,
     stats: Arc<Stats>,
     stopping: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl HubServer {
     /// Start on an ephemeral port.
     pub fn start() -> HubServer {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0"));
-        let port = server.server_addr().to_ip().expect("an IP listener").port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("a local address").port();
         let url = format!("http://127.0.0.1:{port}");
         let state = Arc::new(Mutex::new(State {
             repos: BTreeMap::new(),
@@ -302,29 +298,27 @@ impl HubServer {
         }));
         let stats = Arc::new(Stats::default());
         let stopping = Arc::new(AtomicBool::new(false));
-        let threads = (0..WORKERS)
-            .map(|_| {
-                let (server, state, stats, url, stopping) = (
-                    server.clone(),
-                    state.clone(),
-                    stats.clone(),
-                    url.clone(),
-                    stopping.clone(),
-                );
-                std::thread::spawn(move || {
-                    for request in server.incoming_requests() {
-                        handle(request, &state, &stats, &url, &stopping);
+        let acceptor = {
+            let (state, stats, url, stopping) =
+                (state.clone(), stats.clone(), url.clone(), stopping.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
                     }
-                })
+                    let Ok(stream) = stream else { continue };
+                    let (state, stats, url, stopping) =
+                        (state.clone(), stats.clone(), url.clone(), stopping.clone());
+                    std::thread::spawn(move || serve(stream, &state, &stats, &url, &stopping));
+                }
             })
-            .collect();
+        };
         HubServer {
             url,
-            server,
             state,
             stats,
             stopping,
-            threads,
+            acceptor: Some(acceptor),
         }
     }
 
@@ -434,11 +428,9 @@ impl HubServer {
 impl Drop for HubServer {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Relaxed);
-        // Each call wakes one worker blocked in `incoming_requests`.
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
+        // Wake the acceptor; connection threads notice `stopping` within a poll interval.
+        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
     }
@@ -481,8 +473,11 @@ impl Read for Trickle {
     }
 }
 
+/// A response header.
+type Header = (String, String);
+
 fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+    (name.to_string(), value.to_string())
 }
 
 fn percent_decode(text: &str) -> String {
@@ -732,29 +727,125 @@ fn slowdown(path: &str, state: &Mutex<State>) -> Option<Failure> {
         .filter(|f| matches!(f, Failure::Stall(_) | Failure::Trickle(_)))
 }
 
-fn handle(
-    request: tiny_http::Request,
+/// Answer the requests of one keep-alive connection until the client closes it or the server
+/// stops. Request bodies are not supported (the Hub API used here has none).
+fn serve(
+    stream: TcpStream,
     state: &Mutex<State>,
     stats: &Arc<Stats>,
     base: &str,
     stopping: &Arc<AtomicBool>,
 ) {
-    let find = |name: &'static str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv(name))
-            .map(|h| h.value.as_str().to_string())
+    let _ = stream.set_nodelay(true);
+    // Poll, so that an idle connection notices the server stopping.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
     };
-    let range = find("Range");
-    let authorization = find("Authorization");
-    let url = request.url().to_string();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => return,
+                Ok(_) if line == "\r\n" || line == "\n" => break,
+                Ok(_) => head.push(line.trim_end().to_string()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        if head.is_empty() {
+            continue;
+        }
+        let target = head[0].split_whitespace().nth(1).unwrap_or("/").to_string();
+        let find = |name: &str| {
+            head[1..].iter().find_map(|h| {
+                let (k, v) = h.split_once(':')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        };
+        let close = find("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let (range, authorization) = (find("Range"), find("Authorization"));
+        let Some(reply) = handle(&target, range, authorization, state, stats, base, stopping)
+        else {
+            return;
+        };
+        let mut out = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+        for (name, value) in &reply.headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", reply.len));
+        let mut body = reply.body;
+        if writer.write_all(out.as_bytes()).is_err() || copy_body(&mut body, &mut writer).is_err()
+        {
+            // A client that hangs up early is not the server's problem.
+            return;
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// Copy a body, writing each read at once (a trickle must reach the client byte by byte).
+fn copy_body(body: &mut dyn Read, writer: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            return writer.flush();
+        }
+        writer.write_all(&buf[..n])?;
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        302 => "Found",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Route one request, after the delay and any stall; `None` when the server stops meanwhile.
+fn handle(
+    url: &str,
+    range: Option<String>,
+    authorization: Option<String>,
+    state: &Mutex<State>,
+    stats: &Arc<Stats>,
+    base: &str,
+    stopping: &Arc<AtomicBool>,
+) -> Option<Reply> {
     let path = url.split('?').next().unwrap_or("");
     let delay = state.lock().unwrap().delay;
     pause(delay, stopping);
     let slow = slowdown(path, state);
     if let Some(Failure::Stall(stall)) = slow {
         pause(stall, stopping);
+    }
+    if stopping.load(Ordering::Relaxed) {
+        // The test is over and its files may be gone.
+        return None;
     }
     stats.ranges.lock().unwrap().push(range.clone());
     let (kind, reply) = route(
@@ -780,21 +871,14 @@ fn handle(
         }) as Box<dyn Read + Send>,
         _ => reply.body,
     };
-    let body = Counted {
-        inner,
-        stats: stats.clone(),
-        kind,
-    };
-    let response = Response::new(
-        StatusCode(reply.status),
-        reply.headers,
-        body,
-        Some(reply.len as usize),
-        None,
-    )
-    .with_chunked_threshold(usize::MAX);
-    // A client that hangs up early is not the server's problem.
-    let _ = request.respond(response);
+    Some(Reply {
+        body: Box::new(Counted {
+            inner,
+            stats: stats.clone(),
+            kind,
+        }),
+        ..reply
+    })
 }
 
 /// How long tests wait for anything network-related before calling it a hang.
