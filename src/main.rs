@@ -159,8 +159,11 @@ impl SourceArgs {
     fn options(&self) -> Result<OpenOptions> {
         let mut hub = HubSettings::from_env()?;
         if let Some(n) = &self.hub_connections {
-            hub.connections =
-                weightreel::source::model::parse_count("--hub-connections", n, HubSettings::CONNECTIONS)?;
+            hub.connections = weightreel::source::model::parse_count(
+                "--hub-connections",
+                n,
+                HubSettings::CONNECTIONS,
+            )?;
         }
         hub.validate()?;
         Ok(OpenOptions {

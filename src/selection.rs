@@ -375,7 +375,10 @@ mod tests {
         check_runs(7, 3);
         // 4 runs (3, 4, 4, 4) in 20 elements: the inner gap shrinks to an even share (5 / 5).
         let runs = check_runs(20, 15);
-        assert_eq!(runs.iter().map(|r| r.start).collect::<Vec<_>>(), [1, 5, 10, 15]);
+        assert_eq!(
+            runs.iter().map(|r| r.start).collect::<Vec<_>>(),
+            [1, 5, 10, 15]
+        );
     }
 
     #[test]

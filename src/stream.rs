@@ -270,8 +270,7 @@ fn read_in_order(
         // `jobs` moves in and is dropped on return, which ends the workers.
         let result = (move || {
             let mut windows = windows.peekable();
-            let mut pending: VecDeque<(Window, mpsc::Receiver<Result<Vec<u8>>>)> =
-                VecDeque::new();
+            let mut pending: VecDeque<(Window, mpsc::Receiver<Result<Vec<u8>>>)> = VecDeque::new();
             let mut pending_bytes = 0;
             loop {
                 while pending.len() < workers {

@@ -493,7 +493,11 @@ fn decoded_reels(g: &Guide, dir: &Path) -> Vec<Vec<DecodedTensor>> {
         .iter()
         .map(|reel| {
             let out = dir.join("decoded.safetensors");
-            g.ok(&format!("decode {} --out {}", reel.display(), out.display()));
+            g.ok(&format!(
+                "decode {} --out {}",
+                reel.display(),
+                out.display()
+            ));
             let bytes = std::fs::read(&out).unwrap();
             std::fs::remove_file(&out).unwrap();
             let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -587,5 +591,8 @@ fn hub_connections_out_of_range_is_refused_with_the_range() {
         err.contains("invalid WEIGHTREEL_HUB_CONNECTIONS 100 (expected 1..=64)"),
         "{err}"
     );
-    assert!(!g.cwd().join("weightreel_store").exists(), "nothing created");
+    assert!(
+        !g.cwd().join("weightreel_store").exists(),
+        "nothing created"
+    );
 }

@@ -210,7 +210,12 @@ fn private_repo_needs_the_right_token_and_never_prints_it() {
     assert!(wrong.contains("HTTP 403"), "{wrong}");
     assert!(!wrong.contains("-wrong"), "{wrong}");
     // Debug of the options' client side never shows the token either.
-    let client = weightreel::source::hub::HubClient::new(server.url(), Some(TOKEN.into()), Default::default()).unwrap();
+    let client = weightreel::source::hub::HubClient::new(
+        server.url(),
+        Some(TOKEN.into()),
+        Default::default(),
+    )
+    .unwrap();
     assert!(!format!("{client:?}").contains(TOKEN));
 }
 
@@ -717,7 +722,9 @@ fn guide_selection(args: &str) -> (String, Selection) {
             .map(|rest| rest.split_whitespace().take_while(|w| !w.starts_with("--")))
     };
     let model = word_after("--model").or_else(|| word_after("--models"));
-    let layers: Vec<&str> = word_after("--layers").map(Iterator::collect).unwrap_or_default();
+    let layers: Vec<&str> = word_after("--layers")
+        .map(Iterator::collect)
+        .unwrap_or_default();
     let selection = Selection {
         roles: parse_roles(&layers).unwrap(),
         max_params: word_after("--max-params")
@@ -758,7 +765,10 @@ fn concurrent_reads_deliver_the_stream_of_one_connection() {
         assert_eq!(pooled.calls, single.calls, "{args}");
         assert_eq!(pooled_summary, single_summary, "{args}");
         assert_eq!(pooled_requests, single_requests, "{args}");
-        assert_eq!(pooled.count, selection.plan(&open_hub(&server, &name).unwrap()).total);
+        assert_eq!(
+            pooled.count,
+            selection.plan(&open_hub(&server, &name).unwrap()).total
+        );
     }
 }
 
@@ -775,6 +785,16 @@ fn private_model(dir: &Path) -> PathBuf {
     };
     fixtures::write_model(&local, &arch_tensors("distilgpt2", dims), 2);
     local
+}
+
+/// gpt2 (default dims) on a test server that misbehaves with `failure`; the local copy's
+/// directory, to compare with.
+fn gpt2_failing(failure: Failure) -> (HubServer, tempfile::TempDir, PathBuf) {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (local_dir, _) = serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 5);
+    server.set_failure("gpt2", Some(failure));
+    (server, tmp, local_dir)
 }
 
 /// The resolve URL of gpt2's weights at its commit, as errors name it.
@@ -818,7 +838,11 @@ fn issue8_token_is_not_forwarded_to_another_port() {
     let cdn_log = cdn.log();
     assert!(cdn_log.len() > 2, "{cdn_log:?}");
     assert!(cdn_log.iter().all(|l| !l.authorized), "{cdn_log:?}");
-    assert!(endpoint.log().iter().all(|l| l.authorized), "{:?}", endpoint.log());
+    assert!(
+        endpoint.log().iter().all(|l| l.authorized),
+        "{:?}",
+        endpoint.log()
+    );
 }
 
 #[test]
@@ -842,9 +866,15 @@ fn issue8_userinfo_in_hf_endpoint_is_never_shown_or_stored() {
         }
     );
     for shard in &model.shards {
-        assert!(!shard.source.name().contains("SECRET"), "{}", shard.source.name());
+        assert!(
+            !shard.source.name().contains("SECRET"),
+            "{}",
+            shard.source.name()
+        );
     }
-    let err = Model::open("no-such-repo", &options).unwrap_err().to_string();
+    let err = Model::open("no-such-repo", &options)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/api/models/no-such-repo/"), "{err}");
     assert!(!err.contains("SECRET") && !err.contains("user:"), "{err}");
     // Unparseable endpoints are refused without echoing the password either.
@@ -869,7 +899,11 @@ fn issue8_userinfo_in_hf_endpoint_is_never_shown_or_stored() {
         .env_remove("HF_TOKEN")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for text in [out.stdout, out.stderr] {
         assert!(!String::from_utf8_lossy(&text).contains("SECRET"));
     }
@@ -888,10 +922,7 @@ fn issue8_userinfo_in_hf_endpoint_is_never_shown_or_stored() {
 
 #[test]
 fn issue8_a_short_206_continues_where_it_ended() {
-    let server = HubServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let (local_dir, _) = serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 5);
-    server.set_failure("gpt2", Some(Failure::ShortRange(1000)));
+    let (server, _tmp, local_dir) = gpt2_failing(Failure::ShortRange(1000));
     let remote = no_hang({
         let options = hub_options(&server);
         move || {
@@ -900,16 +931,19 @@ fn issue8_a_short_206_continues_where_it_ended() {
         }
     });
     let local = Model::open(local_dir.to_str().unwrap(), &OpenOptions::default()).unwrap();
-    assert_eq!(remote.tensors, stream_values(&local, &Selection::default()).0.tensors);
-    assert!(server.log().iter().all(|l| l.status != 206 || l.range.is_some()));
+    assert_eq!(
+        remote.tensors,
+        stream_values(&local, &Selection::default()).0.tensors
+    );
+    assert!(server
+        .log()
+        .iter()
+        .all(|l| l.status != 206 || l.range.is_some()));
 }
 
 #[test]
 fn issue8_a_server_that_keeps_answering_short_fails_in_one_line() {
-    let server = HubServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 5);
-    server.set_failure("gpt2", Some(Failure::ShortRange(1)));
+    let (server, _tmp, _local_dir) = gpt2_failing(Failure::ShortRange(1));
     let text = open_err(&server, "gpt2", hub_options(&server));
     assert_eq!(
         text,
@@ -922,10 +956,7 @@ fn issue8_a_server_that_keeps_answering_short_fails_in_one_line() {
 
 #[test]
 fn issue8_a_stalled_server_times_out_naming_the_url() {
-    let server = HubServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 5);
-    server.set_failure("gpt2", Some(Failure::Stall(HANG)));
+    let (server, _tmp, _local_dir) = gpt2_failing(Failure::Stall(HANG));
     let options = OpenOptions {
         hub: quick_settings(),
         ..hub_options(&server)
@@ -943,11 +974,9 @@ fn issue8_a_stalled_server_times_out_naming_the_url() {
 
 #[test]
 fn issue8_a_trickling_body_hits_the_whole_request_timeout() {
-    let server = HubServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 5);
     // A byte every 100 ms: every read gets data in time, the deadline of the read ends it.
-    server.set_failure("gpt2", Some(Failure::Trickle(std::time::Duration::from_millis(100))));
+    let (server, _tmp, _local_dir) =
+        gpt2_failing(Failure::Trickle(std::time::Duration::from_millis(100)));
     let options = OpenOptions {
         hub: quick_settings(),
         ..hub_options(&server)
@@ -959,24 +988,31 @@ fn issue8_a_trickling_body_hits_the_whole_request_timeout() {
 
 #[test]
 fn issue8_429_then_success_is_retried_with_backoff() {
-    let server = HubServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let (local_dir, _) = serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 5);
-    server.set_failure("gpt2", Some(Failure::FailFirst { status: 429, count: 2 }));
+    let (server, _tmp, local_dir) = gpt2_failing(Failure::FailFirst {
+        status: 429,
+        count: 2,
+    });
     let model = open_hub(&server, "gpt2").unwrap();
     let (remote, _) = stream_values(&model, &Selection::default());
     let local = Model::open(local_dir.to_str().unwrap(), &OpenOptions::default()).unwrap();
-    assert_eq!(remote.tensors, stream_values(&local, &Selection::default()).0.tensors);
+    assert_eq!(
+        remote.tensors,
+        stream_values(&local, &Selection::default()).0.tensors
+    );
     let statuses: Vec<u16> = server.log().iter().map(|l| l.status).collect();
-    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 2, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
 }
 
 #[test]
 fn issue8_5xx_beyond_the_retries_gives_up_naming_the_url() {
-    let server = HubServer::start();
-    let tmp = tempfile::tempdir().unwrap();
-    serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 5);
-    server.set_failure("gpt2", Some(Failure::FailFirst { status: 503, count: 100 }));
+    let (server, _tmp, _local_dir) = gpt2_failing(Failure::FailFirst {
+        status: 503,
+        count: 100,
+    });
     let options = OpenOptions {
         hub: quick_settings(),
         ..hub_options(&server)

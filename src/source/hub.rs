@@ -106,7 +106,9 @@ pub fn without_userinfo(text: &str) -> String {
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     format!("{scheme}://{host}{path}")
 }
 
@@ -331,7 +333,11 @@ impl HubClient {
                 }
                 Err(failure) => {
                     let problem = if retried > 0 {
-                        format!("{}; gave up after {} attempts", failure.problem, retried + 1)
+                        format!(
+                            "{}; gave up after {} attempts",
+                            failure.problem,
+                            retried + 1
+                        )
                     } else {
                         failure.problem
                     };
@@ -410,7 +416,10 @@ impl HubClient {
             siblings: Vec<Sibling>,
         }
         let listing: Listing = serde_json::from_slice(&body).map_err(|e| {
-            Error::http(url.as_str(), format!("the listing is not the Hub's JSON: {e}"))
+            Error::http(
+                url.as_str(),
+                format!("the listing is not the Hub's JSON: {e}"),
+            )
         })?;
         let commit = listing.sha.unwrap_or_else(|| revision.to_string());
         if commit.is_empty() || commit.contains("..") || commit.contains('/') {
@@ -535,14 +544,19 @@ impl HttpFile {
     ) -> std::result::Result<(Vec<u8>, u64), Failure> {
         let started = Instant::now();
         let settings = &self.client.settings;
-        let limit = settings
-            .request_timeout
-            .min(settings.read_timeout + Duration::from_secs_f64((last - offset + 1) as f64 / MIN_RATE as f64));
+        let limit = settings.request_timeout.min(
+            settings.read_timeout
+                + Duration::from_secs_f64((last - offset + 1) as f64 / MIN_RATE as f64),
+        );
         let target = self.data_url.lock().expect("data_url lock").clone();
-        let mut sent = self.client.send(&target, Some(range), &self.requests, limit);
+        let mut sent = self
+            .client
+            .send(&target, Some(range), &self.requests, limit);
         if target != self.url && sent.is_err() {
             // The CDN URL may have expired (the Hub signs them): resolve again.
-            sent = self.client.send(&self.url, Some(range), &self.requests, limit);
+            sent = self
+                .client
+                .send(&self.url, Some(range), &self.requests, limit);
         }
         let (resp, served_from) = match sent {
             Ok(sent) => sent,
@@ -744,6 +758,9 @@ mod tests {
     #[test]
     fn in_parallel_keeps_item_order() {
         let items: Vec<u64> = (0..100).collect();
-        assert_eq!(in_parallel(&items, 7, |&i| i * 2), in_parallel(&items, 1, |&i| i * 2));
+        assert_eq!(
+            in_parallel(&items, 7, |&i| i * 2),
+            in_parallel(&items, 1, |&i| i * 2)
+        );
     }
 }

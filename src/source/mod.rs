@@ -15,6 +15,4 @@ pub mod hub;
 pub mod model;
 
 pub use bytes::{ByteSource, LocalFile, ReadStats};
-pub use model::{
-    HubSettings, Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo,
-};
+pub use model::{HubSettings, Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo};

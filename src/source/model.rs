@@ -97,13 +97,17 @@ impl HubSettings {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut settings = HubSettings::default();
         if let Some(v) = var("WEIGHTREEL_HUB_CONNECTIONS") {
-            settings.connections = parse_count("WEIGHTREEL_HUB_CONNECTIONS", &v, Self::CONNECTIONS)?;
+            settings.connections =
+                parse_count("WEIGHTREEL_HUB_CONNECTIONS", &v, Self::CONNECTIONS)?;
         }
         if let Some(v) = var("WEIGHTREEL_HUB_RETRIES") {
             settings.retries = parse_count("WEIGHTREEL_HUB_RETRIES", &v, Self::RETRIES)?;
         }
         for (name, field) in [
-            ("WEIGHTREEL_HUB_CONNECT_TIMEOUT", &mut settings.connect_timeout),
+            (
+                "WEIGHTREEL_HUB_CONNECT_TIMEOUT",
+                &mut settings.connect_timeout,
+            ),
             ("WEIGHTREEL_HUB_READ_TIMEOUT", &mut settings.read_timeout),
             ("WEIGHTREEL_HUB_TIMEOUT", &mut settings.request_timeout),
         ] {
@@ -810,7 +814,11 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
     // names gate the shard opens, so it goes first among them) and every shard's header.
     let fetch_config = || {
         has("config.json")
-            .then(|| client.fetch_small(spec, &commit, "config.json", 1 << 20).ok())
+            .then(|| {
+                client
+                    .fetch_small(spec, &commit, "config.json", 1 << 20)
+                    .ok()
+            })
             .flatten()
             .and_then(|b| ModelConfig::parse(&b))
     };

@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-
 /// Where a file's bytes live.
 #[derive(Clone)]
 pub enum Body {
@@ -652,7 +651,10 @@ fn route(
             return (Kind::Cdn, reply);
         }
         let repo = &state.repos[&repo_id];
-        return (Kind::Cdn, serve_bytes(&repo.files[&file], range, repo.failure));
+        return (
+            Kind::Cdn,
+            serve_bytes(&repo.files[&file], range, repo.failure),
+        );
     }
     if let Some((repo_id, rest)) = path.split_once("/resolve/") {
         let repo_id = percent_decode(repo_id.trim_start_matches('/'));
@@ -772,7 +774,9 @@ fn serve(
         let find = |name: &str| {
             head[1..].iter().find_map(|h| {
                 let (k, v) = h.split_once(':')?;
-                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
             })
         };
         let close = find("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
@@ -787,8 +791,7 @@ fn serve(
         }
         out.push_str(&format!("Content-Length: {}\r\n\r\n", reply.len));
         let mut body = reply.body;
-        if writer.write_all(out.as_bytes()).is_err() || copy_body(&mut body, &mut writer).is_err()
-        {
+        if writer.write_all(out.as_bytes()).is_err() || copy_body(&mut body, &mut writer).is_err() {
             // A client that hangs up early is not the server's problem.
             return;
         }
