@@ -10,10 +10,9 @@ use std::process::{Command, Output};
 
 use std::time::Duration;
 
-use support::fixtures::{serve_guide_repos, GUIDE_COMMANDS};
+use support::fixtures::{guide_selection, serve_guide_repos, GUIDE_COMMANDS};
 use support::hub_server::HubServer;
 use weightreel::roles::Role;
-use weightreel::selection::{parse_roles, Selection};
 use weightreel::source::{Model, OpenOptions};
 
 struct Guide {
@@ -453,28 +452,6 @@ fn rm_removes_an_entry_and_its_reel() {
     );
     let err = g.fails("rm gpt2 --store s");
     assert!(err.contains("no model named 'gpt2'"), "{err}");
-}
-
-/// The models of a guide command and the selection it asks for (the flags the guide uses).
-fn guide_selection(args: &str) -> (Vec<String>, Selection) {
-    let mut models = Vec::new();
-    let mut layers = Vec::new();
-    let mut selection = Selection::default();
-    let mut flag = "";
-    for word in args.split_whitespace() {
-        if word.starts_with("--") {
-            flag = word;
-            continue;
-        }
-        match flag {
-            "--model" | "--models" => models.push(word.to_string()),
-            "--layers" => layers.push(word.to_string()),
-            "--max-params" => selection.max_params = Some(word.parse().unwrap()),
-            _ => {}
-        }
-    }
-    selection.roles = parse_roles(&layers).unwrap();
-    (models, selection)
 }
 
 /// A decoded tensor: name, dtype, shape and bytes.

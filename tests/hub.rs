@@ -8,12 +8,13 @@ use std::sync::mpsc;
 
 use support::collect::stream_values;
 use support::fixtures::{
-    self, arch_tensors, serve_arch, serve_guide_repos, Dims, GUIDE_COMMANDS, GUIDE_REPOS,
+    self, arch_tensors, guide_selection, serve_arch, serve_guide_repos, Dims, GUIDE_COMMANDS,
+    GUIDE_REPOS,
 };
 use support::hub_server::{Failure, HubServer, Repo, HANG};
 use support::minilm;
 use weightreel::inspect::Report;
-use weightreel::selection::{parse_roles, Selection};
+use weightreel::selection::Selection;
 use weightreel::source::{HubSettings, Model, OpenOptions, Origin};
 
 const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -714,27 +715,6 @@ fn the_token_is_not_sent_to_a_cdn_on_another_host() {
     }
 }
 
-/// The selection of a guide command's first model (the flags the guide uses).
-fn guide_selection(args: &str) -> (String, Selection) {
-    let word_after = |flag: &str| {
-        args.split(&format!("{flag} "))
-            .nth(1)
-            .map(|rest| rest.split_whitespace().take_while(|w| !w.starts_with("--")))
-    };
-    let model = word_after("--model").or_else(|| word_after("--models"));
-    let layers: Vec<&str> = word_after("--layers")
-        .map(Iterator::collect)
-        .unwrap_or_default();
-    let selection = Selection {
-        roles: parse_roles(&layers).unwrap(),
-        max_params: word_after("--max-params")
-            .and_then(|mut w| w.next())
-            .map(|n| n.parse().unwrap()),
-        ..Default::default()
-    };
-    (model.unwrap().next().unwrap().to_string(), selection)
-}
-
 /// Concurrent range reads change nothing the sink sees: for every guide command, 16
 /// connections at 50 ms per request deliver the same values in the same calls, from the same
 /// requests, as one connection.
@@ -751,11 +731,12 @@ fn concurrent_reads_deliver_the_stream_of_one_connection() {
         ..hub_options(&server)
     };
     for args in GUIDE_COMMANDS {
-        let (name, selection) = guide_selection(args);
+        let (models, selection) = guide_selection(args);
+        let name = &models[0];
         let stream_with = |connections: usize, delay_ms: u64| {
             server.set_delay(std::time::Duration::from_millis(delay_ms));
             server.reset_counts();
-            let model = Model::open(&name, &with_connections(connections)).unwrap();
+            let model = Model::open(name, &with_connections(connections)).unwrap();
             let (sink, summary) = stream_values(&model, &selection);
             (sink, summary, server.counts().requests)
         };
@@ -767,7 +748,7 @@ fn concurrent_reads_deliver_the_stream_of_one_connection() {
         assert_eq!(pooled_requests, single_requests, "{args}");
         assert_eq!(
             pooled.count,
-            selection.plan(&open_hub(&server, &name).unwrap()).total
+            selection.plan(&open_hub(&server, name).unwrap()).total
         );
     }
 }

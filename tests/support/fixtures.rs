@@ -11,6 +11,7 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
 use super::hub_server::{HubServer, Repo};
+use weightreel::selection::{parse_roles, Selection};
 
 /// A tensor to write: name, dtype, shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +333,28 @@ pub const GUIDE_COMMANDS: &[&str] = &[
     "--models bert-base-uncased gpt2 --max-params 40000",
     "--model gpt2 --stream --chunk-encoding --chunk-size 5000 --max-params 20000",
 ];
+
+/// The models of a guide command and the selection it asks for (the flags the guide uses).
+pub fn guide_selection(args: &str) -> (Vec<String>, Selection) {
+    let mut models = Vec::new();
+    let mut layers = Vec::new();
+    let mut selection = Selection::default();
+    let mut flag = "";
+    for word in args.split_whitespace() {
+        if word.starts_with("--") {
+            flag = word;
+            continue;
+        }
+        match flag {
+            "--model" | "--models" => models.push(word.to_string()),
+            "--layers" => layers.push(word.to_string()),
+            "--max-params" => selection.max_params = Some(word.parse().unwrap()),
+            _ => {}
+        }
+    }
+    selection.roles = parse_roles(&layers).unwrap();
+    (models, selection)
+}
 
 /// Serve every guide repo at [`GUIDE_DIMS`] from files under `dir`.
 pub fn serve_guide_repos(server: &HubServer, dir: &Path) {
