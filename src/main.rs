@@ -21,7 +21,7 @@ use weightreel::inspect::{group, Report};
 use weightreel::progress::ProgressMode;
 use weightreel::report::{models_table, statistics_block};
 use weightreel::selection::{parse_regex, parse_roles, SampleMode, Selection};
-use weightreel::source::{Model, OpenOptions};
+use weightreel::source::{HubSettings, Model, OpenOptions};
 use weightreel::store::{store_dir, Store};
 
 #[derive(Parser, Debug)]
@@ -167,17 +167,31 @@ struct SourceArgs {
     /// Hub token (default: $HF_TOKEN); never printed or stored
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// Range requests in flight at once per model, 1..=64 (default: $WEIGHTREEL_HUB_CONNECTIONS, else 16)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    hub_connections: Option<String>,
 }
 
 impl SourceArgs {
-    fn options(&self) -> OpenOptions {
-        OpenOptions {
+    /// Where and how to open models; checks the Hub settings (flags and environment).
+    fn options(&self) -> Result<OpenOptions> {
+        let mut hub = HubSettings::from_env()?;
+        if let Some(n) = &self.hub_connections {
+            hub.connections = weightreel::source::model::parse_count(
+                "--hub-connections",
+                n,
+                HubSettings::CONNECTIONS,
+            )?;
+        }
+        hub.validate()?;
+        Ok(OpenOptions {
             revision: self.revision.clone(),
             offline: self.offline,
             token: self.token.clone(),
+            hub,
             ..OpenOptions::default()
         }
-        .with_env()
+        .with_env())
     }
 }
 
@@ -339,10 +353,10 @@ fn run_encode(
 ) -> Result<ExitCode> {
     let options = args.options(select)?;
     options.validate()?;
+    let open = source.options()?;
     let dir = store_dir(args.store.storage_dir.as_deref());
     let mut store = Store::open(&dir)?;
     let cancel = cancel_flag();
-    let open = source.options();
     let mut outcomes = Vec::new();
     for name in models {
         let model = Model::open(name, &open)?;
@@ -535,7 +549,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }) => {
             let selection = select.selection()?;
-            let model = Model::open(&model, &source.options())?;
+            let model = Model::open(&model, &source.options()?)?;
             emit(json, &Report::new(&model, &selection), Report::to_text);
         }
         Some(Command::Encode {

@@ -10,10 +10,18 @@ use crate::error::{Error, Result};
 use crate::roles::Role;
 use crate::source::{Model, TensorInfo};
 
-/// Values per sampled run. Contiguous runs keep a remote read to a few hundred requests
-/// (`--max-params 50000` on MiniLM needs ~200), where scattered single values would need one
-/// request each.
+/// Values per sampled run: contiguous, so that a read delivers many values, where scattered
+/// single values would need one read each.
 pub const SAMPLE_RUN: u64 = 512;
+/// Runs per cluster: a tensor's runs are grouped into clusters of up to this many, and the
+/// clusters (not the runs) are spread over the tensor, so that one read delivers a cluster
+/// (4,096 values): a sampled remote model needs about one request per 4,096 values, plus one
+/// per tensor whose share is smaller.
+pub const CLUSTER_RUNS: u64 = 8;
+/// Largest gap between the runs of a cluster, in elements. A cluster then spans at most
+/// 8 × 512 + 7 × 1,536 = 14,848 elements (116 KiB even in F64), one read on any source: the
+/// gaps stay under what a local read reads through (16 KiB) for every dtype.
+pub const CLUSTER_GAP: u64 = 1536;
 
 /// How `--max-params` picks values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -176,7 +184,7 @@ impl Selection {
                     len: quota,
                 }]
             } else {
-                spread_runs(numel, quota, SAMPLE_RUN)
+                clustered_runs(numel, quota, SAMPLE_RUN, CLUSTER_RUNS, CLUSTER_GAP)
             };
             items.push(PlanItem { tensor, runs });
         }
@@ -271,26 +279,41 @@ pub fn proportional_quotas(sizes: &[u64], target: u64) -> Vec<u64> {
     quotas
 }
 
-/// Place `quota` values of a tensor of `numel` elements as evenly spread runs of at most
-/// `run_len` values. Gaps are spread evenly between runs, so runs never overlap and the last
-/// one ends inside the tensor.
-pub fn spread_runs(numel: u64, quota: u64, run_len: u64) -> Vec<Run> {
-    debug_assert!(quota <= numel && run_len > 0);
+/// Place `quota` values of a tensor of `numel` elements as runs of at most `run_len` values
+/// (lengths differing by at most one), in clusters of up to `cluster_runs` runs. Inside a
+/// cluster, runs are `cluster_gap` elements apart (less when the tensor is sampled densely: never
+/// more than an even share of the free space); the clusters are spread evenly over the rest, the
+/// first and last gap included, so runs never overlap and a single run sits in the middle. The
+/// result depends only on the three numbers, so models of one architecture are sampled at the
+/// same positions.
+pub fn clustered_runs(
+    numel: u64,
+    quota: u64,
+    run_len: u64,
+    cluster_runs: u64,
+    cluster_gap: u64,
+) -> Vec<Run> {
+    debug_assert!(quota <= numel && run_len > 0 && cluster_runs > 0);
     if quota == 0 {
         return Vec::new();
     }
-    let count = quota.div_ceil(run_len);
-    let gap_total = (numel - quota) as u128;
+    let count = quota.div_ceil(run_len) as u128;
+    let clusters = count.div_ceil(cluster_runs as u128);
+    let free = (numel - quota) as u128;
+    let inner = (cluster_gap as u128).min(free / (count + 1));
+    let outer_free = free - inner * (count - clusters);
     let mut runs = Vec::with_capacity(count as usize);
-    let mut taken: u64 = 0;
+    let mut taken: u128 = 0;
     for j in 0..count {
-        // Run lengths differ by at most one.
-        let len = ((quota as u128 * (j as u128 + 1)) / count as u128
-            - (quota as u128 * j as u128) / count as u128) as u64;
-        let gap_before = (gap_total * (j as u128 + 1) / (count as u128 + 1)) as u64;
+        let len = quota as u128 * (j + 1) / count - quota as u128 * j / count;
+        // Runs are dealt to clusters evenly: cluster c holds runs c·count/clusters onwards.
+        let cluster = (j * clusters + clusters - 1) / count;
+        // One inner gap before every run but the first of each cluster.
+        let inner_before = inner * (j - cluster);
+        let outer_before = outer_free * (cluster + 1) / (clusters + 1);
         runs.push(Run {
-            start: taken + gap_before,
-            len,
+            start: (taken + inner_before + outer_before) as u64,
+            len: len as u64,
         });
         taken += len;
     }
@@ -316,26 +339,69 @@ mod tests {
         assert_eq!(proportional_quotas(&[1, 1, 1, 1], 3), vec![1, 1, 1, 0]);
     }
 
-    #[test]
-    fn runs_cover_quota_without_overlap() {
-        for (numel, quota) in [
-            (10u64, 9u64),
-            (11, 10),
-            (1000, 1),
-            (147_456, 1303),
-            (100, 100),
-            (7, 3),
-        ] {
-            let runs = spread_runs(numel, quota, 4);
-            assert_eq!(runs.iter().map(|r| r.len).sum::<u64>(), quota);
-            let mut end = 0;
-            for r in &runs {
-                assert!(r.start >= end, "{numel} {quota} {runs:?}");
-                assert!(r.len <= 4 && r.len > 0);
-                end = r.start + r.len;
-            }
-            assert!(end <= numel);
+    /// Runs of `clustered_runs(numel, quota, 4, 3, 5)`: they sum to the quota, are at most 4
+    /// long, do not overlap and end inside the tensor.
+    fn check_runs(numel: u64, quota: u64) -> Vec<Run> {
+        let runs = clustered_runs(numel, quota, 4, 3, 5);
+        assert_eq!(runs.iter().map(|r| r.len).sum::<u64>(), quota);
+        let mut end = 0;
+        for r in &runs {
+            assert!(r.start >= end, "{numel} {quota} {runs:?}");
+            assert!(r.len <= 4 && r.len > 0);
+            end = r.start + r.len;
         }
+        assert!(end <= numel);
+        runs
+    }
+
+    #[test]
+    fn runs_nearly_fill_a_tensor() {
+        check_runs(10, 9);
+        check_runs(11, 10);
+    }
+
+    #[test]
+    fn runs_fill_a_tensor_whole() {
+        assert_eq!(check_runs(100, 100).last().unwrap().start, 96);
+    }
+
+    #[test]
+    fn one_value_sits_in_the_middle() {
+        assert_eq!(check_runs(1000, 1), vec![Run { start: 499, len: 1 }]);
+    }
+
+    #[test]
+    fn runs_of_a_dense_sample_are_spread_evenly() {
+        check_runs(7, 3);
+        // 4 runs (3, 4, 4, 4) in 20 elements: the inner gap shrinks to an even share (5 / 5).
+        let runs = check_runs(20, 15);
+        assert_eq!(
+            runs.iter().map(|r| r.start).collect::<Vec<_>>(),
+            [1, 5, 10, 15]
+        );
+    }
+
+    #[test]
+    fn runs_of_a_sparse_sample_form_clusters() {
+        let runs = check_runs(100_000, 24);
+        // 6 runs of 4 in 2 clusters of 3, 5 apart inside a cluster, the clusters at a third and
+        // two thirds of the free space (99,956 after the inner gaps).
+        assert_eq!(
+            runs.iter().map(|r| r.start).collect::<Vec<_>>(),
+            [33_318, 33_327, 33_336, 66_659, 66_668, 66_677]
+        );
+    }
+
+    #[test]
+    fn a_large_sparse_sample_needs_one_read_per_cluster() {
+        // MiniLM's word embeddings at --max-params 50000: 25,767 of 11,720,448 values.
+        let runs = clustered_runs(11_720_448, 25_767, SAMPLE_RUN, CLUSTER_RUNS, CLUSTER_GAP);
+        let reads = 1 + runs
+            .windows(2)
+            .filter(|w| w[1].start - (w[0].start + w[0].len) > CLUSTER_GAP)
+            .count();
+        assert_eq!(runs.len(), 51);
+        assert_eq!(reads, 7);
     }
 
     #[test]

@@ -2,11 +2,19 @@
 //! into a [`Sink`], ripgrep style. A sink returning `Ok(false)` stops the stream at once without
 //! reading further (a parameter limit, Ctrl-C).
 //!
-//! Memory: at most [`MAX_READ`] raw bytes plus the same number of f32 values are held at any
-//! time, whatever the model's size. Reads of nearby runs (within [`MAX_GAP`] bytes in one
-//! shard) are merged into one request, so a sampled remote read needs few requests.
+//! Memory: at most [`READ_AHEAD_BYTES`] raw bytes (one [`MAX_READ`] read for a local file) plus
+//! [`MAX_READ`] bytes of f32 values are held at any time, whatever the model's size. Reads of
+//! nearby runs (gaps up to the source's [`ByteSource::read_through`](crate::source::ByteSource::read_through)
+//! in one shard) are merged into one request, so a sampled remote read needs few requests.
+//!
+//! Concurrency: a source that waits a round trip per read (HTTP) has its reads issued ahead by
+//! up to [`ByteSource::concurrency`](crate::source::ByteSource::concurrency) threads, while the
+//! sink still receives every value in plan order, from one thread: the output does not depend
+//! on how many reads were in flight.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use serde::Serialize;
 
@@ -17,8 +25,8 @@ use crate::source::{Model, ReadStats, TensorInfo};
 
 /// Largest single read, in bytes.
 pub const MAX_READ: u64 = 1 << 20;
-/// Largest gap between two runs that is read through rather than split into two requests.
-pub const MAX_GAP: u64 = 16 * 1024;
+/// Raw bytes of reads in flight or waiting for the sink, when reads run concurrently.
+pub const READ_AHEAD_BYTES: u64 = 8 * MAX_READ;
 
 /// Receives the stream. Every method may stop it by returning `Ok(false)`.
 pub trait Sink {
@@ -73,7 +81,8 @@ pub struct Window {
 
 /// The reads that deliver `plan` after its first `skip` values, in order: runs cut into pieces
 /// of at most [`MAX_READ`] bytes, and consecutive pieces of one shard merged into one read when
-/// the gap is at most [`MAX_GAP`] and the read stays within [`MAX_READ`]. The stream performs
+/// the gap is at most the shard's [`ByteSource::read_through`](crate::source::ByteSource::read_through)
+/// and the read stays within [`MAX_READ`]. The stream performs
 /// exactly these reads, and `inspect` counts them, so its estimate is what streaming costs.
 pub fn windows<'a>(
     model: &'a Model,
@@ -114,6 +123,7 @@ pub fn windows<'a>(
     std::iter::from_fn(move || {
         let first = pieces.next()?;
         let (shard, begin, mut end) = byte_range(&first);
+        let max_gap = model.shards[shard].source.read_through();
         let mut window = Window {
             shard,
             begin,
@@ -121,7 +131,7 @@ pub fn windows<'a>(
             pieces: vec![first],
         };
         while let Some((s, b, e)) = pieces.peek().map(&byte_range) {
-            if s != shard || b < end || b - end > MAX_GAP || e - begin > MAX_READ {
+            if s != shard || b < end || b - end > max_gap || e - begin > MAX_READ {
                 break;
             }
             end = e;
@@ -149,7 +159,6 @@ pub fn stream(
     options: StreamOptions<'_>,
 ) -> Result<StreamSummary> {
     let mut summary = StreamSummary::default();
-    let mut raw = Vec::new();
     let mut values: Vec<f32> = Vec::new();
     let mut started: Option<usize> = None;
     let selected_of = |tensor: usize| -> u64 {
@@ -158,31 +167,23 @@ pub fn stream(
             .find(|i| i.tensor == tensor)
             .map_or(0, |i| i.len())
     };
-    for window in windows(model, plan, options.skip_values) {
-        if options.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            summary.stopped = true;
-            return Ok(summary);
-        }
-        raw.resize((window.end - window.begin) as usize, 0);
-        let source = &model.shards[window.shard].source;
-        source.read_at(window.begin, &mut raw)?;
+    let mut deliver = |window: &Window, raw: &[u8]| -> Result<bool> {
         summary.data.requests += 1;
         summary.data.bytes += window.end - window.begin;
+        let source = &model.shards[window.shard].source;
         for piece in &window.pieces {
             let t = &model.tensors[piece.tensor];
             if started != Some(piece.tensor) {
                 if let Some(prev) = started.take() {
                     if !sink.end_tensor(&model.tensors[prev])? {
-                        summary.stopped = true;
-                        return Ok(summary);
+                        return Ok(false);
                     }
                 }
                 started = Some(piece.tensor);
                 summary.tensors += 1;
                 // A resumed tensor still gets its begin_tensor call.
                 if !sink.begin_tensor(t, selected_of(piece.tensor))? {
-                    summary.stopped = true;
-                    return Ok(summary);
+                    return Ok(false);
                 }
             }
             let at = (t.offset + piece.start * t.elem_bytes() - window.begin) as usize;
@@ -197,15 +198,114 @@ pub fn stream(
             }
             summary.values += piece.len;
             if !sink.values(t, piece.start, &values)? {
-                summary.stopped = true;
-                return Ok(summary);
+                return Ok(false);
             }
         }
-    }
-    if let Some(prev) = started.take() {
-        if !sink.end_tensor(&model.tensors[prev])? {
-            summary.stopped = true;
+        Ok(true)
+    };
+    let windows = windows(model, plan, options.skip_values);
+    let completed = read_in_order(model, windows, options.cancel, &mut deliver)?;
+    if completed {
+        if let Some(prev) = started.take() {
+            summary.stopped = !sink.end_tensor(&model.tensors[prev])?;
         }
+    } else {
+        summary.stopped = true;
     }
     Ok(summary)
+}
+
+/// Read every window and hand its bytes to `deliver` in order. Returns false when `deliver`
+/// or the cancel flag stopped it.
+fn read_in_order(
+    model: &Model,
+    windows: impl Iterator<Item = Window>,
+    cancel: Option<&AtomicBool>,
+    deliver: &mut dyn FnMut(&Window, &[u8]) -> Result<bool>,
+) -> Result<bool> {
+    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    let workers = model
+        .shards
+        .iter()
+        .map(|s| s.source.concurrency())
+        .max()
+        .unwrap_or(1);
+    if workers <= 1 {
+        let mut raw = Vec::new();
+        for window in windows {
+            if cancelled() {
+                return Ok(false);
+            }
+            raw.resize((window.end - window.begin) as usize, 0);
+            model.shards[window.shard]
+                .source
+                .read_at(window.begin, &mut raw)?;
+            if !deliver(&window, &raw)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    /// A read for a worker: shard, first byte, end, and where to send the bytes.
+    type Job = (usize, u64, u64, mpsc::Sender<Result<Vec<u8>>>);
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Mutex::new(queue);
+    // Set when the stream ends early, so that queued reads are dropped rather than made.
+    let abandoned = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let job = queue.lock().expect("read queue").recv();
+                let Ok((shard, begin, end, reply)) = job else {
+                    break;
+                };
+                if abandoned.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let mut raw = vec![0; (end - begin) as usize];
+                let read = model.shards[shard].source.read_at(begin, &mut raw);
+                let _ = reply.send(read.map(|()| raw));
+            });
+        }
+        // `jobs` moves in and is dropped on return, which ends the workers.
+        let result = (move || {
+            let mut windows = windows.peekable();
+            let mut pending: VecDeque<(Window, mpsc::Receiver<Result<Vec<u8>>>)> = VecDeque::new();
+            let mut pending_bytes = 0;
+            loop {
+                while pending.len() < workers {
+                    let Some(size) = windows.peek().map(|w| w.end - w.begin) else {
+                        break;
+                    };
+                    if !pending.is_empty() && pending_bytes + size > READ_AHEAD_BYTES {
+                        break;
+                    }
+                    let window = windows.next().expect("peeked");
+                    let (reply, answer) = mpsc::channel();
+                    jobs.send((window.shard, window.begin, window.end, reply))
+                        .expect("read workers run until the queue closes");
+                    pending_bytes += size;
+                    pending.push_back((window, answer));
+                }
+                let Some((window, answer)) = pending.pop_front() else {
+                    return Ok(true);
+                };
+                if cancelled() {
+                    return Ok(false);
+                }
+                let raw = answer.recv().map_err(|_| {
+                    Error::http(
+                        model.shards[window.shard].source.name(),
+                        "a read thread stopped without an answer",
+                    )
+                })??;
+                pending_bytes -= window.end - window.begin;
+                if !deliver(&window, &raw)? {
+                    return Ok(false);
+                }
+            }
+        })();
+        abandoned.store(true, Ordering::Relaxed);
+        result
+    })
 }

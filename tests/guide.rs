@@ -8,16 +8,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::fixtures::{serve_arch, Dims, GUIDE_REPOS};
+use std::time::Duration;
+
+use support::fixtures::{guide_selection, serve_guide_repos, GUIDE_COMMANDS};
 use support::hub_server::HubServer;
 use weightreel::roles::Role;
-
-/// Big enough that every guide limit (up to 100,000) is a real sample of a larger model.
-const DIMS: Dims = Dims {
-    hidden: 32,
-    vocab: 1000,
-    positions: 64,
-};
+use weightreel::source::{Model, OpenOptions};
 
 struct Guide {
     server: HubServer,
@@ -28,15 +24,7 @@ impl Guide {
     fn new() -> Guide {
         let server = HubServer::start();
         let tmp = tempfile::tempdir().unwrap();
-        for (i, repo) in GUIDE_REPOS.iter().enumerate() {
-            serve_arch(
-                &server,
-                &tmp.path().join("repos"),
-                repo,
-                DIMS,
-                100 + i as u64,
-            );
-        }
+        serve_guide_repos(&server, &tmp.path().join("repos"));
         std::fs::create_dir_all(tmp.path().join("work")).unwrap();
         Guide { server, tmp }
     }
@@ -47,8 +35,14 @@ impl Guide {
 
     /// Run the binary with `args` (whitespace-separated, as typed in the guide) in `dir`.
     fn run_in(&self, dir: &Path, args: &str) -> Output {
+        self.run_with(dir, args, &[])
+    }
+
+    /// [`Guide::run_in`] with extra environment variables.
+    fn run_with(&self, dir: &Path, args: &str, envs: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_weightreel"))
             .args(args.split_whitespace())
+            .envs(envs.iter().copied())
             .current_dir(dir)
             .env("HF_ENDPOINT", self.server.url())
             .env("HF_HUB_CACHE", self.tmp.path().join("empty-cache"))
@@ -458,4 +452,124 @@ fn rm_removes_an_entry_and_its_reel() {
     );
     let err = g.fails("rm gpt2 --store s");
     assert!(err.contains("no model named 'gpt2'"), "{err}");
+}
+
+/// A decoded tensor: name, dtype, shape and bytes.
+type DecodedTensor = (String, String, Vec<usize>, Vec<u8>);
+
+/// The tensors the reels of the store in `dir` decode to, in reel-name order. (Reels record
+/// the encoding time and their own path, and are named by the time, so they differ in those
+/// bytes; every value must not.)
+fn decoded_reels(g: &Guide, dir: &Path) -> Vec<Vec<DecodedTensor>> {
+    let mut reels: Vec<PathBuf> = std::fs::read_dir(dir.join("weightreel_store/reels"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    reels.sort();
+    reels
+        .iter()
+        .map(|reel| {
+            let out = dir.join("decoded.safetensors");
+            g.ok(&format!(
+                "decode {} --out {}",
+                reel.display(),
+                out.display()
+            ));
+            let bytes = std::fs::read(&out).unwrap();
+            std::fs::remove_file(&out).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut tensors: Vec<DecodedTensor> = st
+                .tensors()
+                .into_iter()
+                .map(|(name, view)| {
+                    let dtype = format!("{:?}", view.dtype());
+                    (name, dtype, view.shape().to_vec(), view.data().to_vec())
+                })
+                .collect();
+            tensors.sort();
+            tensors
+        })
+        .collect()
+}
+
+/// Issue 7's Hub at real latency: every guide command finishes with 50 ms per request and the
+/// default connection pool, within the request budget (one per 1,000 values plus one per
+/// tensor, plus the listing, config, redirect and header of each model); the first two give the
+/// same values, byte for byte, and the same requests as one connection without delay
+/// (`tests/hub.rs` compares the streams of all of them). Wall times are in `benches/hub.rs`.
+#[test]
+fn guide_commands_at_50_ms_per_request_stay_in_the_request_budget() {
+    let g = Guide::new();
+    let options = OpenOptions {
+        endpoint: Some(g.server.url().to_string()),
+        cache_dir: Some(g.tmp.path().join("empty-cache")),
+        ..OpenOptions::default()
+    };
+    for (i, args) in GUIDE_COMMANDS.iter().enumerate() {
+        let run = |delay_ms: u64, connections: &str| {
+            let dir = g.tmp.path().join(format!("latency-{i}-{connections}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            g.server.set_delay(Duration::from_millis(delay_ms));
+            g.server.reset_counts();
+            ok_output(
+                args,
+                g.run_with(&dir, args, &[("WEIGHTREEL_HUB_CONNECTIONS", connections)]),
+            );
+            g.server.set_delay(Duration::ZERO);
+            (dir, g.server.counts().requests)
+        };
+        let (pooled, pooled_requests) = run(50, "16");
+        let (models, selection) = guide_selection(args);
+        let budget: u64 = models
+            .iter()
+            .map(|name| {
+                let plan = selection.plan(&Model::open(name, &options).unwrap());
+                plan.total / 1000 + plan.items.len() as u64 + 4
+            })
+            .sum();
+        assert!(
+            pooled_requests <= budget,
+            "{args}: {pooled_requests} requests, budget {budget}"
+        );
+        if i < 2 {
+            let (single, single_requests) = run(0, "1");
+            assert_eq!(pooled_requests, single_requests, "{args}");
+            let pooled = decoded_reels(&g, &pooled);
+            assert!(!pooled.is_empty(), "{args}");
+            assert!(
+                pooled == decoded_reels(&g, &single),
+                "{args}: decoded reels differ from a one-connection run"
+            );
+        }
+    }
+}
+
+#[test]
+fn hub_connections_out_of_range_is_refused_with_the_range() {
+    let g = Guide::new();
+    for (value, shown) in [("0", "0"), ("65", "65"), ("many", "'many'")] {
+        let err = g.fails(&format!(
+            "--model gpt2 --stream --max-params 100 --hub-connections {value}"
+        ));
+        assert!(
+            err.contains(&format!("invalid --hub-connections {shown} (expected")),
+            "{err}"
+        );
+        assert!(err.contains("1..=64"), "{err}");
+    }
+    let out = g.run_with(
+        &g.cwd(),
+        "--model gpt2 --stream --max-params 100",
+        &[("WEIGHTREEL_HUB_CONNECTIONS", "100")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("invalid WEIGHTREEL_HUB_CONNECTIONS 100 (expected 1..=64)"),
+        "{err}"
+    );
+    assert!(
+        !g.cwd().join("weightreel_store").exists(),
+        "nothing created"
+    );
 }

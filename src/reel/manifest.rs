@@ -56,14 +56,17 @@ pub struct ReelSettings {
 
 /// Version of [`ReelSettings::key`]'s definition: part of every key, so keys of another
 /// definition never compare equal by accident.
-pub const SETTINGS_KEY_VERSION: u32 = 2;
+///
+/// 3: stratified sampling takes its runs in clusters (other positions than before, so an
+/// encode interrupted under version 2 must not resume into one of version 3).
+pub const SETTINGS_KEY_VERSION: u32 = 3;
 
 impl ReelSettings {
     /// A stable key of the settings that decide what an encode produces: an explicit
     /// function of the fields listed here, not of how the struct serializes, so a new field
     /// changes no key until it is added here (with [`SETTINGS_KEY_VERSION`] raised).
     ///
-    /// Format: `v2-` then the CRC32 and the length (mod 2^16) of the canonical text, in hex.
+    /// Format: `v3-` then the CRC32 and the length (mod 2^16) of the canonical text, in hex.
     pub fn key(&self) -> String {
         fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
             v.as_ref()

@@ -44,7 +44,22 @@ pub trait ByteSource: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// What has been read so far.
     fn stats(&self) -> ReadStats;
+    /// How many reads are worth having in flight at once: 1 for a local file (the page cache
+    /// answers faster than threads hand work over), the connection pool's size for HTTP, where
+    /// each read waits a round trip.
+    fn concurrency(&self) -> usize {
+        1
+    }
+    /// The largest gap between two wanted byte ranges that is cheaper to read through than to
+    /// skip with a second read.
+    fn read_through(&self) -> u64 {
+        LOCAL_READ_THROUGH
+    }
 }
+
+/// [`ByteSource::read_through`] of a local file: a `pread` costs about as much as copying
+/// 16 KiB from the page cache.
+pub const LOCAL_READ_THROUGH: u64 = 16 * 1024;
 
 /// A local file read with positioned reads into caller buffers.
 ///

@@ -18,4 +18,4 @@ pub mod model;
 
 pub use bytes::{ByteSource, LocalFile, ReadStats};
 pub use memory::MemorySource;
-pub use model::{Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo};
+pub use model::{HubSettings, Model, ModelConfig, OpenOptions, Origin, SkippedTensor, TensorInfo};

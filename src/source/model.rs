@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use safetensors::Dtype;
 use serde::Serialize;
@@ -30,6 +31,8 @@ pub struct OpenOptions {
     pub endpoint: Option<String>,
     /// HF cache directory (else from the environment).
     pub cache_dir: Option<PathBuf>,
+    /// Connections, timeouts and retries of the Hub client.
+    pub hub: HubSettings,
 }
 
 impl Default for OpenOptions {
@@ -40,7 +43,145 @@ impl Default for OpenOptions {
             token: None,
             endpoint: None,
             cache_dir: None,
+            hub: HubSettings::default(),
         }
+    }
+}
+
+/// How the Hub client uses the network. Every field has an environment variable
+/// ([`HubSettings::from_env`]); the defaults suit a real link to huggingface.co.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubSettings {
+    /// Range requests of one model in flight at once, each on its own keep-alive connection
+    /// (`WEIGHTREEL_HUB_CONNECTIONS`, `--hub-connections`).
+    pub connections: usize,
+    /// Longest wait for a TCP (and TLS) connection (`WEIGHTREEL_HUB_CONNECT_TIMEOUT`, seconds).
+    pub connect_timeout: Duration,
+    /// Longest wait for a range read to answer (`WEIGHTREEL_HUB_READ_TIMEOUT`, seconds): a read
+    /// of `n` bytes must end within this plus `n` / 64 KiB/s, so a stall or a trickle ends it.
+    pub read_timeout: Duration,
+    /// Longest time for any one request, body included (`WEIGHTREEL_HUB_TIMEOUT`, seconds): the
+    /// listing, `config.json`, the index, and the cap of every range read.
+    pub request_timeout: Duration,
+    /// Further attempts after a `429`, a `5xx`, a timeout or a dropped connection
+    /// (`WEIGHTREEL_HUB_RETRIES`), with exponential backoff from [`HubSettings::BACKOFF`].
+    pub retries: u32,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            connections: 16,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(300),
+            retries: 3,
+        }
+    }
+}
+
+impl HubSettings {
+    /// Valid connection counts.
+    pub const CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=64;
+    /// Valid retry counts.
+    pub const RETRIES: std::ops::RangeInclusive<u32> = 0..=10;
+    /// Valid timeouts, in seconds.
+    pub const TIMEOUT_SECS: std::ops::RangeInclusive<f64> = 0.001..=86_400.0;
+    /// Wait before the first retry; it doubles with each further one (a `Retry-After` of up to
+    /// a minute is honoured instead).
+    pub const BACKOFF: Duration = Duration::from_millis(250);
+
+    /// The defaults, overridden by the `WEIGHTREEL_HUB_*` variables that are set. A malformed
+    /// or out-of-range value is an error naming the variable and the valid range.
+    pub fn from_env() -> Result<HubSettings> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut settings = HubSettings::default();
+        if let Some(v) = var("WEIGHTREEL_HUB_CONNECTIONS") {
+            settings.connections =
+                parse_count("WEIGHTREEL_HUB_CONNECTIONS", &v, Self::CONNECTIONS)?;
+        }
+        if let Some(v) = var("WEIGHTREEL_HUB_RETRIES") {
+            settings.retries = parse_count("WEIGHTREEL_HUB_RETRIES", &v, Self::RETRIES)?;
+        }
+        for (name, field) in [
+            (
+                "WEIGHTREEL_HUB_CONNECT_TIMEOUT",
+                &mut settings.connect_timeout,
+            ),
+            ("WEIGHTREEL_HUB_READ_TIMEOUT", &mut settings.read_timeout),
+            ("WEIGHTREEL_HUB_TIMEOUT", &mut settings.request_timeout),
+        ] {
+            if let Some(v) = var(name) {
+                *field = parse_seconds(name, &v)?;
+            }
+        }
+        Ok(settings)
+    }
+
+    /// Check every field against its range.
+    pub fn validate(&self) -> Result<()> {
+        check_count("connections", self.connections, Self::CONNECTIONS)?;
+        check_count("retries", self.retries, Self::RETRIES)?;
+        for (name, value) in [
+            ("connect timeout", self.connect_timeout),
+            ("read timeout", self.read_timeout),
+            ("request timeout", self.request_timeout),
+        ] {
+            if !Self::TIMEOUT_SECS.contains(&value.as_secs_f64()) {
+                return Err(timeout_error(name, &format!("{:?}", value)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_count<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::invalid(
+            name,
+            &value,
+            format!("{}..={}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// Parse a whole number for `name` within `range`.
+pub fn parse_count<T>(name: &str, text: &str, range: std::ops::RangeInclusive<T>) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let value: T = text.trim().parse().map_err(|_| {
+        Error::invalid(
+            name,
+            format!("'{text}'"),
+            format!("a whole number in {}..={}", range.start(), range.end()),
+        )
+    })?;
+    check_count(name, value, range)
+}
+
+fn timeout_error(name: &str, value: &str) -> Error {
+    Error::invalid(
+        name,
+        value,
+        format!(
+            "seconds in {}..={}",
+            HubSettings::TIMEOUT_SECS.start(),
+            HubSettings::TIMEOUT_SECS.end()
+        ),
+    )
+}
+
+fn parse_seconds(name: &str, text: &str) -> Result<Duration> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if HubSettings::TIMEOUT_SECS.contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(timeout_error(name, &format!("'{text}'"))),
     }
 }
 
@@ -656,9 +797,9 @@ fn open_snapshot(
 
 #[cfg(feature = "hub")]
 fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
-    use super::hub::HubClient;
+    use super::hub::{in_parallel, HubClient};
     let endpoint = options.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
-    let client = HubClient::new(endpoint, options.token.clone())?;
+    let client = HubClient::new(endpoint, options.token.clone(), options.hub)?;
     let listing = client.list(spec, &options.revision)?;
     let commit = listing.commit.clone();
     let origin = Origin::Hub {
@@ -667,40 +808,48 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
         revision: options.revision.clone(),
         commit: commit.clone(),
     };
-    let config = if listing.files.iter().any(|f| f == "config.json") {
-        client
-            .fetch_small(spec, &commit, "config.json", 1 << 20)
-            .ok()
+    let has = |name: &str| listing.files.iter().any(|f| f == name);
+    let plan = plan_files(spec, &listing.files)?;
+    // Everything after the listing is fetched at once: the config, the index (whose shard
+    // names gate the shard opens, so it goes first among them) and every shard's header.
+    let fetch_config = || {
+        has("config.json")
+            .then(|| {
+                client
+                    .fetch_small(spec, &commit, "config.json", 1 << 20)
+                    .ok()
+            })
+            .flatten()
             .and_then(|b| ModelConfig::parse(&b))
-    } else {
-        None
     };
-    let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
-        if !listing.files.iter().any(|f| f == name) {
+    let open_all = |names: &[String]| -> Result<Vec<(String, Arc<dyn ByteSource>)>> {
+        if let Some(name) = names.iter().find(|n| !has(n)) {
             return Err(Error::model(
                 spec,
                 format!("missing shard {name} (not in the repo listing)"),
             ));
         }
-        Ok((
-            name.to_string(),
-            Arc::new(client.open(spec, &commit, name)?) as Arc<dyn ByteSource>,
-        ))
+        in_parallel(names, options.hub.connections, |name| {
+            let file = client.open(spec, &commit, name)?;
+            Ok((name.clone(), Arc::new(file) as Arc<dyn ByteSource>))
+        })
+        .into_iter()
+        .collect()
     };
-    match plan_files(spec, &listing.files)? {
-        FilePlan::Single(name) => Model::assemble(spec, origin, config, vec![open(&name)?], None),
-        FilePlan::Several(names) => {
-            let files = names.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
-            Model::assemble(spec, origin, config, files, None)
-        }
-        FilePlan::Indexed => {
-            let bytes =
-                client.fetch_small(spec, &commit, "model.safetensors.index.json", 64 << 20)?;
-            let (map, shards) = parse_index("model.safetensors.index.json", &bytes)?;
-            let files = shards.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
-            Model::assemble(spec, origin, config, files, Some(&map))
-        }
-    }
+    let (config, opened) = std::thread::scope(|scope| {
+        let config = scope.spawn(fetch_config);
+        let opened = match &plan {
+            FilePlan::Single(name) => open_all(std::slice::from_ref(name)).map(|f| (f, None)),
+            FilePlan::Several(names) => open_all(names).map(|f| (f, None)),
+            FilePlan::Indexed => client
+                .fetch_small(spec, &commit, "model.safetensors.index.json", 64 << 20)
+                .and_then(|bytes| parse_index("model.safetensors.index.json", &bytes))
+                .and_then(|(map, shards)| open_all(&shards).map(|f| (f, Some(map)))),
+        };
+        (config.join().unwrap_or(None), opened)
+    });
+    let (files, map) = opened?;
+    Model::assemble(spec, origin, config, files, map.as_ref())
 }
 
 #[cfg(not(feature = "hub"))]

@@ -939,7 +939,7 @@ mod tests {
     fn settings_key_is_an_explicit_function_of_the_settings() {
         let base = settings(8000);
         let key = base.key();
-        assert!(key.starts_with("v2-") && key.len() == 15, "{key}");
+        assert!(key.starts_with("v3-") && key.len() == 15, "{key}");
         let mut other = base.clone();
         other.include = Some("a|b".into());
         assert_ne!(other.key(), key);

@@ -11,6 +11,7 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
 use super::hub_server::{HubServer, Repo};
+use weightreel::selection::{parse_roles, Selection};
 
 /// A tensor to write: name, dtype, shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +304,64 @@ pub const GUIDE_REPOS: &[&str] = &[
     "distilgpt2",
     "microsoft/DialoGPT-medium",
 ];
+
+/// Model sizes for the guide's commands: big enough that every guide limit (up to 100,000) is a
+/// real sample of a larger model.
+pub const GUIDE_DIMS: Dims = Dims {
+    hidden: 32,
+    vocab: 1000,
+    positions: 64,
+};
+
+/// Every encode command of the user guide (README Quick start and `streaming_guide.md`), as
+/// typed there after the script name, each run alone in a fresh directory.
+pub const GUIDE_COMMANDS: &[&str] = &[
+    "--model distilbert-base-uncased --stream --max-params 50000 --chunk-size 5000",
+    "--model bert-large-uncased --stream --max-params 100000 --chunk-size 10000",
+    "--model bert-base-uncased --stream --layers attention --max-params 30000",
+    "--model gpt2 --stream --layers attention mlp --max-params 40000",
+    "--model roberta-base --stream --layers embedding --max-params 20000",
+    "--model bert-base-uncased --stream --layers mlp --max-params 30000",
+    "--model distilbert-base-uncased --stream --chunk-encoding --chunk-size 8000 --max-params 40000",
+    "--model distilbert-base-uncased --stream --max-params 40000 --chunk-size 8000",
+    "--model bert-large-uncased --stream --max-params 75000 --chunk-size 7500",
+    "--model bert-large-uncased --stream --layers attention --max-params 50000 --chunk-size 10000",
+    "--model gpt2 --stream --max-params 40000 --chunk-size 8000",
+    "--model distilgpt2 --stream --max-params 40000 --chunk-size 8000",
+    "--model microsoft/DialoGPT-medium --stream --max-params 40000 --chunk-size 8000",
+    "--model roberta-base --stream --max-params 40000 --chunk-size 8000",
+    "--models bert-base-uncased gpt2 --max-params 40000",
+    "--model gpt2 --stream --chunk-encoding --chunk-size 5000 --max-params 20000",
+];
+
+/// The models of a guide command and the selection it asks for (the flags the guide uses).
+pub fn guide_selection(args: &str) -> (Vec<String>, Selection) {
+    let mut models = Vec::new();
+    let mut layers = Vec::new();
+    let mut selection = Selection::default();
+    let mut flag = "";
+    for word in args.split_whitespace() {
+        if word.starts_with("--") {
+            flag = word;
+            continue;
+        }
+        match flag {
+            "--model" | "--models" => models.push(word.to_string()),
+            "--layers" => layers.push(word.to_string()),
+            "--max-params" => selection.max_params = Some(word.parse().unwrap()),
+            _ => {}
+        }
+    }
+    selection.roles = parse_roles(&layers).unwrap();
+    (models, selection)
+}
+
+/// Serve every guide repo at [`GUIDE_DIMS`] from files under `dir`.
+pub fn serve_guide_repos(server: &HubServer, dir: &Path) {
+    for (i, repo) in GUIDE_REPOS.iter().enumerate() {
+        serve_arch(server, dir, repo, GUIDE_DIMS, 100 + i as u64);
+    }
+}
 
 /// Real layer count, `model_type` and architecture of a guide repo.
 pub fn arch_of(repo: &str) -> (usize, &'static str, &'static str) {

@@ -6,21 +6,26 @@
 //!   answer `302 Found` to `/cdn/{id}`, as the Hub redirects LFS files to its CDN.
 //! - `Range: bytes=a-b`, `a-` and `-n` answered with `206` and `Content-Range`, `416` when
 //!   unsatisfiable, `200` with the whole body without a `Range` header.
-//! - Private repos (401 without a Bearer token, 403 with a wrong one) and per-repo failure modes.
+//! - Private repos (401 without a Bearer token, 403 with a wrong one) and per-repo failure modes:
+//!   the faults a hostile or flaky server shows (short `206`, stalls, a trickling body, `429`/`503`
+//!   before success), and redirects to a CDN on another server (another port).
+//! - A per-request delay ([`HubServer::set_delay`]), the round trip of a real link. Every
+//!   connection has its own thread and keep-alive, so concurrent requests are delayed
+//!   concurrently, as on a real link. (Not tiny_http: its connection pool can leave a new
+//!   connection unserved while others stay open, when several arrive at once.)
 //!
 //! Files on disk are served with seek + read of the requested range only. Counters record what
 //! was asked and what was sent.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-use tiny_http::{Header, Response, Server, StatusCode};
+use std::time::{Duration, Instant};
 
 /// Where a file's bytes live.
 #[derive(Clone)]
@@ -71,6 +76,14 @@ pub enum Failure {
     Status(u16),
     /// File bytes are sent whole with `200`, whatever the `Range` header says.
     IgnoreRange,
+    /// Range requests get a valid `206` for at most this many bytes of what was asked.
+    ShortRange(u64),
+    /// The next `count` file requests (resolve or CDN) answer `status`, then requests succeed.
+    FailFirst { status: u16, count: u32 },
+    /// File requests wait this long before answering (a stalled connection).
+    Stall(Duration),
+    /// File bodies are sent one byte per interval (a trickle).
+    Trickle(Duration),
 }
 
 /// A repo the server knows.
@@ -253,46 +266,80 @@ struct State {
     absolute_redirects: bool,
     /// Host name used in absolute redirects (`127.0.0.1` unless set).
     redirect_host: Option<String>,
+    /// Base URL of another server that answers the CDN paths (absolute redirects go there).
+    redirect_base: Option<String>,
+    /// Waited before answering every request.
+    delay: Duration,
 }
 
 /// The running server; stops on drop.
 pub struct HubServer {
     url: String,
-    server: Arc<Server>,
     state: Arc<Mutex<State>>,
     stats: Arc<Stats>,
-    thread: Option<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl HubServer {
     /// Start on an ephemeral port.
     pub fn start() -> HubServer {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0"));
-        let port = server.server_addr().to_ip().expect("an IP listener").port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("a local address").port();
         let url = format!("http://127.0.0.1:{port}");
         let state = Arc::new(Mutex::new(State {
             repos: BTreeMap::new(),
             cdn: BTreeMap::new(),
             absolute_redirects: false,
             redirect_host: None,
+            redirect_base: None,
+            delay: Duration::ZERO,
         }));
         let stats = Arc::new(Stats::default());
-        let thread = {
-            let (server, state, stats, url) =
-                (server.clone(), state.clone(), stats.clone(), url.clone());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (state, stats, url, stopping) =
+                (state.clone(), stats.clone(), url.clone(), stopping.clone());
             std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(request, &state, &stats, &url);
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (state, stats, url, stopping) =
+                        (state.clone(), stats.clone(), url.clone(), stopping.clone());
+                    std::thread::spawn(move || serve(stream, &state, &stats, &url, &stopping));
                 }
             })
         };
         HubServer {
             url,
-            server,
             state,
             stats,
-            thread: Some(thread),
+            stopping,
+            acceptor: Some(acceptor),
         }
+    }
+
+    /// Answer every request after `delay`, like a link with that round trip.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    /// Redirect large files to `{base}/cdn/{id}` on another server (another origin), which must
+    /// have the same repo and [`HubServer::serve_cdn`] it.
+    pub fn set_redirect_base(&self, base: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.absolute_redirects = true;
+        state.redirect_base = Some(base.into());
+    }
+
+    /// Answer the CDN path of `file` of `repo` (registered here) as the Hub's CDN would, for a
+    /// server that [`HubServer::set_redirect_base`]s here.
+    pub fn serve_cdn(&self, repo: &str, file: &str) {
+        let mut state = self.state.lock().unwrap();
+        let id = cdn_id(repo, &state.repos[repo].commit, file);
+        state.cdn.insert(id, (repo.into(), file.into()));
     }
 
     /// `http://127.0.0.1:{port}`, the endpoint to give the client.
@@ -379,15 +426,57 @@ impl HubServer {
 
 impl Drop for HubServer {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
+        self.stopping.store(true, Ordering::Relaxed);
+        // Wake the acceptor; connection threads notice `stopping` within a poll interval.
+        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
     }
 }
 
+/// The CDN id of a file: stable, so that a second server can answer it.
+fn cdn_id(repo: &str, commit: &str, file: &str) -> String {
+    fake_commit(&format!("{repo}\0{commit}\0{file}"))
+}
+
+/// Sleep `total`, waking early when the server stops.
+fn pause(total: Duration, stopping: &AtomicBool) {
+    let until = Instant::now() + total;
+    while !stopping.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// A body sent one byte per `interval`.
+struct Trickle {
+    inner: Box<dyn Read + Send>,
+    interval: Duration,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        pause(self.interval, &self.stopping);
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("server stopping"));
+        }
+        self.inner.read(&mut buf[..1])
+    }
+}
+
+/// A response header.
+type Header = (String, String);
+
 fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+    (name.to_string(), value.to_string())
 }
 
 fn percent_decode(text: &str) -> String {
@@ -471,12 +560,13 @@ fn parse_range(value: Option<&str>, total: u64) -> Result<Option<(u64, u64)>, ()
     Ok(Some((start, end)))
 }
 
-fn serve_bytes(file: &RepoFile, range: Option<&str>, ignore_range: bool) -> Reply {
+fn serve_bytes(file: &RepoFile, range: Option<&str>, failure: Option<Failure>) -> Reply {
     let total = file.body.len();
-    let range = if ignore_range {
-        Ok(None)
-    } else {
-        parse_range(range, total)
+    let range = match failure {
+        Some(Failure::IgnoreRange) => Ok(None),
+        Some(Failure::ShortRange(most)) => parse_range(range, total)
+            .map(|r| r.map(|(start, end)| (start, end.min(start + most.max(1) - 1)))),
+        _ => parse_range(range, total),
     };
     match range {
         Err(()) => {
@@ -557,9 +647,14 @@ fn route(
         let Some((repo_id, file)) = state.cdn.get(id).cloned() else {
             return (Kind::Cdn, Reply::status(404, "no such object"));
         };
+        if let Some(reply) = injected_status(state.repos.get_mut(&repo_id).unwrap()) {
+            return (Kind::Cdn, reply);
+        }
         let repo = &state.repos[&repo_id];
-        let ignore = repo.failure == Some(Failure::IgnoreRange);
-        return (Kind::Cdn, serve_bytes(&repo.files[&file], range, ignore));
+        return (
+            Kind::Cdn,
+            serve_bytes(&repo.files[&file], range, repo.failure),
+        );
     }
     if let Some((repo_id, rest)) = path.split_once("/resolve/") {
         let repo_id = percent_decode(repo_id.trim_start_matches('/'));
@@ -567,7 +662,7 @@ fn route(
             return (Kind::Resolve, Reply::status(404, "no such route"));
         };
         let (revision, file) = (percent_decode(revision), percent_decode(file));
-        let Some(repo) = state.repos.get(&repo_id) else {
+        let Some(repo) = state.repos.get_mut(&repo_id) else {
             return (Kind::Resolve, Reply::status(404, "repository not found"));
         };
         if let Some(reply) = check_auth(repo, authorization) {
@@ -576,6 +671,10 @@ fn route(
         if let Some(Failure::Status(code)) = repo.failure {
             return (Kind::Resolve, Reply::status(code, "injected failure"));
         }
+        if let Some(reply) = injected_status(repo) {
+            return (Kind::Resolve, reply);
+        }
+        let repo = &state.repos[&repo_id];
         if !repo.resolves(&revision) {
             return (Kind::Resolve, Reply::status(404, "revision not found"));
         }
@@ -583,12 +682,13 @@ fn route(
             return (Kind::Resolve, Reply::status(404, "entry not found"));
         };
         if entry.large {
-            let id = fake_commit(&format!("{repo_id}\0{}\0{file}", repo.commit));
+            let id = cdn_id(&repo_id, &repo.commit, &file);
             state.cdn.insert(id.clone(), (repo_id, file));
             let location = if state.absolute_redirects {
-                let base = match &state.redirect_host {
-                    Some(host) => base.replace("127.0.0.1", host),
-                    None => base.to_string(),
+                let base = match (&state.redirect_base, &state.redirect_host) {
+                    (Some(other), _) => other.clone(),
+                    (None, Some(host)) => base.replace("127.0.0.1", host),
+                    (None, None) => base.to_string(),
                 };
                 format!("{base}/cdn/{id}")
             } else {
@@ -598,24 +698,158 @@ fn route(
             reply.headers.push(header("Location", &location));
             return (Kind::Resolve, reply);
         }
-        let ignore = repo.failure == Some(Failure::IgnoreRange);
-        return (Kind::Resolve, serve_bytes(&entry, range, ignore));
+        return (Kind::Resolve, serve_bytes(&entry, range, repo.failure));
     }
     (Kind::Other, Reply::status(404, "not found"))
 }
 
-fn handle(request: tiny_http::Request, state: &Mutex<State>, stats: &Arc<Stats>, base: &str) {
-    let find = |name: &'static str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv(name))
-            .map(|h| h.value.as_str().to_string())
+/// The status of a [`Failure::FailFirst`] still to be served, counting it down.
+fn injected_status(repo: &mut Repo) -> Option<Reply> {
+    let Some(Failure::FailFirst { status, count }) = repo.failure else {
+        return None;
     };
-    let range = find("Range");
-    let authorization = find("Authorization");
-    let url = request.url().to_string();
+    repo.failure = (count > 1).then_some(Failure::FailFirst {
+        status,
+        count: count - 1,
+    });
+    Some(Reply::status(status, "injected transient failure"))
+}
+
+/// How a file request of `path` is slowed down, if its repo stalls or trickles.
+fn slowdown(path: &str, state: &Mutex<State>) -> Option<Failure> {
+    let state = state.lock().unwrap();
+    let repo_id = match path.strip_prefix("/cdn/") {
+        Some(id) => state.cdn.get(id)?.0.clone(),
+        None => percent_decode(path.split_once("/resolve/")?.0.trim_start_matches('/')),
+    };
+    state
+        .repos
+        .get(&repo_id)?
+        .failure
+        .filter(|f| matches!(f, Failure::Stall(_) | Failure::Trickle(_)))
+}
+
+/// Answer the requests of one keep-alive connection until the client closes it or the server
+/// stops. Request bodies are not supported (the Hub API used here has none).
+fn serve(
+    stream: TcpStream,
+    state: &Mutex<State>,
+    stats: &Arc<Stats>,
+    base: &str,
+    stopping: &Arc<AtomicBool>,
+) {
+    let _ = stream.set_nodelay(true);
+    // Poll, so that an idle connection notices the server stopping.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => return,
+                Ok(_) if line == "\r\n" || line == "\n" => break,
+                Ok(_) => head.push(line.trim_end().to_string()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        if head.is_empty() {
+            continue;
+        }
+        let target = head[0].split_whitespace().nth(1).unwrap_or("/").to_string();
+        let find = |name: &str| {
+            head[1..].iter().find_map(|h| {
+                let (k, v) = h.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let close = find("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let (range, authorization) = (find("Range"), find("Authorization"));
+        let Some(reply) = handle(&target, range, authorization, state, stats, base, stopping)
+        else {
+            return;
+        };
+        let mut out = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+        for (name, value) in &reply.headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", reply.len));
+        let mut body = reply.body;
+        if writer.write_all(out.as_bytes()).is_err() || copy_body(&mut body, &mut writer).is_err() {
+            // A client that hangs up early is not the server's problem.
+            return;
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// Copy a body, writing each read at once (a trickle must reach the client byte by byte).
+fn copy_body(body: &mut dyn Read, writer: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            return writer.flush();
+        }
+        writer.write_all(&buf[..n])?;
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        302 => "Found",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Route one request, after the delay and any stall; `None` when the server stops meanwhile.
+fn handle(
+    url: &str,
+    range: Option<String>,
+    authorization: Option<String>,
+    state: &Mutex<State>,
+    stats: &Arc<Stats>,
+    base: &str,
+    stopping: &Arc<AtomicBool>,
+) -> Option<Reply> {
     let path = url.split('?').next().unwrap_or("");
+    let delay = state.lock().unwrap().delay;
+    pause(delay, stopping);
+    let slow = slowdown(path, state);
+    if let Some(Failure::Stall(stall)) = slow {
+        pause(stall, stopping);
+    }
+    if stopping.load(Ordering::Relaxed) {
+        // The test is over and its files may be gone.
+        return None;
+    }
     stats.ranges.lock().unwrap().push(range.clone());
     let (kind, reply) = route(
         path,
@@ -632,21 +866,22 @@ fn handle(request: tiny_http::Request, state: &Mutex<State>, stats: &Arc<Stats>,
         authorized: authorization.is_some(),
         status: reply.status,
     });
-    let body = Counted {
-        inner: reply.body,
-        stats: stats.clone(),
-        kind,
+    let inner = match slow {
+        Some(Failure::Trickle(interval)) if reply.len > 0 => Box::new(Trickle {
+            inner: reply.body,
+            interval,
+            stopping: stopping.clone(),
+        }) as Box<dyn Read + Send>,
+        _ => reply.body,
     };
-    let response = Response::new(
-        StatusCode(reply.status),
-        reply.headers,
-        body,
-        Some(reply.len as usize),
-        None,
-    )
-    .with_chunked_threshold(usize::MAX);
-    // A client that hangs up early is not the server's problem.
-    let _ = request.respond(response);
+    Some(Reply {
+        body: Box::new(Counted {
+            inner,
+            stats: stats.clone(),
+            kind,
+        }),
+        ..reply
+    })
 }
 
 /// How long tests wait for anything network-related before calling it a hang.
