@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::frames;
 use crate::reel::{Manifest, ReelFrame, ReelReader};
+use crate::source::convert;
 
 /// What a decode produced.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -70,8 +71,17 @@ fn elem_bytes(dtype: Dtype) -> u64 {
 
 fn put(dtype: Dtype, value: f32, out: &mut Vec<u8>) {
     match dtype {
-        Dtype::F16 => out.extend_from_slice(&f16::from_f32(value).to_le_bytes()),
-        Dtype::BF16 => out.extend_from_slice(&bf16::from_f32(value).to_le_bytes()),
+        // The exact pattern when there is one (lossless values, NaN payloads included), else
+        // the nearest (lossy values).
+        Dtype::F16 => {
+            let bits = convert::f16_bits(value).unwrap_or_else(|| f16::from_f32(value).to_bits());
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        Dtype::BF16 => {
+            let bits =
+                convert::bf16_bits(value).unwrap_or_else(|| bf16::from_f32(value).to_bits());
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
         _ => out.extend_from_slice(&value.to_le_bytes()),
     }
 }

@@ -173,6 +173,9 @@ pub enum EncodeOutcome {
         resumed_values: u64,
         /// The selection needed more than one frame in batch mode.
         batch_frames: u64,
+        /// NaN and ±inf values encoded (kept in every mode; the registry's frame rows count
+        /// them per frame).
+        nonfinite: u64,
     },
     /// Stopped by Ctrl-C; complete frames were kept for a later resume.
     Interrupted {
@@ -308,7 +311,7 @@ pub fn encode(
     }
     let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
     let entry = entry_record(model, options, &plan, &joined, done.frames, encoding_secs);
-    let (id, replaced) = commit(store, &entry, &joined, &plan.template)?;
+    let (id, replaced, nonfinite) = commit(store, &entry, &joined, &plan.template)?;
     work.remove();
     Ok(EncodeOutcome::Completed {
         id,
@@ -321,6 +324,7 @@ pub fn encode(
         } else {
             done.frames
         },
+        nonfinite,
     })
 }
 
@@ -648,18 +652,24 @@ fn entry_record(
 
 /// Commit `entry` with one row per frame, read back from the final reel's frame records as
 /// the rows are inserted (nothing per frame is held). On failure the new reel is removed;
-/// on success the replaced entry's reel is. Returns the id and whether an entry was replaced.
+/// on success the replaced entry's reel is. Returns the id, whether an entry was replaced and
+/// the frames' NaN and ±inf count.
 fn commit(
     store: &mut Store,
     entry: &EntryRecord,
     joined: &Joined,
     manifest: &Manifest,
-) -> Result<(i64, bool)> {
+) -> Result<(i64, bool, u64)> {
+    let mut nonfinite = 0u64;
     let result = reel::ReelReader::open(&joined.path).and_then(|mut reader| {
         let path = joined.path.clone();
-        let rows = (0..reader.frame_count()).map(move |i| {
+        let rows = (0..reader.frame_count()).map(|i| {
             let bytes = reader.frame_record(i)?;
-            ReelFrame::parse_record(&path, manifest, i, &bytes).map(|f| frame_record(&f))
+            let row = ReelFrame::parse_record(&path, manifest, i, &bytes).map(|f| frame_record(&f));
+            if let Ok(row) = &row {
+                nonfinite += row.nonfinite;
+            }
+            row
         });
         store.commit_entry(entry, rows)
     });
@@ -668,7 +678,7 @@ fn commit(
             if let Some(old) = &replaced {
                 let _ = std::fs::remove_file(store.dir().join(old));
             }
-            Ok((id, replaced.is_some()))
+            Ok((id, replaced.is_some(), nonfinite))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&joined.path);

@@ -184,7 +184,7 @@ pub fn decode_frame(meta: &FrameMeta, planes: &[Vec<u16>]) -> Result<Vec<f32>> {
         let high = &curves[0][range.clone()];
         let target = &mut out[range.clone()];
         match meta.mode.levels() {
-            Some(_) => quantize::dequantize(high, seg, target),
+            Some(levels) => quantize::dequantize(high, seg, levels, target),
             None => {
                 let low = curves.get(1).map(|c| &c[range.clone()]);
                 quantize::decode_lossless(high, low, seg.dtype, meta.sample_order, target)?;
@@ -260,14 +260,14 @@ impl FrameEncoder {
         let mut quants = Vec::with_capacity(segments.len());
         let mut frame_range: Option<(f32, f32)> = None;
         for spec in segments {
-            let range = quantize::finite_range(&values[span(spec)]);
-            if let Some((lo, hi)) = range {
+            let scan = quantize::scan(&values[span(spec)]);
+            if let Some((lo, hi)) = scan.range {
                 frame_range = Some(match frame_range {
                     Some((a, b)) => (a.min(lo), b.max(hi)),
                     None => (lo, hi),
                 });
             }
-            quants.push(SegmentQuant::fit(spec, mode, range));
+            quants.push(SegmentQuant::fit(spec, mode, &scan));
         }
 
         // Second read: samples in curve order and the statistics, piece by piece.
