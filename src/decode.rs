@@ -78,10 +78,14 @@ fn put(dtype: Dtype, value: f32, out: &mut Vec<u8>) {
             out.extend_from_slice(&bits.to_le_bytes());
         }
         Dtype::BF16 => {
-            let bits =
-                convert::bf16_bits(value).unwrap_or_else(|| bf16::from_f32(value).to_bits());
+            let bits = convert::bf16_bits(value).unwrap_or_else(|| bf16::from_f32(value).to_bits());
             out.extend_from_slice(&bits.to_le_bytes());
         }
+        // Lossless integer tensors: their values are integers of the dtype, exact in f32.
+        Dtype::I8 => out.extend_from_slice(&(value as i8).to_le_bytes()),
+        Dtype::U8 => out.extend_from_slice(&(value as u8).to_le_bytes()),
+        Dtype::I16 => out.extend_from_slice(&(value as i16).to_le_bytes()),
+        Dtype::U16 => out.extend_from_slice(&(value as u16).to_le_bytes()),
         _ => out.extend_from_slice(&value.to_le_bytes()),
     }
 }
@@ -110,13 +114,20 @@ fn layout(reel: &Path, manifest: &Manifest, include: Option<&regex_lite::Regex>)
     // name -> output index, in name order (the order of the data in the file).
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let (mut whole, mut sampled, mut values) = (0u64, 0u64, 0u64);
+    let lossless = manifest.settings.mode == "lossless";
     for (i, t) in manifest.tensors.iter().enumerate() {
-        if t.selected == 0 || include.is_some_and(|re| !re.is_match(&t.name)) {
+        // An empty tensor (a shape with a 0) holds no value and comes back empty.
+        let empty = t.numel() == 0;
+        if (t.selected == 0 && !empty) || include.is_some_and(|re| !re.is_match(&t.name)) {
             continue;
         }
         let src = parse_dtype(&t.dtype).unwrap_or(Dtype::F32);
+        // Lossless gives every tensor back in its dtype (encode refuses the dtypes f32 does
+        // not hold exactly); lossy values of integer tensors are not integers, so F32.
         let dtype = match src {
+            _ if empty => src,
             Dtype::F32 | Dtype::F16 | Dtype::BF16 => src,
+            Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::U16 if lossless => src,
             _ => Dtype::F32,
         };
         values += t.selected;

@@ -347,6 +347,34 @@ struct EncodePlan {
     spec: ReelSpec,
 }
 
+/// Lossless is bit-exact, and values travel as f32: a selected tensor whose dtype f32 does not
+/// hold exactly (F64, I32, U32, I64, U64) is refused before anything is written, naming it.
+fn check_lossless_dtypes(
+    model: &Model,
+    selection: &crate::selection::Plan,
+    mode: PixelMode,
+) -> Result<()> {
+    if mode != PixelMode::Lossless {
+        return Ok(());
+    }
+    let wide = selection
+        .items
+        .iter()
+        .filter(|item| item.len() > 0)
+        .map(|item| &model.tensors[item.tensor])
+        .find(|t| !crate::source::convert::exact_in_f32(t.dtype));
+    match wide {
+        None => Ok(()),
+        Some(t) => Err(Error::model(
+            &model.spec,
+            format!(
+                "tensor '{}' is {:?}, which --mode lossless cannot store exactly (it takes F32, F16, BF16, I8, U8, I16, U16); use --mode u16 or --exclude it",
+                t.name, t.dtype
+            ),
+        )),
+    }
+}
+
 /// Validate the options and plan the encode of `model`: the selection, the frames, the
 /// settings key and the reel's shape. Has no side effects, so a bad setting leaves no trace.
 fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
@@ -362,6 +390,7 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
             ),
         ));
     }
+    check_lossless_dtypes(model, &selection, options.frame.mode)?;
     let frame_values = options.frame_values();
     let frame_count = total.div_ceil(frame_values);
     // Check every frame size up front so a bad setting fails before any work.

@@ -161,11 +161,15 @@ impl Selection {
         };
         let mut items = Vec::new();
         for (&tensor, &quota) in chosen.iter().zip(&quotas) {
-            if quota == 0 {
+            // An empty tensor (a shape with a 0) is kept, with no run: it costs no read, and
+            // decode gives it back.
+            if quota == 0 && model.tensors[tensor].numel() > 0 {
                 continue;
             }
             let numel = model.tensors[tensor].numel();
-            let runs = if quota == numel {
+            let runs = if numel == 0 {
+                Vec::new()
+            } else if quota == numel {
                 vec![Run {
                     start: 0,
                     len: numel,

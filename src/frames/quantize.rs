@@ -641,7 +641,14 @@ mod tests {
     fn u16_keeps_nan_and_infinities() {
         specials_case(
             PixelMode::U16,
-            &[-1.0, f32::NAN, 1.0, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN],
+            &[
+                -1.0,
+                f32::NAN,
+                1.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                -f32::NAN,
+            ],
             &[0, 65533, 65532, 65534, 65535, 65533],
         );
     }
