@@ -1,9 +1,11 @@
 //! Decoding a reel back to a `.safetensors` file.
 //!
-//! Tensors encoded whole come back whole, in their original dtype (F32, F16, BF16; other dtypes
-//! as F32). Sampled tensors come back as a 1-D tensor of the sampled values under the tensor's
+//! Tensors encoded whole come back whole, in their original dtype (F32, F16, BF16; in lossless
+//! reels also I8, U8, I16 and U16; other dtypes as F32). Empty tensors (a 0 in the shape) come
+//! back empty, in their dtype. Sampled tensors come back as a 1-D tensor of the sampled values under the tensor's
 //! name plus `NAME.sample_indices` (I64), the row-major positions of those values. Lossless
-//! reels give back the exact bits; u16 reels are within `(max − min) / 131070` of the source.
+//! reels give back the exact bits; u16 reels are within `(max − min) / 131070` of the source
+//! (`/ 131064` in segments holding NaN or ±inf, which come back as NaN and ±inf).
 //!
 //! One pass over the reel, frame by frame: the output's header is laid out first from the
 //! reel's tensor table (names, dtypes, shapes, values held), then each frame's values are

@@ -360,7 +360,7 @@ fn check_lossless_dtypes(
     let wide = selection
         .items
         .iter()
-        .filter(|item| item.len() > 0)
+        .filter(|item| !item.is_empty())
         .map(|item| &model.tensors[item.tensor])
         .find(|t| !crate::source::convert::exact_in_f32(t.dtype));
     match wide {
