@@ -7,10 +7,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use safetensors::SafeTensors;
+use support::cli::{listing, path, run};
 use support::fixtures::write_raw;
 use weightreel::encode::{encode, EncodeOptions, EncodeOutcome};
 use weightreel::frames::{FrameOptions, PixelMode};
@@ -123,6 +123,16 @@ fn round_trip(tensors: &[Raw], mode: PixelMode, chunk: Option<u64>) -> Back {
     }
 }
 
+/// One `#[test]` per named case: `cases!(check { name: args...; })` calls `check(args...)`.
+macro_rules! cases {
+    ($check:ident { $($name:ident: $($arg:expr),+;)* }) => {$(
+        #[test]
+        fn $name() {
+            $check($($arg),+);
+        }
+    )*};
+}
+
 // Item 9: lossless is bit-exact for every dtype it accepts.
 
 /// Lossless gives `tensor` back with its dtype, shape and bytes, batch and chunked.
@@ -138,16 +148,7 @@ fn exact(tensor: Raw) {
     }
 }
 
-macro_rules! exact {
-    ($($name:ident: $tensor:expr;)*) => {$(
-        #[test]
-        fn $name() {
-            exact($tensor);
-        }
-    )*};
-}
-
-exact! {
+cases!(exact {
     f16_signalling_nans_stay_signalling: raw("w", "F16", &[8],
         le(&[0xfc01u16, 0x7c01, 0x7d55, 0xfe01, 0x7e00, 0x7c00, 0xfc00, 0x0001], u16::to_le_bytes));
     bf16_signalling_nans_stay_signalling: raw("w", "BF16", &[7],
@@ -158,44 +159,7 @@ exact! {
     u8_comes_back_as_u8: raw("w", "U8", &[3], vec![0, 1, 255]);
     i16_comes_back_as_i16: raw("w", "I16", &[4], le(&[i16::MIN, -1, 1, i16::MAX], i16::to_le_bytes));
     u16_comes_back_as_u16: raw("w", "U16", &[3], le(&[0u16, 40000, u16::MAX], u16::to_le_bytes));
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weightreel"))
-        .args(args)
-        .env_remove("WEIGHTREEL_STORE")
-        .output()
-        .unwrap()
-}
-
-/// Every file under `dir` with its size (WAL side files aside), sorted.
-fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    for e in walk(dir) {
-        let name = e.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.starts_with("registry.sqlite-") {
-            out.push((e.clone(), std::fs::metadata(&e).unwrap().len()));
-        }
-    }
-    out.sort();
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        }
-        out.push(p);
-    }
-    out
-}
+});
 
 /// Lossless of a model holding `tensor` (beside an F32 one) fails with exactly `message`,
 /// exit 1, and leaves a store that holds an earlier entry exactly as it was; `--mode u16` of
@@ -272,25 +236,21 @@ fn refused(tensor: Raw, message: &str) {
     );
 }
 
-macro_rules! refused {
-    ($($name:ident: $tensor:expr, $dtype:expr;)*) => {$(
-        #[test]
-        fn $name() {
-            refused(
-                $tensor,
-                &format!("tensor 'b.weight' is {}, which --mode lossless cannot store exactly (it takes F32, F16, BF16, I8, U8, I16, U16); use --mode u16 or --exclude it", $dtype),
-            );
-        }
-    )*};
+/// [`refused`] with the message for a tensor `b.weight` of `dtype`.
+fn refused_dtype(tensor: Raw, dtype: &str) {
+    refused(
+        tensor,
+        &format!("tensor 'b.weight' is {dtype}, which --mode lossless cannot store exactly (it takes F32, F16, BF16, I8, U8, I16, U16); use --mode u16 or --exclude it"),
+    );
 }
 
-refused! {
+cases!(refused_dtype {
     lossless_refuses_f64: raw("b.weight", "F64", &[1], le(&[1e300f64], f64::to_le_bytes)), "F64";
     lossless_refuses_i64: raw("b.weight", "I64", &[1], le(&[(1i64 << 53) + 1], i64::to_le_bytes)), "I64";
     lossless_refuses_u64: raw("b.weight", "U64", &[1], le(&[u64::MAX], u64::to_le_bytes)), "U64";
     lossless_refuses_i32: raw("b.weight", "I32", &[1], le(&[(1i32 << 24) + 1], i32::to_le_bytes)), "I32";
     lossless_refuses_u32: raw("b.weight", "U32", &[1], le(&[u32::MAX], u32::to_le_bytes)), "U32";
-}
+});
 
 /// An empty tensor (a 0 in its shape) beside a full one comes back empty, with its dtype and
 /// shape, in `mode`.
@@ -312,21 +272,12 @@ fn empty_comes_back(mode: PixelMode, dtype: &'static str, shape: &[usize]) {
     assert_eq!(back.f32s("a.weight").len(), 3);
 }
 
-macro_rules! empty {
-    ($($name:ident: $mode:expr, $dtype:expr, $shape:expr;)*) => {$(
-        #[test]
-        fn $name() {
-            empty_comes_back($mode, $dtype, $shape);
-        }
-    )*};
-}
-
-empty! {
+cases!(empty_comes_back {
     empty_f32_tensor_comes_back_in_lossless: PixelMode::Lossless, "F32", &[0, 4];
     empty_f16_tensor_comes_back_in_u16: PixelMode::U16, "F16", &[4, 0];
     empty_f64_tensor_comes_back_in_lossless: PixelMode::Lossless, "F64", &[0];
     empty_i64_tensor_comes_back_in_u8: PixelMode::U8, "I64", &[2, 0, 3];
-}
+});
 
 // Item 10: u16 and u8 keep NaN and ±Inf.
 
@@ -369,21 +320,12 @@ fn keeps_nonfinite(mode: PixelMode, chunk: Option<u64>) {
     assert_eq!((back.nonfinite, back.frame_nonfinite), (4, 4));
 }
 
-macro_rules! nonfinite {
-    ($($name:ident: $mode:expr, $chunk:expr;)*) => {$(
-        #[test]
-        fn $name() {
-            keeps_nonfinite($mode, $chunk);
-        }
-    )*};
-}
-
-nonfinite! {
+cases!(keeps_nonfinite {
     u16_keeps_nan_and_infinities: PixelMode::U16, None;
     u8_keeps_nan_and_infinities: PixelMode::U8, None;
     u16_chunks_keep_nan_and_infinities: PixelMode::U16, Some(3);
     u8_chunks_keep_nan_and_infinities: PixelMode::U8, Some(3);
-}
+});
 
 /// The encode summary says how many values were NaN or ±Inf.
 #[test]
