@@ -1,9 +1,11 @@
 //! Decoding a reel back to a `.safetensors` file.
 //!
-//! Tensors encoded whole come back whole, in their original dtype (F32, F16, BF16; other dtypes
-//! as F32). Sampled tensors come back as a 1-D tensor of the sampled values under the tensor's
+//! Tensors encoded whole come back whole, in their original dtype (F32, F16, BF16; in lossless
+//! reels also I8, U8, I16 and U16; other dtypes as F32). Empty tensors (a 0 in the shape) come
+//! back empty, in their dtype. Sampled tensors come back as a 1-D tensor of the sampled values under the tensor's
 //! name plus `NAME.sample_indices` (I64), the row-major positions of those values. Lossless
-//! reels give back the exact bits; u16 reels are within `(max − min) / 131070` of the source.
+//! reels give back the exact bits; u16 reels are within `(max − min) / 131070` of the source
+//! (`/ 131064` in segments holding NaN or ±inf, which come back as NaN and ±inf).
 //!
 //! One pass over the reel, frame by frame: the output's header is laid out first from the
 //! reel's tensor table (names, dtypes, shapes, values held), then each frame's values are
@@ -26,6 +28,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::frames;
 use crate::reel::{Manifest, ReelFrame, ReelReader};
+use crate::source::convert;
 
 /// What a decode produced.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -70,8 +73,21 @@ fn elem_bytes(dtype: Dtype) -> u64 {
 
 fn put(dtype: Dtype, value: f32, out: &mut Vec<u8>) {
     match dtype {
-        Dtype::F16 => out.extend_from_slice(&f16::from_f32(value).to_le_bytes()),
-        Dtype::BF16 => out.extend_from_slice(&bf16::from_f32(value).to_le_bytes()),
+        // The exact pattern when there is one (lossless values, NaN payloads included), else
+        // the nearest (lossy values).
+        Dtype::F16 => {
+            let bits = convert::f16_bits(value).unwrap_or_else(|| f16::from_f32(value).to_bits());
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        Dtype::BF16 => {
+            let bits = convert::bf16_bits(value).unwrap_or_else(|| bf16::from_f32(value).to_bits());
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        // Lossless integer tensors: their values are integers of the dtype, exact in f32.
+        Dtype::I8 => out.extend_from_slice(&(value as i8).to_le_bytes()),
+        Dtype::U8 => out.extend_from_slice(&(value as u8).to_le_bytes()),
+        Dtype::I16 => out.extend_from_slice(&(value as i16).to_le_bytes()),
+        Dtype::U16 => out.extend_from_slice(&(value as u16).to_le_bytes()),
         _ => out.extend_from_slice(&value.to_le_bytes()),
     }
 }
@@ -100,13 +116,20 @@ fn layout(reel: &Path, manifest: &Manifest, include: Option<&regex_lite::Regex>)
     // name -> output index, in name order (the order of the data in the file).
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let (mut whole, mut sampled, mut values) = (0u64, 0u64, 0u64);
+    let lossless = manifest.settings.mode == "lossless";
     for (i, t) in manifest.tensors.iter().enumerate() {
-        if t.selected == 0 || include.is_some_and(|re| !re.is_match(&t.name)) {
+        // An empty tensor (a shape with a 0) holds no value and comes back empty.
+        let empty = t.numel() == 0;
+        if (t.selected == 0 && !empty) || include.is_some_and(|re| !re.is_match(&t.name)) {
             continue;
         }
         let src = parse_dtype(&t.dtype).unwrap_or(Dtype::F32);
+        // Lossless gives every tensor back in its dtype (encode refuses the dtypes f32 does
+        // not hold exactly); lossy values of integer tensors are not integers, so F32.
         let dtype = match src {
+            _ if empty => src,
             Dtype::F32 | Dtype::F16 | Dtype::BF16 => src,
+            Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::U16 if lossless => src,
             _ => Dtype::F32,
         };
         values += t.selected;

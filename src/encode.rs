@@ -173,6 +173,9 @@ pub enum EncodeOutcome {
         resumed_values: u64,
         /// The selection needed more than one frame in batch mode.
         batch_frames: u64,
+        /// NaN and ±inf values encoded (kept in every mode; the registry's frame rows count
+        /// them per frame).
+        nonfinite: u64,
     },
     /// Stopped by Ctrl-C; complete frames were kept for a later resume.
     Interrupted {
@@ -308,7 +311,7 @@ pub fn encode(
     }
     let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
     let entry = entry_record(model, options, &plan, &joined, done.frames, encoding_secs);
-    let (id, replaced) = commit(store, &entry, &joined, &plan.template)?;
+    let (id, replaced, nonfinite) = commit(store, &entry, &joined, &plan.template)?;
     work.remove();
     Ok(EncodeOutcome::Completed {
         id,
@@ -321,6 +324,7 @@ pub fn encode(
         } else {
             done.frames
         },
+        nonfinite,
     })
 }
 
@@ -343,6 +347,34 @@ struct EncodePlan {
     spec: ReelSpec,
 }
 
+/// Lossless is bit-exact, and values travel as f32: a selected tensor whose dtype f32 does not
+/// hold exactly (F64, I32, U32, I64, U64) is refused before anything is written, naming it.
+fn check_lossless_dtypes(
+    model: &Model,
+    selection: &crate::selection::Plan,
+    mode: PixelMode,
+) -> Result<()> {
+    if mode != PixelMode::Lossless {
+        return Ok(());
+    }
+    let wide = selection
+        .items
+        .iter()
+        .filter(|item| !item.is_empty())
+        .map(|item| &model.tensors[item.tensor])
+        .find(|t| !crate::source::convert::exact_in_f32(t.dtype));
+    match wide {
+        None => Ok(()),
+        Some(t) => Err(Error::model(
+            &model.spec,
+            format!(
+                "tensor '{}' is {:?}, which --mode lossless cannot store exactly (it takes F32, F16, BF16, I8, U8, I16, U16); use --mode u16 or --exclude it",
+                t.name, t.dtype
+            ),
+        )),
+    }
+}
+
 /// Validate the options and plan the encode of `model`: the selection, the frames, the
 /// settings key and the reel's shape. Has no side effects, so a bad setting leaves no trace.
 fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
@@ -358,6 +390,7 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
             ),
         ));
     }
+    check_lossless_dtypes(model, &selection, options.frame.mode)?;
     let frame_values = options.frame_values();
     let frame_count = total.div_ceil(frame_values);
     // Check every frame size up front so a bad setting fails before any work.
@@ -648,18 +681,24 @@ fn entry_record(
 
 /// Commit `entry` with one row per frame, read back from the final reel's frame records as
 /// the rows are inserted (nothing per frame is held). On failure the new reel is removed;
-/// on success the replaced entry's reel is. Returns the id and whether an entry was replaced.
+/// on success the replaced entry's reel is. Returns the id, whether an entry was replaced and
+/// the frames' NaN and ±inf count.
 fn commit(
     store: &mut Store,
     entry: &EntryRecord,
     joined: &Joined,
     manifest: &Manifest,
-) -> Result<(i64, bool)> {
+) -> Result<(i64, bool, u64)> {
+    let mut nonfinite = 0u64;
     let result = reel::ReelReader::open(&joined.path).and_then(|mut reader| {
         let path = joined.path.clone();
-        let rows = (0..reader.frame_count()).map(move |i| {
+        let rows = (0..reader.frame_count()).map(|i| {
             let bytes = reader.frame_record(i)?;
-            ReelFrame::parse_record(&path, manifest, i, &bytes).map(|f| frame_record(&f))
+            let row = ReelFrame::parse_record(&path, manifest, i, &bytes).map(|f| frame_record(&f));
+            if let Ok(row) = &row {
+                nonfinite += row.nonfinite;
+            }
+            row
         });
         store.commit_entry(entry, rows)
     });
@@ -668,7 +707,7 @@ fn commit(
             if let Some(old) = &replaced {
                 let _ = std::fs::remove_file(store.dir().join(old));
             }
-            Ok((id, replaced.is_some()))
+            Ok((id, replaced.is_some(), nonfinite))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&joined.path);

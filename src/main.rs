@@ -393,6 +393,7 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
             replaced,
             resumed_values,
             batch_frames,
+            nonfinite,
             ..
         } => {
             let t = &entry.totals;
@@ -419,6 +420,12 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
                 "Processing Rate: {} params/s",
                 group(t.params_per_sec as u64)
             );
+            if *nonfinite > 0 {
+                println!(
+                    "Non-finite: {} NaN/±Inf values, kept as they are",
+                    group(*nonfinite)
+                );
+            }
             if *resumed_values > 0 {
                 println!(
                     "Resumed: {} values came from the interrupted run",

@@ -94,21 +94,41 @@ pub fn parse_roles<S: AsRef<str>>(words: &[S]) -> Result<Vec<Role>> {
 }
 
 /// Compile a user regex with an error naming the flag.
+/// Longest `--include`/`--exclude` pattern, in bytes: far more than a tensor-name filter needs,
+/// small enough that a hostile pattern cannot blow up (a 100 KB alternation once asked for
+/// 38 GB while matching).
+pub const MAX_PATTERN_LEN: usize = 1024;
+
+/// Largest compiled pattern, in bytes (regex-lite's approximate size limit).
+pub const MAX_COMPILED_PATTERN: usize = 1 << 20;
+
+/// Compile `pattern` for `flag`, within [`MAX_PATTERN_LEN`] and [`MAX_COMPILED_PATTERN`].
 pub fn parse_regex(flag: &str, pattern: &str) -> Result<Regex> {
-    Regex::new(pattern).map_err(|e| {
-        let first_line = e
-            .to_string()
-            .lines()
-            .last()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        Error::invalid(
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(Error::invalid(
             flag,
-            format!("'{pattern}'"),
-            format!("a valid regular expression: {first_line}"),
-        )
-    })
+            format!("of {} bytes", pattern.len()),
+            format!("a pattern of at most {MAX_PATTERN_LEN} bytes"),
+        ));
+    }
+    regex_lite::RegexBuilder::new(pattern)
+        .size_limit(MAX_COMPILED_PATTERN)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| {
+            let first_line = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            Error::invalid(
+                flag,
+                format!("'{pattern}'"),
+                format!("a valid regular expression: {first_line}"),
+            )
+        })
 }
 
 impl Selection {
@@ -169,11 +189,15 @@ impl Selection {
         };
         let mut items = Vec::new();
         for (&tensor, &quota) in chosen.iter().zip(&quotas) {
-            if quota == 0 {
+            // An empty tensor (a shape with a 0) is kept, with no run: it costs no read, and
+            // decode gives it back.
+            if quota == 0 && model.tensors[tensor].numel() > 0 {
                 continue;
             }
             let numel = model.tensors[tensor].numel();
-            let runs = if quota == numel {
+            let runs = if numel == 0 {
+                Vec::new()
+            } else if quota == numel {
                 vec![Run {
                     start: 0,
                     len: numel,

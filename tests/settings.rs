@@ -5,10 +5,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use safetensors::Dtype;
+use support::cli::{listing, path, run};
 use support::fixtures::{spec, write_model};
 
 /// A small model, a store that already holds one entry of it, and the store's file listing.
@@ -45,43 +45,6 @@ fn setup() -> Setup {
         model,
         store,
     }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weightreel"))
-        .args(args)
-        .env_remove("WEIGHTREEL_STORE")
-        .output()
-        .unwrap()
-}
-
-/// Every file under `dir` with its size, sorted.
-fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-                out.push((e.path(), 0));
-            } else if !e
-                .file_name()
-                .to_string_lossy()
-                .starts_with("registry.sqlite-")
-            {
-                // WAL side files come and go with readers; the database itself is compared.
-                out.push((e.path(), meta.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Run `encode MODEL --store STORE <flags>`: it must fail with exit `code` and one line
@@ -138,4 +101,7 @@ refused! {
     mode_unknown: "--mode jpeg", 1, &["--mode", "jpeg", "u16", "lossless"];
     max_params_zero: "--max-params 0", 2, &["--max-params", ">= 1"];
     efficiency_below_minimum: "--chunk-encoding --chunk-size 5000 --min-efficiency 0.7", 1, &["Efficiency ratio 0.61 is below minimum 0.7"];
+    include_pattern_too_long: &format!("--include {}", "(a|b)".repeat(300)), 1, &["--include", "of 1500 bytes", "at most 1024 bytes"];
+    exclude_pattern_too_long: &format!("--exclude {}", "a".repeat(1025)), 1, &["--exclude", "of 1025 bytes", "at most 1024 bytes"];
+    include_pattern_invalid: "--include (unclosed", 1, &["--include", "'(unclosed'", "a valid regular expression"];
 }

@@ -6,8 +6,9 @@
 //! mean [`Pyramid`] and [`FrameStats`]. The chunk is made of [`SegmentSpec`]s, contiguous
 //! curve ranges from one tensor each; lossy modes quantize each segment with its own range.
 //!
-//! Encoding makes one range scan (each segment's finite min/max fixes its quantization and
-//! the histogram's bins), then one pass that quantizes each piece and sums it into the
+//! Encoding makes one range scan (each segment's finite min/max and NaN/±inf count fix its
+//! quantization, see [`SegmentQuant::specials`]; the finite range also the histogram's bins),
+//! then one pass that quantizes each piece and sums it into the
 //! pyramid and statistics while it is in cache; the curve-ordered samples are then scattered
 //! to raster order with one table lookup per pixel. Padding pixels (curve positions `>= n`)
 //! are 0 in every plane.
@@ -184,7 +185,7 @@ pub fn decode_frame(meta: &FrameMeta, planes: &[Vec<u16>]) -> Result<Vec<f32>> {
         let high = &curves[0][range.clone()];
         let target = &mut out[range.clone()];
         match meta.mode.levels() {
-            Some(_) => quantize::dequantize(high, seg, target),
+            Some(levels) => quantize::dequantize(high, seg, levels, target),
             None => {
                 let low = curves.get(1).map(|c| &c[range.clone()]);
                 quantize::decode_lossless(high, low, seg.dtype, meta.sample_order, target)?;
@@ -256,18 +257,19 @@ impl FrameEncoder {
         let mode = options.mode;
         let planes = mode.planes_for(segments.iter().map(|s| &s.dtype));
 
-        // First read: each segment's finite range fixes its quantization and the histogram.
+        // First read: each segment's finite range and NaN/±inf count fix its quantization, the
+        // finite range also the histogram.
         let mut quants = Vec::with_capacity(segments.len());
         let mut frame_range: Option<(f32, f32)> = None;
         for spec in segments {
-            let range = quantize::finite_range(&values[span(spec)]);
-            if let Some((lo, hi)) = range {
+            let scan = quantize::scan(&values[span(spec)]);
+            if let Some((lo, hi)) = scan.range {
                 frame_range = Some(match frame_range {
                     Some((a, b)) => (a.min(lo), b.max(hi)),
                     None => (lo, hi),
                 });
             }
-            quants.push(SegmentQuant::fit(spec, mode, range));
+            quants.push(SegmentQuant::fit(spec, mode, &scan));
         }
 
         // Second read: samples in curve order and the statistics, piece by piece.

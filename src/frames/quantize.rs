@@ -10,15 +10,18 @@
 //!   the first byte is therefore the value's magnitude (log2 |v|), whatever its sign.
 //! * [`PixelMode::U8`]: as `U16` with `q in 0..=255`, for previews.
 //!
-//! Lossy modes keep only finite values: NaN and +inf become the top level, -inf the bottom.
+//! Lossy modes keep NaN, +inf and -inf: a segment holding any of them reserves the top three
+//! levels for them ([`SegmentQuant::specials`]; its finite values get the levels below), so
+//! decoding gives them back (NaN as the canonical quiet NaN). Segments of finite values only
+//! use every level, as before.
 
 use std::fmt;
 use std::str::FromStr;
 
-use half::f16;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::source::convert;
 
 /// How values are written into a frame's planes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -145,16 +148,54 @@ pub struct SegmentQuant {
     pub min: f32,
     /// Value step between levels.
     pub scale: f32,
+    /// Lossy modes: the segment holds NaN or ±inf, and the top [`RESERVED_LEVELS`] levels
+    /// are theirs (NaN, +inf, -inf, in that order). Absent in reels written before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub specials: bool,
+}
+
+/// Levels a lossy segment holding NaN or ±inf sets aside for them.
+pub const RESERVED_LEVELS: u16 = 3;
+
+/// The finite levels of a lossy segment, `0..=top`, and its codes for NaN, +inf and -inf.
+#[derive(Clone, Copy)]
+struct Codes {
+    top: u16,
+    nan: u16,
+    pos_inf: u16,
+    neg_inf: u16,
+}
+
+impl Codes {
+    fn new(levels: u16, specials: bool) -> Codes {
+        if specials {
+            Codes {
+                top: levels - RESERVED_LEVELS,
+                nan: levels - 2,
+                pos_inf: levels - 1,
+                neg_inf: levels,
+            }
+        } else {
+            // No code is reserved: these are out of reach (`top` is the largest level).
+            Codes {
+                top: levels,
+                nan: levels,
+                pos_inf: levels,
+                neg_inf: levels,
+            }
+        }
+    }
 }
 
 impl SegmentQuant {
-    /// Parameters for `spec` in `mode`, given the segment's finite range (`None` when it has
-    /// no finite value).
-    pub(crate) fn fit(spec: &SegmentSpec, mode: PixelMode, range: Option<(f32, f32)>) -> Self {
-        let (min, scale) = match (mode.levels(), range) {
+    /// Parameters for `spec` in `mode`, given the segment's [`Scan`].
+    pub(crate) fn fit(spec: &SegmentSpec, mode: PixelMode, scan: &Scan) -> Self {
+        let specials = mode.levels().is_some() && scan.nonfinite > 0;
+        let (min, scale) = match (mode.levels(), scan.range) {
             (Some(levels), Some((lo, hi))) => {
+                let top = Codes::new(levels, specials).top;
                 // f64 keeps the span finite even for spans beyond f32::MAX.
-                let scale = ((f64::from(hi) - f64::from(lo)) / f64::from(levels)) as f32;
+                let scale = ((f64::from(hi) - f64::from(lo)) / f64::from(top)) as f32;
                 (lo, scale)
             }
             _ => (0.0, 0.0),
@@ -165,7 +206,31 @@ impl SegmentQuant {
             dtype: spec.dtype,
             min,
             scale,
+            specials,
         }
+    }
+}
+
+/// What one read of a segment finds: its finite range and how many values are NaN or ±inf.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Scan {
+    /// Smallest and largest finite value, `None` when there is none.
+    pub range: Option<(f32, f32)>,
+    /// NaN and ±inf values.
+    pub nonfinite: u64,
+}
+
+/// Scans `values` once: [`finite_range`] and the count of values that are not finite.
+pub(crate) fn scan(values: &[f32]) -> Scan {
+    // A separate, branch-free count: the compiler vectorizes it, and it costs little next to
+    // quantization.
+    let nonfinite = values
+        .iter()
+        .map(|v| u64::from(!v.is_finite()))
+        .sum::<u64>();
+    Scan {
+        range: finite_range(values),
+        nonfinite,
     }
 }
 
@@ -216,26 +281,54 @@ pub(crate) fn quantize(values: &[f32], quant: &SegmentQuant, levels: u16, out: &
     } else {
         0.0
     };
-    let top = f64::from(levels);
+    let codes = Codes::new(levels, quant.specials);
+    let top = f64::from(codes.top);
+    // `as u16` saturates (negatives to 0); `min` keeps rounding at the top within the finite
+    // levels (and would map NaN there, which only a segment without specials never holds).
+    let level = |v: f32| ((f64::from(v) - min) * inv + 0.5).min(top) as u16;
+    if !quant.specials {
+        for (slot, &v) in out.iter_mut().zip(values) {
+            *slot = level(v);
+        }
+        return;
+    }
     for (slot, &v) in out.iter_mut().zip(values) {
-        // `as u16` saturates (negatives to 0); `min` maps NaN and overflow to the top level.
-        let q = ((f64::from(v) - min) * inv + 0.5).min(top);
-        *slot = q as u16;
+        *slot = if v.is_finite() {
+            level(v)
+        } else if v.is_nan() {
+            codes.nan
+        } else if v > 0.0 {
+            codes.pos_inf
+        } else {
+            codes.neg_inf
+        };
     }
 }
 
 /// Largest finite f32, as f64.
 const LARGEST: f64 = f32::MAX as f64;
 
-/// Inverse of [`quantize`].
-pub(crate) fn dequantize(levels: &[u16], quant: &SegmentQuant, out: &mut [f32]) {
+/// Inverse of [`quantize`]; `levels` is the mode's top level.
+pub(crate) fn dequantize(samples: &[u16], quant: &SegmentQuant, levels: u16, out: &mut [f32]) {
     let min = f64::from(quant.min);
     let scale = f64::from(quant.scale);
-    for (slot, &q) in out.iter_mut().zip(levels) {
-        // f64 because `min + 65535 * scale` may exceed f32::MAX before rounding back; the
-        // clamp keeps a scale rounded up at the very top of the f32 range from giving inf.
-        let v = (min + f64::from(q) * scale).clamp(-LARGEST, LARGEST);
-        *slot = v as f32;
+    // f64 because `min + 65535 * scale` may exceed f32::MAX before rounding back; the clamp
+    // keeps a scale rounded up at the very top of the f32 range from giving inf.
+    let value = |q: u16| (min + f64::from(q) * scale).clamp(-LARGEST, LARGEST) as f32;
+    if !quant.specials {
+        for (slot, &q) in out.iter_mut().zip(samples) {
+            *slot = value(q);
+        }
+        return;
+    }
+    let codes = Codes::new(levels, true);
+    for (slot, &q) in out.iter_mut().zip(samples) {
+        *slot = match q {
+            q if q <= codes.top => value(q),
+            q if q == codes.nan => f32::NAN,
+            q if q == codes.pos_inf => f32::INFINITY,
+            _ => f32::NEG_INFINITY,
+        };
     }
 }
 
@@ -365,15 +458,15 @@ pub(crate) fn encode_lossless(
     Ok(())
 }
 
-/// The exact 16-bit pattern of `v` in `dtype`, or `None` if `v` is not such a value.
+/// The exact 16-bit pattern of `v` in `dtype` (NaN payloads included), or `None` if `v` is not
+/// such a value.
 #[inline]
 fn pattern16(v: f32, dtype: SourceDtype) -> Option<u16> {
-    let bits = v.to_bits();
     if dtype == SourceDtype::BF16 {
-        return (bits & 0xffff == 0).then_some((bits >> 16) as u16);
+        convert::bf16_bits(v)
+    } else {
+        convert::f16_bits(v)
     }
-    let half = f16::from_f32(v);
-    (half.to_f32().to_bits() == bits).then_some(half.to_bits())
 }
 
 /// Inverse of [`encode_lossless`]; `low` must be given for 32-bit sources.
@@ -387,12 +480,12 @@ pub(crate) fn decode_lossless(
     match (dtype, low) {
         (SourceDtype::BF16, _) => {
             for (slot, &code) in out.iter_mut().zip(high) {
-                *slot = f32::from_bits(u32::from(order.bits16(code)) << 16);
+                *slot = convert::bf16_to_f32(order.bits16(code));
             }
         }
         (SourceDtype::F16, _) => {
             for (slot, &code) in out.iter_mut().zip(high) {
-                *slot = f16::from_bits(order.bits16(code)).to_f32();
+                *slot = convert::f16_to_f32(order.bits16(code));
             }
         }
         (_, Some(low)) => {
@@ -413,7 +506,7 @@ pub(crate) fn decode_lossless(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use half::bf16;
+    use half::{bf16, f16};
 
     #[test]
     fn modes_parse_and_print() {
@@ -501,19 +594,80 @@ mod tests {
     fn quantization_extremes_stay_finite() {
         let spec = SegmentSpec {
             curve_start: 0,
-            len: 4,
+            len: 3,
             dtype: SourceDtype::F32,
         };
-        let values = [f32::MAX, -f32::MAX, 0.0, f32::NAN];
-        let quant = SegmentQuant::fit(&spec, PixelMode::U16, finite_range(&values));
+        let values = [f32::MAX, -f32::MAX, 0.0];
+        let quant = SegmentQuant::fit(&spec, PixelMode::U16, &scan(&values));
         assert!(quant.scale.is_finite());
-        let mut q = [0u16; 4];
+        assert!(!quant.specials);
+        let mut q = [0u16; 3];
         quantize(&values, &quant, u16::MAX, &mut q);
         assert_eq!(q[0], u16::MAX);
         assert_eq!(q[1], 0);
-        let mut back = [0f32; 4];
-        dequantize(&q, &quant, &mut back);
+        let mut back = [0f32; 3];
+        dequantize(&q, &quant, u16::MAX, &mut back);
         assert!(back.iter().all(|v| v.is_finite()));
         assert_eq!(finite_range(&[f32::NAN, f32::INFINITY]), None);
+    }
+
+    /// NaN and ±inf keep their reserved levels in both lossy modes; finite values use the
+    /// levels below, ending at the top one the segment's maximum gets.
+    fn specials_case(mode: PixelMode, values: &[f32], expected_levels: &[u16]) {
+        let spec = SegmentSpec {
+            curve_start: 0,
+            len: values.len() as u64,
+            dtype: SourceDtype::F32,
+        };
+        let levels = mode.levels().unwrap();
+        let quant = SegmentQuant::fit(&spec, mode, &scan(values));
+        assert!(quant.specials);
+        let mut q = vec![0u16; values.len()];
+        quantize(values, &quant, levels, &mut q);
+        assert_eq!(q, expected_levels);
+        let mut back = vec![0f32; values.len()];
+        dequantize(&q, &quant, levels, &mut back);
+        for (a, b) in values.iter().zip(&back) {
+            if a.is_finite() {
+                assert!((a - b).abs() <= 4.0 / f32::from(levels), "{a} -> {b}");
+            } else {
+                assert_eq!(a.is_nan(), b.is_nan(), "{a} -> {b}");
+                assert!(a.is_nan() || a == b, "{a} -> {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn u16_keeps_nan_and_infinities() {
+        specials_case(
+            PixelMode::U16,
+            &[
+                -1.0,
+                f32::NAN,
+                1.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                -f32::NAN,
+            ],
+            &[0, 65533, 65532, 65534, 65535, 65533],
+        );
+    }
+
+    #[test]
+    fn u8_keeps_nan_and_infinities() {
+        specials_case(
+            PixelMode::U8,
+            &[f32::INFINITY, 2.0, 0.0, f32::NAN, f32::NEG_INFINITY],
+            &[254, 252, 0, 253, 255],
+        );
+    }
+
+    #[test]
+    fn a_segment_of_only_specials_keeps_them() {
+        specials_case(
+            PixelMode::U16,
+            &[f32::NAN, f32::NEG_INFINITY, f32::INFINITY],
+            &[65533, 65535, 65534],
+        );
     }
 }

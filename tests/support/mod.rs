@@ -1,6 +1,7 @@
 //! Shared test support: real data and real servers the integration tests use.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod collect;
 pub mod fixtures;
 pub mod hub_server;
