@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a fuzz target (default `header`; also `read_header`) with libFuzzer on a stable toolchain (no cargo-fuzz, no
+# Run a fuzz target (default `header`; also `read_header`, `reel_envelope`) with libFuzzer on a stable toolchain (no cargo-fuzz, no
 # nightly): SanitizerCoverage instrumentation through LLVM flags, applied to the target only
 # (--target keeps build scripts uninstrumented). Usage: fuzz/run-stable.sh [SECONDS] [TARGET]
 set -euo pipefail

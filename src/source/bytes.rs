@@ -74,10 +74,57 @@ pub struct LocalFile {
     bytes: AtomicU64,
 }
 
+/// Refuse anything but a regular file at `path` (looked at without opening it: opening a FIFO
+/// waits for a writer, forever if none comes).
+pub fn check_regular_file(path: &Path) -> Result<std::fs::Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::model(
+            path.display().to_string(),
+            "is a directory, expected a file",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(Error::model(
+            path.display().to_string(),
+            "is not a regular file (a FIFO, device or socket), expected a file",
+        ));
+    }
+    Ok(meta)
+}
+
+/// Read a small file whole (`config.json`, an index), refusing one over `limit` bytes and
+/// anything that is not a regular file.
+pub fn read_small_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = check_regular_file(path)?;
+    if meta.len() > limit {
+        return Err(Error::model(
+            path.display().to_string(),
+            format!(
+                "is {} bytes, more than the {limit}-byte limit for this file",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::model(
+            path.display().to_string(),
+            format!("grew past the {limit}-byte limit for this file while it was read"),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl LocalFile {
-    /// Open `path` for reading.
+    /// Open `path` for reading; it must be a regular file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        check_regular_file(path)?;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {

@@ -21,6 +21,13 @@ use crate::error::{Error, Result};
 /// hostile file, and honouring it would allocate that much.
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
 
+/// Most tensors one file may list. Real checkpoints have up to a few thousand per file (the
+/// largest sharded models, tens of thousands in all); a header of a million tiny tensors
+/// within [`MAX_HEADER_LEN`] is a hostile file, and planning it would take a gigabyte.
+pub const MAX_TENSORS: usize = 200_000;
+
+const DATA_OFFSETS_KEY: &[u8] = b"\"data_offsets\"";
+
 /// How many bytes to read in the first request: most headers fit, so a remote file needs one
 /// request for its header.
 const FIRST_READ: u64 = 16 * 1024;
@@ -145,6 +152,18 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
 ///
 /// This is the function the fuzz target drives: it must never panic on any input.
 pub fn parse_header_json(file: &str, json: &[u8], data_start: u64) -> Result<Header> {
+    // Counted before parsing, so that a header of a million tiny tensors is refused without
+    // building them (every entry has one "data_offsets" key; names can only add to the count).
+    let entries = json
+        .windows(DATA_OFFSETS_KEY.len())
+        .filter(|w| *w == DATA_OFFSETS_KEY)
+        .count();
+    if entries > MAX_TENSORS {
+        return Err(Error::header(
+            file,
+            format!("header lists {entries} tensors, more than the {MAX_TENSORS} this weightreel reads from one file"),
+        ));
+    }
     let text = std::str::from_utf8(json)
         .map_err(|e| Error::header(file, format!("header is not valid UTF-8: {e}")))?;
     let raw: RawHeader =
@@ -315,6 +334,19 @@ mod tests {
         );
         let err = read_header(&source).unwrap_err().to_string();
         assert!(err.contains("'w'") && err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn more_tensors_than_the_limit_are_refused_before_parsing() {
+        let entries: Vec<String> = (0..=MAX_TENSORS)
+            .map(|i| format!(r#""t{i}":{{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}"#))
+            .collect();
+        let source = file(&format!("{{{}}}", entries.join(",")), &[]);
+        let err = read_header(&source).unwrap_err().to_string();
+        assert!(
+            err.contains("header lists 200001 tensors, more than the 200000"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -452,7 +452,7 @@ impl Model {
                 open_directory(spec, path)
             } else {
                 let source: Arc<dyn ByteSource> = Arc::new(LocalFile::open(path)?);
-                let config = read_local_config(path.parent().unwrap_or(Path::new(".")));
+                let config = read_local_config(path.parent().unwrap_or(Path::new(".")))?;
                 let file = path
                     .file_name()
                     .map_or(spec.to_string(), |f| f.to_string_lossy().into_owned());
@@ -629,9 +629,21 @@ pub fn validate_revision(revision: &str) -> Result<()> {
     Ok(())
 }
 
-fn read_local_config(dir: &Path) -> Option<ModelConfig> {
-    let bytes = std::fs::read(dir.join("config.json")).ok()?;
-    ModelConfig::parse(&bytes)
+/// Largest `config.json` read: real ones are a few KB.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Largest `model.safetensors.index.json` read: a weight map of 100,000 tensors is ~10 MB.
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+
+/// `config.json` of a local model directory: none when there is none (or it does not parse),
+/// an error when it is not a regular file or larger than [`MAX_CONFIG_BYTES`].
+fn read_local_config(dir: &Path) -> Result<Option<ModelConfig>> {
+    let path = dir.join("config.json");
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let bytes = super::bytes::read_small_file(&path, MAX_CONFIG_BYTES)?;
+    Ok(ModelConfig::parse(&bytes))
 }
 
 /// What to read from a listing of repo files: the safetensors files in shard order and the
@@ -738,7 +750,7 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
 
 fn open_local_files(spec: &str, dir: &Path, origin: Origin) -> Result<Model> {
     let files = list_dir(dir)?;
-    let config = read_local_config(dir);
+    let config = read_local_config(dir)?;
     let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
         let path = dir.join(name);
         if !path.exists() {
@@ -760,7 +772,7 @@ fn open_local_files(spec: &str, dir: &Path, origin: Origin) -> Result<Model> {
         }
         FilePlan::Indexed => {
             let index_path = dir.join("model.safetensors.index.json");
-            let bytes = std::fs::read(&index_path).map_err(|e| Error::io(&index_path, e))?;
+            let bytes = super::bytes::read_small_file(&index_path, MAX_INDEX_BYTES)?;
             let (map, shards) = parse_index(&index_path.display().to_string(), &bytes)?;
             let files = shards.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
             Model::assemble(spec, origin, config, files, Some(&map))
