@@ -5,10 +5,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use safetensors::Dtype;
+use support::cli::{path as s, run as wr};
 use support::fixtures::{spec, write_model};
 
 struct Stored {
@@ -51,18 +52,6 @@ fn stored() -> Stored {
         store,
         reel,
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn wr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weightreel"))
-        .args(args)
-        .env_remove("WEIGHTREEL_STORE")
-        .output()
-        .unwrap()
 }
 
 fn err(o: &Output) -> String {

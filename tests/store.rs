@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use safetensors::Dtype;
+use support::cli::{path as store_arg, run as wr};
 use support::fixtures::{spec, write_model};
 
 struct Stored {
@@ -50,18 +51,6 @@ fn stored() -> Stored {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let reel = PathBuf::from(json[0]["reel"].as_str().unwrap());
     Stored { tmp, store, reel }
-}
-
-fn wr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weightreel"))
-        .args(args)
-        .env_remove("WEIGHTREEL_STORE")
-        .output()
-        .unwrap()
-}
-
-fn store_arg(s: &Path) -> &str {
-    s.to_str().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
