@@ -44,6 +44,16 @@ fn a_version_1_lossless_reel_decodes_bit_exact() {
     }
 }
 
+/// The values of BF16 tensor `name` in `st`.
+fn bf16_values(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(2)
+        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect()
+}
+
 #[test]
 fn a_version_1_u16_reel_decodes_within_its_bound() {
     let source = std::fs::read(data("model.safetensors")).unwrap();
@@ -51,20 +61,7 @@ fn a_version_1_u16_reel_decodes_within_its_bound() {
     let (_dir, back) = decode("u16.mkv");
     let back = SafeTensors::deserialize(&back).unwrap();
     let name = "encoder.layer.0.output.LayerNorm.weight";
-    let want: Vec<f32> = source
-        .tensor(name)
-        .unwrap()
-        .data()
-        .chunks_exact(2)
-        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-        .collect();
-    let got: Vec<f32> = back
-        .tensor(name)
-        .unwrap()
-        .data()
-        .chunks_exact(2)
-        .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-        .collect();
+    let (want, got) = (bf16_values(&source, name), bf16_values(&back, name));
     let range = want.iter().cloned().fold(f32::MIN, f32::max)
         - want.iter().cloned().fold(f32::MAX, f32::min);
     for (w, g) in want.iter().zip(&got) {
