@@ -28,6 +28,29 @@ impl std::ops::Add for ReadStats {
     }
 }
 
+/// Counts of reads and bytes, for [`ByteSource::stats`] (shared by the sources).
+#[derive(Debug, Default)]
+pub struct ReadCounter {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ReadCounter {
+    /// One read of `bytes` bytes.
+    pub fn record(&self, bytes: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// What has been counted.
+    pub fn stats(&self) -> ReadStats {
+        ReadStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A file that can be read at any offset. Implementations must be cheap to call repeatedly
 /// with small buffers and must never hold more than a bounded amount of the file in memory.
 pub trait ByteSource: Send + Sync {
@@ -70,8 +93,7 @@ pub struct LocalFile {
     name: String,
     file: File,
     len: u64,
-    requests: AtomicU64,
-    bytes: AtomicU64,
+    counter: ReadCounter,
 }
 
 /// Refuse anything but a regular file at `path` (looked at without opening it: opening a FIFO
@@ -138,8 +160,7 @@ impl LocalFile {
             name: path.display().to_string(),
             file,
             len: meta.len(),
-            requests: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            counter: ReadCounter::default(),
         })
     }
 
@@ -178,15 +199,11 @@ impl ByteSource for LocalFile {
                 Error::io(&self.path, e)
             }
         })?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.counter.record(buf.len());
         Ok(())
     }
 
     fn stats(&self) -> ReadStats {
-        ReadStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-        }
+        self.counter.stats()
     }
 }

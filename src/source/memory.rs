@@ -1,17 +1,14 @@
 //! A byte source over bytes in memory: for fuzzing the header reader and for tests that build
 //! hostile files without touching the disk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use super::bytes::{ByteSource, ReadStats};
+use super::bytes::{ByteSource, ReadCounter, ReadStats};
 use crate::error::{Error, Result};
 
 /// Bytes in memory, read like a file.
 pub struct MemorySource {
     name: String,
     data: Vec<u8>,
-    requests: AtomicU64,
-    bytes: AtomicU64,
+    counter: ReadCounter,
 }
 
 impl MemorySource {
@@ -20,8 +17,7 @@ impl MemorySource {
         MemorySource {
             name: name.into(),
             data,
-            requests: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            counter: ReadCounter::default(),
         }
     }
 }
@@ -51,15 +47,11 @@ impl ByteSource for MemorySource {
                 )
             })?;
         buf.copy_from_slice(&self.data[range]);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.counter.record(buf.len());
         Ok(())
     }
 
     fn stats(&self) -> ReadStats {
-        ReadStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-        }
+        self.counter.stats()
     }
 }
