@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::fingerprint::{Fingerprint, FingerprintCost};
 use crate::frames::{self, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype};
 use crate::progress::{Progress, ProgressMode};
 use crate::reel::{
@@ -26,7 +27,7 @@ use crate::reel::{
 };
 use crate::selection::Selection;
 use crate::source::{Model, TensorInfo};
-use crate::store::{EntryRecord, FrameRecord, Settings, Store, Totals};
+use crate::store::{EntryRecord, FingerprintSource, FrameRecord, Settings, Store, Totals};
 use crate::stream::{stream, Sink, StreamOptions};
 
 /// Frames per part at most (see [`FrameSink::flush_frame`]).
@@ -272,6 +273,9 @@ pub fn encode(
 ) -> Result<EncodeOutcome> {
     let started = Instant::now();
     let plan = plan_encode(model, options)?;
+    // The fingerprint reads its own small samples (whatever the selection), so that models
+    // encoded with different settings stay comparable; it is committed with the entry.
+    let (fingerprint, _) = Fingerprint::compute(model, Some(cancel))?;
     // What crashed encodes left behind (and no running encode owns) goes first, so that a
     // full disk from one failed encode does not fail the next.
     store.sweep()?;
@@ -311,7 +315,14 @@ pub fn encode(
     }
     let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
     let entry = entry_record(model, options, &plan, &joined, done.frames, encoding_secs);
-    let (id, replaced, nonfinite) = commit(store, &entry, &joined, &plan.template)?;
+    let print_source = fingerprint_source(model, &entry.created_at);
+    let (id, replaced, nonfinite) = commit(
+        store,
+        &entry,
+        &joined,
+        &plan.template,
+        (&print_source, &fingerprint),
+    )?;
     work.remove();
     Ok(EncodeOutcome::Completed {
         id,
@@ -646,13 +657,7 @@ fn entry_record(
     EntryRecord {
         name: model.spec.clone(),
         source_kind: model.origin.kind().into(),
-        source: match &model.origin {
-            crate::source::Origin::File { path } | crate::source::Origin::Directory { path } => {
-                path.clone()
-            }
-            crate::source::Origin::Cache { path, .. } => path.clone(),
-            crate::source::Origin::Hub { endpoint, repo, .. } => format!("{endpoint}/{repo}"),
-        },
+        source: source_of(model),
         revision: model.origin.revision().map(str::to_string),
         commit: model.origin.commit().map(str::to_string),
         format: model.format(),
@@ -679,6 +684,39 @@ fn entry_record(
     }
 }
 
+/// Where `model` came from, as the registry records it (URLs without credentials).
+fn source_of(model: &Model) -> String {
+    match &model.origin {
+        crate::source::Origin::File { path } | crate::source::Origin::Directory { path } => {
+            path.clone()
+        }
+        crate::source::Origin::Cache { path, .. } => path.clone(),
+        crate::source::Origin::Hub { endpoint, repo, .. } => format!("{endpoint}/{repo}"),
+    }
+}
+
+fn fingerprint_source(model: &Model, created_at: &str) -> FingerprintSource {
+    FingerprintSource {
+        name: model.spec.clone(),
+        source: source_of(model),
+        revision: model.origin.revision().map(str::to_string),
+        model_type: model.config.as_ref().and_then(|c| c.model_type.clone()),
+        created_at: created_at.to_string(),
+    }
+}
+
+/// Fingerprint `model` and store the fingerprint alone (no reel): `weightreel fingerprint`.
+/// Replaces the fingerprint stored under the same name.
+pub fn store_fingerprint(
+    store: &mut Store,
+    model: &Model,
+    cancel: &AtomicBool,
+) -> Result<(Fingerprint, FingerprintCost)> {
+    let (fp, cost) = Fingerprint::compute(model, Some(cancel))?;
+    store.put_fingerprint(&fingerprint_source(model, &now_rfc3339()), &fp)?;
+    Ok((fp, cost))
+}
+
 /// Commit `entry` with one row per frame, read back from the final reel's frame records as
 /// the rows are inserted (nothing per frame is held). On failure the new reel is removed;
 /// on success the replaced entry's reel is. Returns the id, whether an entry was replaced and
@@ -688,6 +726,7 @@ fn commit(
     entry: &EntryRecord,
     joined: &Joined,
     manifest: &Manifest,
+    fingerprint: (&FingerprintSource, &Fingerprint),
 ) -> Result<(i64, bool, u64)> {
     let mut nonfinite = 0u64;
     let result = reel::ReelReader::open(&joined.path).and_then(|mut reader| {
@@ -700,7 +739,7 @@ fn commit(
             }
             row
         });
-        store.commit_entry(entry, rows)
+        store.commit_entry_with(entry, rows, Some(fingerprint))
     });
     match result {
         Ok((id, replaced)) => {

@@ -14,13 +14,17 @@
 //! | stream | [`stream`] | push-style [`stream::Sink`] fed in bounded pieces, stoppable |
 //! | inspect | [`inspect`] | header-only report of a model and a selection |
 //! | frames | [`frames`] | Hilbert-curve frame layout, u16/lossless/u8 pixels, mean pyramid, statistics |
+//! | fingerprint | [`fingerprint`] | a centred sample and statistics of every tensor, independent of encode settings |
 //! | reels | [`reel`] | one lossless Matroska video file per model, with its metadata attached |
+//! | store | [`store`] | reels and the SQLite registry: entries, frames, fingerprints |
+//! | search | [`search`] | related models from fingerprints: `search`, `compare`, families |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod fingerprint;
 pub mod frames;
 pub mod inspect;
 pub mod output;
@@ -28,6 +32,7 @@ pub mod progress;
 pub mod reel;
 pub mod report;
 pub mod roles;
+pub mod search;
 pub mod selection;
 pub mod source;
 pub mod store;

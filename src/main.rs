@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod cli_related;
+
 use weightreel::encode::{
     encode, EncodeOptions, EncodeOutcome, CHECKPOINT_SECS, DEFAULT_CHUNK_SIZE,
 };
@@ -115,6 +117,58 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Store a model's fingerprint (no reel): the cheap way to index many models for search
+    Fingerprint {
+        /// Files, directories or Hub repo ids
+        models: Vec<String>,
+        /// Also fingerprint every stored model that has none (encoded before fingerprints existed), from its source
+        #[arg(long)]
+        missing: bool,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Rank the stored models by how related they are to MODEL (a stored name or any source)
+    Search {
+        /// A stored model name, or a file, directory or Hub repo id (fingerprinted, not stored)
+        model: String,
+        /// Results to show
+        #[arg(long, default_value_t = 10, value_name = "K", value_parser = parse_top)]
+        top: usize,
+        /// exact, features, hierarchical or hybrid (see the README for what each score means)
+        #[arg(long, default_value = "hybrid", value_name = "METHOD")]
+        method: String,
+        /// Compare only tensors of these roles
+        #[arg(long, num_args = 1.., value_name = "ROLE")]
+        layers: Vec<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Compare two models tensor by tensor (stored names or any sources)
+    Compare {
+        /// First model
+        a: String,
+        /// Second model
+        b: String,
+        /// Also write the per-layer similarity as a heat-map PNG
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Group the stored models into families and draw each as a tree, parent to child
+    Tree {
+        /// Also write the families as a Graphviz DOT file
+        #[arg(long, value_name = "FILE")]
+        dot: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Remove a model (all its entries, or one settings key) and its reels from the store
     Rm {
         /// Model name as listed
@@ -145,9 +199,15 @@ struct GuideArgs {
     /// Print the store's statistics
     #[arg(long)]
     statistics: bool,
-    /// Find stored models most like MODEL (needs the search stage)
+    /// Rank the stored models by how related they are to MODEL (as `weightreel search MODEL`)
     #[arg(long, value_name = "MODEL")]
     search_similar: Option<String>,
+    /// Results of --search-similar
+    #[arg(long, default_value_t = 10, value_name = "K", value_parser = parse_top)]
+    top: usize,
+    /// Method of --search-similar: exact, features, hierarchical or hybrid
+    #[arg(long, default_value = "hybrid", value_name = "METHOD")]
+    method: String,
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
@@ -312,6 +372,16 @@ fn parse_positive(text: &str) -> std::result::Result<u64, String> {
         Ok(0) => Err("0 is out of range (expected a whole number >= 1)".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("'{text}' is not a whole number >= 1")),
+    }
+}
+
+/// A result count in 1..=10000.
+fn parse_top(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is out of range (expected a whole number in 1..=10000)"
+        )),
     }
 }
 
@@ -619,6 +689,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out
             });
         }
+        Some(Command::Fingerprint {
+            models,
+            missing,
+            source,
+            store,
+        }) => {
+            let open = source.options()?;
+            let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
+            let cancel = cancel_flag();
+            cli_related::run_fingerprint(&mut s, &models, missing, &open, &cancel, store.json)?;
+        }
+        Some(Command::Search {
+            model,
+            top,
+            method,
+            layers,
+            source,
+            store,
+        }) => {
+            let args = cli_related::SearchArgs {
+                top,
+                method: weightreel::search::Method::parse(&method)?,
+                roles: &parse_roles(&layers)?,
+                json: store.json,
+            };
+            let open = source.options()?;
+            let s = Store::open_read_only(&store_dir(store.storage_dir.as_deref()))?;
+            cli_related::run_search(&s, &model, &args, &open, &cancel_flag())?;
+        }
+        Some(Command::Compare {
+            a,
+            b,
+            png,
+            source,
+            store,
+        }) => {
+            let open = source.options()?;
+            let s = Store::open_read_only(&store_dir(store.storage_dir.as_deref()))?;
+            cli_related::run_compare(
+                &s,
+                &a,
+                &b,
+                png.as_deref(),
+                &open,
+                &cancel_flag(),
+                store.json,
+            )?;
+        }
+        Some(Command::Tree { dot, store }) => {
+            let s = Store::open_read_only(&store_dir(store.storage_dir.as_deref()))?;
+            cli_related::run_tree(&s, store.json, dot.as_deref())?;
+        }
         Some(Command::Rm {
             name,
             settings_key,
@@ -641,10 +763,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
     if let Some(model) = &guide.search_similar {
-        return Err(Error::model(
-            model,
-            "--search-similar needs the similarity search stage, which this weightreel does not have yet",
-        ));
+        let args = cli_related::SearchArgs {
+            top: guide.top,
+            method: weightreel::search::Method::parse(&guide.method)?,
+            roles: &parse_roles(&guide.select.layers)?,
+            json: guide.encode.store.json,
+        };
+        let open = guide.source.options()?;
+        let s = Store::open_read_only(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
+        cli_related::run_search(&s, model, &args, &open, &cancel_flag())?;
+        return Ok(ExitCode::SUCCESS);
     }
     if guide.list_models {
         run_list(&guide.encode.store)?;
@@ -661,11 +789,16 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
             return Err(Error::invalid(
                 "arguments",
                 "(none)",
-                "a subcommand (encode, inspect, list, stats, decode, frames, rm) or --model M --stream, --models A B, --list-models, --statistics; see --help",
+                "a subcommand (encode, inspect, list, stats, decode, frames, fingerprint, search, compare, tree, rm, check, gc) or --model M --stream, --models A B, --list-models, --statistics, --search-similar M; see --help",
             ))
         }
     };
-    run_encode(&models, &guide.source, &guide.select, &guide.encode)
+    let code = run_encode(&models, &guide.source, &guide.select, &guide.encode)?;
+    if models.len() > 1 && code == ExitCode::SUCCESS && !guide.encode.store.json {
+        let s = Store::open_read_only(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
+        print!("{}", cli_related::similarity_matrix(&s, &models)?);
+    }
+    Ok(code)
 }
 
 /// Parse the command line; a usage error becomes one line (clap's message and its tips, the

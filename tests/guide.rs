@@ -301,13 +301,40 @@ fn complete_workflow_example() {
     // Step 5: regular encoding of several models into the default store.
     let out = g.ok_in(&dir, "--models bert-base-uncased gpt2 --max-params 40000");
     assert_eq!(out.matches("Total Parameters: 40,000").count(), 2, "{out}");
+    // ...and the pairwise matrix: each model is itself (1.000 on the diagonal), and the two
+    // architectures share no tensor shape, so their score is the features part alone (<= 0.25).
+    let matrix: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Similarity matrix"))
+        .collect();
+    assert_eq!(matrix.len(), 4, "{out}");
+    let cells = |row: &str| -> Vec<f64> {
+        row.split_whitespace()
+            .skip(1)
+            .map(|c| c.parse().unwrap())
+            .collect()
+    };
+    let (bert, gpt2) = (cells(matrix[2]), cells(matrix[3]));
+    assert_eq!(bert[0], 1.0, "{out}");
+    assert_eq!(gpt2[1], 1.0, "{out}");
+    assert_eq!(bert[1], gpt2[0], "{out}");
+    assert!(bert[1] <= 0.25, "{out}");
     let stats = g.ok_in(&dir, "--statistics");
     assert_eq!(line_value(&stats, "Encoded Models:"), "2");
-    // Search is a later stage: it says so and fails, rather than inventing scores.
-    let out = g.run_in(&dir, "--search-similar bert-base-uncased");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("search"), "{err}");
+    // Step 5's search ranks the other stored model, with a score that says how it was reached.
+    let out = g.ok_in(&dir, "--search-similar bert-base-uncased");
+    assert!(
+        out.starts_with(
+            "Models most related to bert-base-uncased (method hybrid, 1 stored model searched):"
+        ),
+        "{out}"
+    );
+    let row = out.lines().nth(2).unwrap();
+    assert!(row.contains("gpt2"), "{out}");
+    assert!(
+        row.ends_with("no shared tensor shapes: distribution features only"),
+        "{out}"
+    );
 }
 
 #[test]

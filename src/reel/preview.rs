@@ -161,8 +161,6 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
     let mut reader = ReelReader::open(reel)?;
     let depth = reader.spec().depth;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let codec = encoder::find(codec::Id::PNG)
-        .ok_or_else(|| Error::reel(reel, "this FFmpeg has no PNG encoder"))?;
     let lut = heat_lut();
     let mut written = Vec::new();
     for index in 0..reader.frame_count() {
@@ -171,60 +169,104 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
         };
         let planes = reader.read_frame(index, width, height)?;
         let out = dir.join(format!("frame_{index:06}.png"));
-        let bad = |problem: String| Error::reel(&out, problem);
         let pixel = if heatmap {
             Pixel::RGB24
         } else {
             Pixel::GRAY16BE
         };
-        let mut enc = codec::context::Context::new_with_codec(codec)
-            .encoder()
-            .video()
-            .map_err(|e| bad(ff(e)))?;
-        enc.set_width(width);
-        enc.set_height(height);
-        enc.set_format(pixel);
-        enc.set_time_base(Rational::new(1, FRAME_RATE));
-        let mut enc = enc
-            .open()
-            .map_err(|e| bad(format!("cannot start the PNG encoder ({e})")))?;
-        let mut picture = frame::Video::new(pixel, width, height);
-        let stride = picture.stride(0);
-        let data = picture.data_mut(0);
-        for (y, row) in planes[0].chunks_exact(width as usize).enumerate() {
-            let line = &mut data[y * stride..];
-            if heatmap {
-                for (o, &v) in line.chunks_exact_mut(3).zip(row) {
-                    o.copy_from_slice(&lut[usize::from(to_u8(depth, v))]);
-                }
-            } else {
-                for (o, &v) in line.chunks_exact_mut(2).zip(row) {
-                    let v = if depth == SampleDepth::Gray8 {
-                        v.saturating_mul(257)
-                    } else {
-                        v
-                    };
-                    o.copy_from_slice(&v.to_be_bytes());
+        encode_png(&out, width, height, pixel, |data, stride| {
+            for (y, row) in planes[0].chunks_exact(width as usize).enumerate() {
+                let line = &mut data[y * stride..];
+                if heatmap {
+                    for (o, &v) in line.chunks_exact_mut(3).zip(row) {
+                        o.copy_from_slice(&lut[usize::from(to_u8(depth, v))]);
+                    }
+                } else {
+                    for (o, &v) in line.chunks_exact_mut(2).zip(row) {
+                        let v = if depth == SampleDepth::Gray8 {
+                            v.saturating_mul(257)
+                        } else {
+                            v
+                        };
+                        o.copy_from_slice(&v.to_be_bytes());
+                    }
                 }
             }
-        }
-        picture.set_pts(Some(0));
-        enc.send_frame(&picture)
-            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-        enc.send_eof()
-            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-        let mut packet = Packet::empty();
-        enc.receive_packet(&mut packet)
-            .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-        // Beside the target, then renamed: an existing PNG stays whole until replaced.
-        let tmp = dir.join(format!(".frame_{index:06}.png.{}.tmp", std::process::id()));
-        fs::write(&tmp, packet.data().unwrap_or(&[]))
-            .and_then(|()| fs::rename(&tmp, &out))
-            .map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                Error::io(&out, e)
-            })?;
+        })?;
         written.push(out);
     }
     Ok(written)
+}
+
+/// An 8-bit RGB image (`width * height * 3` bytes, row-major) as a PNG file at `out`,
+/// written beside it and renamed. Colours for values in `0..=1` come from [`heat_colour`].
+pub fn write_png_rgb(out: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<()> {
+    if rgb.len() != width as usize * height as usize * 3 {
+        return Err(Error::io(
+            out,
+            std::io::Error::other(format!(
+                "{} bytes for a {width}x{height} RGB image",
+                rgb.len()
+            )),
+        ));
+    }
+    encode_png(out, width, height, Pixel::RGB24, |data, stride| {
+        for (y, row) in rgb.chunks_exact(width as usize * 3).enumerate() {
+            data[y * stride..y * stride + row.len()].copy_from_slice(row);
+        }
+    })
+}
+
+/// The heat-map colour of `v` in `0..=1` (clamped), as `frames --heatmap` draws it.
+pub fn heat_colour(v: f64) -> [u8; 3] {
+    let lut = heat_lut();
+    lut[(v.clamp(0.0, 1.0) * 255.0).round() as usize]
+}
+
+/// Encode one picture of `pixel` format, filled by `fill(data, stride)`, as a PNG at `out`.
+fn encode_png(
+    out: &Path,
+    width: u32,
+    height: u32,
+    pixel: Pixel,
+    fill: impl FnOnce(&mut [u8], usize),
+) -> Result<()> {
+    let bad = |problem: String| Error::reel(out, problem);
+    let codec = encoder::find(codec::Id::PNG)
+        .ok_or_else(|| bad("this FFmpeg has no PNG encoder".into()))?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| bad(ff(e)))?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(pixel);
+    enc.set_time_base(Rational::new(1, FRAME_RATE));
+    let mut enc = enc
+        .open()
+        .map_err(|e| bad(format!("cannot start the PNG encoder ({e})")))?;
+    let mut picture = frame::Video::new(pixel, width, height);
+    let stride = picture.stride(0);
+    fill(picture.data_mut(0), stride);
+    picture.set_pts(Some(0));
+    enc.send_frame(&picture)
+        .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+    enc.send_eof()
+        .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+    let mut packet = Packet::empty();
+    enc.receive_packet(&mut packet)
+        .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
+    // Beside the target, then renamed: an existing PNG stays whole until replaced.
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let file = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
+    fs::write(&tmp, packet.data().unwrap_or(&[]))
+        .and_then(|()| fs::rename(&tmp, out))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io(out, e)
+        })
 }

@@ -11,10 +11,12 @@
 //! The schema carries a version in `PRAGMA user_version`; a newer one is refused.
 
 mod check;
+mod fingerprints;
 mod gc;
 mod registry;
 
 pub use check::CheckReport;
+pub use fingerprints::{FingerprintSource, IndexRow};
 pub use gc::{GcReport, Leftover};
 
 pub use registry::{

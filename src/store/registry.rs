@@ -6,10 +6,12 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use super::fingerprints::FingerprintSource;
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 
 /// Version of the registry schema this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The frames table of schema version 2 (a macro, so that [`SCHEMA`] and the version-1
 /// migration share one definition).
@@ -70,7 +72,23 @@ CREATE TABLE IF NOT EXISTS models (
     UNIQUE (name, settings_key)
 );
 ",
-    frames_table!()
+    frames_table!(),
+    // Schema version 3: one fingerprint per model name (see `fingerprints.rs`), whether it came
+    // with an encode or alone (`weightreel fingerprint`).
+    "
+CREATE TABLE IF NOT EXISTS fingerprints (
+    name        TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    revision    TEXT,
+    model_type  TEXT,
+    params      INTEGER NOT NULL,
+    tensors     INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    sketch      BLOB NOT NULL,
+    features    BLOB NOT NULL,
+    body        BLOB NOT NULL
+);
+"
 );
 
 /// The settings an encode ran with: the reel's own record of them (the store is downstream
@@ -195,8 +213,8 @@ pub struct StoreStats {
 
 /// An open store.
 pub struct Store {
-    dir: PathBuf,
-    conn: Connection,
+    pub(super) dir: PathBuf,
+    pub(super) conn: Connection,
 }
 
 /// Version 1 kept every frame's pyramid and histogram as JSON (4.5 KB a frame); version 2 keeps
@@ -235,7 +253,7 @@ fn migrate_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
+pub(super) fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
     Error::store(path, format!("registry: {e}"))
 }
 
@@ -443,6 +461,19 @@ impl Store {
     where
         I: IntoIterator<Item = Result<FrameRecord>>,
     {
+        self.commit_entry_with(entry, frames, None)
+    }
+
+    /// [`Store::commit_entry`], storing the model's fingerprint in the same transaction.
+    pub fn commit_entry_with<I>(
+        &mut self,
+        entry: &EntryRecord,
+        frames: I,
+        fingerprint: Option<(&FingerprintSource, &Fingerprint)>,
+    ) -> Result<(i64, Option<String>)>
+    where
+        I: IntoIterator<Item = Result<FrameRecord>>,
+    {
         let key = entry.settings.key();
         let settings_json = serde_json::to_string(&entry.settings).expect("settings serialize");
         let db = self.dir.join("registry.sqlite");
@@ -532,6 +563,10 @@ impl Store {
                     ])
                     .map_err(|e| sql_err(&db, e))?;
             }
+        }
+        if let Some((source, fp)) = fingerprint {
+            super::fingerprints::put_fingerprint_in(&tx, source, fp)
+                .map_err(|e| sql_err(&db, e))?;
         }
         tx.commit().map_err(|e| sql_err(&db, e))?;
         Ok((id, old.map(|(_, reel)| reel)))
@@ -650,9 +685,6 @@ impl Store {
             .into_iter()
             .filter(|e| settings_key.is_none_or(|k| e.record.settings.key() == k))
             .collect();
-        if victims.is_empty() {
-            return Ok(0);
-        }
         let db = self.dir.join("registry.sqlite");
         let tx = self
             .conn
@@ -662,7 +694,23 @@ impl Store {
             tx.execute("DELETE FROM models WHERE id = ?1", [v.id])
                 .map_err(|e| sql_err(&db, e))?;
         }
+        // The fingerprint goes with the model's last entry, or alone for a model that was
+        // only fingerprinted (`rm NAME` without a settings key).
+        let left: i64 = tx
+            .query_row("SELECT count(*) FROM models WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .map_err(|e| sql_err(&db, e))?;
+        let mut prints = 0;
+        if left == 0 && (settings_key.is_none() || !victims.is_empty()) {
+            prints = tx
+                .execute("DELETE FROM fingerprints WHERE name = ?1", [name])
+                .map_err(|e| sql_err(&db, e))?;
+        }
         tx.commit().map_err(|e| sql_err(&db, e))?;
+        if victims.is_empty() {
+            return Ok(prints);
+        }
         for v in &victims {
             let reel = self.dir.join(&v.record.totals.reel_file);
             match std::fs::remove_file(&reel) {

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod family;
 pub mod fixtures;
 pub mod hub_server;
 pub mod minilm;
