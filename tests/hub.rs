@@ -1013,3 +1013,28 @@ fn issue8_5xx_beyond_the_retries_gives_up_naming_the_url() {
         .count();
     assert_eq!(tries, 2, "one try and one retry");
 }
+
+/// `weightreel fingerprint` over HTTP: a MiniLM-sized repo costs well under the issue's 1 MB
+/// and ~300 requests, and the fingerprint is the local file's, value for value.
+#[test]
+fn minilm_fingerprint_over_http_is_cheap_and_equals_the_local_one() {
+    let server = HubServer::start();
+    serve_minilm(&server, true);
+    let model = open_hub(&server, MINILM).unwrap();
+    server.reset_counts();
+    let (remote, cost) = weightreel::fingerprint::Fingerprint::compute(&model, None).unwrap();
+    let counts = server.counts();
+    eprintln!(
+        "MiniLM fingerprint over HTTP: {} values, {} requests, {} bytes sent",
+        cost.values, counts.requests, counts.bytes
+    );
+    assert!(counts.requests <= 300, "{counts:?}");
+    assert!(counts.bytes < 1_000_000, "{counts:?}");
+    let local = Model::open(
+        minilm::safetensors().to_str().unwrap(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let (from_disk, _) = weightreel::fingerprint::Fingerprint::compute(&local, None).unwrap();
+    assert_eq!(remote.to_bytes(), from_disk.to_bytes());
+}

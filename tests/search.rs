@@ -262,3 +262,197 @@ fn compare_lists_each_tensor_and_the_layers() {
     let grid = &json["layers"];
     assert_eq!(grid["layers"].as_array().unwrap().len(), 7); // no layer, then 0..=5
 }
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+fn minilm() -> String {
+    support::minilm::dir().to_str().unwrap().to_string()
+}
+
+fn stored_fingerprint(store: &Path, name: &str) -> Vec<u8> {
+    weightreel::store::Store::open_read_only(store)
+        .unwrap()
+        .fingerprint(name)
+        .unwrap()
+        .expect("a stored fingerprint")
+        .to_bytes()
+}
+
+#[test]
+fn the_fingerprint_does_not_depend_on_encode_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let m = minilm();
+    ok(&[
+        "encode",
+        &m,
+        "--store",
+        path(&a),
+        "-q",
+        "--max-params",
+        "20000",
+        "--layers",
+        "attention",
+    ]);
+    ok(&[
+        "encode",
+        &m,
+        "--store",
+        path(&b),
+        "-q",
+        "--max-params",
+        "50000",
+        "--chunk-encoding",
+        "--mode",
+        "lossless",
+    ]);
+    assert_eq!(stored_fingerprint(&a, &m), stored_fingerprint(&b, &m));
+    // Re-encoding with other settings adds an entry and keeps one fingerprint per name.
+    ok(&[
+        "encode",
+        &m,
+        "--store",
+        path(&a),
+        "-q",
+        "--max-params",
+        "30000",
+    ]);
+    let store = weightreel::store::Store::open_read_only(&a).unwrap();
+    assert_eq!(store.list().unwrap().len(), 2);
+    assert_eq!(store.fingerprint_names().unwrap(), vec![m.clone()]);
+}
+
+#[test]
+fn fingerprint_alone_stores_no_reel_and_is_searchable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let gpt2 = tmp.path().join("gpt2-like");
+    std::fs::create_dir_all(&gpt2).unwrap();
+    family::write(
+        &gpt2.join("model.safetensors"),
+        &family::gpt2_like(5),
+        safetensors::Dtype::F32,
+    );
+    let out = ok(&[
+        "fingerprint",
+        &minilm(),
+        path(&gpt2),
+        "--store",
+        path(&store),
+    ]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.starts_with(&format!("Fingerprinted {}: 103 tensors,", minilm())),
+        "{out}"
+    );
+    let list: Value =
+        serde_json::from_str(&ok(&["list", "--store", path(&store), "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0);
+    assert_eq!(std::fs::read_dir(store.join("reels")).unwrap().count(), 0);
+    let out = ok(&["search", &minilm(), "--store", path(&store)]);
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows[2].contains("gpt2-like"), "{out}");
+    assert!(
+        rows[2].ends_with("no shared tensor shapes: distribution features only"),
+        "{out}"
+    );
+    // rm takes a fingerprint-only model out of search.
+    ok(&["rm", path(&gpt2), "--store", path(&store)]);
+    let store = weightreel::store::Store::open_read_only(&store).unwrap();
+    assert_eq!(store.fingerprint_names().unwrap(), vec![minilm()]);
+}
+
+#[test]
+fn search_errors_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let err = fails(&["search", &minilm(), "--store", path(&store)]);
+    assert!(
+        err.ends_with(
+            "holds no fingerprinted models yet (encode or `weightreel fingerprint` some first)\n"
+        ),
+        "{err}"
+    );
+    ok(&["fingerprint", &minilm(), "--store", path(&store)]);
+    let err = fails(&[
+        "search",
+        "all-MiniLM-L6",
+        "--store",
+        path(&store),
+        "--offline",
+    ]);
+    assert!(
+        err.starts_with(
+            "error: model 'all-MiniLM-L6': no stored model has this name, and it cannot be opened"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!("; closest stored names: {}\n", minilm())),
+        "{err}"
+    );
+    let err = fails(&[
+        "search",
+        &minilm(),
+        "--store",
+        path(&store),
+        "--method",
+        "bogus",
+    ]);
+    assert_eq!(
+        err,
+        "error: invalid --method bogus (expected exact, features, hierarchical or hybrid)\n"
+    );
+    let out = run(&["search", &minilm(), "--store", path(&store), "--top", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_store_from_before_fingerprints_is_upgraded_by_fingerprint_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let m = minilm();
+    ok(&[
+        "encode",
+        &m,
+        "--store",
+        path(&store),
+        "-q",
+        "--max-params",
+        "20000",
+    ]);
+    // What a store written before fingerprints looks like: schema version 2, no table.
+    {
+        let db = rusqlite::Connection::open(store.join("registry.sqlite")).unwrap();
+        db.execute_batch("DROP TABLE fingerprints; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    let out = run(&["search", &m, "--store", path(&store)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "note: 1 stored model has no fingerprint (encoded before fingerprints existed): run `weightreel fingerprint --missing --store {}` to add it\n",
+            store.display()
+        )),
+        "{err}"
+    );
+    let out = ok(&["fingerprint", "--missing", "--store", path(&store)]);
+    assert!(
+        out.starts_with(&format!("Fingerprinted {m}: 103 tensors")),
+        "{out}"
+    );
+    assert!(stored_fingerprint(&store, &m).len() > 1000);
+    let db = rusqlite::Connection::open(store.join("registry.sqlite")).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, weightreel::store::SCHEMA_VERSION);
+}

@@ -80,7 +80,7 @@ impl Fingerprint {
             out.extend_from_slice(dtype);
             out.extend_from_slice(&t.sample_start.to_le_bytes());
             out.extend_from_slice(&(t.values.len() as u32).to_le_bytes());
-            let scale = sample_scale(&t.values);
+            let scale = t.scale;
             out.extend_from_slice(&scale.to_le_bytes());
             let s = &t.stats;
             for v in [s.mean, s.std, s.skew, s.kurtosis, s.rms, s.absmax] {
@@ -253,6 +253,11 @@ fn tensor(c: &mut Cursor<'_>) -> Result<TensorPrint, String> {
         ));
     }
     let scale = c.f32()?;
+    if !(scale > 0.0 && scale.is_finite()) {
+        return Err(format!(
+            "sample scale {scale} (expected a positive finite number)"
+        ));
+    }
     let mut f = [0f32; 6];
     for v in &mut f {
         *v = c.f32()?;
@@ -271,6 +276,7 @@ fn tensor(c: &mut Cursor<'_>) -> Result<TensorPrint, String> {
         dtype,
         sample_start,
         values,
+        scale,
         stats: SampleStats {
             mean: f[0],
             std: f[1],
@@ -339,7 +345,8 @@ mod tests {
                 dtype: "F32".into(),
                 sample_start: 20,
                 stats: SampleStats::of(&values),
-                values: super::super::round_to_stored(&values),
+                values: super::super::round_to_stored(&values).0,
+                scale: super::super::round_to_stored(&values).1,
             }],
             sketch: Vec::new(),
         };

@@ -197,6 +197,9 @@ pub struct TensorPrint {
     /// 11 significant bits whatever the tensor's scale).
     #[serde(skip)]
     pub values: Vec<f32>,
+    /// What the stored f16 patterns are multiples of (see [`TensorPrint::values`]).
+    #[serde(skip)]
+    pub scale: f32,
     /// Statistics of the sample.
     pub stats: SampleStats,
 }
@@ -311,7 +314,7 @@ impl Fingerprint {
         let mut tensors = Vec::with_capacity(plan.items.len());
         for item in &plan.items {
             let t = &model.tensors[item.tensor];
-            let values = round_to_stored(&samples[item.tensor]);
+            let (values, scale) = round_to_stored(&samples[item.tensor]);
             tensors.push(TensorPrint {
                 name: t.name.clone(),
                 role: t.role,
@@ -321,6 +324,7 @@ impl Fingerprint {
                 sample_start: item.runs[0].start,
                 stats: SampleStats::of(&samples[item.tensor]),
                 values,
+                scale,
             });
         }
         let mut fp = Fingerprint {
@@ -371,7 +375,7 @@ impl Fingerprint {
         for t in &self.tensors {
             let centre = centre_range(t, SKETCH_VALUES);
             let values = t.values_at(centre.clone());
-            if values.len() < 2 || !(t.stats.std > 0.0) {
+            if values.len() < 2 || t.stats.std.is_nan() || t.stats.std <= 0.0 {
                 continue;
             }
             let weight = (t.numel() as f64 / total / values.len() as f64).sqrt();
@@ -422,7 +426,7 @@ impl Fingerprint {
             let (mut w, mut ls, mut ms, mut sk, mut tl) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for t in fp.tensors.iter().filter(|t| t.role == role) {
                 let s = &t.stats;
-                if !(s.std > 0.0) {
+                if s.std.is_nan() || s.std <= 0.0 {
                     continue;
                 }
                 let tw = t.numel() as f64;
@@ -456,14 +460,15 @@ pub fn centre_range(t: &TensorPrint, len: u64) -> std::ops::Range<u64> {
     start..start + take
 }
 
-/// The values as the store keeps them (f16 multiples of the sample's RMS), so that a
-/// fingerprint compares the same fresh and stored.
-fn round_to_stored(values: &[f32]) -> Vec<f32> {
+/// The values as the store keeps them (f16 multiples of the sample's RMS) and that scale, so
+/// that a fingerprint compares the same fresh and stored.
+pub fn round_to_stored(values: &[f32]) -> (Vec<f32>, f32) {
     let scale = format::sample_scale(values);
-    values
+    let rounded = values
         .iter()
         .map(|&v| format::from_stored(format::to_stored(v, scale), scale))
-        .collect()
+        .collect();
+    (rounded, scale)
 }
 
 /// FNV-1a of a tensor key and shape.

@@ -63,6 +63,19 @@ impl Store {
             .map_err(|e| sql_err(&db, e))
     }
 
+    /// Store many fingerprints in one transaction (indexing a batch of models).
+    pub fn put_fingerprints<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = (&'a FingerprintSource, &'a Fingerprint)>,
+    ) -> Result<()> {
+        let db = self.dir.join("registry.sqlite");
+        let tx = self.conn.transaction().map_err(|e| sql_err(&db, e))?;
+        for (source, fp) in rows {
+            put_fingerprint_in(&tx, source, fp).map_err(|e| sql_err(&db, e))?;
+        }
+        tx.commit().map_err(|e| sql_err(&db, e))
+    }
+
     /// The fingerprint of `name`, if one is stored.
     pub fn fingerprint(&self, name: &str) -> Result<Option<Fingerprint>> {
         if !self.has_fingerprints_table()? {
