@@ -176,15 +176,22 @@ pub fn search(
             .ok_or_else(|| Error::store(store.dir(), format!("fingerprint of '{name}' vanished")))
     };
     let mut hits: Vec<Hit> = match options.method {
-        Method::Features => rows
-            .iter()
-            .map(|r| {
-                let mut h = base_hit(r, Method::Features);
-                h.score = h.features;
-                h.basis = "per-role distribution statistics".into();
-                h
-            })
-            .collect(),
+        Method::Features => {
+            // Score every model, build rows only for the best.
+            let scores: Vec<f64> = rows
+                .iter()
+                .map(|r| features_score_of(&qfeatures, &r.features))
+                .collect();
+            best_of(&scores, options.top)
+                .into_iter()
+                .map(|k| {
+                    let mut h = base_hit(rows[k], Method::Features);
+                    h.score = h.features;
+                    h.basis = "per-role distribution statistics".into();
+                    h
+                })
+                .collect()
+        }
         Method::Exact => {
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
@@ -198,31 +205,53 @@ pub fn search(
         Method::Hybrid => {
             touched += (rows.len() * query.sketch.len()) as u64;
             let keep = (options.top * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES);
-            let chosen = best_by(&rows, keep, |r| sketch_of(r));
-            let mut out = Vec::with_capacity(rows.len());
-            for (k, r) in rows.iter().enumerate() {
-                let mut h = base_hit(r, Method::Hybrid);
-                if chosen.contains(&k) {
-                    let fp = load(&r.name)?;
-                    let c = compare(query, &fp);
-                    touched += aligned_values(&c);
-                    h = full_hit(h, &c, Method::Hybrid);
-                } else {
-                    // Not a sketch candidate: shares little with the query, so only the
-                    // features part of the hybrid score is left.
-                    h.score = hybrid_score(0.0, None, h.features);
-                    h.basis = "features only (not a sketch candidate)".into();
-                }
-                out.push(h);
+            let sketches: Vec<f64> = rows.iter().map(|r| sketch_of(r)).collect();
+            let mut chosen = vec![false; rows.len()];
+            for k in best_of(&sketches, keep) {
+                chosen[k] = true;
             }
-            out
+            // Models that are not sketch candidates share little with the query, so only the
+            // features part of the hybrid score is left for them.
+            let mut scores: Vec<f64> = rows
+                .iter()
+                .zip(&chosen)
+                .map(|(r, &c)| {
+                    if c {
+                        0.0
+                    } else {
+                        hybrid_score(0.0, None, features_score_of(&qfeatures, &r.features))
+                    }
+                })
+                .collect();
+            let mut full = std::collections::HashMap::new();
+            for k in (0..rows.len()).filter(|&k| chosen[k]) {
+                let fp = load(&rows[k].name)?;
+                let c = compare(query, &fp);
+                touched += aligned_values(&c);
+                let h = full_hit(base_hit(rows[k], Method::Hybrid), &c, Method::Hybrid);
+                scores[k] = h.score;
+                full.insert(k, h);
+            }
+            best_of(&scores, options.top)
+                .into_iter()
+                .map(|k| {
+                    full.remove(&k).unwrap_or_else(|| {
+                        let mut h = base_hit(rows[k], Method::Hybrid);
+                        h.score = scores[k];
+                        h.basis = "features only (not a sketch candidate)".into();
+                        h
+                    })
+                })
+                .collect()
         }
         Method::Hierarchical => {
             touched += (rows.len() * query.sketch.len()) as u64;
             let keep = (options.top * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES / 4);
             // Level 1: every sketch; level 2: block means of the `keep` best; level 3: exact
             // on the best of those.
-            let level1 = best_by(&rows, keep, |r| sketch_of(r));
+            let sketches: Vec<f64> = rows.iter().map(|r| sketch_of(r)).collect();
+            let mut level1 = best_of(&sketches, keep);
+            level1.sort_unstable();
             let mut coarse = Vec::new();
             for &k in &level1 {
                 let fp = load(&rows[k].name)?;
@@ -350,20 +379,17 @@ fn aligned_values(c: &Comparison) -> u64 {
     c.matches.iter().map(|m| m.aligned as u64).sum()
 }
 
-/// Indices of the `keep` best rows by `score`, ties by position.
-fn best_by(rows: &[&IndexRow], keep: usize, score: impl Fn(&IndexRow) -> f64) -> Vec<usize> {
-    let mut scored: Vec<(usize, f64)> = rows
-        .iter()
-        .enumerate()
-        .map(|(k, r)| (k, score(r)))
-        .collect();
-    if scored.len() > keep {
-        scored.select_nth_unstable_by(keep - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.truncate(keep);
+/// Indices of the `keep` highest `scores`, best first (ties by position).
+fn best_of(scores: &[f64], keep: usize) -> Vec<usize> {
+    let order = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    if idx.len() > keep && keep > 0 {
+        idx.select_nth_unstable_by(keep - 1, order);
+        idx.truncate(keep);
     }
-    let mut out: Vec<usize> = scored.into_iter().map(|(k, _)| k).collect();
-    out.sort_unstable();
-    out
+    idx.truncate(keep);
+    idx.sort_by(order);
+    idx
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {

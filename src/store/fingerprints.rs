@@ -1,6 +1,6 @@
 //! Fingerprints in the registry: one row per model name, replaced by every encode or
 //! `fingerprint` of that name. The index that search scans first (sketch and role features,
-//! ~0.6 KB a model) sits in its own columns, so that a query over many models does not read
+//! ~0.7 KB a model) is a table of its own, so that a query over many models does not read
 //! their bodies (a few tens of KB each).
 
 use rusqlite::{params, OptionalExtension};
@@ -145,7 +145,7 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT name, params, sketch, features FROM fingerprints ORDER BY name")
+            .prepare("SELECT name, params, sketch, features FROM fingerprint_index ORDER BY name")
             .map_err(|e| self.fp_err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -199,8 +199,8 @@ pub(super) fn put_fingerprint_in(
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR REPLACE INTO fingerprints
-            (name, source, revision, model_type, params, tensors, created_at, sketch, features, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            (name, source, revision, model_type, params, tensors, created_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             source.name,
             source.source,
@@ -209,9 +209,17 @@ pub(super) fn put_fingerprint_in(
             fp.params() as i64,
             fp.tensors.len() as i64,
             source.created_at,
+            fp.to_bytes(),
+        ],
+    )?;
+    tx.execute(
+        "INSERT OR REPLACE INTO fingerprint_index (name, params, sketch, features)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![
+            source.name,
+            fp.params() as i64,
             fp.sketch_bytes(),
             fingerprint::features_bytes(&fp.role_features()),
-            fp.to_bytes(),
         ],
     )
     .map(|_| ())
