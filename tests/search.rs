@@ -456,3 +456,37 @@ fn a_store_from_before_fingerprints_is_upgraded_by_fingerprint_missing() {
         .unwrap();
     assert_eq!(version, weightreel::store::SCHEMA_VERSION);
 }
+
+#[test]
+fn compare_png_and_tree_dot_are_written() {
+    let e = encoded();
+    let tmp = tempfile::tempdir().unwrap();
+    let png = tmp.path().join("heat.png");
+    let out = ok(&[
+        "compare",
+        path(&member(e, "base").dir),
+        path(&member(e, "three-layer").dir),
+        "--store",
+        path(&e.store),
+        "--png",
+        path(&png),
+    ]);
+    assert!(out.contains("Per-layer similarity (rows: layer, columns: role):"), "{out}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // IHDR: width and height are 24 pixels per role column and per layer row (7 rows: no
+    // layer, then 0..=5; the three-layer model pairs layers 0..=2 only, the rest are grey).
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!(height, 24 * 4, "layers: none, 0, 1, 2");
+    assert_eq!(width % 24, 0);
+    let dot = tmp.path().join("families.dot");
+    ok(&["tree", "--store", path(&e.store), "--dot", path(&dot)]);
+    let text = std::fs::read_to_string(&dot).unwrap();
+    assert!(text.starts_with("digraph families {"), "{text}");
+    let base = path(&member(e, "base").dir);
+    let grandchild = path(&member(e, "grandchild").dir);
+    let parent = path(&member(e, "finetune-a").dir);
+    assert!(text.contains(&format!("\"{parent}\" -> \"{grandchild}\"")), "{text}");
+    assert!(text.contains(&format!("\"{base}\" -> \"{parent}\"")), "{text}");
+}
