@@ -12,6 +12,22 @@ status=0
 cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
 passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE '; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
+# The Python package: build, install into the test virtualenv, run its pytest suite against
+# the real MiniLM and the test Hub server (examples/hub_server.rs).
+pylog=$(mktemp)
+trap 'rm -f "$log" "$pylog"' EXIT
+pystatus=0
+{
+  cargo build --release --locked --example hub_server &&
+  bash scripts/python.sh target/test-venv --test &&
+  target/test-venv/bin/python -m pytest -q -p no:cacheprovider python/tests
+} 2>&1 | tee "$pylog" || pystatus=$?
+pypassed=$(grep -oE '[0-9]+ passed' "$pylog" | tail -1 | awk '{print $1+0}')
+pyfailed=$(grep -oE '[0-9]+ (failed|error)' "$pylog" | tail -1 | awk '{print $1+0}')
+if [ "$pystatus" -ne 0 ] && [ "${pyfailed:-0}" -eq 0 ]; then pyfailed=1; fi
+passed=$((passed + ${pypassed:-0}))
+failed=$((failed + ${pyfailed:-0}))
+[ "$status" -ne 0 ] || status=$pystatus
 echo
 echo "weightreel: $passed passed, $failed failed"
 exit "$status"

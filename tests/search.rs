@@ -471,7 +471,10 @@ fn compare_png_and_tree_dot_are_written() {
         "--png",
         path(&png),
     ]);
-    assert!(out.contains("Per-layer similarity (rows: layer, columns: role):"), "{out}");
+    assert!(
+        out.contains("Per-layer similarity (rows: layer, columns: role):"),
+        "{out}"
+    );
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     // IHDR: width and height are 24 pixels per role column and per layer row (7 rows: no
@@ -487,6 +490,12 @@ fn compare_png_and_tree_dot_are_written() {
     let base = path(&member(e, "base").dir);
     let grandchild = path(&member(e, "grandchild").dir);
     let parent = path(&member(e, "finetune-a").dir);
-    assert!(text.contains(&format!("\"{parent}\" -> \"{grandchild}\"")), "{text}");
-    assert!(text.contains(&format!("\"{base}\" -> \"{parent}\"")), "{text}");
+    assert!(
+        text.contains(&format!("\"{parent}\" -> \"{grandchild}\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\"{base}\" -> \"{parent}\"")),
+        "{text}"
+    );
 }
