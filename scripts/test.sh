@@ -22,8 +22,8 @@ pystatus=0
   bash scripts/python.sh target/test-venv --test &&
   target/test-venv/bin/python -m pytest -q -p no:cacheprovider python/tests
 } 2>&1 | tee "$pylog" || pystatus=$?
-pypassed=$(grep -oE '[0-9]+ passed' "$pylog" | tail -1 | awk '{print $1+0}')
-pyfailed=$(grep -oE '[0-9]+ (failed|error)' "$pylog" | tail -1 | awk '{print $1+0}')
+pypassed=$( (grep -oE '[0-9]+ passed' "$pylog" || true) | tail -1 | awk '{print $1+0}')
+pyfailed=$( (grep -oE '[0-9]+ (failed|error)' "$pylog" || true) | tail -1 | awk '{print $1+0}')
 if [ "$pystatus" -ne 0 ] && [ "${pyfailed:-0}" -eq 0 ]; then pyfailed=1; fi
 passed=$((passed + ${pypassed:-0}))
 failed=$((failed + ${pyfailed:-0}))
