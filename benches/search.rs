@@ -3,7 +3,8 @@
 //! loading the index, one top-10 query in process (median of 21, index loaded), and the whole
 //! `weightreel search` process (median of 3). Also the index's memory per stored model.
 //!
-//! `cargo bench --bench search [-- 1000 10000 100000]` (the release binary is built first).
+//! `cargo bench --bench search [-- 1000 10000 100000]` (the release binary is built first);
+//! `SEARCH_BREAKDOWN=1` also prints each method's query time and 40 fingerprint loads.
 //! Stores go to `target/bench-data/search-N` and are reused when present.
 
 use std::path::{Path, PathBuf};
@@ -162,6 +163,38 @@ fn main() {
                 r.hits.iter().all(|h| h.name.starts_with(&family)),
                 "{:?}",
                 r.hits
+            );
+        }
+        if std::env::var_os("SEARCH_BREAKDOWN").is_some() {
+            for method in [Method::Features, Method::Hybrid, Method::Hierarchical] {
+                let query = model(7 % n);
+                let t = Instant::now();
+                for _ in 0..5 {
+                    search(
+                        &store,
+                        &index,
+                        &query,
+                        SearchOptions {
+                            top: 10,
+                            method,
+                            exclude: None,
+                            roles: &[],
+                        },
+                    )
+                    .unwrap();
+                }
+                eprintln!(
+                    "{n}: {method:?} {:.2} ms",
+                    t.elapsed().as_secs_f64() * 200.0
+                );
+            }
+            let t = Instant::now();
+            for i in 0..40 {
+                store.fingerprint(&name(i)).unwrap();
+            }
+            eprintln!(
+                "{n}: 40 fingerprint loads {:.2} ms",
+                t.elapsed().as_secs_f64() * 1e3
             );
         }
         let query_name = name(n / 2);

@@ -74,9 +74,9 @@ impl Method {
 
 /// Candidates that the sketch stage keeps, per result asked for (and at least
 /// [`MIN_CANDIDATES`]); stores this small are compared in full.
-pub const CANDIDATES_PER_RESULT: usize = 8;
+pub const CANDIDATES_PER_RESULT: usize = 4;
 /// Fewest candidates the sketch stage keeps.
-pub const MIN_CANDIDATES: usize = 64;
+pub const MIN_CANDIDATES: usize = 32;
 
 /// One ranked model.
 #[derive(Debug, Clone, Serialize)]
@@ -392,8 +392,23 @@ fn best_of(scores: &[f64], keep: usize) -> Vec<usize> {
     idx
 }
 
+/// Dot product in eight lanes (which the compiler vectorizes; a plain sum must keep its
+/// order and cannot be).
 fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x * y).sum::<f32>() as f64
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    f64::from(lanes.iter().sum::<f32>() + tail)
 }
 
 /// Stored names closest to `name` (for "no model named X; did you mean …").
