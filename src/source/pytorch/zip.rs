@@ -1,0 +1,260 @@
+//! The central directory of a zip archive, read from its end in one or two range requests, and
+//! the data offsets of its stored entries.
+//!
+//! A `torch.save` archive stores every entry uncompressed (method 0), so an entry is a byte
+//! range of the file. We read only what that needs: the end-of-central-directory record (and
+//! its zip64 twin, for archives over 4 GiB or 65,535 entries) from the file's tail, the central
+//! directory (usually inside that same tail), and each wanted entry's 30-byte local header,
+//! whose name and extra-field lengths give where the data starts. The `zip` crate reads through
+//! `Read + Seek` in many small reads and wants to parse every local header itself, which over
+//! HTTP means a request each; the format is small enough to read directly.
+
+use std::collections::HashMap;
+
+use super::super::bytes::{in_parallel, ByteSource};
+use crate::error::{Error, Result};
+
+const EOCD_SIG: u32 = 0x0605_4b50;
+const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
+const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
+const CENTRAL_SIG: u32 = 0x0201_4b50;
+const LOCAL_SIG: u32 = 0x0403_4b50;
+/// The end record is 22 bytes plus a comment of up to 65,535; the zip64 locator 20 before it.
+const TAIL: u64 = 22 + 65_535 + 20;
+/// Largest central directory read: 64 MiB is about 500,000 entries.
+const MAX_CENTRAL: u64 = 64 << 20;
+/// Local headers closer together than this are read in one request.
+const HEADER_GROUP: u64 = 64 * 1024;
+
+/// One entry of the central directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Name, `/`-separated.
+    pub name: String,
+    /// 0 = stored, 8 = deflated, …
+    pub method: u16,
+    /// Bytes as stored.
+    pub compressed_size: u64,
+    /// Bytes once extracted.
+    pub size: u64,
+    /// Where its local header starts.
+    pub header_offset: u64,
+}
+
+/// A zip archive's central directory.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    /// Entries by name.
+    pub entries: HashMap<String, Entry>,
+    /// Where the central directory starts: every entry's data ends before it.
+    pub central_start: u64,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Read the central directory of `source`.
+pub fn read_archive(source: &dyn ByteSource) -> Result<Archive> {
+    let file = source.name();
+    let len = source.len();
+    let tail_len = TAIL.min(len);
+    let tail_start = len - tail_len;
+    let mut tail = vec![0u8; tail_len as usize];
+    source.read_at(tail_start, &mut tail)?;
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| u32_at(&tail, i) == EOCD_SIG)
+        .ok_or_else(|| {
+            Error::header(
+                file,
+                "zip archive is truncated or corrupt: no end-of-central-directory record at its end",
+            )
+        })?;
+    let record = &tail[eocd..];
+    let mut count = u16_at(record, 10) as u64;
+    let mut central_len = u32_at(record, 12) as u64;
+    let mut central_start = u32_at(record, 16) as u64;
+    let mut record_at = tail_start + eocd as u64;
+    if count == 0xffff || central_len == 0xffff_ffff || central_start == 0xffff_ffff {
+        // zip64: the locator sits just before the end record and points at the zip64 record.
+        if eocd < 20 || u32_at(&tail, eocd - 20) != ZIP64_LOCATOR_SIG {
+            return Err(Error::header(
+                file,
+                "zip archive is corrupt: a zip64 size with no zip64 locator",
+            ));
+        }
+        let at = u64_at(&tail, eocd - 20 + 8);
+        if at.checked_add(56).is_none_or(|end| end > record_at) {
+            return Err(Error::header(
+                file,
+                format!("zip archive is corrupt: zip64 record at byte {at} lies outside the file ({len} bytes)"),
+            ));
+        }
+        let mut z = [0u8; 56];
+        if at >= tail_start {
+            let from = (at - tail_start) as usize;
+            z.copy_from_slice(&tail[from..from + 56]);
+        } else {
+            source.read_at(at, &mut z)?;
+        }
+        if u32_at(&z, 0) != ZIP64_EOCD_SIG {
+            return Err(Error::header(
+                file,
+                "zip archive is corrupt: no zip64 end record where the locator points",
+            ));
+        }
+        count = u64_at(&z, 32);
+        central_len = u64_at(&z, 40);
+        central_start = u64_at(&z, 48);
+        record_at = at;
+    }
+    let central_end = central_start.checked_add(central_len);
+    if central_end.is_none_or(|end| end > record_at) {
+        return Err(Error::header(
+            file,
+            format!(
+                "zip archive is corrupt: its central directory (bytes {central_start}..+{central_len}) lies outside the file ({len} bytes)"
+            ),
+        ));
+    }
+    if central_len > MAX_CENTRAL {
+        return Err(Error::header(
+            file,
+            format!("zip central directory of {central_len} bytes is larger than the {MAX_CENTRAL}-byte limit"),
+        ));
+    }
+    let central = if central_start >= tail_start {
+        let from = (central_start - tail_start) as usize;
+        tail[from..from + central_len as usize].to_vec()
+    } else {
+        let mut buf = vec![0u8; central_len as usize];
+        source.read_at(central_start, &mut buf)?;
+        buf
+    };
+    let mut entries = HashMap::new();
+    let mut at = 0usize;
+    let corrupt = |what: &str| Error::header(file, format!("zip central directory is corrupt: {what}"));
+    for _ in 0..count {
+        if at + 46 > central.len() || u32_at(&central, at) != CENTRAL_SIG {
+            return Err(corrupt("an entry is cut short or has no signature"));
+        }
+        let h = &central[at..];
+        let method = u16_at(h, 10);
+        let mut compressed_size = u32_at(h, 20) as u64;
+        let mut size = u32_at(h, 24) as u64;
+        let name_len = u16_at(h, 28) as usize;
+        let extra_len = u16_at(h, 30) as usize;
+        let comment_len = u16_at(h, 32) as usize;
+        let mut header_offset = u32_at(h, 42) as u64;
+        let total = 46 + name_len + extra_len + comment_len;
+        if at + total > central.len() {
+            return Err(corrupt("an entry runs past the directory's end"));
+        }
+        let name = String::from_utf8_lossy(&h[46..46 + name_len]).into_owned();
+        // The zip64 extra field holds the 32-bit fields that overflowed, in this order.
+        let mut extra = &h[46 + name_len..46 + name_len + extra_len];
+        while extra.len() >= 4 {
+            let (id, n) = (u16_at(extra, 0), u16_at(extra, 2) as usize);
+            let body = &extra[4..(4 + n).min(extra.len())];
+            if id == 1 {
+                let mut fields = body.chunks_exact(8).map(|c| u64_at(c, 0));
+                for field in [&mut size, &mut compressed_size, &mut header_offset] {
+                    if *field == 0xffff_ffff {
+                        *field = fields
+                            .next()
+                            .ok_or_else(|| corrupt(&format!("entry '{name}' lacks its zip64 sizes")))?;
+                    }
+                }
+            }
+            extra = &extra[(4 + n).min(extra.len())..];
+        }
+        entries.insert(
+            name.clone(),
+            Entry {
+                name,
+                method,
+                compressed_size,
+                size,
+                header_offset,
+            },
+        );
+        at += total;
+    }
+    Ok(Archive {
+        entries,
+        central_start,
+    })
+}
+
+impl Archive {
+    /// Where the data of each of `names` starts, from their local headers (read in groups of
+    /// nearby headers, concurrently). Each entry must be stored, and its data must end before
+    /// the central directory.
+    pub fn data_offsets(&self, source: &dyn ByteSource, names: &[&str]) -> Result<HashMap<String, u64>> {
+        let file = source.name();
+        let mut wanted: Vec<&Entry> = Vec::with_capacity(names.len());
+        for name in names {
+            let entry = self.entries.get(*name).ok_or_else(|| {
+                Error::header(file, format!("zip archive has no entry '{name}'"))
+            })?;
+            if entry.method != 0 {
+                return Err(Error::header(
+                    file,
+                    format!("zip entry '{name}' is compressed (method {}); torch.save stores entries uncompressed, and weightreel reads only those", entry.method),
+                ));
+            }
+            wanted.push(entry);
+        }
+        wanted.sort_by_key(|e| e.header_offset);
+        wanted.dedup_by_key(|e| e.header_offset);
+        // Groups of headers within HEADER_GROUP of the group's first, each one read. A local
+        // header is 30 bytes plus the name and an extra field (torch pads data to 64 bytes).
+        let slack = |e: &Entry| 30 + e.name.len() as u64 + 1024;
+        let mut groups: Vec<(u64, u64, Vec<&Entry>)> = Vec::new();
+        for e in wanted {
+            let end = (e.header_offset + slack(e)).min(self.central_start);
+            match groups.last_mut() {
+                Some(g) if end <= g.0 + HEADER_GROUP => {
+                    g.1 = g.1.max(end);
+                    g.2.push(e);
+                }
+                _ => groups.push((e.header_offset, end, vec![e])),
+            }
+        }
+        let read = in_parallel(&groups, source.concurrency(), |(begin, end, _)| {
+            if *begin >= *end {
+                return Err(Error::header(file, format!("zip local header at byte {begin} lies outside the entries")));
+            }
+            let mut buf = vec![0u8; (end - begin) as usize];
+            source.read_at(*begin, &mut buf).map(|()| buf)
+        });
+        let mut offsets = HashMap::new();
+        for ((begin, _, entries), buf) in groups.iter().zip(read) {
+            let buf = buf?;
+            for e in entries {
+                let at = (e.header_offset - begin) as usize;
+                let h = buf.get(at..at + 30).filter(|h| u32_at(h, 0) == LOCAL_SIG).ok_or_else(|| {
+                    Error::header(file, format!("zip entry '{}': no local header at byte {}", e.name, e.header_offset))
+                })?;
+                let data = e.header_offset + 30 + u16_at(h, 26) as u64 + u16_at(h, 28) as u64;
+                if data.checked_add(e.size).is_none_or(|end| end > self.central_start) {
+                    return Err(Error::header(
+                        file,
+                        format!("zip entry '{}' ({} bytes at byte {data}) runs past the entries into the central directory", e.name, e.size),
+                    ));
+                }
+                offsets.insert(e.name.clone(), data);
+            }
+        }
+        Ok(offsets)
+    }
+}
