@@ -6,3 +6,4 @@ pub mod collect;
 pub mod fixtures;
 pub mod hub_server;
 pub mod minilm;
+pub mod venv;
