@@ -567,3 +567,51 @@ fn the_stream_delivers_what_the_plan_says_for_a_bin() {
         plan_reads(&from_bin, &plan)
     );
 }
+
+// ---------------------------------------------------------------- over HTTP
+
+/// A Hub repo holding only MiniLM's `pytorch_model.bin`: `encode --max-params 50000` reads the
+/// zip's tail, its pickle and the local headers it needs, then the sampled ranges — under 1 MB
+/// and about 300 requests, counted by the server.
+#[test]
+fn a_bin_only_repo_encodes_50k_over_http_in_few_bytes() {
+    use support::hub_server::{HubServer, Repo};
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("pytorch_model.bin");
+    fixture(&["bin", arg(&minilm::safetensors()), arg(&bin)]);
+    let server = HubServer::start();
+    let repo = "sentence-transformers/all-MiniLM-L6-v2";
+    server.add_repo(
+        repo,
+        Repo::new(repo)
+            .small(
+                "config.json",
+                std::fs::read(minilm::dir().join("config.json")).unwrap(),
+            )
+            .disk("pytorch_model.bin", &bin, true),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args(["encode", repo, "--max-params", "50000", "--json", "--store"])
+        .arg(tmp.path().join("store"))
+        .env("HF_ENDPOINT", server.url())
+        .env("HF_HUB_CACHE", tmp.path().join("empty-cache"))
+        .env_remove("HF_TOKEN")
+        .env_remove("WEIGHTREEL_STORE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = server.counts();
+    eprintln!(
+        "MiniLM pytorch_model.bin, 50k over HTTP: {} requests, {} bytes sent",
+        counts.requests, counts.bytes
+    );
+    assert!(counts.bytes < 1_000_000, "{counts:?}");
+    assert!(counts.requests <= 300, "{counts:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["entry"]["format"], "pytorch zip");
+    assert_eq!(json[0]["entry"]["totals"]["params"], 50_000);
+}

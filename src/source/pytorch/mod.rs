@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 
 /// The first read: the zip's `data.pkl` (its first entry) or a legacy file's pickles usually
 /// fit.
-const HEAD: u64 = 64 * 1024;
+const HEAD: u64 = 32 * 1024;
 /// Largest pickle read (a state dict's pickle is about 200 bytes per tensor).
 pub const MAX_PICKLE: u64 = 64 << 20;
 /// Deepest nesting of dicts flattened into tensor names.

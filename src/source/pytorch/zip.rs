@@ -21,10 +21,16 @@ const CENTRAL_SIG: u32 = 0x0201_4b50;
 const LOCAL_SIG: u32 = 0x0403_4b50;
 /// The end record is 22 bytes plus a comment of up to 65,535; the zip64 locator 20 before it.
 const TAIL: u64 = 22 + 65_535 + 20;
+/// The first read of the tail: the end records of an archive without a comment, and the
+/// central directory of one with up to about 200 entries.
+const FIRST_TAIL: u64 = 16 * 1024;
 /// Largest central directory read: 64 MiB is about 500,000 entries.
 const MAX_CENTRAL: u64 = 64 << 20;
-/// Local headers closer together than this are read in one request.
-const HEADER_GROUP: u64 = 64 * 1024;
+/// Local headers whose gap is at most this are read in one request; farther ones each get
+/// their own (a gap is the data of the entry between them).
+const HEADER_GAP: u64 = 4 * 1024;
+/// Bytes read for one local header: 30 fixed bytes, the name and torch's padding extra field.
+const HEADER_READ: u64 = 512;
 
 /// One entry of the central directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +72,26 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub fn read_archive(source: &dyn ByteSource) -> Result<Archive> {
     let file = source.name();
     let len = source.len();
-    let tail_len = TAIL.min(len);
-    let tail_start = len - tail_len;
-    let mut tail = vec![0u8; tail_len as usize];
-    source.read_at(tail_start, &mut tail)?;
-    let eocd = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&i| u32_at(&tail, i) == EOCD_SIG)
-        .ok_or_else(|| {
+    let find_eocd = |tail: &[u8]| {
+        (0..tail.len().saturating_sub(21))
+            .rev()
+            .find(|&i| u32_at(tail, i) == EOCD_SIG)
+    };
+    let read_tail = |n: u64| -> Result<(u64, Vec<u8>)> {
+        let n = n.min(len);
+        let mut tail = vec![0u8; n as usize];
+        source.read_at(len - n, &mut tail)?;
+        Ok((len - n, tail))
+    };
+    // Most archives have no comment: a short tail holds the end record, and often the whole
+    // directory; only when it does not is the longest possible tail read.
+    let (mut tail_start, mut tail) = read_tail(FIRST_TAIL)?;
+    let mut found = find_eocd(&tail);
+    if found.is_none() && len > FIRST_TAIL {
+        (tail_start, tail) = read_tail(TAIL)?;
+        found = find_eocd(&tail);
+    }
+    let eocd = found.ok_or_else(|| {
             Error::header(
                 file,
                 "zip archive is truncated or corrupt: no end-of-central-directory record at its end",
@@ -216,14 +234,13 @@ impl Archive {
         }
         wanted.sort_by_key(|e| e.header_offset);
         wanted.dedup_by_key(|e| e.header_offset);
-        // Groups of headers within HEADER_GROUP of the group's first, each one read. A local
-        // header is 30 bytes plus the name and an extra field (torch pads data to 64 bytes).
-        let slack = |e: &Entry| 30 + e.name.len() as u64 + 1024;
+        // Headers with at most HEADER_GAP bytes between them are read together.
         let mut groups: Vec<(u64, u64, Vec<&Entry>)> = Vec::new();
         for e in wanted {
-            let end = (e.header_offset + slack(e)).min(self.central_start);
+            let end = (e.header_offset + HEADER_READ.max(30 + e.name.len() as u64 + 64))
+                .min(self.central_start);
             match groups.last_mut() {
-                Some(g) if end <= g.0 + HEADER_GROUP => {
+                Some(g) if e.header_offset <= g.1 + HEADER_GAP => {
                     g.1 = g.1.max(end);
                     g.2.push(e);
                 }
@@ -245,6 +262,8 @@ impl Archive {
                 let h = buf.get(at..at + 30).filter(|h| u32_at(h, 0) == LOCAL_SIG).ok_or_else(|| {
                     Error::header(file, format!("zip entry '{}': no local header at byte {}", e.name, e.header_offset))
                 })?;
+                // The data offset needs only the two lengths; the name and extra field
+                // themselves need not have been read.
                 let data = e.header_offset + 30 + u16_at(h, 26) as u64 + u16_at(h, 28) as u64;
                 if data.checked_add(e.size).is_none_or(|end| end > self.central_start) {
                     return Err(Error::header(
