@@ -78,7 +78,10 @@ fn assert_same(decoded: &Path, reference: &Path, skipped: &[&str]) {
     let got = read_tensors(decoded);
     let mut want = read_tensors(reference);
     for name in skipped {
-        assert!(want.remove(*name).is_some(), "{name} is not in the reference");
+        assert!(
+            want.remove(*name).is_some(),
+            "{name} is not in the reference"
+        );
     }
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
@@ -122,7 +125,9 @@ fn english_g2_zip_checkpoint_decodes_bit_exact() {
     let decoded = encode_decode(&file, &[], tmp.path());
     assert_same(&decoded, &reference, &skipped);
     // DataParallel's prefix is gone.
-    assert!(read_tensors(&decoded).keys().all(|n| !n.starts_with("module.")));
+    assert!(read_tensors(&decoded)
+        .keys()
+        .all(|n| !n.starts_with("module.")));
 }
 
 #[test]
@@ -205,7 +210,10 @@ fn smollm2_q4_1_gguf_dequantizes_like_gguf_py() {
     let model = Model::open(arg(&file), &OpenOptions::default()).unwrap();
     let mix = &model.shards[0].table.metadata["quantization mix"];
     assert_eq!(mix, "F32 ×61, Q4_1 ×210, Q8_0 ×1");
-    assert_eq!(model.shards[0].table.metadata["llama.context_length"], "8192");
+    assert_eq!(
+        model.shards[0].table.metadata["llama.context_length"],
+        "8192"
+    );
 }
 
 #[test]
@@ -338,7 +346,7 @@ fn gguf_file(version: u32, dims: &[u64], ggml_type: u32, data_len: usize) -> Vec
     }
     b.extend(ggml_type.to_le_bytes());
     b.extend(0u64.to_le_bytes());
-    while b.len() % 32 != 0 {
+    while !b.len().is_multiple_of(32) {
         b.push(0);
     }
     b.extend(std::iter::repeat_n(0u8, data_len));
@@ -502,7 +510,12 @@ fn a_legacy_storage_of_the_wrong_size_is_refused() {
 fn a_gguf_of_an_unknown_version_is_refused() {
     refused(
         |dir| write(dir, "v4.gguf", &gguf_file(4, &[64, 17], 8, 1156)),
-        |f| format!("{}: unsupported GGUF version 4 (expected 2 or 3)", f.display()),
+        |f| {
+            format!(
+                "{}: unsupported GGUF version 4 (expected 2 or 3)",
+                f.display()
+            )
+        },
     );
 }
 

@@ -376,10 +376,7 @@ fn a_file_with_metadata_and_an_empty_tensor_opens() {
         Some(metadata),
     );
     let model = open(&path).unwrap();
-    assert_eq!(
-        model.shards[0].table.metadata["format"],
-        "pt"
-    );
+    assert_eq!(model.shards[0].table.metadata["format"], "pt");
     assert_eq!(model.total_params(), 4);
 }
 

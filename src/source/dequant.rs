@@ -96,13 +96,9 @@ pub fn dequantize_block(t: GgmlType, b: &[u8], out: &mut [f32]) {
             // 32 bytes of high-bit mask, 64 bytes of 2-bit values, 12 bytes of 6-bit scales, d.
             let (hmask, qs, sc) = (&b[..32], &b[32..96], &b[96..108]);
             let d = f16_at(b, 108);
-            for i in 0..256 {
+            for (i, o) in out.iter_mut().enumerate().take(256) {
                 let j = i / 16;
-                let low = if j < 8 {
-                    sc[j] & 0x0f
-                } else {
-                    sc[j - 8] >> 4
-                };
+                let low = if j < 8 { sc[j] & 0x0f } else { sc[j - 8] >> 4 };
                 let high = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
                 let scale = ((low | (high << 4)) as i8 - 32) as f32;
                 let dl = d * scale;
@@ -110,7 +106,7 @@ pub fn dequantize_block(t: GgmlType, b: &[u8], out: &mut [f32]) {
                 let q2 = ((qs[32 * h + l] >> (2 * s)) & 3) as i8;
                 let hbit = (hmask[l] >> (i / 32)) & 1;
                 let q = q2 - (((hbit ^ 1) << 2) as i8);
-                out[i] = dl * q as f32;
+                *o = dl * q as f32;
             }
         }
         Q4_K | Q5_K => {
@@ -124,7 +120,7 @@ pub fn dequantize_block(t: GgmlType, b: &[u8], out: &mut [f32]) {
             } else {
                 (None, &b[16..144])
             };
-            for i in 0..256 {
+            for (i, o) in out.iter_mut().enumerate().take(256) {
                 let (sc, m) = scale_min_k4(scales, i / 32);
                 let dl = d * sc as f32;
                 let dm = dmin * m as f32;
@@ -133,7 +129,7 @@ pub fn dequantize_block(t: GgmlType, b: &[u8], out: &mut [f32]) {
                 if let Some(qh) = qh {
                     q |= ((qh[l] >> (i / 32)) & 1) << 4;
                 }
-                out[i] = dl * q as f32 - dm;
+                *o = dl * q as f32 - dm;
             }
         }
         Q6_K => {

@@ -372,7 +372,9 @@ pub fn read_gguf(source: &dyn ByteSource) -> Result<FileTable> {
         if n > MAX_ENTRIES {
             return Err(Error::header(
                 &file,
-                format!("header lists {n} {what}, more than the {MAX_ENTRIES} this weightreel reads"),
+                format!(
+                    "header lists {n} {what}, more than the {MAX_ENTRIES} this weightreel reads"
+                ),
             ));
         }
     }

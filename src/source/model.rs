@@ -800,7 +800,11 @@ fn plan_format(spec: &str, files: &[String], format: WeightFormat) -> Result<Opt
                 spec,
                 format!(
                     "holds several {} files and no index ({}): open one of them by its path",
-                    if format == WeightFormat::Gguf { "GGUF" } else { "PyTorch" },
+                    if format == WeightFormat::Gguf {
+                        "GGUF"
+                    } else {
+                        "PyTorch"
+                    },
                     found.join(", ")
                 ),
             ))
@@ -833,7 +837,9 @@ pub(crate) fn plan_files(
         .map(String::as_str)
         .filter(|f| {
             WeightFormat::of_file(f).is_some()
-                || [".h5", ".msgpack", ".onnx"].iter().any(|ext| f.ends_with(ext))
+                || [".h5", ".msgpack", ".onnx"]
+                    .iter()
+                    .any(|ext| f.ends_with(ext))
         })
         .collect();
     if let (Some(f), false) = (format, weights.is_empty()) {
@@ -844,7 +850,10 @@ pub(crate) fn plan_files(
         };
         return Err(Error::model(
             spec,
-            format!("--format asks for {name} weights but it has only {}", weights.join(", ")),
+            format!(
+                "--format asks for {name} weights but it has only {}",
+                weights.join(", ")
+            ),
         ));
     }
     if weights.is_empty() {

@@ -71,7 +71,10 @@ fn read_zip(source: &dyn ByteSource, head: &[u8]) -> Result<FileTable> {
         .min()
         .cloned()
         .ok_or_else(|| {
-            Error::header(file, "zip archive has no data.pkl: not a torch.save checkpoint")
+            Error::header(
+                file,
+                "zip archive has no data.pkl: not a torch.save checkpoint",
+            )
         })?;
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
     let byteorder = format!("{prefix}byteorder");
@@ -86,7 +89,10 @@ fn read_zip(source: &dyn ByteSource, head: &[u8]) -> Result<FileTable> {
         if entry.size > limit {
             return Err(Error::header(
                 file,
-                format!("zip entry '{name}' is {} bytes, more than the {limit}-byte limit", entry.size),
+                format!(
+                    "zip entry '{name}' is {} bytes, more than the {limit}-byte limit",
+                    entry.size
+                ),
             ));
         }
         let at = offsets[name];
@@ -206,13 +212,16 @@ fn read_legacy(source: &dyn ByteSource, mut buf: Vec<u8>) -> Result<FileTable> {
     if !matches!(pickles.protocol, Value::Int(1001)) {
         return Err(Error::header(
             file,
-            format!("legacy torch.save protocol {:?} is not 1001", pickles.protocol),
+            format!(
+                "legacy torch.save protocol {:?} is not 1001",
+                pickles.protocol
+            ),
         ));
     }
     if let Value::Dict(info) = &pickles.sys_info {
-        let big = info.borrow().iter().any(|(k, v)| {
-            matches!((k, v), (Value::Str(k), Value::Bool(false)) if k == "little_endian")
-        });
+        let big = info.borrow().iter().any(
+            |(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(false)) if k == "little_endian"),
+        );
         if big {
             return Err(Error::header(
                 file,
@@ -231,7 +240,8 @@ fn read_legacy(source: &dyn ByteSource, mut buf: Vec<u8>) -> Result<FileTable> {
             .collect::<Result<_>>()?,
         _ => return Err(Error::header(file, "legacy storage keys are not a list")),
     };
-    let tensors = flatten(&pickles.root).map_err(|e| Error::header(file, format!("legacy pickle: {e}")))?;
+    let tensors =
+        flatten(&pickles.root).map_err(|e| Error::header(file, format!("legacy pickle: {e}")))?;
     let mut known: HashMap<String, Rc<StorageRef>> = HashMap::new();
     collect_storages(&pickles.root, 0, &mut known);
     let mut storages: HashMap<String, (u64, u64)> = HashMap::new();
@@ -297,7 +307,8 @@ fn collect_storages(v: &Value, depth: usize, out: &mut HashMap<String, Rc<Storag
     }
     match v {
         Value::Tensor(t) => {
-            out.entry(t.storage.key.clone()).or_insert_with(|| t.storage.clone());
+            out.entry(t.storage.key.clone())
+                .or_insert_with(|| t.storage.clone());
         }
         Value::Storage(s) => {
             out.entry(s.key.clone()).or_insert_with(|| s.clone());
@@ -417,7 +428,9 @@ fn place(
         let first = t.storage.view_offset.checked_add(t.offset);
         let end = first.and_then(|f| f.checked_add(numel));
         let eb = elem_bytes(dtype);
-        if end.is_none_or(|e| e > t.storage.numel || e.checked_mul(eb).is_none_or(|b| b > storage_bytes)) {
+        if end.is_none_or(|e| {
+            e > t.storage.numel || e.checked_mul(eb).is_none_or(|b| b > storage_bytes)
+        }) {
             return Err(Error::tensor(
                 file,
                 &name,

@@ -243,11 +243,10 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_get(&mut self, key: u32) -> PResult<()> {
-        let v = self
-            .memo
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| PickleError::Invalid(format!("pickle reads memo {key}, never set")))?;
+        let v =
+            self.memo.get(&key).cloned().ok_or_else(|| {
+                PickleError::Invalid(format!("pickle reads memo {key}, never set"))
+            })?;
         self.push(v)
     }
 
@@ -374,7 +373,9 @@ fn call(callable: &Value, args: &Value) -> PResult<Value> {
             Some(Value::Str(s)) => Ok(Value::Bytes(s.chars().map(|c| c as u32 as u8).collect())),
             _ => invalid("_codecs.encode: first argument is not a str"),
         },
-        other => invalid(format!("pickle calls '{other}', which is not callable here")),
+        other => invalid(format!(
+            "pickle calls '{other}', which is not callable here"
+        )),
     }
 }
 
@@ -382,7 +383,7 @@ fn set_items(target: &Value, items: Vec<Value>) -> PResult<()> {
     let Value::Dict(dict) = target else {
         return invalid("pickle sets items on something that is not a dict");
     };
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return invalid("pickle SETITEMS has an odd number of values");
     }
     let mut dict = dict.borrow_mut();

@@ -92,11 +92,11 @@ pub fn read_archive(source: &dyn ByteSource) -> Result<Archive> {
         found = find_eocd(&tail);
     }
     let eocd = found.ok_or_else(|| {
-            Error::header(
-                file,
-                "zip archive is truncated or corrupt: no end-of-central-directory record at its end",
-            )
-        })?;
+        Error::header(
+            file,
+            "zip archive is truncated or corrupt: no end-of-central-directory record at its end",
+        )
+    })?;
     let record = &tail[eocd..];
     let mut count = u16_at(record, 10) as u64;
     let mut central_len = u32_at(record, 12) as u64;
@@ -160,7 +160,8 @@ pub fn read_archive(source: &dyn ByteSource) -> Result<Archive> {
     };
     let mut entries = HashMap::new();
     let mut at = 0usize;
-    let corrupt = |what: &str| Error::header(file, format!("zip central directory is corrupt: {what}"));
+    let corrupt =
+        |what: &str| Error::header(file, format!("zip central directory is corrupt: {what}"));
     for _ in 0..count {
         if at + 46 > central.len() || u32_at(&central, at) != CENTRAL_SIG {
             return Err(corrupt("an entry is cut short or has no signature"));
@@ -187,9 +188,9 @@ pub fn read_archive(source: &dyn ByteSource) -> Result<Archive> {
                 let mut fields = body.chunks_exact(8).map(|c| u64_at(c, 0));
                 for field in [&mut size, &mut compressed_size, &mut header_offset] {
                     if *field == 0xffff_ffff {
-                        *field = fields
-                            .next()
-                            .ok_or_else(|| corrupt(&format!("entry '{name}' lacks its zip64 sizes")))?;
+                        *field = fields.next().ok_or_else(|| {
+                            corrupt(&format!("entry '{name}' lacks its zip64 sizes"))
+                        })?;
                     }
                 }
             }
@@ -217,13 +218,18 @@ impl Archive {
     /// Where the data of each of `names` starts, from their local headers (read in groups of
     /// nearby headers, concurrently). Each entry must be stored, and its data must end before
     /// the central directory.
-    pub fn data_offsets(&self, source: &dyn ByteSource, names: &[&str]) -> Result<HashMap<String, u64>> {
+    pub fn data_offsets(
+        &self,
+        source: &dyn ByteSource,
+        names: &[&str],
+    ) -> Result<HashMap<String, u64>> {
         let file = source.name();
         let mut wanted: Vec<&Entry> = Vec::with_capacity(names.len());
         for name in names {
-            let entry = self.entries.get(*name).ok_or_else(|| {
-                Error::header(file, format!("zip archive has no entry '{name}'"))
-            })?;
+            let entry = self
+                .entries
+                .get(*name)
+                .ok_or_else(|| Error::header(file, format!("zip archive has no entry '{name}'")))?;
             if entry.method != 0 {
                 return Err(Error::header(
                     file,
@@ -249,7 +255,10 @@ impl Archive {
         }
         let read = in_parallel(&groups, source.concurrency(), |(begin, end, _)| {
             if *begin >= *end {
-                return Err(Error::header(file, format!("zip local header at byte {begin} lies outside the entries")));
+                return Err(Error::header(
+                    file,
+                    format!("zip local header at byte {begin} lies outside the entries"),
+                ));
             }
             let mut buf = vec![0u8; (end - begin) as usize];
             source.read_at(*begin, &mut buf).map(|()| buf)
@@ -259,13 +268,25 @@ impl Archive {
             let buf = buf?;
             for e in entries {
                 let at = (e.header_offset - begin) as usize;
-                let h = buf.get(at..at + 30).filter(|h| u32_at(h, 0) == LOCAL_SIG).ok_or_else(|| {
-                    Error::header(file, format!("zip entry '{}': no local header at byte {}", e.name, e.header_offset))
-                })?;
+                let h = buf
+                    .get(at..at + 30)
+                    .filter(|h| u32_at(h, 0) == LOCAL_SIG)
+                    .ok_or_else(|| {
+                        Error::header(
+                            file,
+                            format!(
+                                "zip entry '{}': no local header at byte {}",
+                                e.name, e.header_offset
+                            ),
+                        )
+                    })?;
                 // The data offset needs only the two lengths; the name and extra field
                 // themselves need not have been read.
                 let data = e.header_offset + 30 + u16_at(h, 26) as u64 + u16_at(h, 28) as u64;
-                if data.checked_add(e.size).is_none_or(|end| end > self.central_start) {
+                if data
+                    .checked_add(e.size)
+                    .is_none_or(|end| end > self.central_start)
+                {
                     return Err(Error::header(
                         file,
                         format!("zip entry '{}' ({} bytes at byte {data}) runs past the entries into the central directory", e.name, e.size),
