@@ -486,6 +486,23 @@ fn a_zip_storage_of_the_wrong_size_is_refused() {
 }
 
 #[test]
+fn a_compressed_zip_storage_is_refused() {
+    refused(
+        |dir| {
+            let path = dir.join("compressed.bin");
+            fixture(&["compressed", arg(&path)]);
+            path
+        },
+        |f| {
+            format!(
+                "{}: zip entry 'archive/data/0' is compressed (method 8); torch.save stores entries uncompressed, and weightreel reads only those",
+                f.display()
+            )
+        },
+    );
+}
+
+#[test]
 fn a_legacy_storage_of_the_wrong_size_is_refused() {
     refused(
         |dir| {

@@ -661,6 +661,16 @@ impl Model {
                 ));
             }
         }
+        // A GGUF file names its architecture itself; a config.json next to it still wins.
+        let config = config.or_else(|| {
+            let arch = shards.first()?.table.metadata.get("general.architecture")?;
+            matches!(shards[0].table.format, super::table::FileFormat::Gguf(_)).then(|| {
+                ModelConfig {
+                    model_type: Some(arch.clone()),
+                    architectures: Vec::new(),
+                }
+            })
+        });
         Ok(Model {
             spec: spec.to_string(),
             origin,

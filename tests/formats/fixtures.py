@@ -11,6 +11,7 @@ Fixture writers (torch-compatible files made with a custom Pickler, GGUF with gg
   sharded MODEL.safetensors DIR          pytorch_model-0000{1,2}-of-00002.bin and the index
   views OUT.bin                          shared storages, offsets, a transposed view, dtypes,
                                          a {"state_dict": {"module.…"}} wrapper
+  wrong-size OUT.bin / compressed OUT.bin   views.bin with storages 4 bytes short / deflated
   legacy OUT.pth [--wrong-size]          a legacy (pre-1.6) checkpoint
   gguf MODEL.safetensors OUT.gguf        MiniLM quantized to Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/F16/BF16
   gguf-k OUT.gguf                        K-quant and Q8_K blocks of random bytes (finite scales)
@@ -263,7 +264,7 @@ def state_dict_of(tensors):
     return sd, storages
 
 
-def write_zip(path, obj, storages, corrupt_sizes=False, data_pkl=None):
+def write_zip(path, obj, storages, corrupt_sizes=False, data_pkl=None, compress=False):
     buf = io.BytesIO()
     TorchPickler(buf, protocol=2).dump(obj)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
@@ -275,7 +276,8 @@ def write_zip(path, obj, storages, corrupt_sizes=False, data_pkl=None):
                 continue
             seen.add(s.key)
             raw = s.array.tobytes()
-            z.writestr(f"archive/data/{s.key}", raw[:-4] if corrupt_sizes else raw)
+            z.writestr(f"archive/data/{s.key}", raw[:-4] if corrupt_sizes else raw,
+                       compress_type=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
         z.writestr("archive/version", b"3\n")
 
 
@@ -447,6 +449,7 @@ if __name__ == "__main__":
         "views": lambda: write_zip(args[0], *views_state_dict()),
         "legacy": lambda: write_legacy(args[0], "--wrong-size" in args),
         "wrong-size": lambda: write_zip(args[0], *views_state_dict(), corrupt_sizes=True),
+        "compressed": lambda: write_zip(args[0], *views_state_dict(), compress=True),
         "gguf": lambda: write_gguf(*args),
         "gguf-k": lambda: write_gguf_k(*args),
         "evil": lambda: write_evil(*args),
