@@ -436,10 +436,17 @@ fn a_central_directory_outside_the_file_is_refused() {
     );
 }
 
-fn evil(kind: &'static str) -> impl Fn(&Path) -> PathBuf {
+/// A bad file written by `fixtures.py KIND DIR/NAME EXTRA…`.
+fn made(
+    kind: &'static str,
+    name: &'static str,
+    extra: &'static [&'static str],
+) -> impl Fn(&Path) -> PathBuf {
     move |dir| {
-        let path = dir.join(format!("{kind}.bin"));
-        fixture(&["evil", arg(&path), kind]);
+        let path = dir.join(name);
+        let mut args = vec![kind, arg(&path)];
+        args.extend_from_slice(extra);
+        fixture(&args);
         path
     }
 }
@@ -455,72 +462,60 @@ fn forbidden(global: &'static str) -> impl Fn(&Path) -> String {
 
 #[test]
 fn a_pickle_calling_os_system_is_refused() {
-    refused(evil("os.system"), forbidden("posix.system"));
+    refused(
+        made("evil", "evil.bin", &["os.system"]),
+        forbidden("posix.system"),
+    );
 }
 
 #[test]
 fn a_pickle_calling_builtins_eval_is_refused() {
-    refused(evil("builtins.eval"), forbidden("builtins.eval"));
+    refused(
+        made("evil", "evil.bin", &["builtins.eval"]),
+        forbidden("builtins.eval"),
+    );
 }
 
 #[test]
 fn a_reduce_payload_of_any_other_class_is_refused() {
-    refused(evil("reduce"), forbidden("zipfile.ZipFile"));
+    refused(
+        made("evil", "evil.bin", &["reduce"]),
+        forbidden("zipfile.ZipFile"),
+    );
 }
 
 #[test]
 fn a_zip_storage_of_the_wrong_size_is_refused() {
-    refused(
-        |dir| {
-            let path = dir.join("wrong-size.bin");
-            fixture(&["wrong-size", arg(&path)]);
-            path
-        },
-        |f| {
-            format!(
-                "{}: storage 'archive/data/0' holds 188 bytes but the pickle says 48 elements of F32",
-                f.display()
-            )
-        },
-    );
+    refused(made("wrong-size", "wrong-size.bin", &[]), |f| {
+        format!(
+            "{}: storage 'archive/data/0' holds 188 bytes but the pickle says 48 elements of F32",
+            f.display()
+        )
+    });
 }
 
 #[test]
 fn a_compressed_zip_storage_is_refused() {
-    refused(
-        |dir| {
-            let path = dir.join("compressed.bin");
-            fixture(&["compressed", arg(&path)]);
-            path
-        },
-        |f| {
-            format!(
+    refused(made("compressed", "compressed.bin", &[]), |f| {
+        format!(
                 "{}: zip entry 'archive/data/0' is compressed (method 8); torch.save stores entries uncompressed, and weightreel reads only those",
                 f.display()
             )
-        },
-    );
+    });
 }
 
 #[test]
 fn a_legacy_storage_of_the_wrong_size_is_refused() {
-    refused(
-        |dir| {
-            let path = dir.join("wrong-size.pth");
-            fixture(&["legacy", arg(&path), "--wrong-size"]);
-            path
-        },
-        |f| {
-            // Seven storages (48 F32, then 40 each of F16, BF16, I8, I16, U8 and 10 F64), each
-            // after an 8-byte count, end the file; the second's count says 41.
-            let storages: u64 = [192, 80, 80, 80, 40, 80, 40].iter().map(|b| b + 8).sum();
-            let second = std::fs::metadata(f).unwrap().len() - storages + 8 + 192;
-            format!(
-                "{}: legacy storage '1' at byte {second} holds 41 elements but the pickle says 40",
-                f.display()
-            )
-        },
-    );
+    refused(made("legacy", "wrong-size.pth", &["--wrong-size"]), |f| {
+        // Seven storages (48 F32, then 40 each of F16, BF16, I8, I16, U8 and 10 F64), each
+        // after an 8-byte count, end the file; the second's count says 41.
+        let storages: u64 = [192, 80, 80, 80, 40, 80, 40].iter().map(|b| b + 8).sum();
+        let second = std::fs::metadata(f).unwrap().len() - storages + 8 + 192;
+        format!(
+            "{}: legacy storage '1' at byte {second} holds 41 elements but the pickle says 40",
+            f.display()
+        )
+    });
 }
 
 #[test]

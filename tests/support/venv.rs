@@ -14,19 +14,8 @@ fn root() -> PathBuf {
 /// The venv's python, after `scripts/test-venv.sh` made sure of it and of the data files.
 pub fn python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("scripts/test-venv.sh"))
-            .output()
-            .expect("run scripts/test-venv.sh");
-        assert!(
-            out.status.success(),
-            "scripts/test-venv.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-    .clone()
+    PY.get_or_init(|| super::minilm::script_path("test-venv.sh"))
+        .clone()
 }
 
 /// A file the venv script unpacked into the test data directory (`smollm2/…`, `easyocr/…`).
