@@ -209,14 +209,21 @@ fn read_legacy(source: &dyn ByteSource, mut buf: Vec<u8>) -> Result<FileTable> {
             "not a PyTorch checkpoint: a pickle without the legacy torch.save magic number",
         ));
     }
-    if !matches!(pickles.protocol, Value::Int(1001)) {
-        return Err(Error::header(
-            file,
-            format!(
-                "legacy torch.save protocol {:?} is not 1001",
-                pickles.protocol
-            ),
-        ));
+    match pickles.protocol {
+        Value::Int(1001) => {}
+        // Only an int is shown: a hostile value may be a cycle of lists.
+        Value::Int(other) => {
+            return Err(Error::header(
+                file,
+                format!("legacy torch.save protocol {other} is not 1001"),
+            ))
+        }
+        _ => {
+            return Err(Error::header(
+                file,
+                "legacy torch.save protocol is not an int",
+            ))
+        }
     }
     if let Value::Dict(info) = &pickles.sys_info {
         let big = info.borrow().iter().any(
@@ -424,7 +431,13 @@ fn place(
             });
             continue;
         }
-        let (data, storage_bytes) = storages[&t.storage.key];
+        let (data, storage_bytes) = *storages.get(&t.storage.key).ok_or_else(|| {
+            Error::tensor(
+                file,
+                &name,
+                format!("its storage '{}' is not in the file", t.storage.key),
+            )
+        })?;
         let first = t.storage.view_offset.checked_add(t.offset);
         let end = first.and_then(|f| f.checked_add(numel));
         let eb = elem_bytes(dtype);
