@@ -640,3 +640,41 @@ fn a_bin_only_repo_encodes_50k_over_http_in_few_bytes() {
     assert_eq!(json[0]["entry"]["format"], "pytorch zip");
     assert_eq!(json[0]["entry"]["totals"]["params"], 50_000);
 }
+
+/// A Hub repo holding only SmolLM2's GGUF: its 1.8 MB header takes a few doubling reads, and
+/// 50,000 sampled values over HTTP equal those read from the local file.
+#[test]
+fn a_gguf_only_repo_streams_over_http_like_the_local_file() {
+    use support::hub_server::{HubServer, Repo};
+    let file = data("smollm2/SmolLM2-135M-Instruct-Q4_1.gguf");
+    let server = HubServer::start();
+    let repo = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF";
+    server.add_repo(
+        repo,
+        Repo::new(repo).disk("SmolLM2-135M-Instruct-Q4_1.gguf", &file, true),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let options = OpenOptions {
+        endpoint: Some(server.url().to_string()),
+        cache_dir: Some(tmp.path().join("empty-cache")),
+        ..Default::default()
+    };
+    let remote = Model::open(repo, &options).unwrap();
+    let opened = server.counts();
+    eprintln!(
+        "SmolLM2 GGUF over HTTP: opened in {} requests, {} bytes",
+        opened.requests, opened.bytes
+    );
+    // The listing, the resolve redirect, and 256 KiB + 512 KiB + 1 MiB + 2 MiB of header.
+    assert!(opened.requests <= 6, "{opened:?}");
+    assert_eq!(remote.format(), "gguf v3");
+    let selection = Selection {
+        max_params: Some(50_000),
+        ..Default::default()
+    };
+    let local = Model::open(arg(&file), &OpenOptions::default()).unwrap();
+    let (a, _) = support::collect::stream_values(&remote, &selection);
+    let (b, _) = support::collect::stream_values(&local, &selection);
+    assert_eq!(a.count, 50_000);
+    assert_eq!(a.tensors, b.tensors);
+}

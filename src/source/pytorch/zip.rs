@@ -298,3 +298,86 @@ impl Archive {
         Ok(offsets)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemorySource;
+
+    /// An archive of one stored entry written as zip64 (every 32-bit field saturated, the real
+    /// values in the zip64 extra field and end record), as writers do past 4 GiB.
+    fn zip64_archive(data: &[u8]) -> Vec<u8> {
+        let name = b"archive/data/0";
+        let mut z = Vec::new();
+        // Local header: signature, version, flags, method 0, time, date, crc, sizes, lengths.
+        z.extend(LOCAL_SIG.to_le_bytes());
+        z.extend([45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        z.extend([0xff; 8]);
+        z.extend((name.len() as u16).to_le_bytes());
+        z.extend(4u16.to_le_bytes());
+        z.extend(name);
+        z.extend([0x99, 0x99, 0, 0]); // an empty extra field of another kind
+        z.extend(data);
+        let central_start = z.len() as u64;
+        z.extend(CENTRAL_SIG.to_le_bytes());
+        z.extend([45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        z.extend([0xff; 8]); // sizes
+        z.extend((name.len() as u16).to_le_bytes());
+        z.extend(28u16.to_le_bytes()); // the zip64 extra field: 4 + 3 × 8
+        z.extend([0; 8]); // comment length, disk, attributes
+        z.extend([0; 2]);
+        z.extend([0xff; 4]); // local header offset
+        z.extend(name);
+        z.extend(1u16.to_le_bytes());
+        z.extend(24u16.to_le_bytes());
+        z.extend((data.len() as u64).to_le_bytes());
+        z.extend((data.len() as u64).to_le_bytes());
+        z.extend(0u64.to_le_bytes());
+        let central_len = z.len() as u64 - central_start;
+        let record_at = z.len() as u64;
+        z.extend(ZIP64_EOCD_SIG.to_le_bytes());
+        z.extend(44u64.to_le_bytes());
+        z.extend([45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        z.extend(1u64.to_le_bytes());
+        z.extend(1u64.to_le_bytes());
+        z.extend(central_len.to_le_bytes());
+        z.extend(central_start.to_le_bytes());
+        z.extend(ZIP64_LOCATOR_SIG.to_le_bytes());
+        z.extend(0u32.to_le_bytes());
+        z.extend(record_at.to_le_bytes());
+        z.extend(1u32.to_le_bytes());
+        z.extend(EOCD_SIG.to_le_bytes());
+        z.extend([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        z.extend([0xff; 8]);
+        z.extend(0u16.to_le_bytes());
+        z
+    }
+
+    #[test]
+    fn a_zip64_archive_gives_its_entries_and_data_offsets() {
+        let source = MemorySource::new("big.bin", zip64_archive(b"12345678"));
+        let archive = read_archive(&source).unwrap();
+        let entry = &archive.entries["archive/data/0"];
+        assert_eq!((entry.size, entry.header_offset, entry.method), (8, 0, 0));
+        let offsets = archive.data_offsets(&source, &["archive/data/0"]).unwrap();
+        let at = offsets["archive/data/0"];
+        let mut buf = [0u8; 8];
+        source.read_at(at, &mut buf).unwrap();
+        assert_eq!(&buf, b"12345678");
+    }
+
+    #[test]
+    fn an_archive_with_a_long_comment_is_found_in_the_longer_tail() {
+        // The end record sits before a comment longer than the first tail read.
+        let mut bytes = zip64_archive(b"abcdefgh");
+        let comment = vec![b'x'; 20_000];
+        let n = bytes.len();
+        bytes[n - 2..].copy_from_slice(&(comment.len() as u16).to_le_bytes());
+        bytes.extend(&comment);
+        let source = MemorySource::new("commented.bin", bytes);
+        assert!(read_archive(&source)
+            .unwrap()
+            .entries
+            .contains_key("archive/data/0"));
+    }
+}
