@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the build and tests need (FFmpeg 5.1 libraries and headers, clang
 # for bindgen, pkg-config, the ffmpeg/ffprobe binaries the tests call, python3-pip for the test
-# model). Skips apt entirely when everything is already there.
+# model, python3-venv for scripts/test-venv.sh). Skips apt entirely when everything is there.
 set -euo pipefail
-packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg time python3 python3-pip)
+packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg time python3 python3-pip python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,7 +12,12 @@ done
 if command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then
   filtered=()
   for p in "${missing[@]}"; do
-    case "$p" in python3|python3-pip) ;; *) filtered+=("$p") ;; esac
+    case "$p" in
+      python3|python3-pip) ;;
+      # venv (ensurepip) may come with that python too.
+      python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null || filtered+=("$p") ;;
+      *) filtered+=("$p") ;;
+    esac
   done
   missing=("${filtered[@]}")
 fi

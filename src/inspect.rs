@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::roles::Role;
 use crate::selection::{Plan, Selection};
+use crate::source::table::FileFormat;
 use crate::source::{Model, Origin, SkippedTensor};
 use crate::stream::windows;
 
@@ -71,6 +72,10 @@ pub struct Report {
     pub architectures: Vec<String>,
     /// "safetensors" or "safetensors (N shards)".
     pub format: String,
+    /// What a GGUF file says about itself (architecture, context length, quantization mix);
+    /// empty for other formats.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
     /// Files.
     pub shards: Vec<ShardReport>,
     /// Tensors in the files, streamed or not.
@@ -110,7 +115,7 @@ impl Report {
         for t in &model.tensors {
             let n = t.numel();
             dtypes
-                .entry(format!("{:?}", t.dtype))
+                .entry(t.stored_type())
                 .or_insert_with(Count::default)
                 .add(n);
             roles.entry(t.role.as_str().to_string()).or_default().add(n);
@@ -126,14 +131,20 @@ impl Report {
             model_type: config.model_type,
             architectures: config.architectures,
             format: model.format(),
+            details: model
+                .shards
+                .iter()
+                .filter(|s| matches!(s.table.format, FileFormat::Gguf(_)))
+                .flat_map(|s| s.table.metadata.clone())
+                .collect(),
             shards: model
                 .shards
                 .iter()
                 .map(|s| ShardReport {
                     file: s.file.clone(),
                     bytes: s.source.len(),
-                    header_bytes: s.header.json_len,
-                    tensors: s.header.tensors.len(),
+                    header_bytes: s.table.header_bytes,
+                    tensors: s.table.tensor_count(),
                 })
                 .collect(),
             tensor_count: model.tensors.len() + model.skipped.len(),
@@ -188,6 +199,9 @@ impl Report {
             );
         }
         let _ = writeln!(out, "Format: {}", self.format);
+        for (key, value) in &self.details {
+            let _ = writeln!(out, "  {}: {}", printable(key), printable(value));
+        }
         for s in &self.shards {
             let _ = writeln!(
                 out,
@@ -243,7 +257,7 @@ impl Report {
             for s in &self.skipped {
                 let _ = writeln!(
                     out,
-                    "  {} {:?} {:?}: {}",
+                    "  {} {} {:?}: {}",
                     printable(&s.name),
                     s.dtype,
                     s.shape,

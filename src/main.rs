@@ -230,6 +230,9 @@ struct SourceArgs {
     /// Range requests in flight at once per model, 1..=64 (default: $WEIGHTREEL_HUB_CONNECTIONS, else 16)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     hub_connections: Option<String>,
+    /// Weight format to read when a model has several: safetensors, bin (PyTorch) or gguf (default: safetensors, then bin, then gguf)
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
 }
 
 impl SourceArgs {
@@ -249,6 +252,11 @@ impl SourceArgs {
             offline: self.offline,
             token: self.token.clone(),
             hub,
+            format: self
+                .format
+                .as_deref()
+                .map(weightreel::source::WeightFormat::parse)
+                .transpose()?,
             ..OpenOptions::default()
         }
         .with_env())

@@ -266,7 +266,13 @@ impl Plan {
     pub fn data_bytes(&self, model: &Model) -> u64 {
         self.items
             .iter()
-            .map(|item| item.len() * model.tensors[item.tensor].elem_bytes())
+            .flat_map(|item| {
+                let t = &model.tensors[item.tensor];
+                item.runs.iter().map(move |r| {
+                    let (begin, end) = t.byte_range(r.start, r.len);
+                    end - begin
+                })
+            })
             .sum()
     }
 }

@@ -20,7 +20,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::selection::Plan;
-use crate::source::convert::to_f32;
 use crate::source::{Model, ReadStats, TensorInfo};
 
 /// Largest single read, in bytes.
@@ -89,17 +88,19 @@ pub fn windows<'a>(
     plan: &'a Plan,
     skip: u64,
 ) -> impl Iterator<Item = Window> + 'a {
+    // Whole blocks: a quantized piece reads every block it touches.
     let byte_range = move |p: &Piece| {
         let t = &model.tensors[p.tensor];
-        let begin = t.offset + p.start * t.elem_bytes();
-        (t.shard, begin, begin + p.len * t.elem_bytes())
+        let (begin, end) = t.byte_range(p.start, p.len);
+        (t.shard, begin, end)
     };
     let mut left = skip;
     let mut pieces = plan
         .items
         .iter()
         .flat_map(move |item| {
-            let per_piece = (MAX_READ / model.tensors[item.tensor].elem_bytes().max(1)).max(1);
+            let (block_values, block_bytes) = model.tensors[item.tensor].block();
+            let per_piece = (MAX_READ / block_bytes.max(1)).max(1) * block_values;
             item.runs.iter().flat_map(move |run| {
                 (0..run.len.div_ceil(per_piece)).map(move |k| {
                     let start = run.start + k * per_piece;
@@ -186,10 +187,10 @@ pub fn stream(
                     return Ok(false);
                 }
             }
-            let at = (t.offset + piece.start * t.elem_bytes() - window.begin) as usize;
-            let bytes = &raw[at..at + (piece.len * t.elem_bytes()) as usize];
+            let (begin, end) = t.byte_range(piece.start, piece.len);
+            let bytes = &raw[(begin - window.begin) as usize..(end - window.begin) as usize];
             values.resize(piece.len as usize, 0.0);
-            if !to_f32(t.dtype, bytes, &mut values) {
+            if !t.decode(bytes, piece.start, &mut values) {
                 return Err(Error::tensor(
                     source.name(),
                     &t.name,

@@ -103,8 +103,12 @@ impl ReelSettings {
 pub struct ReelTensor {
     /// Name as stored in the model.
     pub name: String,
-    /// Stored dtype (`F32`, `F16`, `BF16`, …).
+    /// Stored dtype (`F32`, `F16`, `BF16`, …): the dtype decode writes.
     pub dtype: String,
+    /// The type in the source file when it is not `dtype`: a GGML quantization (`Q4_1`)
+    /// whose values were dequantized to F32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<String>,
     /// Shape.
     pub shape: Vec<usize>,
     /// Role from the role table.

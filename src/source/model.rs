@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::bytes::{ByteSource, LocalFile, ReadStats};
 use super::cache;
-use super::header::{read_header, Header};
+use super::header::read_header;
+use super::table::{Encoding, FileTable};
 use crate::error::{Error, Result};
 use crate::roles::{layer_index, Role};
 
@@ -33,6 +34,62 @@ pub struct OpenOptions {
     pub cache_dir: Option<PathBuf>,
     /// Connections, timeouts and retries of the Hub client.
     pub hub: HubSettings,
+    /// Read only this weight format when a model holds several (`--format`); `None` prefers
+    /// safetensors, then PyTorch, then GGUF.
+    pub format: Option<WeightFormat>,
+}
+
+/// The weight formats weightreel reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// `.safetensors` files.
+    Safetensors,
+    /// PyTorch `torch.save` files: `pytorch_model.bin`, `*.pth`, `*.pt`, `*.ckpt`.
+    PyTorch,
+    /// `.gguf` files.
+    Gguf,
+}
+
+impl WeightFormat {
+    /// Parse `safetensors`, `bin` (or `pytorch`, `pth`, `pt`) or `gguf`.
+    pub fn parse(text: &str) -> Result<WeightFormat> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "safetensors" => Ok(WeightFormat::Safetensors),
+            "bin" | "pytorch" | "pth" | "pt" => Ok(WeightFormat::PyTorch),
+            "gguf" => Ok(WeightFormat::Gguf),
+            _ => Err(Error::invalid(
+                "--format",
+                format!("'{text}'"),
+                "safetensors, bin or gguf",
+            )),
+        }
+    }
+
+    /// The format of a file, from its name.
+    pub fn of_file(name: &str) -> Option<WeightFormat> {
+        let name = name.to_ascii_lowercase();
+        if name.ends_with(".safetensors") {
+            Some(WeightFormat::Safetensors)
+        } else if [".bin", ".pth", ".pt", ".ckpt"]
+            .iter()
+            .any(|e| name.ends_with(e))
+        {
+            Some(WeightFormat::PyTorch)
+        } else if name.ends_with(".gguf") {
+            Some(WeightFormat::Gguf)
+        } else {
+            None
+        }
+    }
+}
+
+/// Read the tensor table of one file in the format its name says.
+pub fn read_table(file: &str, source: &dyn ByteSource) -> Result<FileTable> {
+    match WeightFormat::of_file(file) {
+        Some(WeightFormat::PyTorch) => super::pytorch::read_pytorch(source),
+        Some(WeightFormat::Gguf) => super::gguf::read_gguf(source),
+        _ => read_header(source).map(FileTable::from),
+    }
 }
 
 impl Default for OpenOptions {
@@ -44,6 +101,7 @@ impl Default for OpenOptions {
             endpoint: None,
             cache_dir: None,
             hub: HubSettings::default(),
+            format: None,
         }
     }
 }
@@ -293,14 +351,14 @@ impl ModelConfig {
     }
 }
 
-/// One safetensors file of a model.
+/// One weight file of a model.
 pub struct Shard {
     /// File name (relative to the model) as shown to users.
     pub file: String,
     /// Where its bytes come from.
     pub source: Arc<dyn ByteSource>,
-    /// The checked header.
-    pub header: Header,
+    /// Its checked tensor table.
+    pub table: FileTable,
 }
 
 impl std::fmt::Debug for Shard {
@@ -308,7 +366,7 @@ impl std::fmt::Debug for Shard {
         f.debug_struct("Shard")
             .field("file", &self.file)
             .field("len", &self.source.len())
-            .field("tensors", &self.header.tensors.len())
+            .field("tensors", &self.table.tensor_count())
             .finish()
     }
 }
@@ -333,9 +391,43 @@ pub struct TensorInfo {
     pub offset: u64,
     /// Byte length.
     pub byte_len: u64,
+    /// How the bytes become values (plain elements, or GGML blocks dequantized to F32).
+    pub encoding: Encoding,
 }
 
 impl TensorInfo {
+    /// Values per block and bytes per block (one element for plain data).
+    pub fn block(&self) -> (u64, u64) {
+        self.encoding.block(self.dtype)
+    }
+
+    /// The absolute byte range holding values `start..start + len`: whole blocks.
+    pub fn byte_range(&self, start: u64, len: u64) -> (u64, u64) {
+        let (values, bytes) = self.block();
+        (
+            self.offset + start / values * bytes,
+            self.offset + (start + len).div_ceil(values) * bytes,
+        )
+    }
+
+    /// The stored type's name: the dtype, or the GGML quantization (`Q4_1`).
+    pub fn stored_type(&self) -> String {
+        self.encoding.stored_type(self.dtype)
+    }
+
+    /// Decode values `start..start + out.len()` from `raw`, the bytes of
+    /// [`TensorInfo::byte_range`]. False for a dtype that has no f32 conversion.
+    pub fn decode(&self, raw: &[u8], start: u64, out: &mut [f32]) -> bool {
+        match self.encoding {
+            Encoding::Plain => super::convert::to_f32(self.dtype, raw, out),
+            Encoding::Blocks(t) => {
+                let skip = (start % t.block().0) as usize;
+                super::dequant::dequantize(t, raw, skip, out);
+                true
+            }
+        }
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> u64 {
         self.shape.iter().map(|&d| d as u64).product()
@@ -352,9 +444,8 @@ impl TensorInfo {
 pub struct SkippedTensor {
     /// Name as stored.
     pub name: String,
-    /// Stored element type.
-    #[serde(serialize_with = "ser_dtype")]
-    pub dtype: Dtype,
+    /// Stored type: a dtype (`I64`) or a GGML type (`IQ2_XXS`).
+    pub dtype: String,
     /// Shape.
     pub shape: Vec<usize>,
     /// Why it is skipped.
@@ -392,6 +483,9 @@ fn buffer_reason(name: &str, dtype: Dtype, shape: &[usize]) -> Option<String> {
     }
     if matches!(last, "position_ids" | "token_type_ids" | "input_ids") {
         return Some("index buffer".into());
+    }
+    if last == "num_batches_tracked" {
+        return Some("batch-norm step counter".into());
     }
     if last == "inv_freq" {
         return Some("rotary frequency buffer".into());
@@ -435,12 +529,16 @@ impl Model {
             .fold(ReadStats::default(), |acc, s| acc + s.source.stats())
     }
 
-    /// "safetensors" or "safetensors (N shards)".
+    /// "safetensors", "gguf v3", "pytorch zip (N shards)".
     pub fn format(&self) -> String {
+        let name = self
+            .shards
+            .first()
+            .map_or("safetensors".into(), |s| s.table.format.name());
         if self.shards.len() == 1 {
-            "safetensors".into()
+            name
         } else {
-            format!("safetensors ({} shards)", self.shards.len())
+            format!("{name} ({} shards)", self.shards.len())
         }
     }
 
@@ -449,7 +547,7 @@ impl Model {
         let path = Path::new(spec);
         if path.exists() {
             return if path.is_dir() {
-                open_directory(spec, path)
+                open_directory(spec, path, options.format)
             } else {
                 let source: Arc<dyn ByteSource> = Arc::new(LocalFile::open(path)?);
                 let config = read_local_config(path.parent().unwrap_or(Path::new(".")))?;
@@ -505,8 +603,9 @@ impl Model {
         let mut skipped = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         for (shard_index, (file, source)) in files.into_iter().enumerate() {
-            let header = read_header(source.as_ref())?;
-            for t in &header.tensors {
+            let table = read_table(&file, source.as_ref())?;
+            skipped.extend(table.skipped.iter().cloned());
+            for t in &table.tensors {
                 if let Some(previous) = seen.insert(t.name.clone(), file.clone()) {
                     return Err(Error::tensor(
                         source.name(),
@@ -529,7 +628,7 @@ impl Model {
                 if let Some(reason) = buffer_reason(&t.name, t.dtype, &t.shape) {
                     skipped.push(SkippedTensor {
                         name: t.name.clone(),
-                        dtype: t.dtype,
+                        dtype: t.encoding.stored_type(t.dtype),
                         shape: t.shape.clone(),
                         reason,
                     });
@@ -544,12 +643,13 @@ impl Model {
                     shard: shard_index,
                     offset: t.offset,
                     byte_len: t.byte_len,
+                    encoding: t.encoding,
                 });
             }
             shards.push(Shard {
                 file,
                 source,
-                header,
+                table,
             });
         }
         if let Some(map) = weight_map {
@@ -561,6 +661,16 @@ impl Model {
                 ));
             }
         }
+        // A GGUF file names its architecture itself; a config.json next to it still wins.
+        let config = config.or_else(|| {
+            let arch = shards.first()?.table.metadata.get("general.architecture")?;
+            matches!(shards[0].table.format, super::table::FileFormat::Gguf(_)).then(|| {
+                ModelConfig {
+                    model_type: Some(arch.clone()),
+                    architectures: Vec::new(),
+                }
+            })
+        });
         Ok(Model {
             spec: spec.to_string(),
             origin,
@@ -577,7 +687,7 @@ fn looks_like_path(spec: &str) -> bool {
         || spec.starts_with("./")
         || spec.starts_with("../")
         || spec.starts_with('~')
-        || spec.ends_with(".safetensors")
+        || WeightFormat::of_file(spec).is_some()
         || spec.matches('/').count() > 1
 }
 
@@ -646,67 +756,126 @@ fn read_local_config(dir: &Path) -> Result<Option<ModelConfig>> {
     Ok(ModelConfig::parse(&bytes))
 }
 
-/// What to read from a listing of repo files: the safetensors files in shard order and the
+/// What to read from a listing of repo files: the weight files in shard order and the
 /// index's weight map, or an explanation of why nothing can be read.
 pub(crate) enum FilePlan {
     /// One file.
     Single(String),
-    /// Shards named by `model.safetensors.index.json`.
-    Indexed,
+    /// Shards named by this index file (`model.safetensors.index.json`,
+    /// `pytorch_model.bin.index.json`).
+    Indexed(String),
     /// Several safetensors files without an index, read in name order.
     Several(Vec<String>),
 }
 
-/// Choose which files to read among `files` (relative names).
-pub(crate) fn plan_files(spec: &str, files: &[String]) -> Result<FilePlan> {
-    if files.iter().any(|f| f == "model.safetensors") {
-        return Ok(FilePlan::Single("model.safetensors".into()));
+/// PyTorch files in training checkpoints that hold no model weights.
+const NOT_WEIGHTS: [&str; 5] = [
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state.pth",
+];
+
+/// The plan for one format, if `files` hold any of it.
+fn plan_format(spec: &str, files: &[String], format: WeightFormat) -> Result<Option<FilePlan>> {
+    let (single, index) = match format {
+        WeightFormat::Safetensors => ("model.safetensors", "model.safetensors.index.json"),
+        WeightFormat::PyTorch => ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+        WeightFormat::Gguf => ("", ""),
+    };
+    if files.iter().any(|f| f == single) {
+        return Ok(Some(FilePlan::Single(single.into())));
     }
-    if files.iter().any(|f| f == "model.safetensors.index.json") {
-        return Ok(FilePlan::Indexed);
+    if files.iter().any(|f| f == index) {
+        return Ok(Some(FilePlan::Indexed(index.into())));
     }
-    let mut st: Vec<String> = files
+    let mut found: Vec<String> = files
         .iter()
-        .filter(|f| f.ends_with(".safetensors") && !f.contains('/'))
+        .filter(|f| {
+            !f.contains('/')
+                && WeightFormat::of_file(f) == Some(format)
+                && !NOT_WEIGHTS.contains(&f.as_str())
+                && !f.starts_with("rng_state")
+        })
         .cloned()
         .collect();
-    if !st.is_empty() {
-        st.sort();
-        return Ok(if st.len() == 1 {
-            FilePlan::Single(st.remove(0))
-        } else {
-            FilePlan::Several(st)
-        });
+    found.sort();
+    Ok(match found.len() {
+        0 => None,
+        1 => Some(FilePlan::Single(found.remove(0))),
+        _ if format == WeightFormat::Safetensors => Some(FilePlan::Several(found)),
+        _ => {
+            return Err(Error::model(
+                spec,
+                format!(
+                    "holds several {} files and no index ({}): open one of them by its path",
+                    if format == WeightFormat::Gguf {
+                        "GGUF"
+                    } else {
+                        "PyTorch"
+                    },
+                    found.join(", ")
+                ),
+            ))
+        }
+    })
+}
+
+/// Choose which files to read among `files` (relative names): safetensors first, then PyTorch,
+/// then GGUF, unless `format` asks for one.
+pub(crate) fn plan_files(
+    spec: &str,
+    files: &[String],
+    format: Option<WeightFormat>,
+) -> Result<FilePlan> {
+    let order = match format {
+        Some(f) => vec![f],
+        None => vec![
+            WeightFormat::Safetensors,
+            WeightFormat::PyTorch,
+            WeightFormat::Gguf,
+        ],
+    };
+    for f in order {
+        if let Some(plan) = plan_format(spec, files, f)? {
+            return Ok(plan);
+        }
     }
     let weights: Vec<&str> = files
         .iter()
         .map(String::as_str)
         .filter(|f| {
-            [
-                ".bin",
-                ".pt",
-                ".pth",
-                ".ckpt",
-                ".h5",
-                ".msgpack",
-                ".gguf",
-                ".onnx",
-                ".safetensors",
-            ]
-            .iter()
-            .any(|ext| f.ends_with(ext))
+            WeightFormat::of_file(f).is_some()
+                || [".h5", ".msgpack", ".onnx"]
+                    .iter()
+                    .any(|ext| f.ends_with(ext))
         })
         .collect();
+    if let (Some(f), false) = (format, weights.is_empty()) {
+        let name = match f {
+            WeightFormat::Safetensors => "safetensors",
+            WeightFormat::PyTorch => "PyTorch (.bin, .pth, .pt)",
+            WeightFormat::Gguf => "GGUF",
+        };
+        return Err(Error::model(
+            spec,
+            format!(
+                "--format asks for {name} weights but it has only {}",
+                weights.join(", ")
+            ),
+        ));
+    }
     if weights.is_empty() {
         Err(Error::model(
             spec,
-            "no model weights found (no .safetensors file)",
+            "no model weights found (no .safetensors, .bin, .pth or .gguf file)",
         ))
     } else {
         Err(Error::model(
             spec,
             format!(
-                "found only {} — these formats are not supported yet; weightreel reads safetensors",
+                "found only {} — these formats are not supported yet; weightreel reads safetensors, PyTorch and GGUF",
                 weights.join(", ")
             ),
         ))
@@ -748,7 +917,12 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-fn open_local_files(spec: &str, dir: &Path, origin: Origin) -> Result<Model> {
+fn open_local_files(
+    spec: &str,
+    dir: &Path,
+    origin: Origin,
+    format: Option<WeightFormat>,
+) -> Result<Model> {
     let files = list_dir(dir)?;
     let config = read_local_config(dir)?;
     let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
@@ -764,14 +938,14 @@ fn open_local_files(spec: &str, dir: &Path, origin: Origin) -> Result<Model> {
             Arc::new(LocalFile::open(&path)?) as Arc<dyn ByteSource>,
         ))
     };
-    match plan_files(spec, &files)? {
+    match plan_files(spec, &files, format)? {
         FilePlan::Single(name) => Model::assemble(spec, origin, config, vec![open(&name)?], None),
         FilePlan::Several(names) => {
             let files = names.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
             Model::assemble(spec, origin, config, files, None)
         }
-        FilePlan::Indexed => {
-            let index_path = dir.join("model.safetensors.index.json");
+        FilePlan::Indexed(index) => {
+            let index_path = dir.join(index);
             let bytes = super::bytes::read_small_file(&index_path, MAX_INDEX_BYTES)?;
             let (map, shards) = parse_index(&index_path.display().to_string(), &bytes)?;
             let files = shards.iter().map(|n| open(n)).collect::<Result<Vec<_>>>()?;
@@ -780,13 +954,14 @@ fn open_local_files(spec: &str, dir: &Path, origin: Origin) -> Result<Model> {
     }
 }
 
-fn open_directory(spec: &str, dir: &Path) -> Result<Model> {
+fn open_directory(spec: &str, dir: &Path, format: Option<WeightFormat>) -> Result<Model> {
     open_local_files(
         spec,
         dir,
         Origin::Directory {
             path: spec.to_string(),
         },
+        format,
     )
 }
 
@@ -804,6 +979,7 @@ fn open_snapshot(
             commit: snapshot.commit.clone(),
             path: snapshot.dir.display().to_string(),
         },
+        options.format,
     )
 }
 
@@ -821,7 +997,7 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
         commit: commit.clone(),
     };
     let has = |name: &str| listing.files.iter().any(|f| f == name);
-    let plan = plan_files(spec, &listing.files)?;
+    let plan = plan_files(spec, &listing.files, options.format)?;
     // Everything after the listing is fetched at once: the config, the index (whose shard
     // names gate the shard opens, so it goes first among them) and every shard's header.
     let fetch_config = || {
@@ -853,9 +1029,9 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
         let opened = match &plan {
             FilePlan::Single(name) => open_all(std::slice::from_ref(name)).map(|f| (f, None)),
             FilePlan::Several(names) => open_all(names).map(|f| (f, None)),
-            FilePlan::Indexed => client
-                .fetch_small(spec, &commit, "model.safetensors.index.json", 64 << 20)
-                .and_then(|bytes| parse_index("model.safetensors.index.json", &bytes))
+            FilePlan::Indexed(index) => client
+                .fetch_small(spec, &commit, index, 64 << 20)
+                .and_then(|bytes| parse_index(index, &bytes))
                 .and_then(|(map, shards)| open_all(&shards).map(|f| (f, Some(map)))),
         };
         (config.join().unwrap_or(None), opened)

@@ -7,3 +7,4 @@ pub mod family;
 pub mod fixtures;
 pub mod hub_server;
 pub mod minilm;
+pub mod venv;
