@@ -88,9 +88,14 @@ pub fn canonical_name(name: &str) -> &str {
 /// The budget factor of a model: the smallest power of two by which the full sample lengths
 /// must be divided to read at most [`READ_BUDGET_BYTES`].
 pub fn budget_factor(tensors: &[TensorInfo]) -> u64 {
+    // The bytes each full sample really reads: whole blocks for a quantized tensor.
     let full: u64 = tensors
         .iter()
-        .map(|t| sample_len(t.numel(), 1) * t.elem_bytes())
+        .map(|t| {
+            let run = sample_run(t.numel(), sample_len(t.numel(), 1));
+            let (begin, end) = t.byte_range(run.start, run.len);
+            end - begin
+        })
         .sum();
     full.div_ceil(READ_BUDGET_BYTES).max(1).next_power_of_two()
 }
@@ -320,7 +325,7 @@ impl Fingerprint {
                 role: t.role,
                 layer: t.layer,
                 shape: t.shape.iter().map(|&d| d as u64).collect(),
-                dtype: format!("{:?}", t.dtype),
+                dtype: t.stored_type(),
                 sample_start: item.runs[0].start,
                 stats: SampleStats::of(&samples[item.tensor]),
                 values,
