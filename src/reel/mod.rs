@@ -83,8 +83,13 @@ pub fn concat(
     writer.finish(metadata_json)
 }
 
-/// Version of the reel layout this build writes and the newest it reads.
-pub const REEL_FORMAT_VERSION: u32 = 2;
+/// Version of the reel layout this build writes and the newest it reads. Version 3 stores a
+/// frame larger than a tile as its tiles in curve order, each with its own record (see
+/// [`record`]); a reel without such frames is written as version 2, which it is byte for byte.
+pub const REEL_FORMAT_VERSION: u32 = 3;
+
+/// The version of reels that hold no tiled frame.
+pub const UNTILED_FORMAT_VERSION: u32 = 2;
 
 /// Oldest reel layout this build reads. Version 1 (a per-frame table in the header, every
 /// track FFV1, lossless samples through an order-preserving transform) still reads.
@@ -147,7 +152,7 @@ impl SampleDepth {
 /// pictures (tiles, in raster order), because FFmpeg 5.1's FFV1 encoder holds a worst-case
 /// packet buffer of about 150 bytes per sample while open — 2 GiB for one 4096×4096 picture.
 /// At 512×512 that buffer stays near 40 MiB, and a tile is still large enough to compress well.
-pub const TILE_SIDE: u32 = 512;
+pub const TILE_SIDE: u32 = crate::frames::TILE_SIDE;
 
 /// The tiles of a `width` x `height` frame cut into pictures of at most `pw` x `ph`, in raster
 /// order: `(x, y, w, h)` of each.
@@ -377,6 +382,13 @@ pub struct ReelInfo {
 /// table and in reel manifests.
 pub fn planes_crc32<P: AsRef<[u16]>>(planes: &[P]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    hash_planes(&mut h, planes);
+    h.finalize()
+}
+
+/// Adds planes to `h` as [`planes_crc32`] hashes them: a tiled frame's CRC32 is that of its
+/// tiles' planes, tile after tile in stored order.
+pub fn hash_planes<P: AsRef<[u16]>>(h: &mut crc32fast::Hasher, planes: &[P]) {
     let mut buf = Vec::new();
     for p in planes {
         // Hash through a byte buffer so the value does not depend on the host's endianness.
@@ -386,7 +398,6 @@ pub fn planes_crc32<P: AsRef<[u16]>>(planes: &[P]) -> u32 {
             h.update(&buf);
         }
     }
-    h.finalize()
 }
 
 /// Initialise FFmpeg once: register formats and replace its logging with [`damage`]'s
