@@ -35,8 +35,8 @@ pub use layout::{check_efficiency, efficiency_message, FrameLayout, DEFAULT_MAX_
 pub use pyramid::{FrameStats, Pyramid, PyramidLevel, DEFAULT_PYRAMID_FINEST, HISTOGRAM_BINS};
 pub use quantize::{PixelMode, SampleOrder, SegmentQuant, SegmentSpec, SourceDtype};
 pub use tiled::{
-    decode_tile, is_tiled, tile_count, tile_origin, EncodedTile, TiledFrameEncoder, TILE_SIDE,
-    TILE_VALUES,
+    decode_tile, is_tiled, tile_count, tile_origin, EncodedTile, TiledFrameEncoder, QUANT_BLOCK,
+    TILE_SIDE, TILE_VALUES,
 };
 
 use layout::RasterOffsets;

@@ -5,12 +5,13 @@
 //! The curve fills every aligned quad-tree block of a square before it leaves it, so each
 //! aligned `TILE_SIDE`² block is one contiguous run of [`TILE_VALUES`] curve positions: tile `k`
 //! holds positions `k * TILE_VALUES..(k + 1) * TILE_VALUES`. Tiles in curve order are thus
-//! complete as soon as their values have arrived, and [`TiledFrameEncoder`] holds one tile's
+//! complete as soon as their values have arrived, and [`TiledFrameEncoder`] holds one block of
 //! values and samples at a time, never the frame.
 //!
-//! Lossy modes quantize each tile's piece of a segment with that piece's own range: a segment
-//! crossing a tile boundary becomes one [`SegmentQuant`] per tile (which is also more precise
-//! than one range for the whole segment). Statistics are summed tile by tile (count, min, max,
+//! Lossy modes quantize each segment's piece of a [`QUANT_BLOCK`] (32 tiles) with that piece's
+//! own range: a segment crossing a block boundary gets one range per block (which is also more
+//! precise than one range for the whole segment), and each tile's record lists its pieces with
+//! their block's parameters. Statistics are summed tile by tile (count, min, max,
 //! and mean and variance merged with Chan et al.'s pairwise update); the pyramid and the
 //! histogram are derived data, computed from decoded frames when asked for, so they are not
 //! summed here.
@@ -21,7 +22,7 @@ use super::{check_efficiency, FrameMeta, FrameOptions, FrameStats, PixelMode, Py
 use crate::error::{Error, Result};
 
 /// Side of a tile: frames wider than this are stored tile by tile.
-pub const TILE_SIDE: u32 = 512;
+pub const TILE_SIDE: u32 = 128;
 
 /// Curve positions (and pixels) of one tile.
 pub const TILE_VALUES: u64 = (TILE_SIDE as u64) * (TILE_SIDE as u64);
@@ -111,13 +112,20 @@ impl Moments {
     }
 }
 
-/// Encodes one frame larger than a tile from values pushed in curve order, a tile at a time.
+/// Values quantized together: each segment's piece of a block of this many curve positions
+/// (32 tiles) gets its own range. Ranges over a few tiles only would cost u16 reels their
+/// compression (FFV1 stores the high byte of levels spread over their range as noise); a block
+/// bounds what is held to 2 MiB of values and 1 MiB of samples per plane.
+pub const QUANT_BLOCK: u64 = 32 * TILE_VALUES;
+
+/// Encodes one frame larger than a tile from values pushed in curve order.
 ///
-/// [`TiledFrameEncoder::push`] takes values until the current tile is full, which makes it
-/// ready; take it with [`TiledFrameEncoder::take_ready`] before pushing more.
-/// [`TiledFrameEncoder::close`] ends the values (the last tile is padded with zeros), then
-/// [`TiledFrameEncoder::next_padding`] gives the tiles of padding only, and
-/// [`TiledFrameEncoder::finish`] the frame's metadata.
+/// [`TiledFrameEncoder::push`] takes values until the current quantization block
+/// ([`QUANT_BLOCK`] values) is full; its tiles are then ready, one by one, from
+/// [`TiledFrameEncoder::take_ready`], which must give them all before more is pushed.
+/// [`TiledFrameEncoder::close`] ends the values (the last tile is padded with zeros; take the
+/// tiles it makes ready), then [`TiledFrameEncoder::next_padding`] gives the tiles of padding
+/// only, and [`TiledFrameEncoder::finish`] the frame's metadata.
 pub struct TiledFrameEncoder {
     layout: FrameLayout,
     mode: PixelMode,
@@ -130,12 +138,16 @@ pub struct TiledFrameEncoder {
     produced: u32,
     /// Values pushed so far.
     pushed: u64,
-    /// The current tile's values, and where each of its pieces starts (with its dtype).
+    /// The current block's values, and where each of its pieces starts (with its dtype).
     values: Vec<f32>,
     starts: Vec<(usize, SourceDtype)>,
+    /// The encoded block: its samples in curve order, its pieces, and its tiles not yet
+    /// taken (`tile_end` is one past its last tile).
     curves: [Vec<u16>; 2],
+    block_pieces: Vec<SegmentQuant>,
+    block_base: u64,
+    tile_end: u32,
     offsets: RasterOffsets,
-    ready: Option<EncodedTile>,
     closed: bool,
     /// A piece held a source that is not 16-bit.
     wide: bool,
@@ -175,11 +187,13 @@ impl TiledFrameEncoder {
             tiles: tile_count(&layout),
             produced: 0,
             pushed: 0,
-            values: Vec::with_capacity(TILE_VALUES as usize),
+            values: Vec::new(),
             starts: Vec::new(),
             curves: [Vec::new(), Vec::new()],
+            block_pieces: Vec::new(),
+            block_base: 0,
+            tile_end: 0,
             offsets: tile.raster_offsets(),
-            ready: None,
             closed: false,
             wide: false,
             nonfinite: 0,
@@ -200,21 +214,21 @@ impl TiledFrameEncoder {
     }
 
     /// Most samples (values or plane samples) that any one buffer of this encoder has held:
-    /// at most [`TILE_VALUES`], whatever the frame's size.
+    /// at most [`QUANT_BLOCK`], whatever the frame's size.
     pub fn largest_buffer(&self) -> usize {
         self.largest
     }
 
-    /// Takes values of the frame, in curve order, up to the end of the current tile; returns
+    /// Takes values of the frame, in curve order, up to the end of the current block; returns
     /// how many it took. `new_segment` says that `values` start a segment (another tensor or
     /// a jump in it) of `dtype`; otherwise they continue the previous one.
     pub fn push(&mut self, values: &[f32], dtype: SourceDtype, new_segment: bool) -> Result<usize> {
-        if self.ready.is_some() || self.closed {
+        if self.produced < self.tile_end || self.closed {
             return Err(Error::Frame(
-                "a tiled frame was pushed values while a tile waited or after it closed".into(),
+                "a tiled frame was pushed values while tiles waited or after it closed".into(),
             ));
         }
-        let room = (TILE_VALUES as usize - self.values.len())
+        let room = (QUANT_BLOCK as usize - self.values.len())
             .min((self.count - self.pushed) as usize)
             .min(values.len());
         if room == 0 {
@@ -227,25 +241,66 @@ impl TiledFrameEncoder {
                 )))
             };
         }
+        if self.values.capacity() == 0 {
+            self.values
+                .reserve_exact(QUANT_BLOCK.min(self.count) as usize);
+        }
         if new_segment || self.values.is_empty() {
             self.starts.push((self.values.len(), dtype));
         }
         self.values.extend_from_slice(&values[..room]);
-        self.largest = self.largest.max(self.values.len());
+        self.largest = self.largest.max(self.values.capacity());
         self.pushed += room as u64;
-        if self.values.len() as u64 == TILE_VALUES {
-            self.encode_tile()?;
+        if self.values.len() as u64 == QUANT_BLOCK {
+            self.encode_block()?;
         }
         Ok(room)
     }
 
-    /// The tile that the last push completed, if any.
+    /// The next tile of the last encoded block, if one is waiting.
     pub fn take_ready(&mut self) -> Option<EncodedTile> {
-        self.ready.take()
+        if self.produced >= self.tile_end {
+            return None;
+        }
+        let index = self.produced;
+        self.produced += 1;
+        let tile_start = u64::from(index) * TILE_VALUES;
+        let n = self.curves[0].len() as u64;
+        let from = (tile_start - self.block_base).min(n) as usize;
+        let to = (tile_start + TILE_VALUES - self.block_base).min(n) as usize;
+        let (x, y) = tile_origin(&self.layout, index);
+        let mut planes = Vec::with_capacity(self.planes as usize);
+        for curve in self.curves.iter().take(self.planes as usize) {
+            let mut raster = vec![0u16; TILE_VALUES as usize];
+            scatter_tile(&self.layout, &self.offsets, index, &curve[from..to], &mut raster);
+            planes.push(raster);
+        }
+        // The block's pieces cut at the tile's bounds.
+        let (lo, hi) = (tile_start, tile_start + (to - from) as u64);
+        let pieces = self
+            .block_pieces
+            .iter()
+            .filter_map(|p| {
+                let start = p.curve_start.max(lo);
+                let end = (p.curve_start + p.len).min(hi);
+                (start < end).then_some(SegmentQuant {
+                    curve_start: start,
+                    len: end - start,
+                    ..*p
+                })
+            })
+            .collect();
+        Some(EncodedTile {
+            index,
+            x,
+            y,
+            planes,
+            pieces,
+        })
     }
 
-    /// Ends the values: the frame must have received all of them. The tile they end in is
-    /// then ready (padded with zeros).
+    /// Ends the values: the frame must have received all of them. The tiles of the block
+    /// they end in are then ready.
     pub fn close(&mut self) -> Result<()> {
         if self.pushed != self.count {
             return Err(Error::Frame(format!(
@@ -253,20 +308,20 @@ impl TiledFrameEncoder {
                 self.pushed, self.count
             )));
         }
-        if self.ready.is_some() {
-            return Err(Error::Frame("a tile was not taken before close".into()));
+        if self.produced < self.tile_end {
+            return Err(Error::Frame("tiles were not taken before close".into()));
         }
         if !self.values.is_empty() {
-            self.encode_tile()?;
+            self.encode_block()?;
         }
         self.closed = true;
         Ok(())
     }
 
-    /// After [`TiledFrameEncoder::close`] (and [`TiledFrameEncoder::take_ready`]): the next
-    /// tile holding padding only, until every tile of the frame has been produced.
+    /// After [`TiledFrameEncoder::close`] and the tiles it made ready: the next tile holding
+    /// padding only, until every tile of the frame has been produced.
     pub fn next_padding(&mut self) -> Option<EncodedTile> {
-        if !self.closed || self.ready.is_some() || self.produced >= self.tiles {
+        if !self.closed || self.produced < self.tile_end || self.produced >= self.tiles {
             return None;
         }
         let index = self.produced;
@@ -322,10 +377,10 @@ impl TiledFrameEncoder {
         })
     }
 
-    /// Quantize, sum and lay out the current tile's values; the tile becomes ready.
-    fn encode_tile(&mut self) -> Result<()> {
-        let index = self.produced;
-        let base = u64::from(index) * TILE_VALUES;
+    /// Quantize and sum the current block's values into samples in curve order; its tiles
+    /// become ready.
+    fn encode_block(&mut self) -> Result<()> {
+        let base = self.pushed - self.values.len() as u64;
         let n = self.values.len();
         let two = self.planes == 2;
         let [high, low] = &mut self.curves;
@@ -336,7 +391,7 @@ impl TiledFrameEncoder {
             low.resize(n, 0);
         }
         self.largest = self.largest.max(high.capacity());
-        let mut pieces = Vec::with_capacity(self.starts.len());
+        self.block_pieces.clear();
         for (i, &(start, dtype)) in self.starts.iter().enumerate() {
             let end = self.starts.get(i + 1).map_or(n, |s| s.0);
             let values = &self.values[start..end];
@@ -369,24 +424,10 @@ impl TiledFrameEncoder {
                 }
             }
             self.moments = self.moments.merge(Moments::of(values));
-            pieces.push(quant);
+            self.block_pieces.push(quant);
         }
-        let (x, y) = tile_origin(&self.layout, index);
-        let mut planes = Vec::with_capacity(self.planes as usize);
-        for curve in self.curves.iter().take(self.planes as usize) {
-            let mut raster = vec![0u16; TILE_VALUES as usize];
-            scatter_tile(&self.layout, &self.offsets, index, &curve[..n], &mut raster);
-            planes.push(raster);
-        }
-        self.largest = self.largest.max(TILE_VALUES as usize);
-        self.ready = Some(EncodedTile {
-            index,
-            x,
-            y,
-            planes,
-            pieces,
-        });
-        self.produced += 1;
+        self.block_base = base;
+        self.tile_end = (base + n as u64).div_ceil(TILE_VALUES) as u32;
         self.values.clear();
         self.starts.clear();
         Ok(())

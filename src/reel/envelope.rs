@@ -113,12 +113,12 @@ impl FrameSizes {
     }
 
     /// Index of the first video picture of frame `index` (`index == len()` gives the total),
-    /// for a reel of `spec`.
-    pub fn first_picture(&self, spec: &ReelSpec, index: u64) -> u64 {
+    /// for a reel of `spec` and format `version`.
+    pub fn first_picture(&self, spec: &ReelSpec, version: u32, index: u64) -> u64 {
         let mut frame = 0u64;
         let mut picture = 0u64;
         for run in &self.runs {
-            let per = spec.pictures_of(run.width, run.height);
+            let per = spec.pictures_in(version, run.width, run.height);
             let take = run.count.min(index - frame);
             picture += take * per;
             frame += take;
@@ -376,9 +376,16 @@ mod tests {
         sizes.push(512, 256); // 1 tile
         assert_eq!(
             (0..=4)
-                .map(|i| sizes.first_picture(&spec, i))
+                .map(|i| sizes.first_picture(&spec, 2, i))
                 .collect::<Vec<_>>(),
             vec![0, 4, 8, 12, 13]
+        );
+        // Version 3 pictures are 128x128: 64 for each 1024x1024 frame, 8 for 512x256.
+        assert_eq!(
+            (0..=4)
+                .map(|i| sizes.first_picture(&spec, 3, i))
+                .collect::<Vec<_>>(),
+            vec![0, 64, 128, 192, 200]
         );
     }
 

@@ -58,12 +58,12 @@ use ffmpeg_next::Dictionary;
 use serde::Serialize;
 
 pub use manifest::{
-    Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, MANIFEST_FORMAT,
-    MANIFEST_VERSION,
+    Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, TilePiece,
+    TileRecord, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
 pub use preview::{write_png_frames, write_preview_h264};
-pub use reader::{read_metadata, ReelReader};
-pub use writer::ReelWriter;
+pub use reader::{read_metadata, ReelReader, TileOut, TiledFrame};
+pub use writer::{ReelWriter, TileIn};
 
 /// Join finished reels (parts of one encode, in order) into one reel at `out` with
 /// `metadata_json`, copying their packets without re-encoding.
@@ -149,10 +149,18 @@ impl SampleDepth {
 }
 
 /// Largest video picture side. A frame wider or taller than this is stored as several
-/// pictures (tiles, in raster order), because FFmpeg 5.1's FFV1 encoder holds a worst-case
-/// packet buffer of about 150 bytes per sample while open — 2 GiB for one 4096×4096 picture.
-/// At 512×512 that buffer stays near 40 MiB, and a tile is still large enough to compress well.
+/// pictures (tiles), because FFmpeg 5.1's FFV1 encoder touches about 140 bytes per sample
+/// while open — 2 GiB for one 4096×4096 picture, 37 MiB at 512×512 (measured with the
+/// `ffmpeg` CLI: 512² +37 MiB, 256² +6 MiB, 1024² +160 MiB over rawvideo). At 128×128 an
+/// encoder holds about 2.5 MiB, so the two FFV1 encoders of a track and a tile or two of
+/// samples fit beside everything else in 64 MiB; FFV1 stores a float's exponent at 128×128
+/// within 1% of its size at 512×512 (MiniLM lossless: 0.934 against 0.925 of the raw size).
+/// The frames stage stores tiled frames tile by tile in curve order, see
+/// [`crate::frames::TiledFrameEncoder`].
 pub const TILE_SIDE: u32 = crate::frames::TILE_SIDE;
+
+/// Picture side of version-1 and version-2 reels, which are still read.
+pub const V2_TILE_SIDE: u32 = 512;
 
 /// The tiles of a `width` x `height` frame cut into pictures of at most `pw` x `ph`, in raster
 /// order: `(x, y, w, h)` of each.
@@ -229,23 +237,36 @@ impl SampleKind {
 pub const MIN_FFV1_QUANTIZED_PICTURE: u64 = 16384;
 
 impl ReelSpec {
-    /// Size of the video pictures: the frame size, cut down to [`TILE_SIDE`] and raised to
-    /// [`MIN_PICTURE_SIDE`].
+    /// Size of the video pictures this build writes: the frame size, cut down to
+    /// [`TILE_SIDE`] and raised to [`MIN_PICTURE_SIDE`].
     pub fn picture(&self) -> (u32, u32) {
-        (
-            self.width.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
-            self.height.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
-        )
+        self.picture_in(REEL_FORMAT_VERSION)
     }
 
-    /// The picture size of version-1 reels, which had no minimum.
-    pub(crate) fn picture_v1(&self) -> (u32, u32) {
-        (self.width.min(TILE_SIDE), self.height.min(TILE_SIDE))
+    /// Size of the video pictures of a reel of format `version`: version 2 cut frames down to
+    /// [`V2_TILE_SIDE`], version 1 had no minimum either.
+    pub fn picture_in(&self, version: u32) -> (u32, u32) {
+        match version {
+            1 => (self.width.min(V2_TILE_SIDE), self.height.min(V2_TILE_SIDE)),
+            2 => (
+                self.width.clamp(MIN_PICTURE_SIDE, V2_TILE_SIDE),
+                self.height.clamp(MIN_PICTURE_SIDE, V2_TILE_SIDE),
+            ),
+            _ => (
+                self.width.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
+                self.height.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
+            ),
+        }
     }
 
     /// Pictures that a `width` x `height` frame of this reel takes.
     pub fn pictures_of(&self, width: u32, height: u32) -> u64 {
-        let (pw, ph) = self.picture();
+        self.pictures_in(REEL_FORMAT_VERSION, width, height)
+    }
+
+    /// [`ReelSpec::pictures_of`] in a reel of format `version`.
+    pub fn pictures_in(&self, version: u32, width: u32, height: u32) -> u64 {
+        let (pw, ph) = self.picture_in(version);
         u64::from(width.div_ceil(pw)) * u64::from(height.div_ceil(ph))
     }
 
@@ -298,8 +319,14 @@ impl ReelSpec {
     /// exponent is skewed, and FFV1 stores it at 0.40 of its size even in 8192-value frames.
     /// A level's high byte pays only in big pictures, see [`MIN_FFV1_QUANTIZED_PICTURE`].
     pub fn track_codec(&self, track: u32) -> TrackCodec {
+        self.track_codec_in(REEL_FORMAT_VERSION, track)
+    }
+
+    /// [`ReelSpec::track_codec`] in a reel of format `version` (2 or later: version 1 coded
+    /// every track with FFV1).
+    pub fn track_codec_in(&self, version: u32, track: u32) -> TrackCodec {
         let first_of_plane = track.is_multiple_of(self.depth.bytes());
-        let (pw, ph) = self.picture();
+        let (pw, ph) = self.picture_in(version);
         let big = u64::from(pw) * u64::from(ph) >= MIN_FFV1_QUANTIZED_PICTURE;
         match self.samples {
             // The high plane's first byte is the float's exponent; every other byte holds

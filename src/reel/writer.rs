@@ -888,7 +888,18 @@ impl ReelWriter {
         let mut input = input;
         let base = self.pictures as i64;
         let base_frame = self.sizes.len();
-        let pictures = sizes.first_picture(&self.spec, sizes.len());
+        if self.spec.picture_in(envelope.version) != self.spec.picture() {
+            return Err(Error::reel(
+                part,
+                format!(
+                    "is a version-{} reel of {:?} pictures; this weightreel writes {:?} pictures and cannot join it (encode again)",
+                    envelope.version,
+                    self.spec.picture_in(envelope.version),
+                    self.spec.picture()
+                ),
+            ));
+        }
+        let pictures = sizes.first_picture(&self.spec, envelope.version, sizes.len());
         let mut counts = vec![0i64; tracks.len()];
         let mut records = 0u64;
         for (stream, packet) in input.packets() {
@@ -1005,7 +1016,14 @@ impl ReelWriter {
                 ),
             ));
         }
-        let env = envelope::encode_version(&self.spec, &self.sizes, metadata_json, self.version);
+        // A reel whose pictures version 2 would cut alike, without tiled frames, is a
+        // version-2 reel byte for byte.
+        let version = if self.spec.picture_in(super::UNTILED_FORMAT_VERSION) == self.spec.picture() {
+            self.version
+        } else {
+            REEL_FORMAT_VERSION
+        };
+        let env = envelope::encode_version(&self.spec, &self.sizes, metadata_json, version);
         self.mux(&env).map_err(|e| Error::reel(&self.path, e))?;
         File::open(&self.tmp_path)
             .and_then(|f| f.sync_all())
