@@ -540,7 +540,7 @@ mod tests {
     use super::*;
 
     fn layouts() -> Vec<FrameLayout> {
-        [(1024, 512), (1024, 1024), (2048, 1024)]
+        [(256, 128), (256, 256), (512, 256), (1024, 1024), (2048, 1024)]
             .into_iter()
             .map(|(width, height)| FrameLayout { width, height })
             .collect()
@@ -566,9 +566,154 @@ mod tests {
         assert!(!is_tiled(&small));
         assert_eq!(tile_count(&small), 1);
         let big = FrameLayout::for_count(TILE_VALUES + 1, u64::MAX).unwrap();
-        assert_eq!((big.width, big.height), (1024, 512));
+        assert_eq!((big.width, big.height), (2 * TILE_SIDE, TILE_SIDE));
         assert_eq!(tile_count(&big), 2);
-        assert_eq!(tile_origin(&big, 1), (512, 0));
+        assert_eq!(tile_origin(&big, 1), (TILE_SIDE, 0));
+    }
+
+    /// Deterministic values of a few magnitudes, with a NaN and an infinity now and then.
+    fn value(i: u64) -> f32 {
+        let t = (i as u32).wrapping_mul(2_654_435_761);
+        let v = (t >> 8) as f32 / (1 << 24) as f32 - 0.5;
+        match i % 100_003 {
+            7 => f32::NAN,
+            11 => f32::INFINITY,
+            _ => v * (1 + (i / 70_000) % 5) as f32,
+        }
+    }
+
+    /// Encode `count` values in segments of `segment` values alternating F32 and BF16 (BF16
+    /// values rounded to bf16), pushed in pieces of `piece`; returns the tiles and the meta.
+    fn encode(
+        count: u64,
+        segment: u64,
+        piece: usize,
+        mode: PixelMode,
+    ) -> (Vec<EncodedTile>, FrameMeta, Vec<f32>, usize) {
+        let options = FrameOptions {
+            mode,
+            max_values: 4096 * 4096,
+            ..FrameOptions::default()
+        };
+        let planes = if mode == PixelMode::Lossless { 2 } else { 1 };
+        let mut enc = TiledFrameEncoder::new(count, planes, &options).unwrap();
+        let dtype_of = |i: u64| {
+            if (i / segment) % 2 == 0 {
+                SourceDtype::F32
+            } else {
+                SourceDtype::BF16
+            }
+        };
+        let values: Vec<f32> = (0..count)
+            .map(|i| match dtype_of(i) {
+                SourceDtype::BF16 => half::bf16::from_f32(value(i)).to_f32(),
+                _ => value(i),
+            })
+            .collect();
+        let mut tiles = Vec::new();
+        let mut at = 0usize;
+        while at < values.len() {
+            let dtype = dtype_of(at as u64);
+            let seg_end = ((at as u64 / segment + 1) * segment).min(count) as usize;
+            let end = (at + piece).min(seg_end);
+            let mut slice = &values[at..end];
+            let mut first = at as u64 % segment == 0;
+            while !slice.is_empty() {
+                let took = enc.push(slice, dtype, first).unwrap();
+                first = false;
+                slice = &slice[took..];
+                tiles.extend(std::iter::from_fn(|| enc.take_ready()));
+            }
+            at = end;
+        }
+        enc.close().unwrap();
+        tiles.extend(std::iter::from_fn(|| enc.take_ready()));
+        tiles.extend(std::iter::from_fn(|| enc.next_padding()));
+        let largest = enc.largest_buffer();
+        (tiles, enc.finish().unwrap(), values, largest)
+    }
+
+    #[test]
+    fn a_4096_frame_holds_one_block_at_most() {
+        let count = 4096 * 4096;
+        let (tiles, meta, _, largest) = encode(count, 3_000_001, 1 << 20, PixelMode::U16);
+        assert_eq!(tiles.len() as u64, count / TILE_VALUES);
+        assert_eq!(largest, QUANT_BLOCK as usize, "largest buffer");
+        assert!((largest as u64) * 32 <= count);
+        assert_eq!(meta.count, count);
+        assert_eq!(meta.stats.nonfinite, 2 * 168);
+        for (k, tile) in tiles.iter().enumerate() {
+            assert_eq!(tile.index as usize, k);
+            assert!(tile.planes.iter().all(|p| p.len() as u64 == TILE_VALUES));
+        }
+    }
+
+    /// Decode every tile back into the frame's values, in curve order.
+    fn decode_all(tiles: &[EncodedTile], meta: &FrameMeta) -> Vec<f32> {
+        let mut out = Vec::new();
+        let mut values = Vec::new();
+        for tile in tiles {
+            let planes: Vec<&[u16]> = tile.planes.iter().map(Vec::as_slice).collect();
+            decode_tile(
+                &meta.layout,
+                tile.index,
+                meta.mode,
+                meta.sample_order,
+                &planes,
+                &tile.pieces,
+                &mut values,
+            )
+            .unwrap();
+            out.extend_from_slice(&values);
+        }
+        out
+    }
+
+    #[test]
+    fn lossless_tiles_give_back_every_bit() {
+        // Not a multiple of a tile or a block; segments cross tiles and blocks.
+        let count = 3 * QUANT_BLOCK + 5 * TILE_VALUES + 1234;
+        let (tiles, meta, values, _) = encode(count, 100_003, 77_777, PixelMode::Lossless);
+        assert_eq!(meta.planes, 2);
+        let back = decode_all(&tiles, &meta);
+        assert_eq!(back.len(), values.len());
+        for (i, (a, b)) in back.iter().zip(&values).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "value {i}");
+        }
+        // Padding tiles are zeros and hold no piece.
+        let last_data = (count - 1) / TILE_VALUES;
+        for tile in &tiles[last_data as usize + 1..] {
+            assert!(tile.pieces.is_empty());
+            assert!(tile.planes.iter().all(|p| p.iter().all(|&v| v == 0)));
+        }
+    }
+
+    #[test]
+    fn u16_tiles_stay_within_each_pieces_bound() {
+        let count = QUANT_BLOCK + 3 * TILE_VALUES + 17;
+        let (tiles, meta, values, _) = encode(count, 200_001, 50_000, PixelMode::U16);
+        let back = decode_all(&tiles, &meta);
+        for tile in &tiles {
+            for p in &tile.pieces {
+                let range = p.curve_start as usize..(p.curve_start + p.len) as usize;
+                let bound = f64::from(p.scale) / 2.0 * 1.0001 + 1e-6;
+                for i in range {
+                    let (a, b) = (back[i], values[i]);
+                    if b.is_finite() {
+                        assert!(f64::from((a - b).abs()) <= bound, "value {i}: {a} vs {b}");
+                    } else {
+                        assert_eq!(a.is_nan(), b.is_nan(), "value {i}");
+                    }
+                }
+            }
+        }
+        let finite: Vec<f64> = values
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| f64::from(v))
+            .collect();
+        let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+        assert!((f64::from(meta.stats.mean) - mean).abs() < 1e-6);
     }
 
     #[test]
