@@ -180,15 +180,67 @@ fn lossless_is_bit_exact_for_f32_f16_and_bf16() {
     }
 }
 
-#[test]
-fn u16_is_within_the_quantization_bound() {
+/// Batch mode in lossless gives back every bit of `source` (MiniLM, or a copy in `dtype`),
+/// in frames of 1,000,003 values (1024×1024, 64 tiles, not a whole number of tiles; tensors
+/// cross tiles and quantization blocks), and `check --deep` verifies the reel tile by tile.
+fn batch_lossless_round_trip(dtype: Option<Dtype>) {
     let tmp = tempfile::tempdir().unwrap();
+    let source = match dtype {
+        None => minilm::safetensors(),
+        Some(dtype) => converted_copy(tmp.path(), dtype),
+    };
     let store = tmp.path().join("store");
     let reel = encode(
-        &minilm::safetensors(),
+        &source,
         &store,
-        &["--chunk-encoding", "--chunk-size", "8192"],
+        &["--mode", "lossless", "--max-frame-values", "1000003"],
     );
+    let out = tmp.path().join("decoded.safetensors");
+    decode(&reel, &out);
+    let original = tensors_of(&source);
+    let decoded = tensors_of(&out);
+    assert_eq!(decoded.len(), original.len() - 1, "{source:?}");
+    for (name, (dtype, shape, bytes)) in &decoded {
+        let (odtype, oshape, obytes) = &original[name];
+        assert_eq!((dtype, shape), (odtype, oshape), "{name}");
+        assert_eq!(sha(bytes), sha(obytes), "{source:?}: {name} differs");
+    }
+    let checked = weightreel(&["check", "--store", store.to_str().unwrap(), "--deep"]);
+    assert!(checked.contains("1 entries ok, 0 problems"), "{checked}");
+}
+
+#[test]
+fn batch_lossless_is_bit_exact_for_f32() {
+    batch_lossless_round_trip(None);
+}
+
+#[test]
+fn batch_lossless_is_bit_exact_for_f16() {
+    batch_lossless_round_trip(Some(Dtype::F16));
+}
+
+#[test]
+fn batch_lossless_is_bit_exact_for_bf16() {
+    batch_lossless_round_trip(Some(Dtype::BF16));
+}
+
+#[test]
+fn u16_is_within_the_quantization_bound() {
+    u16_round_trip(&["--chunk-encoding", "--chunk-size", "8192"]);
+}
+
+#[test]
+fn batch_u16_is_within_the_quantization_bound() {
+    // Two frames: 4096×4096 (1,024 tiles) and 3.6 M values in 2048×2048.
+    u16_round_trip(&[]);
+}
+
+/// u16 encode then decode of MiniLM with `extra` settings: every value within its tensor's
+/// bound (each quantization range lies inside its tensor's).
+fn u16_round_trip(extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reel = encode(&minilm::safetensors(), &store, extra);
     let out = tmp.path().join("decoded.safetensors");
     decode(&reel, &out);
     let original = tensors_of(&minilm::safetensors());

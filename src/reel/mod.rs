@@ -6,8 +6,11 @@
 //!   frame, cut down to [`TILE_SIDE`], 25 pictures per second, every picture intra. A frame
 //!   smaller than the picture is placed at the top-left and the rest is filled with 0; its
 //!   logical size is recorded. A frame larger than [`TILE_SIDE`] on either side is stored as
-//!   several pictures, its tiles in raster order (see [`tiles`]), which bounds the encoder's
-//!   memory. Each plane of 16-bit samples is stored as two tracks, its most significant
+//!   several pictures, which bounds the encoder's memory: an encoder's frame (a Hilbert frame
+//!   wider than a tile) as its tiles in curve order, each with a *tile record* (format version
+//!   3, see [`record`] and [`ReelWriter::push_tile`]), so that it is written and read a tile at
+//!   a time; a frame pushed whole, as its tiles in raster order (see [`tiles`]). Version 1 and
+//!   2 reels had pictures of up to [`V2_TILE_SIDE`] and still read. Each plane of 16-bit samples is stored as two tracks, its most significant
 //!   bytes, then its least significant bytes, and each track is coded as its bytes need
 //!   ([`ReelSpec::track_codec`]):
 //!
