@@ -443,7 +443,8 @@ fn write_run(
         for k in 0..len {
             buf.extend_from_slice(&((run.start + k) as i64).to_le_bytes());
         }
-        file.write_all_at(buf, idx_out.offset + at * 8).map_err(io)?;
+        file.write_all_at(buf, idx_out.offset + at * 8)
+            .map_err(io)?;
         idx_out.written += len;
     }
     Ok(())

@@ -849,7 +849,8 @@ struct TiledFrame {
 impl FrameSink<'_> {
     /// Values of the frame that starts at `next_value`: a whole frame but at the end.
     fn next_frame_len(&self) -> u64 {
-        self.frame_values.min(self.total.saturating_sub(self.next_value))
+        self.frame_values
+            .min(self.total.saturating_sub(self.next_value))
     }
 
     /// Open a part for the next frame unless one is open.
@@ -897,7 +898,12 @@ impl FrameSink<'_> {
 
     /// Feed `values` (of one segment) to the open tiled frame, writing each tile that
     /// completes but the last.
-    fn push_tiled(&mut self, mut values: &[f32], dtype: SourceDtype, new_segment: bool) -> Result<()> {
+    fn push_tiled(
+        &mut self,
+        mut values: &[f32],
+        dtype: SourceDtype,
+        new_segment: bool,
+    ) -> Result<()> {
         let mut new_segment = new_segment;
         while !values.is_empty() {
             let tiled = self.tiled.as_mut().expect("a tiled frame is open");

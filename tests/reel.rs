@@ -781,11 +781,20 @@ fn tiled_frames_read_back_tile_by_tile_and_join() {
             assert!(!r.is_tiled(frame + 1).unwrap());
             let mut seen = Vec::new();
             let out = r
-                .read_tiles(frame, |_| true, |t| {
-                    seen.push((t.index, t.x, t.y, String::from_utf8_lossy(t.record).to_string()));
-                    assert!(t.planes[0] == tiles[t.index as usize], "tile {}", t.index);
-                    Ok(())
-                })
+                .read_tiles(
+                    frame,
+                    |_| true,
+                    |t| {
+                        seen.push((
+                            t.index,
+                            t.x,
+                            t.y,
+                            String::from_utf8_lossy(t.record).to_string(),
+                        ));
+                        assert!(t.planes[0] == tiles[t.index as usize], "tile {}", t.index);
+                        Ok(())
+                    },
+                )
                 .unwrap();
             assert_eq!(out.record, b"a frame");
             assert_eq!(out.crc32, crc);
@@ -802,6 +811,11 @@ fn tiled_frames_read_back_tile_by_tile_and_join() {
 fn reels_without_tiled_frames_are_version_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("small.mkv");
-    write(&path, spec(1, SampleDepth::Gray16), &frames(3, 1, SampleDepth::Gray16, &SIZES), JSON);
+    write(
+        &path,
+        spec(1, SampleDepth::Gray16),
+        &frames(3, 1, SampleDepth::Gray16, &SIZES),
+        JSON,
+    );
     assert_eq!(ReelReader::open(&path).unwrap().format_version(), 2);
 }

@@ -282,7 +282,10 @@ fn ctrl_c_inside_a_tiled_batch_frame_resumes_to_the_same_frames() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for_parts(&mut child, &store, 0), "finished before Ctrl-C");
+    assert!(
+        wait_for_parts(&mut child, &store, 0),
+        "finished before Ctrl-C"
+    );
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -297,7 +300,10 @@ fn ctrl_c_inside_a_tiled_batch_frame_resumes_to_the_same_frames() {
     );
     let out = ok(run(&store, &["--resume"]).output().unwrap());
     assert!(out.contains("Resumed: "), "{out}");
-    let (s1, s2) = (Store::open(&reference).unwrap(), Store::open(&store).unwrap());
+    let (s1, s2) = (
+        Store::open(&reference).unwrap(),
+        Store::open(&store).unwrap(),
+    );
     let (want, got) = (&s1.list().unwrap()[0], &s2.list().unwrap()[0]);
     assert_eq!(stable(want), stable(got));
     let (f1, f2) = (s1.frames(want.id).unwrap(), s2.frames(got.id).unwrap());

@@ -272,7 +272,13 @@ impl TiledFrameEncoder {
         let mut planes = Vec::with_capacity(self.planes as usize);
         for curve in self.curves.iter().take(self.planes as usize) {
             let mut raster = vec![0u16; TILE_VALUES as usize];
-            scatter_tile(&self.layout, &self.offsets, index, &curve[from..to], &mut raster);
+            scatter_tile(
+                &self.layout,
+                &self.offsets,
+                index,
+                &curve[from..to],
+                &mut raster,
+            );
             planes.push(raster);
         }
         // The block's pieces cut at the tile's bounds.
@@ -540,10 +546,16 @@ mod tests {
     use super::*;
 
     fn layouts() -> Vec<FrameLayout> {
-        [(256, 128), (256, 256), (512, 256), (1024, 1024), (2048, 1024)]
-            .into_iter()
-            .map(|(width, height)| FrameLayout { width, height })
-            .collect()
+        [
+            (256, 128),
+            (256, 256),
+            (512, 256),
+            (1024, 1024),
+            (2048, 1024),
+        ]
+        .into_iter()
+        .map(|(width, height)| FrameLayout { width, height })
+        .collect()
     }
 
     #[test]
@@ -598,7 +610,7 @@ mod tests {
         let planes = if mode == PixelMode::Lossless { 2 } else { 1 };
         let mut enc = TiledFrameEncoder::new(count, planes, &options).unwrap();
         let dtype_of = |i: u64| {
-            if (i / segment) % 2 == 0 {
+            if (i / segment).is_multiple_of(2) {
                 SourceDtype::F32
             } else {
                 SourceDtype::BF16
@@ -617,7 +629,7 @@ mod tests {
             let seg_end = ((at as u64 / segment + 1) * segment).min(count) as usize;
             let end = (at + piece).min(seg_end);
             let mut slice = &values[at..end];
-            let mut first = at as u64 % segment == 0;
+            let mut first = (at as u64).is_multiple_of(segment);
             while !slice.is_empty() {
                 let took = enc.push(slice, dtype, first).unwrap();
                 first = false;
@@ -718,7 +730,9 @@ mod tests {
 
     #[test]
     fn moments_merge_like_one_pass() {
-        let values: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 * 0.25 - 3.0).collect();
+        let values: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37) % 101) as f32 * 0.25 - 3.0)
+            .collect();
         let whole = Moments::of(&values);
         let merged = values
             .chunks(77)

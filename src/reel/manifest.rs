@@ -202,7 +202,11 @@ impl TileRecord {
                 .get(piece.tensor as usize)
                 .map(ReelTensor::numel)
                 .ok_or_else(|| bad(format!("a piece names tensor #{}", piece.tensor)))?;
-            if piece.start.checked_add(piece.quant.len).is_none_or(|e| e > numel) {
+            if piece
+                .start
+                .checked_add(piece.quant.len)
+                .is_none_or(|e| e > numel)
+            {
                 return Err(bad("a piece runs past its tensor".into()));
             }
         }

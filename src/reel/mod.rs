@@ -61,8 +61,8 @@ use ffmpeg_next::Dictionary;
 use serde::Serialize;
 
 pub use manifest::{
-    Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, TilePiece,
-    TileRecord, MANIFEST_FORMAT, MANIFEST_VERSION,
+    Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, TilePiece, TileRecord,
+    MANIFEST_FORMAT, MANIFEST_VERSION,
 };
 pub use preview::{write_png_frames, write_preview_h264};
 pub use reader::{read_metadata, ReelReader, TileOut, TiledFrame};

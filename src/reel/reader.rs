@@ -216,7 +216,10 @@ impl ReelReader {
         if index >= self.frame_count() {
             return Err(self.no_frame(index));
         }
-        let first = self.env.sizes.first_picture(&self.env.spec, self.env.version, index);
+        let first = self
+            .env
+            .sizes
+            .first_picture(&self.env.spec, self.env.version, index);
         if first < self.next || first > self.next + SEEK_AHEAD {
             self.seek(first)?;
         }
@@ -269,15 +272,15 @@ impl ReelReader {
         let tiles = self.env.spec.pictures_in(self.env.version, w, h);
         let first = self.position(index)?;
         // Whatever happens below, the demuxer moves past the pictures before this frame.
-        self.next = self.env.sizes.first_picture(&self.env.spec, self.env.version, index + 1);
+        self.next = self
+            .env
+            .sizes
+            .first_picture(&self.env.spec, self.env.version, index + 1);
         let bytes = self.env.spec.depth.bytes() as usize;
         let (pw, ph) = self.picture();
         let path = self.path.clone();
         let corrupt = move |what: String| {
-            Error::reel(
-                &path,
-                format!("frame {index}: {what} (corrupt metadata)"),
-            )
+            Error::reel(&path, format!("frame {index}: {what} (corrupt metadata)"))
         };
         let mut planes = vec![vec![0u16; pw as usize * ph as usize]; self.env.spec.planes as usize];
         let mut crc = crc32fast::Hasher::new();
@@ -308,7 +311,13 @@ impl ReelReader {
                         self.decode(track, index, &p)?
                     };
                     let shift = 8 * (bytes - 1 - track % bytes);
-                    add_bytes(&mut planes[track / bytes], pw, &picture, (0, 0, pw, ph), shift);
+                    add_bytes(
+                        &mut planes[track / bytes],
+                        pw,
+                        &picture,
+                        (0, 0, pw, ph),
+                        shift,
+                    );
                 }
                 if planes_crc32(&planes) != r.crc32 {
                     return Err(Error::reel(
@@ -413,7 +422,9 @@ impl ReelReader {
                 |_| true,
                 |tile| {
                     for (plane, part) in planes.iter_mut().zip(tile.planes) {
-                        for (row, src) in part.chunks_exact(pw as usize).enumerate().take(ph as usize) {
+                        for (row, src) in
+                            part.chunks_exact(pw as usize).enumerate().take(ph as usize)
+                        {
                             let at = (tile.y as usize + row) * width as usize + tile.x as usize;
                             plane[at..at + pw as usize].copy_from_slice(src);
                         }
@@ -426,7 +437,10 @@ impl ReelReader {
         let stored = self.record_of(index)?;
         let first = self.next;
         // Whatever happens below, the demuxer has moved past the pictures before this frame.
-        self.next = self.env.sizes.first_picture(&self.env.spec, self.env.version, index + 1);
+        self.next = self
+            .env
+            .sizes
+            .first_picture(&self.env.spec, self.env.version, index + 1);
         let bytes = self.env.spec.depth.bytes() as usize;
         let area = width as usize * height as usize;
         let mut planes = vec![vec![0u16; area]; self.env.spec.planes as usize];

@@ -273,7 +273,10 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= 0x04;
             assert!(decode_tile(&bad).is_err(), "flip at {i} accepted");
-            assert!(decode_tile(&good[..i]).is_err(), "truncation at {i} accepted");
+            assert!(
+                decode_tile(&good[..i]).is_err(),
+                "truncation at {i} accepted"
+            );
         }
     }
 

@@ -548,7 +548,8 @@ impl ReelWriter {
         let index = self.sizes.len() as usize;
         let (pw, ph) = self.spec.picture();
         let tiles = self.spec.pictures_of(tile.width, tile.height);
-        let bad = |problem: String| Err(Error::reel(&self.path, format!("frame {index}: {problem}")));
+        let bad =
+            |problem: String| Err(Error::reel(&self.path, format!("frame {index}: {problem}")));
         if tiles < 2 || tiles > u64::from(u32::MAX) {
             return bad(format!(
                 "a {}x{} frame is one picture of this reel; push it whole",
@@ -567,8 +568,8 @@ impl ReelWriter {
                 tile.index, tile.width, tile.height
             ));
         }
-        if tile.x % pw != 0
-            || tile.y % ph != 0
+        if !tile.x.is_multiple_of(pw)
+            || !tile.y.is_multiple_of(ph)
             || tile.x + pw > tile.width
             || tile.y + ph > tile.height
         {
@@ -587,10 +588,7 @@ impl ReelWriter {
         let last = tile.index + 1 == tiles;
         let over = |n: usize| n > record::MAX_RECORD;
         if over(tile.record.len()) || (last && over(tile.frame_record.len())) {
-            return bad(format!(
-                "record of more than {} bytes",
-                record::MAX_RECORD
-            ));
+            return bad(format!("record of more than {} bytes", record::MAX_RECORD));
         }
         if self.tracks.is_empty() {
             self.start_tracks()?;
@@ -1018,7 +1016,8 @@ impl ReelWriter {
         }
         // A reel whose pictures version 2 would cut alike, without tiled frames, is a
         // version-2 reel byte for byte.
-        let version = if self.spec.picture_in(super::UNTILED_FORMAT_VERSION) == self.spec.picture() {
+        let version = if self.spec.picture_in(super::UNTILED_FORMAT_VERSION) == self.spec.picture()
+        {
             self.version
         } else {
             REEL_FORMAT_VERSION
