@@ -1074,6 +1074,7 @@ impl ReelWriter {
         // u16 encode's main thread).
         let mut muxer = Dictionary::new();
         muxer.set("write_crc32", "0");
+        muxer.set("live", "1");
         octx.write_header_with(muxer)
             .map_err(|e| format!("cannot write the header: {e}"))?;
         let bases: Vec<Rational> = (0..self.configs.len())
