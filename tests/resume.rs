@@ -75,6 +75,20 @@ fn wait_for_parts(child: &mut Child, store: &Path, at_least: usize) -> bool {
     panic!("no progress in 120 s");
 }
 
+/// Wait for the encode's first part in `store`, send it Ctrl-C (SIGINT) and wait for it.
+fn ctrl_c_after_a_part(mut child: Child, store: &Path) -> Output {
+    assert!(
+        wait_for_parts(&mut child, store, 0),
+        "finished before Ctrl-C"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
 /// Per-frame checksums of every frame of a reel, read back through FFmpeg.
 fn reel_frame_crcs(reel: &Path) -> Vec<u32> {
     let mut reader = ReelReader::open(reel).unwrap();
@@ -211,21 +225,12 @@ fn ctrl_c_stops_cleanly_and_says_what_was_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let store: PathBuf = tmp.path().join("store");
     let store_s = store.to_str().unwrap();
-    let mut child = weightreel(&encode_args(model, store_s))
+    let child = weightreel(&encode_args(model, store_s))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(
-        wait_for_parts(&mut child, &store, 0),
-        "finished before Ctrl-C"
-    );
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = ctrl_c_after_a_part(child, &store);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
@@ -277,21 +282,12 @@ fn ctrl_c_inside_a_tiled_batch_frame_resumes_to_the_same_frames() {
         weightreel(&a)
     };
     ok(run(&reference, &[]).output().unwrap());
-    let mut child = run(&store, &[])
+    let child = run(&store, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(
-        wait_for_parts(&mut child, &store, 0),
-        "finished before Ctrl-C"
-    );
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = ctrl_c_after_a_part(child, &store);
     assert_eq!(
         out.status.code(),
         Some(130),

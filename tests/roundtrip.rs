@@ -158,17 +158,7 @@ fn lossless_is_bit_exact_for_f32_f16_and_bf16() {
                 "65536",
             ],
         );
-        let out = tmp.path().join("decoded.safetensors");
-        decode(&reel, &out);
-        let original = tensors_of(&source);
-        let decoded = tensors_of(&out);
-        // Every streamed tensor (all but the skipped position_ids) comes back identical.
-        assert_eq!(decoded.len(), original.len() - 1, "{source:?}");
-        for (name, (dtype, shape, bytes)) in &decoded {
-            let (odtype, oshape, obytes) = &original[name];
-            assert_eq!((dtype, shape), (odtype, oshape), "{name}");
-            assert_eq!(sha(bytes), sha(obytes), "{source:?}: {name} differs");
-        }
+        let original = decodes_bit_exact(&reel, &source, tmp.path());
         let raw: u64 = original.values().map(|t| t.2.len() as u64).sum();
         let reel_bytes = std::fs::metadata(&reel).unwrap().len();
         eprintln!(
@@ -178,6 +168,27 @@ fn lossless_is_bit_exact_for_f32_f16_and_bf16() {
             reel_bytes as f64 / raw as f64
         );
     }
+}
+
+/// Decode `reel` into `dir` and check that every streamed tensor of `source` (all but the
+/// skipped position_ids) comes back identical: dtype, shape and bytes. Returns the source's
+/// tensors.
+fn decodes_bit_exact(
+    reel: &Path,
+    source: &Path,
+    dir: &Path,
+) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
+    let out = dir.join("decoded.safetensors");
+    decode(reel, &out);
+    let original = tensors_of(source);
+    let decoded = tensors_of(&out);
+    assert_eq!(decoded.len(), original.len() - 1, "{source:?}");
+    for (name, (dtype, shape, bytes)) in &decoded {
+        let (odtype, oshape, obytes) = &original[name];
+        assert_eq!((dtype, shape), (odtype, oshape), "{name}");
+        assert_eq!(sha(bytes), sha(obytes), "{source:?}: {name} differs");
+    }
+    original
 }
 
 /// Batch mode in lossless gives back every bit of `source` (MiniLM, or a copy in `dtype`),
@@ -195,16 +206,7 @@ fn batch_lossless_round_trip(dtype: Option<Dtype>) {
         &store,
         &["--mode", "lossless", "--max-frame-values", "1000003"],
     );
-    let out = tmp.path().join("decoded.safetensors");
-    decode(&reel, &out);
-    let original = tensors_of(&source);
-    let decoded = tensors_of(&out);
-    assert_eq!(decoded.len(), original.len() - 1, "{source:?}");
-    for (name, (dtype, shape, bytes)) in &decoded {
-        let (odtype, oshape, obytes) = &original[name];
-        assert_eq!((dtype, shape), (odtype, oshape), "{name}");
-        assert_eq!(sha(bytes), sha(obytes), "{source:?}: {name} differs");
-    }
+    decodes_bit_exact(&reel, &source, tmp.path());
     let checked = weightreel(&["check", "--store", store.to_str().unwrap(), "--deep"]);
     assert!(checked.contains("1 entries ok, 0 problems"), "{checked}");
 }

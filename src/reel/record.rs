@@ -117,15 +117,28 @@ pub fn encode_tile(tile: &TileRecordBytes) -> Vec<u8> {
     out.extend_from_slice(&tile.record);
     out.extend_from_slice(&(tile.frame_record.len() as u32).to_le_bytes());
     out.extend_from_slice(&tile.frame_record);
+    seal(out)
+}
+
+/// Appends the CRC32 of everything after the `BlockAddID`: the side data is complete.
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
     let crc = crc32fast::hash(&out[8..]);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Parse and verify side data written by [`encode_tile`]. The error is the problem only.
-pub fn decode_tile(side: &[u8]) -> Result<TileRecordBytes, String> {
-    let corrupt = |what: &str| format!("its tile record {what} (corrupt metadata)");
-    if side.len() < 8 + 52 || side[..8] != BLOCK_ADD_ID.to_be_bytes() {
+/// Checks side data's `BlockAddID`, length (at least `min` bytes after it), CRC32, `magic`
+/// and version (at most `newest`); returns a cursor on what follows the version, which
+/// ends before the CRC32. `what` names the record in messages.
+fn open<'a>(
+    side: &'a [u8],
+    what: &str,
+    magic: &[u8; 4],
+    min: usize,
+    newest: u32,
+) -> Result<Cursor<'a>, String> {
+    let corrupt = |problem: &str| format!("its {what} {problem} (corrupt metadata)");
+    if side.len() < 8 + min || side[..8] != BLOCK_ADD_ID.to_be_bytes() {
         return Err(corrupt("is missing or truncated"));
     }
     let body = &side[8..];
@@ -137,15 +150,22 @@ pub fn decode_tile(side: &[u8]) -> Result<TileRecordBytes, String> {
         bytes: content,
         at: 0,
     };
-    if c.take(4)? != TILE_MAGIC {
+    if c.take(4)? != magic {
         return Err(corrupt("has a bad magic"));
     }
     let version = c.u32()?;
-    if version > TILE_RECORD_VERSION {
+    if version > newest {
         return Err(format!(
-            "tile record version {version} is newer than this weightreel supports ({TILE_RECORD_VERSION}); upgrade weightreel"
+            "{what} version {version} is newer than this weightreel supports ({newest}); upgrade weightreel"
         ));
     }
+    Ok(c)
+}
+
+/// Parse and verify side data written by [`encode_tile`]. The error is the problem only.
+pub fn decode_tile(side: &[u8]) -> Result<TileRecordBytes, String> {
+    let corrupt = |what: &str| format!("its tile record {what} (corrupt metadata)");
+    let mut c = open(side, "tile record", TILE_MAGIC, 52, TILE_RECORD_VERSION)?;
     let frame = c.u64()?;
     let (tile, tiles, x, y, crc32, frame_crc32) =
         (c.u32()?, c.u32()?, c.u32()?, c.u32()?, c.u32()?, c.u32()?);
@@ -158,7 +178,7 @@ pub fn decode_tile(side: &[u8]) -> Result<TileRecordBytes, String> {
     };
     let record = blob(&mut c)?;
     let frame_record = blob(&mut c)?;
-    if c.at != content.len() || tile >= tiles {
+    if c.at != c.bytes.len() || tile >= tiles {
         return Err(corrupt("has lengths that do not add up"));
     }
     Ok(TileRecordBytes {
@@ -184,39 +204,17 @@ pub fn encode(index: u64, crc32: u32, record: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc32.to_le_bytes());
     out.extend_from_slice(&(record.len() as u32).to_le_bytes());
     out.extend_from_slice(record);
-    let crc = crc32fast::hash(&out[8..]);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    seal(out)
 }
 
 /// Parse and verify side data written by [`encode`]. The error is the problem only.
 pub fn decode(side: &[u8]) -> Result<FrameRecordBytes, String> {
     let corrupt = |what: &str| format!("its frame record {what} (corrupt metadata)");
-    if side.len() < 8 + 28 || side[..8] != BLOCK_ADD_ID.to_be_bytes() {
-        return Err(corrupt("is missing or truncated"));
-    }
-    let body = &side[8..];
-    let (content, stored) = body.split_at(body.len() - 4);
-    if crc32fast::hash(content).to_le_bytes() != stored {
-        return Err(corrupt("failed its CRC32 check"));
-    }
-    let mut c = Cursor {
-        bytes: content,
-        at: 0,
-    };
-    if c.take(4)? != MAGIC {
-        return Err(corrupt("has a bad magic"));
-    }
-    let version = c.u32()?;
-    if version > RECORD_VERSION {
-        return Err(format!(
-            "frame record version {version} is newer than this weightreel supports ({RECORD_VERSION}); upgrade weightreel"
-        ));
-    }
+    let mut c = open(side, "frame record", MAGIC, 28, RECORD_VERSION)?;
     let index = c.u64()?;
     let crc32 = c.u32()?;
     let len = c.u32()? as usize;
-    if len > MAX_RECORD || c.at + len != content.len() {
+    if len > MAX_RECORD || c.at + len != c.bytes.len() {
         return Err(corrupt("has lengths that do not add up"));
     }
     let record = c.take(len)?.to_vec();
