@@ -1,8 +1,14 @@
 //! [`ReelReader`]: open a reel, check its envelope and tracks, decode frames on demand.
 //!
 //! Reading frames in order decodes each packet once and seeks never. A jump backwards or more
-//! than [`SEEK_AHEAD`] frames forward seeks through the Matroska cues; since every frame is
-//! intra, the packets between the seek point and the wanted frame are skipped undecoded.
+//! than [`SEEK_AHEAD`] frames forward seeks: through the Matroska cues of reels that have them
+//! (written before the muxer's `live` mode), else through the index FFmpeg's demuxer builds
+//! from the clusters it has read, reading further clusters for a jump ahead of them. Since
+//! every frame is intra, the packets between the seek point and the wanted frame are skipped
+//! undecoded.
+//!
+//! A tiled frame (format version 3) is read a tile at a time ([`ReelReader::read_tiles`]);
+//! [`ReelReader::read_frame`] assembles its tiles where their records place them.
 
 use std::collections::VecDeque;
 use std::ffi::CString;
