@@ -279,12 +279,12 @@ pub fn encode(
     // full disk from one failed encode does not fail the next.
     store.sweep()?;
     let work = WorkDir::lock(store, model, &plan.settings_key)?;
-    let parts = load_parts(&work.path, &plan.template)?;
+    let parts = load_parts(&work.path, &plan.template, &plan.spec)?;
     let resumed = PartTotals::of(&parts);
     match stream_frames(model, options, &plan, &work.path, resumed, cancel)? {
         Streamed::Complete => {}
         Streamed::Interrupted => {
-            let kept = PartTotals::of(&load_parts(&work.path, &plan.template)?);
+            let kept = PartTotals::of(&load_parts(&work.path, &plan.template, &plan.spec)?);
             return Ok(EncodeOutcome::Interrupted {
                 frames: kept.frames,
                 values: kept.values,
@@ -293,7 +293,7 @@ pub fn encode(
             });
         }
     }
-    let parts = load_parts(&work.path, &plan.template)?;
+    let parts = load_parts(&work.path, &plan.template, &plan.spec)?;
     let done = PartTotals::of(&parts);
     if done.values != plan.total || done.frames != plan.frame_count {
         return Err(Error::store(
@@ -761,8 +761,9 @@ struct Part {
 }
 
 /// Read the complete parts of an earlier run, in order. Parts of another encode (other
-/// settings or another commit of the model) or out of sequence are stale and removed.
-fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
+/// settings or another commit of the model), of pictures this build does not write (an older
+/// build's), or out of sequence are stale and removed.
+fn load_parts(work: &Path, template: &Manifest, spec: &ReelSpec) -> Result<Vec<Part>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(work)
         .map_err(|e| Error::io(work, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -777,9 +778,11 @@ fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
     let mut expected_frame = 0u64;
     let mut expected_value = 0u64;
     for path in names {
-        let usable = reel::read_metadata(&path)
-            .and_then(|json| Manifest::parse(&path, &json))
+        // A part this build cannot join (an older build's pictures) is redone.
+        let usable = reel::read_joinable_metadata(&path, spec)
             .ok()
+            .flatten()
+            .and_then(|json| Manifest::parse(&path, &json).ok())
             .filter(|m| {
                 m.settings_key == template.settings_key
                     && m.commit == template.commit

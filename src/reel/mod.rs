@@ -65,7 +65,7 @@ pub use manifest::{
     MANIFEST_FORMAT, MANIFEST_VERSION,
 };
 pub use preview::{write_png_frames, write_preview_h264};
-pub use reader::{read_metadata, ReelReader, TileOut, TiledFrame};
+pub use reader::{read_joinable_metadata, read_metadata, ReelReader, TileOut, TiledFrame};
 pub use writer::{ReelWriter, TileIn};
 
 /// Join finished reels (parts of one encode, in order) into one reel at `out` with

@@ -77,6 +77,15 @@ pub fn read_metadata(path: &Path) -> Result<Vec<u8>> {
     Ok(open_envelope(path)?.1.json)
 }
 
+/// [`read_metadata`] of a part that a writer of `spec` can join (see
+/// [`super::ReelWriter::append_reel`]): `None` for a reel of other pictures, such as a
+/// version-2 part of 512×512 pictures left by an older build.
+pub fn read_joinable_metadata(path: &Path, spec: &ReelSpec) -> Result<Option<Vec<u8>>> {
+    let env = open_envelope(path)?.1;
+    let joinable = env.spec == *spec && spec.picture_in(env.version) == spec.picture();
+    Ok(joinable.then_some(env.json))
+}
+
 /// An open reel.
 pub struct ReelReader {
     path: PathBuf,
