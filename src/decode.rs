@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::frames;
-use crate::reel::{Manifest, ReelFrame, ReelReader};
+use crate::reel::{Manifest, ReelFrame, ReelReader, TileRecord};
 use crate::source::convert;
 
 /// What a decode produced.
@@ -320,6 +320,12 @@ fn write_frames(
     let mut decoded = 0u64;
     let mut buf = Vec::new();
     for index in 0..reader.frame_count() {
+        if manifest.frames.is_empty() && reader.is_tiled(index)? {
+            decoded += u64::from(write_tiled_frame(
+                reel, reader, manifest, layout, file, tmp, index,
+            )?);
+            continue;
+        }
         let frame = if manifest.frames.is_empty() {
             let bytes = reader.frame_record(index)?;
             ReelFrame::parse_record(reel, manifest, index, &bytes)?
@@ -351,48 +357,17 @@ fn write_frames(
         let values = frames::decode_frame(&frame.meta, &planes)?;
         decoded += 1;
         for seg in &frame.segments {
-            let Some(Some(out)) = layout.outputs.get_mut(seg.tensor as usize) else {
-                continue;
-            };
             let from = seg.curve_start as usize;
             let slice = values.get(from..from + seg.len as usize).ok_or_else(|| {
                 Error::reel(reel, format!("frame {index}: segment outside the frame"))
             })?;
-            let eb = elem_bytes(out.dtype);
-            let at = if out.whole {
-                seg.start
-            } else {
-                if seg.start < out.last_end {
-                    return Err(Error::reel(
-                        reel,
-                        format!("frame {index}: sampled values arrive out of order"),
-                    ));
-                }
-                out.last_end = seg.start + seg.len;
-                out.written
+            let run = Run {
+                frame: index,
+                tensor: seg.tensor,
+                start: seg.start,
+                values: slice,
             };
-            if at + seg.len > out.expected {
-                return Err(Error::reel(
-                    reel,
-                    format!("frame {index}: a segment runs past its tensor"),
-                ));
-            }
-            buf.clear();
-            for &v in slice {
-                put(out.dtype, v, &mut buf);
-            }
-            file.write_all_at(&buf, out.offset + at * eb).map_err(io)?;
-            out.written += seg.len;
-            if let Some(ix) = out.indices {
-                let idx_out = layout.outputs[ix].as_mut().expect("index output exists");
-                buf.clear();
-                for k in 0..seg.len {
-                    buf.extend_from_slice(&((seg.start + k) as i64).to_le_bytes());
-                }
-                file.write_all_at(&buf, idx_out.offset + at * 8)
-                    .map_err(io)?;
-                idx_out.written += seg.len;
-            }
+            write_run(reel, layout, &run, file, tmp, &mut buf)?;
         }
     }
     if let Some(short) = layout
@@ -407,6 +382,142 @@ fn write_frames(
                 "frames hold {} of a tensor's {} values (corrupt metadata)",
                 short.written, short.expected
             ),
+        ));
+    }
+    Ok(decoded)
+}
+
+/// Values of one tensor decoded from a frame, to be written at their place.
+struct Run<'a> {
+    frame: u64,
+    tensor: u32,
+    /// Element of the tensor of the first value.
+    start: u64,
+    values: &'a [f32],
+}
+
+/// Write `run` into its tensor's output (and a sampled tensor's indices); nothing for a
+/// tensor that is not written.
+fn write_run(
+    reel: &Path,
+    layout: &mut Layout,
+    run: &Run,
+    file: &File,
+    tmp: &Path,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    let io = |e| Error::io(tmp, e);
+    let index = run.frame;
+    let len = run.values.len() as u64;
+    let Some(Some(out)) = layout.outputs.get_mut(run.tensor as usize) else {
+        return Ok(());
+    };
+    let eb = elem_bytes(out.dtype);
+    let at = if out.whole {
+        run.start
+    } else {
+        if run.start < out.last_end {
+            return Err(Error::reel(
+                reel,
+                format!("frame {index}: sampled values arrive out of order"),
+            ));
+        }
+        out.last_end = run.start + len;
+        out.written
+    };
+    if at + len > out.expected {
+        return Err(Error::reel(
+            reel,
+            format!("frame {index}: a segment runs past its tensor"),
+        ));
+    }
+    buf.clear();
+    for &v in run.values {
+        put(out.dtype, v, buf);
+    }
+    file.write_all_at(buf, out.offset + at * eb).map_err(io)?;
+    out.written += len;
+    if let Some(ix) = out.indices {
+        let idx_out = layout.outputs[ix].as_mut().expect("index output exists");
+        buf.clear();
+        for k in 0..len {
+            buf.extend_from_slice(&((run.start + k) as i64).to_le_bytes());
+        }
+        file.write_all_at(buf, idx_out.offset + at * 8)
+            .map_err(io)?;
+        idx_out.written += len;
+    }
+    Ok(())
+}
+
+/// Decode the tiled frame `index` tile by tile (one tile's planes and values at a time) and
+/// write its values; tiles holding no wanted tensor are not decoded. Returns whether any
+/// tile was decoded.
+fn write_tiled_frame(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    layout: &mut Layout,
+    file: &File,
+    tmp: &Path,
+    index: u64,
+) -> Result<bool> {
+    let (width, height) = reader
+        .frame_size(index)
+        .ok_or_else(|| Error::reel(reel, format!("frame {index} is not in the reel")))?;
+    let frame_layout = frames::FrameLayout { width, height };
+    let mode = frames::PixelMode::parse(&manifest.settings.mode)
+        .map_err(|e| Error::reel(reel, format!("the manifest's mode: {e}")))?;
+    let wanted_tensors: Vec<bool> = layout.outputs.iter().map(Option::is_some).collect();
+    // A record that does not parse is decoded, so that its error is reported.
+    let wanted = |bytes: &[u8]| {
+        serde_json::from_slice::<TileRecord>(bytes).map_or(true, |r| {
+            r.pieces
+                .iter()
+                .any(|p| wanted_tensors.get(p.tensor as usize) == Some(&true))
+        })
+    };
+    let mut values = Vec::new();
+    let mut pieces = Vec::new();
+    let mut buf = Vec::new();
+    let mut decoded = false;
+    let frame = reader.read_tiles(index, wanted, |tile| {
+        let record = TileRecord::parse(reel, manifest, index, tile.index, tile.record)?;
+        pieces.clear();
+        pieces.extend(record.pieces.iter().map(|p| p.quant));
+        let planes: Vec<&[u16]> = tile.planes.iter().map(Vec::as_slice).collect();
+        frames::decode_tile(
+            &frame_layout,
+            tile.index,
+            mode,
+            frames::SampleOrder::Rotated,
+            &planes,
+            &pieces,
+            &mut values,
+        )
+        .map_err(|e| Error::reel(reel, format!("frame {index} (tile {}): {e}", tile.index)))?;
+        decoded = true;
+        let base = u64::from(tile.index) * frames::TILE_VALUES;
+        for p in &record.pieces {
+            let from = (p.quant.curve_start - base) as usize;
+            let run = Run {
+                frame: index,
+                tensor: p.tensor,
+                start: p.start,
+                values: &values[from..from + p.quant.len as usize],
+            };
+            write_run(reel, layout, &run, file, tmp, &mut buf)?;
+        }
+        Ok(())
+    })?;
+    let summary = ReelFrame::parse_record(reel, manifest, index, &frame.record)?;
+    if summary.checksum != frame.crc32
+        || summary.meta.layout != frame_layout
+        || summary.meta.mode != mode
+    {
+        return Err(Error::reel(
+            reel,
+            format!("frame {index}: its record disagrees with its tiles (corrupt metadata)"),
         ));
     }
     Ok(decoded)

@@ -19,11 +19,14 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprint, FingerprintCost};
-use crate::frames::{self, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype};
+use crate::frames::{
+    self, EncodedTile, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
+    TiledFrameEncoder,
+};
 use crate::progress::{Progress, ProgressMode};
 use crate::reel::{
     self, Manifest, PartSummary, ReelFrame, ReelSpec, ReelTensor, ReelWriter, SampleDepth,
-    SampleKind, SegmentRef, MANIFEST_FORMAT, MANIFEST_VERSION,
+    SampleKind, SegmentRef, TileIn, TilePiece, TileRecord, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
 use crate::selection::Selection;
 use crate::source::{Model, TensorInfo};
@@ -280,12 +283,12 @@ pub fn encode(
     // full disk from one failed encode does not fail the next.
     store.sweep()?;
     let work = WorkDir::lock(store, model, &plan.settings_key)?;
-    let parts = load_parts(&work.path, &plan.template)?;
+    let parts = load_parts(&work.path, &plan.template, &plan.spec)?;
     let resumed = PartTotals::of(&parts);
     match stream_frames(model, options, &plan, &work.path, resumed, cancel)? {
         Streamed::Complete => {}
         Streamed::Interrupted => {
-            let kept = PartTotals::of(&load_parts(&work.path, &plan.template)?);
+            let kept = PartTotals::of(&load_parts(&work.path, &plan.template, &plan.spec)?);
             return Ok(EncodeOutcome::Interrupted {
                 frames: kept.frames,
                 values: kept.values,
@@ -294,7 +297,7 @@ pub fn encode(
             });
         }
     }
-    let parts = load_parts(&work.path, &plan.template)?;
+    let parts = load_parts(&work.path, &plan.template, &plan.spec)?;
     let done = PartTotals::of(&parts);
     if done.values != plan.total || done.frames != plan.frame_count {
         return Err(Error::store(
@@ -575,7 +578,9 @@ fn stream_frames(
             .map(|(i, t)| (t.name.clone(), i as u32))
             .collect(),
         frame_values: plan.frame_values,
-        values: Vec::with_capacity(plan.frame_values.min(plan.total) as usize),
+        total: plan.total,
+        values: Vec::new(),
+        tiled: None,
         segments: Vec::new(),
         next_frame: resumed.frames,
         next_value: resumed.values,
@@ -599,8 +604,22 @@ fn stream_frames(
         // Keep complete frames only; the partial frame is re-read on resume.
         sink.values.clear();
         sink.segments.clear();
+        if sink.tiled.take().is_some() {
+            if let Some((writer, _)) = sink.part.as_mut() {
+                writer.discard_open_frame()?;
+            }
+        }
         sink.close_part()?;
         return Ok(Streamed::Interrupted);
+    }
+    if let Some(tiled) = &sink.tiled {
+        return Err(Error::model(
+            &model.spec,
+            format!(
+                "the stream ended inside a frame ({} of its values came)",
+                tiled.pushed
+            ),
+        ));
     }
     sink.flush_frame()?;
     sink.close_part()?;
@@ -782,8 +801,9 @@ struct Part {
 }
 
 /// Read the complete parts of an earlier run, in order. Parts of another encode (other
-/// settings or another commit of the model) or out of sequence are stale and removed.
-fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
+/// settings or another commit of the model), of pictures this build does not write (an older
+/// build's), or out of sequence are stale and removed.
+fn load_parts(work: &Path, template: &Manifest, spec: &ReelSpec) -> Result<Vec<Part>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(work)
         .map_err(|e| Error::io(work, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -798,9 +818,11 @@ fn load_parts(work: &Path, template: &Manifest) -> Result<Vec<Part>> {
     let mut expected_frame = 0u64;
     let mut expected_value = 0u64;
     for path in names {
-        let usable = reel::read_metadata(&path)
-            .and_then(|json| Manifest::parse(&path, &json))
+        // A part this build cannot join (an older build's pictures) is redone.
+        let usable = reel::read_joinable_metadata(&path, spec)
             .ok()
+            .flatten()
+            .and_then(|json| Manifest::parse(&path, &json).ok())
             .filter(|m| {
                 m.settings_key == template.settings_key
                     && m.commit == template.commit
@@ -838,7 +860,13 @@ struct FrameSink<'a> {
     work: &'a Path,
     tensor_index: HashMap<String, u32>,
     frame_values: u64,
+    /// Values in the selection.
+    total: u64,
+    /// The values of a frame that fits one tile, gathered until it is complete.
     values: Vec<f32>,
+    /// A frame larger than a tile, encoded tile by tile as its values come.
+    tiled: Option<TiledFrame>,
+    /// The open frame's segments, either way.
     segments: Vec<(SegmentRef, SourceDtype)>,
     next_frame: u64,
     next_value: u64,
@@ -850,8 +878,185 @@ struct FrameSink<'a> {
     bytes_before: u64,
 }
 
+/// A frame larger than one tile on its way: its encoder, the tile held back (the last one
+/// carries the frame's record, known only at the end), and the CRC32 of the tiles written.
+struct TiledFrame {
+    encoder: TiledFrameEncoder,
+    held: Option<EncodedTile>,
+    crc: crc32fast::Hasher,
+    /// Values it holds, and values pushed so far.
+    count: u64,
+    pushed: u64,
+}
+
 impl FrameSink<'_> {
+    /// Values of the frame that starts at `next_value`: a whole frame but at the end.
+    fn next_frame_len(&self) -> u64 {
+        self.frame_values
+            .min(self.total.saturating_sub(self.next_value))
+    }
+
+    /// Open a part for the next frame unless one is open.
+    fn open_part(&mut self) -> Result<()> {
+        if self.part.is_none() {
+            let path = self.work.join(format!("part-{:08}.mkv", self.part_index));
+            let summary = PartSummary {
+                first_frame: self.next_frame,
+                first_value: self.next_value,
+                frames: 0,
+                values: 0,
+            };
+            self.part = Some((ReelWriter::create(&path, self.spec)?, summary));
+            self.part_started = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Start the frame at `next_value`: tiled when it is larger than a tile, else gathered.
+    fn start_frame(&mut self) -> Result<()> {
+        let count = self.next_frame_len();
+        let layout = FrameLayout::for_count(count.max(1), self.options.frame.max_values)?;
+        if frames::is_tiled(&layout) {
+            let encoder = TiledFrameEncoder::new(count, self.spec.planes, &self.options.frame)?;
+            self.open_part()?;
+            self.tiled = Some(TiledFrame {
+                encoder,
+                held: None,
+                crc: crc32fast::Hasher::new(),
+                count,
+                pushed: 0,
+            });
+        } else if self.values.capacity() == 0 {
+            self.values.reserve_exact(count as usize);
+        }
+        Ok(())
+    }
+
+    /// Values of the open frame so far.
+    fn frame_filled(&self) -> u64 {
+        self.tiled
+            .as_ref()
+            .map_or(self.values.len() as u64, |t| t.pushed)
+    }
+
+    /// Feed `values` (of one segment) to the open tiled frame, writing each tile that
+    /// completes but the last.
+    fn push_tiled(
+        &mut self,
+        mut values: &[f32],
+        dtype: SourceDtype,
+        new_segment: bool,
+    ) -> Result<()> {
+        let mut new_segment = new_segment;
+        while !values.is_empty() {
+            let tiled = self.tiled.as_mut().expect("a tiled frame is open");
+            let took = tiled.encoder.push(values, dtype, new_segment)?;
+            tiled.pushed += took as u64;
+            new_segment = false;
+            values = &values[took..];
+            while let Some(tile) = self.tiled.as_mut().and_then(|t| t.encoder.take_ready()) {
+                self.hold_tile(tile)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep `tile` back and write the one held before it.
+    fn hold_tile(&mut self, tile: EncodedTile) -> Result<()> {
+        let tiled = self.tiled.as_mut().expect("a tiled frame is open");
+        let Some(previous) = tiled.held.replace(tile) else {
+            return Ok(());
+        };
+        reel::hash_planes(&mut tiled.crc, &previous.planes);
+        let layout = tiled.encoder.layout();
+        self.write_tile(layout, &previous, &[])
+    }
+
+    /// Write one tile of the tiled frame of `layout` into the part, with its record.
+    fn write_tile(
+        &mut self,
+        layout: FrameLayout,
+        tile: &EncodedTile,
+        frame_record: &[u8],
+    ) -> Result<()> {
+        let pieces = tile
+            .pieces
+            .iter()
+            .map(|quant| {
+                // Pieces never cross a segment: find the one holding its first position.
+                let i = self
+                    .segments
+                    .partition_point(|(s, _)| s.curve_start <= quant.curve_start)
+                    - 1;
+                let seg = &self.segments[i].0;
+                TilePiece {
+                    tensor: seg.tensor,
+                    start: seg.start + (quant.curve_start - seg.curve_start),
+                    quant: *quant,
+                }
+            })
+            .collect();
+        let record = TileRecord {
+            frame: self.next_frame,
+            tile: tile.index,
+            pieces,
+        };
+        let json = serde_json::to_vec(&record).expect("tile record serializes");
+        let planes: Vec<&[u16]> = tile.planes.iter().map(Vec::as_slice).collect();
+        let (writer, _) = self.part.as_mut().expect("part is open");
+        writer.push_tile(&TileIn {
+            width: layout.width,
+            height: layout.height,
+            index: tile.index,
+            x: tile.x,
+            y: tile.y,
+            planes: &planes,
+            record: &json,
+            frame_record,
+        })?;
+        Ok(())
+    }
+
+    /// All values of the tiled frame are in: write its remaining tiles, the last with the
+    /// frame's record.
+    fn finish_tiled(&mut self) -> Result<()> {
+        let tiled = self.tiled.as_mut().expect("a tiled frame is open");
+        tiled.encoder.close()?;
+        loop {
+            let tiled = self.tiled.as_mut().expect("a tiled frame is open");
+            let next = tiled
+                .encoder
+                .take_ready()
+                .or_else(|| tiled.encoder.next_padding());
+            match next {
+                Some(tile) => self.hold_tile(tile)?,
+                None => break,
+            }
+        }
+        let mut tiled = self.tiled.take().expect("a tiled frame is open");
+        let last = tiled.held.take().expect("a frame has tiles");
+        let layout = tiled.encoder.layout();
+        let meta = tiled.encoder.finish()?;
+        // The frame's CRC32 is that of all its tiles' planes, in stored order; the ones
+        // before the last were hashed as they were written.
+        let mut crc = tiled.crc.clone();
+        reel::hash_planes(&mut crc, &last.planes);
+        let record = ReelFrame {
+            index: self.next_frame,
+            first_value: self.next_value,
+            checksum: crc.finalize(),
+            segments: self.segments.iter().map(|(s, _)| *s).collect(),
+            meta,
+        };
+        let record_json = serde_json::to_vec(&record).expect("frame serializes");
+        self.write_tile(layout, &last, &record_json)?;
+        self.frame_done(record.meta.count)
+    }
+
     fn flush_frame(&mut self) -> Result<()> {
+        if self.tiled.is_some() {
+            return self.finish_tiled();
+        }
         if self.values.is_empty() {
             return Ok(());
         }
@@ -865,17 +1070,7 @@ impl FrameSink<'_> {
             })
             .collect();
         let frame = frames::encode_frame(&self.values, &specs, &self.options.frame)?;
-        if self.part.is_none() {
-            let path = self.work.join(format!("part-{:08}.mkv", self.part_index));
-            let summary = PartSummary {
-                first_frame: self.next_frame,
-                first_value: self.next_value,
-                frames: 0,
-                values: 0,
-            };
-            self.part = Some((ReelWriter::create(&path, self.spec)?, summary));
-            self.part_started = Instant::now();
-        }
+        self.open_part()?;
         let count = self.values.len() as u64;
         let record = ReelFrame {
             index: self.next_frame,
@@ -886,7 +1081,7 @@ impl FrameSink<'_> {
         }
         .slim();
         let record_json = serde_json::to_vec(&record).expect("frame serializes");
-        let (writer, summary) = self.part.as_mut().expect("part is open");
+        let (writer, _) = self.part.as_mut().expect("part is open");
         // A lossless frame holding only 16-bit sources has one plane; in a two-plane reel its
         // second plane carries zeros.
         let zeros;
@@ -897,6 +1092,12 @@ impl FrameSink<'_> {
         }
         let layout = record.meta.layout;
         writer.push_frame_with_record(layout.width, layout.height, &planes, &record_json)?;
+        self.frame_done(count)
+    }
+
+    /// A frame of `count` values is in the part: count it, and close the part at a checkpoint.
+    fn frame_done(&mut self, count: u64) -> Result<()> {
+        let (_, summary) = self.part.as_mut().expect("part is open");
         summary.frames += 1;
         summary.values += count;
         self.next_frame += 1;
@@ -943,32 +1144,44 @@ impl Sink for FrameSink<'_> {
         let dtype = source_dtype(tensor.dtype);
         let mut offset = 0usize;
         while offset < values.len() {
-            let room = (self.frame_values as usize) - self.values.len();
-            let take = room.min(values.len() - offset);
-            let curve_start = self.values.len() as u64;
-            let elem = start + offset as u64;
-            match self.segments.last_mut() {
-                Some((last, _)) if last.tensor == index && last.start + last.len == elem => {
-                    last.len += take as u64
-                }
-                _ => self.segments.push((
-                    SegmentRef {
-                        tensor: index,
-                        start: elem,
-                        len: take as u64,
-                        curve_start,
-                    },
-                    dtype,
-                )),
+            if self.values.is_empty() && self.tiled.is_none() {
+                self.start_frame()?;
             }
-            self.values
-                .extend_from_slice(&values[offset..offset + take]);
+            let filled = self.frame_filled();
+            let frame_len = self.tiled.as_ref().map_or(self.frame_values, |t| t.count);
+            let room = (frame_len - filled) as usize;
+            let take = room.min(values.len() - offset);
+            let elem = start + offset as u64;
+            let new_segment = match self.segments.last_mut() {
+                Some((last, _)) if last.tensor == index && last.start + last.len == elem => {
+                    last.len += take as u64;
+                    false
+                }
+                _ => {
+                    self.segments.push((
+                        SegmentRef {
+                            tensor: index,
+                            start: elem,
+                            len: take as u64,
+                            curve_start: filled,
+                        },
+                        dtype,
+                    ));
+                    true
+                }
+            };
+            let piece = &values[offset..offset + take];
+            if self.tiled.is_some() {
+                self.push_tiled(piece, dtype, new_segment)?;
+            } else {
+                self.values.extend_from_slice(piece);
+            }
             offset += take;
-            if self.values.len() as u64 == self.frame_values {
+            if filled + take as u64 == frame_len {
                 self.flush_frame()?;
             }
         }
-        let done = self.next_value + self.values.len() as u64;
+        let done = self.next_value + self.frame_filled();
         let bytes = self
             .model
             .read_stats()

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use weightreel::reel::{
     write_png_frames, write_preview_h264, ReelReader, ReelSpec, ReelWriter, SampleDepth,
-    SampleKind, REEL_FORMAT_VERSION,
+    SampleKind, TileIn, REEL_FORMAT_VERSION,
 };
 
 /// splitmix64: deterministic test data without a dependency.
@@ -681,7 +681,7 @@ fn writers_of_one_shape_write_identical_packets() {
 fn frames_larger_than_a_picture_are_tiled_and_read_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiled.mkv");
-    // 1030×600 needs 3×2 pictures of at most 512×512 (the last column and row partial); the
+    // 1030×600 needs 9×5 pictures of at most 128×128 (the last column and row partial); the
     // small frame after it takes one; read out of order too.
     let sizes = [(1030, 600), (64, 32), (600, 513)];
     let written = frames(41, 2, SampleDepth::Gray16, &sizes);
@@ -703,9 +703,119 @@ fn frames_larger_than_a_picture_are_tiled_and_read_back_exactly() {
         let planes = reader.read_frame(i as u64, f.width, f.height).unwrap();
         assert!(planes == f.planes, "frame {i} differs");
     }
-    // The video holds 6 + 1 + 4 pictures of 512×512 per track.
+    // The video holds 45 + 1 + 25 pictures of 128×128 per track (pictures were 512×512 up to
+    // reel format version 2).
     let probe = ffprobe(&["-count_frames", "-show_streams"], &path);
     let video = probe["streams"][0].clone();
-    assert_eq!(video["width"], 512);
-    assert_eq!(video["nb_read_frames"], "11");
+    assert_eq!(video["width"], 128);
+    assert_eq!(video["nb_read_frames"], "71");
+}
+
+/// A 256×256 frame pushed as its four 128×128 tiles in curve order, each with a record: what
+/// the reader gives back tile by tile and whole, and what survives a join.
+fn push_tiled(w: &mut ReelWriter, tiles: &[Vec<u16>], tag: &str) -> Option<u32> {
+    let origins = [(0, 0), (0, 128), (128, 128), (128, 0)];
+    let mut crc = None;
+    for (k, ((x, y), plane)) in origins.iter().zip(tiles).enumerate() {
+        let record = format!("{tag} tile {k}");
+        crc = w
+            .push_tile(&TileIn {
+                width: 256,
+                height: 256,
+                index: k as u32,
+                x: *x,
+                y: *y,
+                planes: &[plane.as_slice()],
+                record: record.as_bytes(),
+                frame_record: format!("{tag} frame").as_bytes(),
+            })
+            .unwrap();
+    }
+    crc
+}
+
+#[test]
+fn tiled_frames_read_back_tile_by_tile_and_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sized(256, 256, 1, SampleDepth::Gray16, SampleKind::Quantized);
+    let mut rng = Rng(77);
+    let tiles: Vec<Vec<u16>> = (0..4).map(|_| rng.plane(128 * 128, u16::MAX)).collect();
+    let small = rng.plane(64 * 32, u16::MAX);
+    let part = dir.path().join("part.mkv");
+    let mut w = ReelWriter::create(&part, spec).unwrap();
+    let crc = push_tiled(&mut w, &tiles, "a").unwrap();
+    // A frame that is not completed leaves nothing behind.
+    w.push_tile(&TileIn {
+        width: 256,
+        height: 256,
+        index: 0,
+        x: 0,
+        y: 0,
+        planes: &[tiles[3].as_slice()],
+        record: b"dropped",
+        frame_record: b"",
+    })
+    .unwrap();
+    let err = w.push_frame(64, 32, &[small.as_slice()]).unwrap_err();
+    assert!(err.to_string().contains("waits for tile 1 of 4"), "{err}");
+    w.discard_open_frame().unwrap();
+    w.push_frame(64, 32, &[small.as_slice()]).unwrap();
+    assert_eq!(w.frames(), 2);
+    w.finish(JSON).unwrap();
+
+    let mut whole = vec![0u16; 256 * 256];
+    for (tile, (x, y)) in tiles.iter().zip([(0, 0), (0, 128), (128, 128), (128, 0)]) {
+        for (row, src) in tile.chunks_exact(128).enumerate() {
+            let at = (y + row) * 256 + x;
+            whole[at..at + 128].copy_from_slice(src);
+        }
+    }
+    let joined = dir.path().join("joined.mkv");
+    weightreel::reel::concat(&[part.clone(), part.clone()], &joined, JSON).unwrap();
+    for path in [&part, &joined] {
+        let mut r = ReelReader::open(path).unwrap();
+        assert_eq!(r.format_version(), REEL_FORMAT_VERSION);
+        assert_eq!(r.frame_count() as usize, if path == &part { 2 } else { 4 });
+        for frame in (0..r.frame_count()).step_by(2) {
+            assert!(r.is_tiled(frame).unwrap());
+            assert!(!r.is_tiled(frame + 1).unwrap());
+            let mut seen = Vec::new();
+            let out = r
+                .read_tiles(
+                    frame,
+                    |_| true,
+                    |t| {
+                        seen.push((
+                            t.index,
+                            t.x,
+                            t.y,
+                            String::from_utf8_lossy(t.record).to_string(),
+                        ));
+                        assert!(t.planes[0] == tiles[t.index as usize], "tile {}", t.index);
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            assert_eq!(out.record, b"a frame");
+            assert_eq!(out.crc32, crc);
+            assert_eq!(seen[2], (2, 128, 128, "a tile 2".to_string()));
+            assert_eq!(r.frame_record(frame).unwrap(), b"a frame");
+            assert!(r.read_frame(frame, 256, 256).unwrap()[0] == whole);
+            r.verify_frame(frame).unwrap();
+            assert!(r.read_frame(frame + 1, 64, 32).unwrap()[0] == small);
+        }
+    }
+}
+
+#[test]
+fn reels_without_tiled_frames_are_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.mkv");
+    write(
+        &path,
+        spec(1, SampleDepth::Gray16),
+        &frames(3, 1, SampleDepth::Gray16, &SIZES),
+        JSON,
+    );
+    assert_eq!(ReelReader::open(&path).unwrap().format_version(), 2);
 }

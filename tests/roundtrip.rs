@@ -158,17 +158,7 @@ fn lossless_is_bit_exact_for_f32_f16_and_bf16() {
                 "65536",
             ],
         );
-        let out = tmp.path().join("decoded.safetensors");
-        decode(&reel, &out);
-        let original = tensors_of(&source);
-        let decoded = tensors_of(&out);
-        // Every streamed tensor (all but the skipped position_ids) comes back identical.
-        assert_eq!(decoded.len(), original.len() - 1, "{source:?}");
-        for (name, (dtype, shape, bytes)) in &decoded {
-            let (odtype, oshape, obytes) = &original[name];
-            assert_eq!((dtype, shape), (odtype, oshape), "{name}");
-            assert_eq!(sha(bytes), sha(obytes), "{source:?}: {name} differs");
-        }
+        let original = decodes_bit_exact(&reel, &source, tmp.path());
         let raw: u64 = original.values().map(|t| t.2.len() as u64).sum();
         let reel_bytes = std::fs::metadata(&reel).unwrap().len();
         eprintln!(
@@ -180,15 +170,79 @@ fn lossless_is_bit_exact_for_f32_f16_and_bf16() {
     }
 }
 
-#[test]
-fn u16_is_within_the_quantization_bound() {
+/// Decode `reel` into `dir` and check that every streamed tensor of `source` (all but the
+/// skipped position_ids) comes back identical: dtype, shape and bytes. Returns the source's
+/// tensors.
+fn decodes_bit_exact(
+    reel: &Path,
+    source: &Path,
+    dir: &Path,
+) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
+    let out = dir.join("decoded.safetensors");
+    decode(reel, &out);
+    let original = tensors_of(source);
+    let decoded = tensors_of(&out);
+    assert_eq!(decoded.len(), original.len() - 1, "{source:?}");
+    for (name, (dtype, shape, bytes)) in &decoded {
+        let (odtype, oshape, obytes) = &original[name];
+        assert_eq!((dtype, shape), (odtype, oshape), "{name}");
+        assert_eq!(sha(bytes), sha(obytes), "{source:?}: {name} differs");
+    }
+    original
+}
+
+/// Batch mode in lossless gives back every bit of `source` (MiniLM, or a copy in `dtype`),
+/// in frames of 1,000,003 values (1024×1024, 64 tiles, not a whole number of tiles; tensors
+/// cross tiles and quantization blocks), and `check --deep` verifies the reel tile by tile.
+fn batch_lossless_round_trip(dtype: Option<Dtype>) {
     let tmp = tempfile::tempdir().unwrap();
+    let source = match dtype {
+        None => minilm::safetensors(),
+        Some(dtype) => converted_copy(tmp.path(), dtype),
+    };
     let store = tmp.path().join("store");
     let reel = encode(
-        &minilm::safetensors(),
+        &source,
         &store,
-        &["--chunk-encoding", "--chunk-size", "8192"],
+        &["--mode", "lossless", "--max-frame-values", "1000003"],
     );
+    decodes_bit_exact(&reel, &source, tmp.path());
+    let checked = weightreel(&["check", "--store", store.to_str().unwrap(), "--deep"]);
+    assert!(checked.contains("1 entries ok, 0 problems"), "{checked}");
+}
+
+#[test]
+fn batch_lossless_is_bit_exact_for_f32() {
+    batch_lossless_round_trip(None);
+}
+
+#[test]
+fn batch_lossless_is_bit_exact_for_f16() {
+    batch_lossless_round_trip(Some(Dtype::F16));
+}
+
+#[test]
+fn batch_lossless_is_bit_exact_for_bf16() {
+    batch_lossless_round_trip(Some(Dtype::BF16));
+}
+
+#[test]
+fn u16_is_within_the_quantization_bound() {
+    u16_round_trip(&["--chunk-encoding", "--chunk-size", "8192"]);
+}
+
+#[test]
+fn batch_u16_is_within_the_quantization_bound() {
+    // Two frames: 4096×4096 (1,024 tiles) and 3.6 M values in 2048×2048.
+    u16_round_trip(&[]);
+}
+
+/// u16 encode then decode of MiniLM with `extra` settings: every value within its tensor's
+/// bound (each quantization range lies inside its tensor's).
+fn u16_round_trip(extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reel = encode(&minilm::safetensors(), &store, extra);
     let out = tmp.path().join("decoded.safetensors");
     decode(&reel, &out);
     let original = tensors_of(&minilm::safetensors());

@@ -126,13 +126,25 @@ impl FrameLayout {
 
     /// Walks the curve `0..n` in table blocks: `f(start, len, origin_x, origin_y, state)`,
     /// where the cells of the block are `FORWARD[state][0..len]` offset by the origin.
-    pub(crate) fn for_each_block(&self, n: u64, mut f: impl FnMut(u64, usize, u32, u32, u8)) {
+    pub(crate) fn for_each_block(&self, n: u64, f: impl FnMut(u64, usize, u32, u32, u8)) {
+        self.for_each_block_in(0, n, f);
+    }
+
+    /// [`FrameLayout::for_each_block`] for the curve positions `from..n`; `from` must be a
+    /// multiple of the table block (256 cells, or the whole square when it is smaller), as
+    /// tile starts are.
+    pub(crate) fn for_each_block_in(
+        &self,
+        from: u64,
+        n: u64,
+        mut f: impl FnMut(u64, usize, u32, u32, u8),
+    ) {
         let m = self.square_bits();
         let n = n.min(self.area());
         let cells_per_square = 1u64 << (2 * m);
         let block = (BLOCK_CELLS as u64).min(cells_per_square);
         let outer = hilbert::steps(m).saturating_sub(1);
-        let mut start = 0u64;
+        let mut start = from;
         while start < n {
             let len = block.min(n - start);
             let square = ((start >> (2 * m)) & 1) as u32;
@@ -233,6 +245,11 @@ impl RasterOffsets {
     /// The frame width these offsets were computed for.
     pub(crate) fn width(&self) -> u32 {
         self.width
+    }
+
+    /// The offsets of the cells of a table block walked in `state`.
+    pub(crate) fn row(&self, state: u8) -> &[usize; BLOCK_CELLS] {
+        &self.offsets[usize::from(state & 7)]
     }
 }
 

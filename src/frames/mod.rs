@@ -19,11 +19,13 @@
 //! | `layout.rs` | [`FrameLayout`], efficiency check, curve walking, scatter/gather |
 //! | `quantize.rs` | [`PixelMode`], segments, the per-mode sample transforms |
 //! | `pyramid.rs` | [`Pyramid`] and [`FrameStats`] accumulated in curve order |
+//! | `tiled.rs` | frames larger than one tile, encoded and decoded tile by tile ([`TiledFrameEncoder`]) |
 
 mod hilbert;
 mod layout;
 mod pyramid;
 mod quantize;
+mod tiled;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,10 @@ use crate::error::{Error, Result};
 pub use layout::{check_efficiency, efficiency_message, FrameLayout, DEFAULT_MAX_FRAME_VALUES};
 pub use pyramid::{FrameStats, Pyramid, PyramidLevel, DEFAULT_PYRAMID_FINEST, HISTOGRAM_BINS};
 pub use quantize::{PixelMode, SampleOrder, SegmentQuant, SegmentSpec, SourceDtype};
+pub use tiled::{
+    decode_tile, is_tiled, tile_count, tile_origin, EncodedTile, TiledFrameEncoder, QUANT_BLOCK,
+    TILE_SIDE, TILE_VALUES,
+};
 
 use layout::RasterOffsets;
 use pyramid::Accumulator;

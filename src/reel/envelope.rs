@@ -1,6 +1,7 @@
 //! The metadata envelope: the bytes of the reel's `weightreel.meta` attachment.
 //!
-//! All integers are little-endian. Version 2 (written now), in order:
+//! All integers are little-endian. Versions 2 and 3 (written now: 3 when a frame of the reel is
+//! stored as tiles in curve order, see [`super::record`], else 2), in order:
 //!
 //! | bytes | field |
 //! |---|---|
@@ -112,12 +113,12 @@ impl FrameSizes {
     }
 
     /// Index of the first video picture of frame `index` (`index == len()` gives the total),
-    /// for a reel of `spec`.
-    pub fn first_picture(&self, spec: &ReelSpec, index: u64) -> u64 {
+    /// for a reel of `spec` and format `version`.
+    pub fn first_picture(&self, spec: &ReelSpec, version: u32, index: u64) -> u64 {
         let mut frame = 0u64;
         let mut picture = 0u64;
         for run in &self.runs {
-            let per = spec.pictures_of(run.width, run.height);
+            let per = spec.pictures_in(version, run.width, run.height);
             let take = run.count.min(index - frame);
             picture += take * per;
             frame += take;
@@ -145,11 +146,17 @@ pub struct Envelope {
     pub json: Vec<u8>,
 }
 
-/// Serialize an envelope (always at [`REEL_FORMAT_VERSION`]).
+/// Serialize an envelope at [`REEL_FORMAT_VERSION`].
 pub fn encode(spec: &ReelSpec, sizes: &FrameSizes, json: &[u8]) -> Vec<u8> {
+    encode_version(spec, sizes, json, REEL_FORMAT_VERSION)
+}
+
+/// Serialize an envelope saying `version` (2 or 3: their envelopes are laid out alike; 3 says
+/// that frames may be stored as tiles in curve order, which version-2 readers cannot read).
+pub fn encode_version(spec: &ReelSpec, sizes: &FrameSizes, json: &[u8], version: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + 8 + RUN * sizes.runs.len() + json.len() + 4);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&REEL_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&spec.width.to_le_bytes());
     out.extend_from_slice(&spec.height.to_le_bytes());
     out.extend_from_slice(&spec.planes.to_le_bytes());
@@ -369,9 +376,16 @@ mod tests {
         sizes.push(512, 256); // 1 tile
         assert_eq!(
             (0..=4)
-                .map(|i| sizes.first_picture(&spec, i))
+                .map(|i| sizes.first_picture(&spec, 2, i))
                 .collect::<Vec<_>>(),
             vec![0, 4, 8, 12, 13]
+        );
+        // Version 3 pictures are 128x128: 64 for each 1024x1024 frame, 8 for 512x256.
+        assert_eq!(
+            (0..=4)
+                .map(|i| sizes.first_picture(&spec, 3, i))
+                .collect::<Vec<_>>(),
+            vec![0, 64, 128, 192, 200]
         );
     }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::frames::FrameMeta;
+use crate::frames::{FrameMeta, SegmentQuant};
 use crate::roles::Role;
 
 /// Name of the metadata format carried inside every reel.
@@ -154,6 +154,68 @@ pub struct ReelFrame {
     pub segments: Vec<SegmentRef>,
     /// Layout, mode, scales, pyramid and statistics.
     pub meta: FrameMeta,
+}
+
+/// A tile's piece of one segment of a tiled frame: which tensor's elements it holds, and its
+/// curve range, dtype and quantization (lossy pieces have the range of their own values).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TilePiece {
+    /// Index into the manifest's tensor table.
+    pub tensor: u32,
+    /// First element (row-major index in the tensor).
+    pub start: u64,
+    /// Its place on the frame's curve (`quant.curve_start`, `quant.len`) and its quantization.
+    pub quant: SegmentQuant,
+}
+
+/// The record of one tile of a tiled frame (reel format version 3): what decoding the tile
+/// needs. The frame's [`ReelFrame`] rides on its last tile; its `meta.segments` are empty,
+/// the pieces being here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TileRecord {
+    /// Frame number in the reel.
+    pub frame: u64,
+    /// Tile number in the frame, in curve order.
+    pub tile: u32,
+    /// Its pieces in curve order; none in a tile of padding.
+    pub pieces: Vec<TilePiece>,
+}
+
+impl TileRecord {
+    /// Parse tile `tile` of frame `frame`'s record and check its pieces against `manifest`'s
+    /// tensor table.
+    pub fn parse(
+        file: &Path,
+        manifest: &Manifest,
+        frame: u64,
+        tile: u32,
+        bytes: &[u8],
+    ) -> Result<TileRecord> {
+        let bad = |what: String| Error::reel(file, format!("frame {frame} (tile {tile}): {what}"));
+        let record: TileRecord = serde_json::from_slice(bytes)
+            .map_err(|e| bad(format!("its record is not a weightreel tile: {e}")))?;
+        if (record.frame, record.tile) != (frame, tile) {
+            return Err(bad(format!(
+                "its record says tile {} of frame {}",
+                record.tile, record.frame
+            )));
+        }
+        for piece in &record.pieces {
+            let numel = manifest
+                .tensors
+                .get(piece.tensor as usize)
+                .map(ReelTensor::numel)
+                .ok_or_else(|| bad(format!("a piece names tensor #{}", piece.tensor)))?;
+            if piece
+                .start
+                .checked_add(piece.quant.len)
+                .is_none_or(|e| e > numel)
+            {
+                return Err(bad("a piece runs past its tensor".into()));
+            }
+        }
+        Ok(record)
+    }
 }
 
 /// Where the frames of a part belong in the whole encode.

@@ -6,8 +6,11 @@
 //!   frame, cut down to [`TILE_SIDE`], 25 pictures per second, every picture intra. A frame
 //!   smaller than the picture is placed at the top-left and the rest is filled with 0; its
 //!   logical size is recorded. A frame larger than [`TILE_SIDE`] on either side is stored as
-//!   several pictures, its tiles in raster order (see [`tiles`]), which bounds the encoder's
-//!   memory. Each plane of 16-bit samples is stored as two tracks, its most significant
+//!   several pictures, which bounds the encoder's memory: an encoder's frame (a Hilbert frame
+//!   wider than a tile) as its tiles in curve order, each with a *tile record* (format version
+//!   3, see [`record`] and [`ReelWriter::push_tile`]), so that it is written and read a tile at
+//!   a time; a frame pushed whole, as its tiles in raster order (see [`tiles`]). Version 1 and
+//!   2 reels had pictures of up to [`V2_TILE_SIDE`] and still read. Each plane of 16-bit samples is stored as two tracks, its most significant
 //!   bytes, then its least significant bytes, and each track is coded as its bytes need
 //!   ([`ReelSpec::track_codec`]):
 //!
@@ -58,12 +61,12 @@ use ffmpeg_next::Dictionary;
 use serde::Serialize;
 
 pub use manifest::{
-    Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, MANIFEST_FORMAT,
-    MANIFEST_VERSION,
+    Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, TilePiece, TileRecord,
+    MANIFEST_FORMAT, MANIFEST_VERSION,
 };
 pub use preview::{heat_colour, write_png_frames, write_png_rgb, write_preview_h264};
-pub use reader::{read_metadata, ReelReader};
-pub use writer::ReelWriter;
+pub use reader::{read_joinable_metadata, read_metadata, ReelReader, TileOut, TiledFrame};
+pub use writer::{ReelWriter, TileIn};
 
 /// Join finished reels (parts of one encode, in order) into one reel at `out` with
 /// `metadata_json`, copying their packets without re-encoding.
@@ -83,8 +86,13 @@ pub fn concat(
     writer.finish(metadata_json)
 }
 
-/// Version of the reel layout this build writes and the newest it reads.
-pub const REEL_FORMAT_VERSION: u32 = 2;
+/// Version of the reel layout this build writes and the newest it reads. Version 3 stores a
+/// frame larger than a tile as its tiles in curve order, each with its own record (see
+/// [`record`]); a reel without such frames is written as version 2, which it is byte for byte.
+pub const REEL_FORMAT_VERSION: u32 = 3;
+
+/// The version of reels that hold no tiled frame.
+pub const UNTILED_FORMAT_VERSION: u32 = 2;
 
 /// Oldest reel layout this build reads. Version 1 (a per-frame table in the header, every
 /// track FFV1, lossless samples through an order-preserving transform) still reads.
@@ -144,10 +152,18 @@ impl SampleDepth {
 }
 
 /// Largest video picture side. A frame wider or taller than this is stored as several
-/// pictures (tiles, in raster order), because FFmpeg 5.1's FFV1 encoder holds a worst-case
-/// packet buffer of about 150 bytes per sample while open — 2 GiB for one 4096×4096 picture.
-/// At 512×512 that buffer stays near 40 MiB, and a tile is still large enough to compress well.
-pub const TILE_SIDE: u32 = 512;
+/// pictures (tiles), because FFmpeg 5.1's FFV1 encoder touches about 140 bytes per sample
+/// while open — 2 GiB for one 4096×4096 picture, 37 MiB at 512×512 (measured with the
+/// `ffmpeg` CLI: 512² +37 MiB, 256² +6 MiB, 1024² +160 MiB over rawvideo). At 128×128 an
+/// encoder holds about 2.5 MiB, so the two FFV1 encoders of a track and a tile or two of
+/// samples fit beside everything else in 64 MiB; FFV1 stores a float's exponent at 128×128
+/// within 1% of its size at 512×512 (MiniLM lossless: 0.934 against 0.925 of the raw size).
+/// The frames stage stores tiled frames tile by tile in curve order, see
+/// [`crate::frames::TiledFrameEncoder`].
+pub const TILE_SIDE: u32 = crate::frames::TILE_SIDE;
+
+/// Picture side of version-1 and version-2 reels, which are still read.
+pub const V2_TILE_SIDE: u32 = 512;
 
 /// The tiles of a `width` x `height` frame cut into pictures of at most `pw` x `ph`, in raster
 /// order: `(x, y, w, h)` of each.
@@ -224,23 +240,36 @@ impl SampleKind {
 pub const MIN_FFV1_QUANTIZED_PICTURE: u64 = 16384;
 
 impl ReelSpec {
-    /// Size of the video pictures: the frame size, cut down to [`TILE_SIDE`] and raised to
-    /// [`MIN_PICTURE_SIDE`].
+    /// Size of the video pictures this build writes: the frame size, cut down to
+    /// [`TILE_SIDE`] and raised to [`MIN_PICTURE_SIDE`].
     pub fn picture(&self) -> (u32, u32) {
-        (
-            self.width.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
-            self.height.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
-        )
+        self.picture_in(REEL_FORMAT_VERSION)
     }
 
-    /// The picture size of version-1 reels, which had no minimum.
-    pub(crate) fn picture_v1(&self) -> (u32, u32) {
-        (self.width.min(TILE_SIDE), self.height.min(TILE_SIDE))
+    /// Size of the video pictures of a reel of format `version`: version 2 cut frames down to
+    /// [`V2_TILE_SIDE`], version 1 had no minimum either.
+    pub fn picture_in(&self, version: u32) -> (u32, u32) {
+        match version {
+            1 => (self.width.min(V2_TILE_SIDE), self.height.min(V2_TILE_SIDE)),
+            2 => (
+                self.width.clamp(MIN_PICTURE_SIDE, V2_TILE_SIDE),
+                self.height.clamp(MIN_PICTURE_SIDE, V2_TILE_SIDE),
+            ),
+            _ => (
+                self.width.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
+                self.height.clamp(MIN_PICTURE_SIDE, TILE_SIDE),
+            ),
+        }
     }
 
     /// Pictures that a `width` x `height` frame of this reel takes.
     pub fn pictures_of(&self, width: u32, height: u32) -> u64 {
-        let (pw, ph) = self.picture();
+        self.pictures_in(REEL_FORMAT_VERSION, width, height)
+    }
+
+    /// [`ReelSpec::pictures_of`] in a reel of format `version`.
+    pub fn pictures_in(&self, version: u32, width: u32, height: u32) -> u64 {
+        let (pw, ph) = self.picture_in(version);
         u64::from(width.div_ceil(pw)) * u64::from(height.div_ceil(ph))
     }
 
@@ -293,8 +322,14 @@ impl ReelSpec {
     /// exponent is skewed, and FFV1 stores it at 0.40 of its size even in 8192-value frames.
     /// A level's high byte pays only in big pictures, see [`MIN_FFV1_QUANTIZED_PICTURE`].
     pub fn track_codec(&self, track: u32) -> TrackCodec {
+        self.track_codec_in(REEL_FORMAT_VERSION, track)
+    }
+
+    /// [`ReelSpec::track_codec`] in a reel of format `version` (2 or later: version 1 coded
+    /// every track with FFV1).
+    pub fn track_codec_in(&self, version: u32, track: u32) -> TrackCodec {
         let first_of_plane = track.is_multiple_of(self.depth.bytes());
-        let (pw, ph) = self.picture();
+        let (pw, ph) = self.picture_in(version);
         let big = u64::from(pw) * u64::from(ph) >= MIN_FFV1_QUANTIZED_PICTURE;
         match self.samples {
             // The high plane's first byte is the float's exponent; every other byte holds
@@ -377,6 +412,13 @@ pub struct ReelInfo {
 /// table and in reel manifests.
 pub fn planes_crc32<P: AsRef<[u16]>>(planes: &[P]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    hash_planes(&mut h, planes);
+    h.finalize()
+}
+
+/// Adds planes to `h` as [`planes_crc32`] hashes them: a tiled frame's CRC32 is that of its
+/// tiles' planes, tile after tile in stored order.
+pub fn hash_planes<P: AsRef<[u16]>>(h: &mut crc32fast::Hasher, planes: &[P]) {
     let mut buf = Vec::new();
     for p in planes {
         // Hash through a byte buffer so the value does not depend on the host's endianness.
@@ -386,7 +428,6 @@ pub fn planes_crc32<P: AsRef<[u16]>>(planes: &[P]) -> u32 {
             h.update(&buf);
         }
     }
-    h.finalize()
 }
 
 /// Initialise FFmpeg once: register formats and replace its logging with [`damage`]'s

@@ -1,8 +1,14 @@
 //! [`ReelReader`]: open a reel, check its envelope and tracks, decode frames on demand.
 //!
 //! Reading frames in order decodes each packet once and seeks never. A jump backwards or more
-//! than [`SEEK_AHEAD`] frames forward seeks through the Matroska cues; since every frame is
-//! intra, the packets between the seek point and the wanted frame are skipped undecoded.
+//! than [`SEEK_AHEAD`] frames forward seeks: through the Matroska cues of reels that have them
+//! (written before the muxer's `live` mode), else through the index FFmpeg's demuxer builds
+//! from the clusters it has read, reading further clusters for a jump ahead of them. Since
+//! every frame is intra, the packets between the seek point and the wanted frame are skipped
+//! undecoded.
+//!
+//! A tiled frame (format version 3) is read a tile at a time ([`ReelReader::read_tiles`]);
+//! [`ReelReader::read_frame`] assembles its tiles where their records place them.
 
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -71,6 +77,15 @@ pub fn read_metadata(path: &Path) -> Result<Vec<u8>> {
     Ok(open_envelope(path)?.1.json)
 }
 
+/// [`read_metadata`] of a part that a writer of `spec` can join (see
+/// [`super::ReelWriter::append_reel`]): `None` for a reel of other pictures, such as a
+/// version-2 part of 512×512 pictures left by an older build.
+pub fn read_joinable_metadata(path: &Path, spec: &ReelSpec) -> Result<Option<Vec<u8>>> {
+    let env = open_envelope(path)?.1;
+    let joinable = env.spec == *spec && spec.picture_in(env.version) == spec.picture();
+    Ok(joinable.then_some(env.json))
+}
+
 /// An open reel.
 pub struct ReelReader {
     path: PathBuf,
@@ -109,7 +124,7 @@ impl ReelReader {
             let want = if env.version < 2 {
                 codec::Id::FFV1
             } else {
-                spec.track_codec(track as u32).id()
+                spec.track_codec_in(env.version, track as u32).id()
             };
             if par.id() != want {
                 return Err(bad(format!(
@@ -133,11 +148,7 @@ impl ReelReader {
                 ))
             })?;
             // The pixel format is only known once a frame is decoded; `decode` checks it.
-            let (pw, ph) = if env.version < 2 {
-                spec.picture_v1()
-            } else {
-                spec.picture()
-            };
+            let (pw, ph) = spec.picture_in(env.version);
             if dec.width() != pw || dec.height() != ph {
                 return Err(bad(format!(
                     "track {track} is {}x{}, the metadata says {pw}x{ph}",
@@ -181,11 +192,7 @@ impl ReelReader {
 
     /// Size of the reel's video pictures.
     fn picture(&self) -> (u32, u32) {
-        if self.env.version < 2 {
-            self.env.spec.picture_v1()
-        } else {
-            self.env.spec.picture()
-        }
+        self.env.spec.picture_in(self.env.version)
     }
 
     /// Frames in the reel.
@@ -224,7 +231,10 @@ impl ReelReader {
         if index >= self.frame_count() {
             return Err(self.no_frame(index));
         }
-        let first = self.env.sizes.first_picture(&self.env.spec, index);
+        let first = self
+            .env
+            .sizes
+            .first_picture(&self.env.spec, self.env.version, index);
         if first < self.next || first > self.next + SEEK_AHEAD {
             self.seek(first)?;
         }
@@ -239,10 +249,133 @@ impl ReelReader {
         Ok(first)
     }
 
-    /// The record of frame `index` (version 2 reels; empty in version 1 reels, whose
-    /// manifest lists the frames), read from its first packet without decoding anything.
+    /// The record of frame `index` (version 2 and 3 reels; empty in version 1 reels, whose
+    /// manifest lists the frames), read from its first packet (a tiled frame's: from its last
+    /// tile's, reading its tiles' records on the way) without decoding anything.
     pub fn frame_record(&mut self, index: u64) -> Result<Vec<u8>> {
+        if self.is_tiled(index)? {
+            return Ok(self.read_tiles(index, |_| false, |_| Ok(()))?.record);
+        }
         Ok(self.record_of(index)?.record)
+    }
+
+    /// Is frame `index` stored as tiles with a record each (see [`super::record`]; version 3
+    /// reels)? Reads the frame's first packet, decodes nothing.
+    pub fn is_tiled(&mut self, index: u64) -> Result<bool> {
+        let (w, h) = self.frame_size(index).ok_or_else(|| self.no_frame(index))?;
+        if self.env.version < 3 || self.env.spec.pictures_in(self.env.version, w, h) < 2 {
+            return Ok(false);
+        }
+        let first = self.position(index)?;
+        self.fetch(0, first, index)?;
+        let packet = &self.pending[0].front().expect("fetched").1;
+        Ok(side_of(packet).is_some_and(|side| record::is_tile_record(&side)))
+    }
+
+    /// Read the tiled frame `index` (see [`ReelReader::is_tiled`]) tile by tile: each tile's
+    /// record is checked, then given to `wanted`; a wanted tile is decoded, checked against
+    /// its CRC32 and given to `each`. Only one tile's planes are held at a time. Returns the
+    /// frame's record (from its last tile). When every tile was decoded, the CRC32 of all of
+    /// them is checked too.
+    pub fn read_tiles(
+        &mut self,
+        index: u64,
+        mut wanted: impl FnMut(&[u8]) -> bool,
+        mut each: impl FnMut(&TileOut) -> Result<()>,
+    ) -> Result<TiledFrame> {
+        let (w, h) = self.frame_size(index).ok_or_else(|| self.no_frame(index))?;
+        let tiles = self.env.spec.pictures_in(self.env.version, w, h);
+        let first = self.position(index)?;
+        // Whatever happens below, the demuxer moves past the pictures before this frame.
+        self.next = self
+            .env
+            .sizes
+            .first_picture(&self.env.spec, self.env.version, index + 1);
+        let bytes = self.env.spec.depth.bytes() as usize;
+        let (pw, ph) = self.picture();
+        let path = self.path.clone();
+        let corrupt = move |what: String| {
+            Error::reel(&path, format!("frame {index}: {what} (corrupt metadata)"))
+        };
+        let mut planes = vec![vec![0u16; pw as usize * ph as usize]; self.env.spec.planes as usize];
+        let mut crc = crc32fast::Hasher::new();
+        let mut decoded = 0u64;
+        let mut frame = None;
+        for k in 0..tiles {
+            let at = first + k;
+            let packet = self.packet_for(0, at, index)?;
+            let side = side_of(&packet).unwrap_or_default();
+            let r = record::decode_tile(&side)
+                .map_err(|e| Error::reel(&self.path, format!("frame {index} (tile {k}): {e}")))?;
+            let fits = r.x % pw == 0 && r.y % ph == 0 && r.x + pw <= w && r.y + ph <= h;
+            if r.frame != index || u64::from(r.tile) != k || u64::from(r.tiles) != tiles || !fits {
+                return Err(corrupt(format!(
+                    "tile {k}'s record says tile {} of {} of frame {} at ({}, {})",
+                    r.tile, r.tiles, r.frame, r.x, r.y
+                )));
+            }
+            if wanted(&r.record) {
+                for plane in &mut planes {
+                    plane.fill(0);
+                }
+                for track in 0..self.streams.len() {
+                    let picture = if track == 0 {
+                        self.decode(track, index, &packet)?
+                    } else {
+                        let p = self.packet_for(track, at, index)?;
+                        self.decode(track, index, &p)?
+                    };
+                    let shift = 8 * (bytes - 1 - track % bytes);
+                    add_bytes(
+                        &mut planes[track / bytes],
+                        pw,
+                        &picture,
+                        (0, 0, pw, ph),
+                        shift,
+                    );
+                }
+                if planes_crc32(&planes) != r.crc32 {
+                    return Err(Error::reel(
+                        &self.path,
+                        format!("frame {index} (tile {k}) does not match its stored CRC32 (corrupt data)"),
+                    ));
+                }
+                super::hash_planes(&mut crc, &planes);
+                decoded += 1;
+                each(&TileOut {
+                    index: r.tile,
+                    x: r.x,
+                    y: r.y,
+                    planes: &planes,
+                    record: &r.record,
+                })?;
+            }
+            if k + 1 == tiles {
+                frame = Some((r.frame_record, r.frame_crc32));
+            }
+        }
+        let (record, stored) = frame.ok_or_else(|| corrupt("no tiles".into()))?;
+        if decoded == tiles && crc.finalize() != stored {
+            return Err(Error::reel(
+                &self.path,
+                format!("frame {index} does not match its stored CRC32 (corrupt data)"),
+            ));
+        }
+        Ok(TiledFrame {
+            record,
+            crc32: stored,
+        })
+    }
+
+    /// Decode frame `index` and check it against its CRC32(s), holding at most one tile of
+    /// a tiled frame: what `check --deep` does.
+    pub fn verify_frame(&mut self, index: u64) -> Result<()> {
+        if self.is_tiled(index)? {
+            self.read_tiles(index, |_| true, |_| Ok(()))?;
+            return Ok(());
+        }
+        let (w, h) = self.frame_size(index).ok_or_else(|| self.no_frame(index))?;
+        self.read_frame(index, w, h).map(|_| ())
     }
 
     /// Frame `index`'s record and stored CRC32.
@@ -257,11 +390,7 @@ impl ReelReader {
         }
         self.fetch(0, first, index)?;
         let packet = &self.pending[0].front().expect("fetched").1;
-        let side = packet
-            .side_data()
-            .find(|d| d.kind() == side_data::Type::MatroskaBlockAdditional)
-            .map(|d| d.data().to_vec())
-            .unwrap_or_default();
+        let side = side_of(packet).unwrap_or_default();
         let r = record::decode(&side)
             .map_err(|e| Error::reel(&self.path, format!("frame {index}: {e}")))?;
         if r.index != index {
@@ -298,10 +427,35 @@ impl ReelReader {
                 format!("frame {index} is {w}x{h}, not {width}x{height}"),
             ));
         }
+        if self.is_tiled(index)? {
+            // The tiles are placed where their records say, into whole planes.
+            let mut planes =
+                vec![vec![0u16; width as usize * height as usize]; self.env.spec.planes as usize];
+            let (pw, ph) = self.picture();
+            let frame = self.read_tiles(
+                index,
+                |_| true,
+                |tile| {
+                    for (plane, part) in planes.iter_mut().zip(tile.planes) {
+                        for (row, src) in
+                            part.chunks_exact(pw as usize).enumerate().take(ph as usize)
+                        {
+                            let at = (tile.y as usize + row) * width as usize + tile.x as usize;
+                            plane[at..at + pw as usize].copy_from_slice(src);
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+            return Ok((planes, frame.record));
+        }
         let stored = self.record_of(index)?;
         let first = self.next;
         // Whatever happens below, the demuxer has moved past the pictures before this frame.
-        self.next = self.env.sizes.first_picture(&self.env.spec, index + 1);
+        self.next = self
+            .env
+            .sizes
+            .first_picture(&self.env.spec, self.env.version, index + 1);
         let bytes = self.env.spec.depth.bytes() as usize;
         let area = width as usize * height as usize;
         let mut planes = vec![vec![0u16; area]; self.env.spec.planes as usize];
@@ -452,6 +606,37 @@ impl ReelReader {
         }
         Ok(picture)
     }
+}
+
+/// The record a packet carries (Matroska `BlockAdditional`), if any.
+fn side_of(packet: &Packet) -> Option<Vec<u8>> {
+    packet
+        .side_data()
+        .find(|d| d.kind() == side_data::Type::MatroskaBlockAdditional)
+        .map(|d| d.data().to_vec())
+}
+
+/// One decoded tile of a tiled frame, as [`ReelReader::read_tiles`] gives it.
+pub struct TileOut<'a> {
+    /// Its place among the frame's tiles.
+    pub index: u32,
+    /// Its top-left pixel in the frame.
+    pub x: u32,
+    /// Likewise.
+    pub y: u32,
+    /// Its planes, row-major, one picture each.
+    pub planes: &'a [Vec<u16>],
+    /// The caller's record of the tile.
+    pub record: &'a [u8],
+}
+
+/// What [`ReelReader::read_tiles`] found besides the tiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TiledFrame {
+    /// The caller's record of the frame (from its last tile).
+    pub record: Vec<u8>,
+    /// The stored CRC32 of all its tiles' planes.
+    pub crc32: u32,
 }
 
 /// Add the top-left `w` x `h` bytes of `picture`, shifted left by `shift` bits, to the samples

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
@@ -21,7 +21,7 @@ use ffmpeg_next::{format, frame, media, Dictionary, Packet, Rational};
 use super::envelope::FrameSizes;
 use super::reader::open_envelope;
 use super::{attachment, configure, envelope, ff, init, planes_crc32, record};
-use super::{ReelInfo, ReelSpec, TrackCodec, FRAME_RATE};
+use super::{ReelInfo, ReelSpec, TrackCodec, FRAME_RATE, REEL_FORMAT_VERSION};
 use crate::error::{Error, Result};
 
 /// Bytes of a spill record's head: track, flags, pts, length, side-data length.
@@ -52,6 +52,44 @@ pub struct ReelWriter {
     sizes: FrameSizes,
     /// Video pictures written so far (a frame larger than a picture takes several).
     pictures: u64,
+    /// The tiled frame being pushed, if any.
+    open_frame: Option<OpenFrame>,
+    /// Format version the envelope will say: 3 once a tiled frame is in, else 2.
+    version: u32,
+}
+
+/// A frame pushed tile by tile that is not complete yet.
+struct OpenFrame {
+    width: u32,
+    height: u32,
+    tiles: u32,
+    /// The next tile expected.
+    next: u32,
+    /// CRC32 of its tiles so far.
+    crc: crc32fast::Hasher,
+    /// Where the spill file and the picture count stood before its first tile.
+    spill_len: u64,
+    pictures: u64,
+}
+
+/// One tile of a frame stored tile by tile (see [`ReelWriter::push_tile`]).
+pub struct TileIn<'a> {
+    /// Logical size of the whole frame.
+    pub width: u32,
+    /// Likewise.
+    pub height: u32,
+    /// Its place among the frame's tiles, counted from 0 in the order they are pushed.
+    pub index: u32,
+    /// The top-left pixel of the tile in the frame.
+    pub x: u32,
+    /// Likewise.
+    pub y: u32,
+    /// The tile's planes, row-major, a whole picture each (the spec's planes).
+    pub planes: &'a [&'a [u16]],
+    /// The caller's record of this tile.
+    pub record: &'a [u8],
+    /// The caller's record of the frame: given with the last tile, ignored on the others.
+    pub frame_record: &'a [u8],
 }
 
 /// An encoded packet on its way from a track's thread to the spill file.
@@ -379,6 +417,8 @@ impl ReelWriter {
             spill: Some(BufWriter::with_capacity(1 << 20, spill)),
             sizes: FrameSizes::default(),
             pictures: 0,
+            open_frame: None,
+            version: super::UNTILED_FORMAT_VERSION,
         })
     }
 
@@ -412,6 +452,7 @@ impl ReelWriter {
         record: &[u8],
     ) -> Result<()> {
         let index = self.sizes.len() as usize;
+        self.check_no_open_frame(index)?;
         self.check_frame(index, width, height, planes)?;
         if record.len() > record::MAX_RECORD {
             return Err(Error::reel(
@@ -430,13 +471,7 @@ impl ReelWriter {
         let bytes = self.spec.depth.bytes() as usize;
         let (pw, ph) = self.spec.picture();
         for (x0, y0, tw, th) in super::tiles(width, height, pw, ph) {
-            while self.in_flight.len() >= self.max_in_flight {
-                self.collect()?;
-            }
-            let picture = self.pictures as usize;
-            let failed =
-                |e: String| Error::reel(&self.path, format!("frame {index}: encoding failed: {e}"));
-            for (track, t) in self.tracks.iter_mut().enumerate() {
+            self.send_picture(index, side.take(), tw, th, |track| {
                 let plane = planes[track / bytes];
                 // Track 0 of a plane holds its most significant byte.
                 let shift = 8 * (bytes - 1 - track % bytes);
@@ -452,19 +487,196 @@ impl ReelWriter {
                             .map(|&v| (v >> shift) as u8),
                     );
                 }
-                let job = Job::Frame {
-                    index: picture,
-                    width: tw,
-                    height: th,
-                    bytes: tile,
-                };
-                t.send(job).map_err(failed)?;
-            }
-            self.in_flight.push_back((index, side.take()));
-            self.pictures += 1;
+                tile
+            })?;
         }
         self.sizes.push(width, height);
         Ok(())
+    }
+
+    /// Send one picture of frame `index` to every track (`bytes(track)` gives its `tw` x `th`
+    /// bytes), with the record its track-0 packet carries.
+    fn send_picture(
+        &mut self,
+        index: usize,
+        side: Option<Vec<u8>>,
+        tw: u32,
+        th: u32,
+        bytes: impl Fn(usize) -> Vec<u8>,
+    ) -> Result<()> {
+        while self.in_flight.len() >= self.max_in_flight {
+            self.collect()?;
+        }
+        let picture = self.pictures as usize;
+        let failed =
+            |e: String| Error::reel(&self.path, format!("frame {index}: encoding failed: {e}"));
+        for (track, t) in self.tracks.iter_mut().enumerate() {
+            let job = Job::Frame {
+                index: picture,
+                width: tw,
+                height: th,
+                bytes: bytes(track),
+            };
+            t.send(job).map_err(failed)?;
+        }
+        self.in_flight.push_back((index, side));
+        self.pictures += 1;
+        Ok(())
+    }
+
+    fn check_no_open_frame(&self, index: usize) -> Result<()> {
+        match &self.open_frame {
+            Some(open) => Err(Error::reel(
+                &self.path,
+                format!(
+                    "frame {index}: a frame is pushed while frame {index} waits for tile {} of {}",
+                    open.next, open.tiles
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Encode one tile of a frame stored tile by tile (reel format version 3): the frame is
+    /// `tile.width` x `tile.height`, larger than a picture, and its
+    /// [`ReelSpec::pictures_of`] tiles are pushed one after another, each a whole picture,
+    /// in the order its reader wants them (the encoder's is the Hilbert curve's). Each tile's
+    /// packet carries its record; the last one also the frame's record and the CRC32 of all
+    /// its tiles, which this returns then (else `None`). The frame counts once its last tile
+    /// is in; [`ReelWriter::discard_open_frame`] drops a frame that will not be completed.
+    pub fn push_tile(&mut self, tile: &TileIn) -> Result<Option<u32>> {
+        let index = self.sizes.len() as usize;
+        let (pw, ph) = self.spec.picture();
+        let tiles = self.spec.pictures_of(tile.width, tile.height);
+        let bad =
+            |problem: String| Err(Error::reel(&self.path, format!("frame {index}: {problem}")));
+        if tiles < 2 || tiles > u64::from(u32::MAX) {
+            return bad(format!(
+                "a {}x{} frame is one picture of this reel; push it whole",
+                tile.width, tile.height
+            ));
+        }
+        let tiles = tiles as u32;
+        let expected = self.open_frame.as_ref().map_or(0, |o| o.next);
+        let same_frame = self
+            .open_frame
+            .as_ref()
+            .is_none_or(|o| (o.width, o.height) == (tile.width, tile.height));
+        if tile.index != expected || !same_frame {
+            return bad(format!(
+                "tile {} of a {}x{} frame pushed where tile {expected} was expected",
+                tile.index, tile.width, tile.height
+            ));
+        }
+        if !tile.x.is_multiple_of(pw)
+            || !tile.y.is_multiple_of(ph)
+            || tile.x + pw > tile.width
+            || tile.y + ph > tile.height
+        {
+            return bad(format!(
+                "tile at ({}, {}) is not a {pw}x{ph} tile of the {}x{} frame",
+                tile.x, tile.y, tile.width, tile.height
+            ));
+        }
+        self.check_frame(index, pw, ph, tile.planes)?;
+        if tile.width > self.spec.width || tile.height > self.spec.height {
+            return bad(format!(
+                "size {}x{} does not fit the reel's {}x{}",
+                tile.width, tile.height, self.spec.width, self.spec.height
+            ));
+        }
+        let last = tile.index + 1 == tiles;
+        let over = |n: usize| n > record::MAX_RECORD;
+        if over(tile.record.len()) || (last && over(tile.frame_record.len())) {
+            return bad(format!("record of more than {} bytes", record::MAX_RECORD));
+        }
+        if self.tracks.is_empty() {
+            self.start_tracks()?;
+        }
+        if self.open_frame.is_none() {
+            // Everything before this frame goes to the spill file first, so that a frame
+            // that is not completed can be cut off it.
+            while !self.in_flight.is_empty() {
+                self.collect()?;
+            }
+            let spill_len = self.spill_len()?;
+            self.open_frame = Some(OpenFrame {
+                width: tile.width,
+                height: tile.height,
+                tiles,
+                next: 0,
+                crc: crc32fast::Hasher::new(),
+                spill_len,
+                pictures: self.pictures,
+            });
+        }
+        let open = self.open_frame.as_mut().expect("opened above");
+        super::hash_planes(&mut open.crc, tile.planes);
+        open.next += 1;
+        let frame_crc = last.then(|| open.crc.clone().finalize());
+        let side = record::encode_tile(&record::TileRecordBytes {
+            frame: index as u64,
+            tile: tile.index,
+            tiles,
+            x: tile.x,
+            y: tile.y,
+            crc32: planes_crc32(tile.planes),
+            frame_crc32: frame_crc.unwrap_or(0),
+            record: tile.record.to_vec(),
+            frame_record: if last {
+                tile.frame_record.to_vec()
+            } else {
+                Vec::new()
+            },
+        });
+        let bytes = self.spec.depth.bytes() as usize;
+        let planes = tile.planes;
+        self.send_picture(index, Some(side), pw, ph, |track| {
+            let shift = 8 * (bytes - 1 - track % bytes);
+            planes[track / bytes]
+                .iter()
+                .map(|&v| (v >> shift) as u8)
+                .collect()
+        })?;
+        if last {
+            self.open_frame = None;
+            self.sizes.push(tile.width, tile.height);
+            self.version = REEL_FORMAT_VERSION;
+        }
+        Ok(frame_crc)
+    }
+
+    /// Drop the tiles of a frame pushed with [`ReelWriter::push_tile`] and not completed (an
+    /// interrupted encode keeps complete frames only). Nothing happens without one.
+    pub fn discard_open_frame(&mut self) -> Result<()> {
+        let Some(open) = self.open_frame.take() else {
+            return Ok(());
+        };
+        while !self.in_flight.is_empty() {
+            self.collect()?;
+        }
+        let spill = self
+            .spill
+            .as_mut()
+            .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+        spill.flush().map_err(|e| Error::io(&self.spill_path, e))?;
+        let file = spill.get_mut();
+        file.set_len(open.spill_len)
+            .and_then(|()| file.seek(SeekFrom::Start(open.spill_len)).map(|_| ()))
+            .map_err(|e| Error::io(&self.spill_path, e))?;
+        self.pictures = open.pictures;
+        Ok(())
+    }
+
+    /// Bytes in the spill file so far (everything collected is flushed first).
+    fn spill_len(&mut self) -> Result<u64> {
+        let spill = self
+            .spill
+            .as_mut()
+            .ok_or_else(|| Error::reel(&self.path, "writer already finished"))?;
+        spill
+            .stream_position()
+            .map_err(|e| Error::io(&self.spill_path, e))
     }
 
     /// Start the encoders (opening them is slow, so they open in parallel, on their threads)
@@ -620,11 +832,12 @@ impl ReelWriter {
                 ),
             ));
         }
+        self.check_no_open_frame(self.sizes.len() as usize)?;
         if envelope.version < 2 {
             return Err(Error::reel(
                 part,
                 format!(
-                    "is a version-{} reel; only version 2 reels can be joined",
+                    "is a version-{} reel; only version 2 and 3 reels can be joined",
                     envelope.version
                 ),
             ));
@@ -673,18 +886,45 @@ impl ReelWriter {
         let mut input = input;
         let base = self.pictures as i64;
         let base_frame = self.sizes.len();
-        let pictures = sizes.first_picture(&self.spec, sizes.len());
+        if self.spec.picture_in(envelope.version) != self.spec.picture() {
+            return Err(Error::reel(
+                part,
+                format!(
+                    "is a version-{} reel of {:?} pictures; this weightreel writes {:?} pictures and cannot join it (encode again)",
+                    envelope.version,
+                    self.spec.picture_in(envelope.version),
+                    self.spec.picture()
+                ),
+            ));
+        }
+        let pictures = sizes.first_picture(&self.spec, envelope.version, sizes.len());
         let mut counts = vec![0i64; tracks.len()];
         let mut records = 0u64;
         for (stream, packet) in input.packets() {
             let Some(track) = tracks.iter().position(|&i| i == stream.index()) else {
                 continue;
             };
-            // A frame record is renumbered for its place in this reel (its CRC is rebuilt).
+            // A frame or tile record is renumbered for its place in this reel (its CRC is
+            // rebuilt).
             let side = match packet
                 .side_data()
                 .find(|d| d.kind() == side_data::Type::MatroskaBlockAdditional)
             {
+                Some(d) if track == 0 && record::is_tile_record(d.data()) => {
+                    let mut r = record::decode_tile(d.data())
+                        .map_err(|e| Error::reel(part, format!("frame {records}: {e}")))?;
+                    if r.frame != records {
+                        return Err(Error::reel(
+                            part,
+                            format!("frame {records}: its tile record says frame {}", r.frame),
+                        ));
+                    }
+                    if r.tile + 1 == r.tiles {
+                        records += 1;
+                    }
+                    r.frame += base_frame;
+                    record::encode_tile(&r)
+                }
                 Some(d) if track == 0 => {
                     let r = record::decode(d.data())
                         .map_err(|e| Error::reel(part, format!("frame {records}: {e}")))?;
@@ -734,6 +974,7 @@ impl ReelWriter {
         for run in sizes.runs() {
             self.sizes.push_run(run.count, run.width, run.height);
         }
+        self.version = self.version.max(envelope.version);
         self.pictures += pictures;
         Ok(())
     }
@@ -762,7 +1003,26 @@ impl ReelWriter {
         spill
             .into_inner()
             .map_err(|e| Error::io(&self.spill_path, e.into_error()))?;
-        let env = envelope::encode(&self.spec, &self.sizes, metadata_json);
+        if let Some(open) = &self.open_frame {
+            return Err(Error::reel(
+                &self.path,
+                format!(
+                    "frame {}: finished with {} of its {} tiles",
+                    self.sizes.len(),
+                    open.next,
+                    open.tiles
+                ),
+            ));
+        }
+        // A reel whose pictures version 2 would cut alike, without tiled frames, is a
+        // version-2 reel byte for byte.
+        let version = if self.spec.picture_in(super::UNTILED_FORMAT_VERSION) == self.spec.picture()
+        {
+            self.version
+        } else {
+            REEL_FORMAT_VERSION
+        };
+        let env = envelope::encode_version(&self.spec, &self.sizes, metadata_json, version);
         self.mux(&env).map_err(|e| Error::reel(&self.path, e))?;
         File::open(&self.tmp_path)
             .and_then(|f| f.sync_all())
@@ -814,6 +1074,11 @@ impl ReelWriter {
         // u16 encode's main thread).
         let mut muxer = Dictionary::new();
         muxer.set("write_crc32", "0");
+        // Live mode: the muxer keeps no cue point per key packet (every packet of every
+        // track is one) until the trailer — ~100 bytes a frame, 13 MiB at 134,284 frames —
+        // and writes no Cues element; every picture is intra, so the reader and players seek
+        // without them (see the reader).
+        muxer.set("live", "1");
         octx.write_header_with(muxer)
             .map_err(|e| format!("cannot write the header: {e}"))?;
         let bases: Vec<Rational> = (0..self.configs.len())

@@ -122,10 +122,8 @@ impl Store {
                 ));
             }
             if deep {
-                let (w, h) = reader
-                    .frame_size(i)
-                    .ok_or_else(|| format!("frame {i} is not in the reel"))?;
-                reader.read_frame(i, w, h).map_err(|e| e.to_string())?;
+                // Tile by tile for a tiled frame: one tile held at a time.
+                reader.verify_frame(i).map_err(|e| e.to_string())?;
             }
         }
         Ok(())
