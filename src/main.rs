@@ -757,7 +757,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
             let removed = s.remove(&name, settings_key.as_deref())?;
             if removed == 0 {
-                return Err(Error::store(s.dir(), format!("no model named '{name}'")));
+                let entries = s.find(&name)?;
+                if let (Some(key), false) = (&settings_key, entries.is_empty()) {
+                    let keys: Vec<String> =
+                        entries.iter().map(|e| e.record.settings.key()).collect();
+                    return Err(Error::store(
+                        s.dir(),
+                        format!(
+                            "'{name}' has no entry with settings key '{key}' (its keys: {})",
+                            keys.join(", ")
+                        ),
+                    ));
+                }
+                let mut names: Vec<String> = s
+                    .list()?
+                    .into_iter()
+                    .map(|e| e.record.name)
+                    .chain(s.fingerprint_names()?)
+                    .collect();
+                names.sort();
+                names.dedup();
+                let near = weightreel::search::closest_names(&name, &names, 3);
+                let hint = if near.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (closest: {})", near.join(", "))
+                };
+                return Err(Error::store(
+                    s.dir(),
+                    format!("no model named '{name}'{hint}"),
+                ));
             }
             println!(
                 "Removed {removed} entr{} of {name}",
@@ -850,7 +879,12 @@ fn main() -> ExitCode {
             // Control characters from files or servers are escaped (a newline too).
             let text = err.to_string();
             eprintln!("error: {}", weightreel::text::printable(&text));
-            ExitCode::FAILURE
+            // A setting out of range is a usage error, as clap's own are (exit 2).
+            if matches!(err, Error::Invalid { .. }) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

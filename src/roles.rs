@@ -79,6 +79,20 @@ impl Role {
         names.push_str("all (aliases: attn, ffn, feed_forward, intermediate, embed, embeddings, layernorm, ln, lm_head, classifier)");
         names
     }
+
+    /// The accepted name nearest to a misspelt `word` (at most two edits away), for "did you
+    /// mean".
+    pub fn closest(word: &str) -> Option<&'static str> {
+        let word = word.to_ascii_lowercase();
+        ROLE_ALIASES
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(["all"])
+            .map(|name| (crate::text::edit_distance(&word, name), name))
+            .filter(|&(d, _)| d <= 2)
+            .min()
+            .map(|(_, name)| name)
+    }
 }
 
 impl fmt::Display for Role {

@@ -71,23 +71,32 @@ pub struct Selection {
 /// Parse `--layers` words (roles or aliases, `all`), reporting an unknown one with the valid list.
 pub fn parse_roles<S: AsRef<str>>(words: &[S]) -> Result<Vec<Role>> {
     let mut roles = Vec::new();
+    let mut all = false;
     for word in words {
-        // Accept "attention,mlp" as well as separate words.
+        // Accept "attention,mlp" as well as separate words; an empty word names nothing,
+        // which is a mistake rather than "all".
+        if word.as_ref().split(',').all(|p| p.trim().is_empty()) {
+            return Err(Error::invalid("--layers", "''", Role::valid_names()));
+        }
         for part in word.as_ref().split(',').filter(|p| !p.trim().is_empty()) {
             if part.trim().eq_ignore_ascii_case("all") {
-                return Ok(Vec::new());
+                all = true;
+                continue;
             }
             let role = Role::parse(part).ok_or_else(|| {
-                Error::invalid(
-                    "--layers",
-                    format!("'{}'", part.trim()),
-                    Role::valid_names(),
-                )
+                let mut expected = Role::valid_names();
+                if let Some(near) = Role::closest(part.trim()) {
+                    expected.push_str(&format!("; did you mean '{near}'?"));
+                }
+                Error::invalid("--layers", format!("'{}'", part.trim()), expected)
             })?;
             if !roles.contains(&role) {
                 roles.push(role);
             }
         }
+    }
+    if all {
+        return Ok(Vec::new());
     }
     roles.sort();
     Ok(roles)

@@ -1038,3 +1038,54 @@ fn minilm_fingerprint_over_http_is_cheap_and_equals_the_local_one() {
     let (from_disk, _) = weightreel::fingerprint::Fingerprint::compute(&local, None).unwrap();
     assert_eq!(remote.to_bytes(), from_disk.to_bytes());
 }
+
+/// The token `hf auth login` saved is used when `HF_TOKEN` is unset: `$HF_TOKEN_PATH`, else
+/// `$HF_HOME/token`.
+#[test]
+fn the_saved_login_token_is_read() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("m.safetensors");
+    fixtures::write_model(&local, &arch_tensors("distilgpt2", Dims::default())[..6], 2);
+    server.add_repo(
+        "acme/private",
+        Repo::new("acme/private")
+            .disk("model.safetensors", &local, true)
+            .private(TOKEN),
+    );
+    let home = tmp.path().join("hf-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("token"), format!("{TOKEN}\n")).unwrap();
+    let inspect = |envs: &[(&str, &std::path::Path)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weightreel"));
+        cmd.args(["inspect", "acme/private"])
+            .env("HF_ENDPOINT", server.url())
+            .env("HF_HUB_CACHE", tmp.path().join("empty-cache"))
+            .env("HOME", tmp.path())
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_TOKEN_PATH")
+            .env_remove("HF_HOME");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = inspect(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+    let out = inspect(&[("HF_HOME", &home)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = tmp.path().join("elsewhere-token");
+    std::fs::write(&path, TOKEN).unwrap();
+    let out = inspect(&[("HF_TOKEN_PATH", &path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(TOKEN));
+}

@@ -105,3 +105,19 @@ fn a_header_with_more_tensors_than_the_limit_is_refused() {
         &["many.safetensors", &format!("header lists {n} tensors")],
     );
 }
+
+#[test]
+fn a_json_file_is_named_as_not_safetensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, "{\n  \"model_type\": \"bert\"\n}\n").unwrap();
+    let out = inspect(&path);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: {}: not a safetensors file (starts with `{{`)\n",
+            path.display()
+        )
+    );
+}

@@ -58,10 +58,11 @@ fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).trim().to_string()
 }
 
-/// `args` must fail with one line containing every word.
+/// `args` must fail with one line containing every word, as a usage error (exit 2: the
+/// output flag names a place that may not be written).
 fn refused(args: &[&str], words: &[&str]) {
     let out = wr(args);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", err(&out));
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", err(&out));
     let e = err(&out);
     assert_eq!(e.lines().count(), 1, "{e}");
     for w in words {

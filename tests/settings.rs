@@ -89,19 +89,23 @@ macro_rules! refused {
 }
 
 refused! {
-    pyramid_finest_not_a_power_of_two: "--pyramid-finest 6", 1, &["--pyramid-finest", "6", "a power of two"];
-    pyramid_finest_zero: "--pyramid-finest 0", 1, &["--pyramid-finest", "0", "a power of two"];
-    min_efficiency_above_one: "--min-efficiency 1.5", 1, &["--min-efficiency", "1.5", "0.0..=1.0"];
-    min_efficiency_negative: "--min-efficiency -0.1", 1, &["--min-efficiency", "-0.1", "0.0..=1.0"];
+    pyramid_finest_not_a_power_of_two: "--pyramid-finest 6", 2, &["--pyramid-finest", "6", "a power of two"];
+    pyramid_finest_zero: "--pyramid-finest 0", 2, &["--pyramid-finest", "0", "a power of two"];
+    min_efficiency_above_one: "--min-efficiency 1.5", 2, &["--min-efficiency", "1.5", "0.0..=1.0"];
+    min_efficiency_negative: "--min-efficiency -0.1", 2, &["--min-efficiency", "-0.1", "0.0..=1.0"];
     chunk_size_zero: "--chunk-encoding --chunk-size 0", 2, &["--chunk-size", ">= 1"];
-    chunk_size_above_the_frame_cap: "--chunk-encoding --chunk-size 4096 --max-frame-values 1024", 1, &["--chunk-size", "4096", "1..=1024"];
+    chunk_size_above_the_frame_cap: "--chunk-encoding --chunk-size 4096 --max-frame-values 1024", 2, &["--chunk-size", "4096", "1..=1024"];
     checkpoint_every_too_small: "--checkpoint-every 0.001", 2, &["--checkpoint-every", "0.01..=86400"];
     checkpoint_every_too_large: "--checkpoint-every 100000", 2, &["--checkpoint-every", "0.01..=86400"];
     max_frame_values_zero: "--max-frame-values 0", 2, &["--max-frame-values", ">= 1"];
-    mode_unknown: "--mode jpeg", 1, &["--mode", "jpeg", "u16", "lossless"];
+    mode_unknown: "--mode jpeg", 2, &["--mode", "jpeg", "u16", "lossless"];
     max_params_zero: "--max-params 0", 2, &["--max-params", ">= 1"];
     efficiency_below_minimum: "--chunk-encoding --chunk-size 5000 --min-efficiency 0.7", 1, &["Efficiency ratio 0.61 is below minimum 0.7"];
-    include_pattern_too_long: &format!("--include {}", "(a|b)".repeat(300)), 1, &["--include", "of 1500 bytes", "at most 1024 bytes"];
-    exclude_pattern_too_long: &format!("--exclude {}", "a".repeat(1025)), 1, &["--exclude", "of 1025 bytes", "at most 1024 bytes"];
-    include_pattern_invalid: "--include (unclosed", 1, &["--include", "'(unclosed'", "a valid regular expression"];
+    include_pattern_too_long: &format!("--include {}", "(a|b)".repeat(300)), 2, &["--include", "of 1500 bytes", "at most 1024 bytes"];
+    exclude_pattern_too_long: &format!("--exclude {}", "a".repeat(1025)), 2, &["--exclude", "of 1025 bytes", "at most 1024 bytes"];
+    include_pattern_invalid: "--include (unclosed", 2, &["--include", "'(unclosed'", "a valid regular expression"];
+    mode_misspelt: "--mode lossles", 2, &["--mode", "'lossles'", "did you mean 'lossless'?"];
+    layers_misspelt: "--layers attension", 2, &["--layers", "'attension'", "did you mean 'attention'?"];
+    layers_empty: "--layers=", 2, &["--layers", "''"];
+    layers_all_with_a_bogus_role: "--layers all,bogus", 2, &["--layers", "'bogus'"];
 }

@@ -390,3 +390,40 @@ fn gc_leaves_a_running_encode_alone() {
     assert!(debris.iter().all(|p| p.exists()));
     drop(lock);
 }
+
+#[test]
+fn rm_with_an_unknown_settings_key_lists_the_keys() {
+    let s = stored();
+    let name = s.tmp.path().join("m.safetensors");
+    let entries = weightreel::store::Store::open_read_only(&s.store)
+        .unwrap()
+        .list()
+        .unwrap();
+    let key = entries[0].record.settings.key();
+    let out = wr(&[
+        "rm",
+        name.to_str().unwrap(),
+        "--settings-key",
+        "bogus",
+        "--store",
+        store_arg(&s.store),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: store {}: '{}' has no entry with settings key 'bogus' (its keys: {key})",
+            s.store.display(),
+            name.display()
+        )
+    );
+    let out = wr(&["rm", "m.safetensor", "--store", store_arg(&s.store)]);
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "no model named 'm.safetensor' (closest: {})",
+            name.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -43,11 +43,25 @@ impl PixelMode {
             "u16" => Ok(PixelMode::U16),
             "lossless" => Ok(PixelMode::Lossless),
             "u8" => Ok(PixelMode::U8),
-            other => Err(Error::invalid(
-                "--mode",
-                format!("'{other}'"),
-                "u16, lossless, u8",
-            )),
+            other => {
+                let near = ["u16", "lossless", "u8"]
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            crate::text::edit_distance(&other.to_ascii_lowercase(), m),
+                            m,
+                        )
+                    })
+                    .filter(|&(d, _)| d <= 2)
+                    .min()
+                    .map(|(_, m)| format!("; did you mean '{m}'?"))
+                    .unwrap_or_default();
+                Err(Error::invalid(
+                    "--mode",
+                    format!("'{other}'"),
+                    format!("u16, lossless, u8{near}"),
+                ))
+            }
         }
     }
 

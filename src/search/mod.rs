@@ -417,26 +417,11 @@ pub fn closest_names<'a>(name: &str, names: &'a [String], n: usize) -> Vec<&'a s
         .iter()
         .map(|c| {
             (
-                edit_distance(&name.to_lowercase(), &c.to_lowercase()),
+                crate::text::edit_distance(&name.to_lowercase(), &c.to_lowercase()),
                 c.as_str(),
             )
         })
         .collect();
     scored.sort();
     scored.into_iter().take(n).map(|(_, c)| c).collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }

@@ -97,6 +97,26 @@ pub fn read_header(source: &dyn ByteSource) -> Result<Header> {
     source.read_at(0, &mut buf)?;
     let json_len = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
     if json_len > MAX_HEADER_LEN {
+        // Text where the length should be: another kind of file (JSON, a README, a pickle…),
+        // which says more than a huge length does.
+        let head = &buf[..8];
+        if head
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        {
+            let shown: String = head
+                .iter()
+                .take_while(|&&b| b != b'\n')
+                .map(|&b| b as char)
+                .collect();
+            return Err(Error::header(
+                file,
+                format!(
+                    "not a safetensors file (starts with `{}`)",
+                    shown.trim_end()
+                ),
+            ));
+        }
         return Err(Error::header(
             file,
             format!("header length {json_len} exceeds the {MAX_HEADER_LEN}-byte limit"),

@@ -257,7 +257,10 @@ impl OpenOptions {
                 .unwrap_or(false);
         }
         if self.token.is_none() {
-            self.token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+            self.token = std::env::var("HF_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .or_else(saved_token);
         }
         if self.endpoint.is_none() {
             self.endpoint = std::env::var("HF_ENDPOINT").ok().filter(|t| !t.is_empty());
@@ -1046,4 +1049,31 @@ fn open_hub(spec: &str, _options: &OpenOptions) -> Result<Model> {
         spec,
         "not found locally, and this build has no Hub client (rebuild with the 'hub' feature)",
     ))
+}
+
+/// The token `hf auth login` saved: `$HF_TOKEN_PATH`, else `$HF_HOME/token`, else
+/// `~/.cache/huggingface/token` (huggingface_hub's order). Its first line, trimmed.
+fn saved_token() -> Option<String> {
+    let path = std::env::var_os("HF_TOKEN_PATH")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HF_HOME")
+                .filter(|p| !p.is_empty())
+                .map(|h| PathBuf::from(h).join("token"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/token"))
+        })?;
+    let meta = std::fs::metadata(&path).ok()?;
+    // A token file is a line; anything large or odd is not one.
+    if !meta.is_file() || meta.len() > 4096 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    text.lines()
+        .next()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
