@@ -554,7 +554,7 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, render: impl FnOnce(&T) -> S
 /// Read commands open the store read-only: they work on read-only mounts and for users who
 /// may not write it, and never create or migrate anything.
 fn run_list(args: &StoreArgs) -> Result<()> {
-    let store = Store::open_read_only(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
     let listing = store.listing()?;
     warn_unreadable(&store, &listing.unreadable);
     emit(args.json, &listing.entries, |e| models_table(e));
@@ -571,7 +571,7 @@ fn run_list(args: &StoreArgs) -> Result<()> {
 }
 
 fn run_stats(args: &StoreArgs) -> Result<()> {
-    let store = Store::open_read_only(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
     warn_unreadable(&store, &store.listing()?.unreadable);
     emit(args.json, &store.stats()?, statistics_block);
     Ok(())
@@ -589,7 +589,7 @@ fn warn_unreadable(store: &Store, rows: &[(i64, String)]) {
 }
 
 fn run_check(args: &StoreArgs, deep: bool) -> Result<ExitCode> {
-    let store = Store::open_read_only(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
     let report = store.check(deep)?;
     emit(args.json, &report, |r| {
         let mut out = String::new();
@@ -723,7 +723,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 json: store.json,
             };
             let open = source.options()?;
-            let s = Store::open_read_only(&store_dir(store.storage_dir.as_deref()))?;
+            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?;
             cli_related::run_search(&s, &model, &args, &open, &cancel_flag())?;
         }
         Some(Command::Compare {
@@ -734,7 +734,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
         }) => {
             let open = source.options()?;
-            let s = Store::open_read_only(&store_dir(store.storage_dir.as_deref()))?;
+            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?;
             cli_related::run_compare(
                 &s,
                 &a,
@@ -746,7 +746,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
         }
         Some(Command::Tree { dot, store }) => {
-            let s = Store::open_read_only(&store_dir(store.storage_dir.as_deref()))?;
+            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?;
             cli_related::run_tree(&s, store.json, dot.as_deref())?;
         }
         Some(Command::Rm {
@@ -807,7 +807,7 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
             json: guide.encode.store.json,
         };
         let open = guide.source.options()?;
-        let s = Store::open_read_only(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
+        let s = Store::open_existing(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
         cli_related::run_search(&s, model, &args, &open, &cancel_flag())?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -832,7 +832,7 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
     };
     let code = run_encode(&models, &guide.source, &guide.select, &guide.encode)?;
     if models.len() > 1 && code == ExitCode::SUCCESS && !guide.encode.store.json {
-        let s = Store::open_read_only(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
+        let s = Store::open_existing(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
         print!("{}", cli_related::similarity_matrix(&s, &models)?);
     }
     Ok(code)

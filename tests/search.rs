@@ -375,6 +375,18 @@ fn search_errors_say_what_is_wrong() {
     let store = tmp.path().join("store");
     let err = fails(&["search", &minilm(), "--store", path(&store)]);
     assert!(
+        err.contains(&format!(
+            "store {}: no store here (no registry.sqlite)",
+            store.display()
+        )),
+        "{err}"
+    );
+    assert!(!store.exists(), "a read command created the store");
+    // A store that exists but holds no fingerprint says so.
+    ok(&["fingerprint", &minilm(), "--store", path(&store)]);
+    ok(&["rm", &minilm(), "--store", path(&store)]);
+    let err = fails(&["search", &minilm(), "--store", path(&store)]);
+    assert!(
         err.ends_with(
             "holds no fingerprinted models yet (encode or `weightreel fingerprint` some first)\n"
         ),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use safetensors::Dtype;
-use support::cli::{path as store_arg, run as wr};
+use support::cli::{listing, path as store_arg, run as wr};
 use support::fixtures::{spec, write_model};
 
 struct Stored {
@@ -275,16 +275,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn listing_a_store_that_does_not_exist_creates_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("nowhere");
-    let out = wr(&["list", "--store", store_arg(&store), "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "[]");
-    assert!(!store.exists());
-}
-
 /// Leftovers of a crashed encode of "ghost": its work directory with a part and an unheld
 /// lock, its join's temporary files and a complete reel no entry names.
 fn leave_crash_debris(store: &Path, real_reel: &Path) -> Vec<PathBuf> {
@@ -426,4 +416,56 @@ fn rm_with_an_unknown_settings_key_lists_the_keys() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn read_commands_on_a_directory_without_a_store_say_so_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nowhere = tmp.path().join("not-a-store");
+    for cmd in [
+        &["list"][..],
+        &["stats"],
+        &["--list-models"],
+        &["--statistics"],
+        &["tree"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.extend(["--storage-dir", store_arg(&nowhere)]);
+        let out = wr(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).starts_with(&format!(
+                "error: store {}: no store here (no registry.sqlite)",
+                nowhere.display()
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!nowhere.exists(), "{args:?} created the directory");
+    }
+}
+
+#[test]
+fn a_stores_reels_directory_is_not_taken_for_a_store() {
+    let s = stored();
+    let before = listing(&s.store);
+    let reels = s.store.join("reels");
+    let model = s.tmp.path().join("m.safetensors");
+    let out = wr(&[
+        "encode",
+        model.to_str().unwrap(),
+        "--store",
+        store_arg(&reels),
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: store {}: is the reels directory of the store at {}; give that store instead",
+            reels.display(),
+            s.store.display()
+        )
+    );
+    assert_eq!(listing(&s.store), before);
 }

@@ -283,6 +283,21 @@ fn reel_count(dir: &Path) -> usize {
 /// Refuse a store whose registry is missing or empty while it still holds reels: opening it
 /// would start a new, empty registry and leave every reel unreferenced.
 fn check_registry_present(dir: &Path) -> Result<()> {
+    // A store's own reels/ directory given as a store would grow a store inside the store.
+    if dir.file_name().is_some_and(|n| n == "reels")
+        && dir
+            .parent()
+            .is_some_and(|p| p.join("registry.sqlite").is_file())
+    {
+        let parent = dir.parent().expect("checked");
+        return Err(Error::store(
+            dir,
+            format!(
+                "is the reels directory of the store at {}; give that store instead",
+                parent.display()
+            ),
+        ));
+    }
     let db = dir.join("registry.sqlite");
     let len = match std::fs::metadata(&db) {
         Ok(m) if !m.is_file() => {
@@ -306,6 +321,26 @@ fn check_registry_present(dir: &Path) -> Result<()> {
 }
 
 impl Store {
+    /// [`Store::open_read_only`] for commands that only report on a store (`list`, `stats`,
+    /// `search`…): a directory without a registry is an error that says so (and names the
+    /// default store when there is one), not an empty store.
+    pub fn open_existing(dir: &Path) -> Result<Store> {
+        if !dir.join("registry.sqlite").is_file() {
+            check_registry_present(dir)?;
+            let default = Path::new(super::DEFAULT_STORE_DIR);
+            let hint = if dir != default && default.join("registry.sqlite").is_file() {
+                format!(" (there is one at ./{})", super::DEFAULT_STORE_DIR)
+            } else {
+                String::new()
+            };
+            return Err(Error::store(
+                dir,
+                format!("no store here (no registry.sqlite){hint}; encode a model into it first"),
+            ));
+        }
+        Store::open_read_only(dir)
+    }
+
     /// Open the store at `dir` for reading only: nothing is created, migrated or written, so
     /// it works on a read-only mount and for users who may not write the store. A missing
     /// store reads as empty. A version-1 registry reads (its entries are the same).
