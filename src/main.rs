@@ -868,6 +868,12 @@ fn parse_cli() -> std::result::Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a closed pipe (`weightreel list | head`) makes every print
+    // fail and `println!` panic. Output to a reader that left is done: end as other tools do.
+    // SAFETY: setting a signal's disposition to the default before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(code) => return code,

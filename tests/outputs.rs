@@ -228,3 +228,22 @@ fn printed_names_and_config_values_cannot_drive_the_terminal() {
         );
     }
 }
+
+/// `weightreel list | head`: a reader that leaves early ends the command quietly (SIGPIPE,
+/// as other tools), not with a panic about failed printing.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let st = stored();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args(["list", "--store", s(&st.store)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the child (still starting) writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
