@@ -623,7 +623,12 @@ fn run_serve(
         } else {
             eprintln!("warning: listening on {bound}: anyone who can reach this machine can read the store");
         }
-        if open && std::process::Command::new("xdg-open").arg(&url).spawn().is_err() {
+        if open
+            && std::process::Command::new("xdg-open")
+                .arg(&url)
+                .spawn()
+                .is_err()
+        {
             eprintln!("note: could not start xdg-open; open {url} yourself");
         }
         use std::io::Write;
@@ -712,7 +717,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bind,
             open,
             cache_mib,
-        }) => run_serve(storage_dir.as_deref(), port, bind.as_deref(), open, cache_mib)?,
+        }) => run_serve(
+            storage_dir.as_deref(),
+            port,
+            bind.as_deref(),
+            open,
+            cache_mib,
+        )?,
         Some(Command::Stats { store }) => run_stats(&store)?,
         Some(Command::Decode {
             reel,

@@ -61,7 +61,9 @@ pub use manifest::{
     Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, MANIFEST_FORMAT,
     MANIFEST_VERSION,
 };
-pub use preview::{heat_colour, heat_lut, png_rgb, write_png_frames, write_png_rgb, write_preview_h264};
+pub use preview::{
+    heat_colour, heat_lut, png_rgb, write_png_frames, write_png_rgb, write_preview_h264,
+};
 pub use reader::{read_metadata, ReelReader};
 pub use writer::ReelWriter;
 

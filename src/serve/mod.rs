@@ -209,7 +209,10 @@ struct GroupStats {
     counts: Vec<u64>,
 }
 
-fn group_stats<'a>(key: Value, prints: impl Iterator<Item = &'a crate::fingerprint::TensorPrint>) -> GroupStats {
+fn group_stats<'a>(
+    key: Value,
+    prints: impl Iterator<Item = &'a crate::fingerprint::TensorPrint>,
+) -> GroupStats {
     let prints: Vec<_> = prints.collect();
     let values = || {
         prints
@@ -219,13 +222,19 @@ fn group_stats<'a>(key: Value, prints: impl Iterator<Item = &'a crate::fingerpri
             .map(|&v| f64::from(v))
     };
     let n = values().count();
-    let mean = if n == 0 { 0.0 } else { values().sum::<f64>() / n as f64 };
+    let mean = if n == 0 {
+        0.0
+    } else {
+        values().sum::<f64>() / n as f64
+    };
     let var = if n == 0 {
         0.0
     } else {
         values().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64
     };
-    let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     let (lo, hi) = if n == 0 { (0.0, 0.0) } else { (lo, hi) };
     let mut counts = vec![0u64; HISTOGRAM_BINS];
     let width = (hi - lo).max(f64::MIN_POSITIVE);
@@ -289,8 +298,17 @@ impl<'a> Row<'a> {
 
 /// Sort keys of the store table.
 const SORT_KEYS: &[&str] = &[
-    "id", "name", "source", "revision", "params", "mode", "chunk_size", "frames", "reel_bytes",
-    "ratio", "created_at",
+    "id",
+    "name",
+    "source",
+    "revision",
+    "params",
+    "mode",
+    "chunk_size",
+    "frames",
+    "reel_bytes",
+    "ratio",
+    "created_at",
 ];
 
 impl Gallery {
@@ -331,7 +349,10 @@ impl Gallery {
             ["compare"] => page(
                 "compare",
                 "Compare",
-                &[("a", t.get("a").unwrap_or("")), ("b", t.get("b").unwrap_or(""))],
+                &[
+                    ("a", t.get("a").unwrap_or("")),
+                    ("b", t.get("b").unwrap_or("")),
+                ],
             ),
             ["search"] => page("search", "Search", &[("q", t.get("q").unwrap_or(""))]),
             ["families"] => page("families", "Families", &[]),
@@ -369,7 +390,13 @@ impl Gallery {
                     None if x < r.width && y < r.height => {
                         Reply::json(&json!({ "x": x, "y": y, "padding": true }))
                     }
-                    None => Reply::error(400, format!("pixel ({x}, {y}) is outside the {}x{} frame", r.width, r.height)),
+                    None => Reply::error(
+                        400,
+                        format!(
+                            "pixel ({x}, {y}) is outside the {}x{} frame",
+                            r.width, r.height
+                        ),
+                    ),
                 }
             }
             ["api", "compare"] => self.compare(t)?,
@@ -395,10 +422,8 @@ impl Gallery {
     /// The reel of `e`, which must lie in the store's `reels/` directory.
     fn reel_path(&self, e: &EntrySummary) -> Result<PathBuf> {
         let rel = Path::new(&e.record.totals.reel_file);
-        let inside = rel
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-            && rel.starts_with("reels");
+        let inside =
+            rel.components().all(|c| matches!(c, Component::Normal(_))) && rel.starts_with("reels");
         if !inside {
             return Err(Error::store(
                 self.store.dir(),
@@ -426,10 +451,17 @@ impl Gallery {
             .collect();
         let sort = t.get("sort").unwrap_or("id");
         if !SORT_KEYS.contains(&sort) {
-            return Err(Error::invalid("sort", sort, format!("one of {}", SORT_KEYS.join(", "))));
+            return Err(Error::invalid(
+                "sort",
+                sort,
+                format!("one of {}", SORT_KEYS.join(", ")),
+            ));
         }
         rows.sort_by(|a, b| {
-            let (va, vb) = (serde_json::to_value(a).expect("row"), serde_json::to_value(b).expect("row"));
+            let (va, vb) = (
+                serde_json::to_value(a).expect("row"),
+                serde_json::to_value(b).expect("row"),
+            );
             compare_values(&va[sort], &vb[sort]).then(a.id.cmp(&b.id))
         });
         if t.get("order") == Some("desc") {
@@ -459,7 +491,9 @@ impl Gallery {
             .map(|t| {
                 let (from, to) = (offset, offset + t.selected);
                 offset = to;
-                let first = frames.iter().find(|f| f.first_value + f.count > from && f.first_value < to.max(from + 1));
+                let first = frames
+                    .iter()
+                    .find(|f| f.first_value + f.count > from && f.first_value < to.max(from + 1));
                 json!({
                     "name": t.name, "role": t.role, "layer": layer_index(&t.name),
                     "shape": t.shape, "dtype": t.dtype, "source_type": t.source_type,
@@ -480,13 +514,20 @@ impl Gallery {
         })))
     }
 
-    fn rendered(&mut self, e: &EntrySummary, k: &str, t: &Target) -> Result<std::sync::Arc<Rendered>> {
+    fn rendered(
+        &mut self,
+        e: &EntrySummary,
+        k: &str,
+        t: &Target,
+    ) -> Result<std::sync::Arc<Rendered>> {
         let frame = k
             .parse::<u64>()
             .map_err(|_| Error::invalid("frame", k, "a frame number"))?;
         let scale = match t.get("scale") {
             None => Scale::Frame,
-            Some(s) => Scale::parse(s).ok_or_else(|| Error::invalid("scale", s, "frame or tensor"))?,
+            Some(s) => {
+                Scale::parse(s).ok_or_else(|| Error::invalid("scale", s, "frame or tensor"))?
+            }
         };
         let outline = t.get("outline") != Some("0");
         if frame >= e.record.totals.frames {
@@ -497,8 +538,13 @@ impl Gallery {
             ));
         }
         let reel = self.reel_path(e)?;
-        let view = View { frame, scale, outline };
-        self.cache.get_or_render(e.id, view, || render::render(&reel, view))
+        let view = View {
+            frame,
+            scale,
+            outline,
+        };
+        self.cache
+            .get_or_render(e.id, view, || render::render(&reel, view))
     }
 
     fn stored(&self, t: &Target, key: &str) -> Result<(String, Fingerprint)> {
@@ -514,7 +560,10 @@ impl Gallery {
                 Err(Error::invalid(
                     key,
                     name,
-                    format!("a stored, fingerprinted model (closest: {})", closest.join(", ")),
+                    format!(
+                        "a stored, fingerprinted model (closest: {})",
+                        closest.join(", ")
+                    ),
                 ))
             }
         }
@@ -634,20 +683,23 @@ fn statistics(fp: &Fingerprint) -> (Vec<GroupStats>, Vec<GroupStats>) {
 /// Serve `gallery` on `addr` until the process ends; `ready` gets the address bound (the
 /// port chosen when `addr`'s is 0) before the first request is read.
 pub fn run(mut gallery: Gallery, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> Result<()> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| Error::invalid("--port", addr.to_string(), format!("an address free to listen on ({e})")))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .unwrap_or(addr);
+    let server = tiny_http::Server::http(addr).map_err(|e| {
+        Error::invalid(
+            "--port",
+            addr.to_string(),
+            format!("an address free to listen on ({e})"),
+        )
+    })?;
+    let bound = server.server_addr().to_ip().unwrap_or(addr);
     ready(bound);
     for request in server.incoming_requests() {
         let reply = match request.method() {
             tiny_http::Method::Get | tiny_http::Method::Head => gallery.get(request.url()),
             _ => Reply::error(405, "only GET and HEAD are served"),
         };
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
-            .expect("valid header");
+        let header =
+            tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
+                .expect("valid header");
         let response = tiny_http::Response::from_data(reply.body)
             .with_status_code(reply.status)
             .with_header(header);

@@ -142,14 +142,21 @@ fn finite_range(v: &[f32]) -> (f32, f32) {
 }
 
 /// The frame's record: from the frame itself (version-2 reels) or the manifest (version 1).
-fn frame_of(reel: &Path, reader: &mut ReelReader, manifest: &Manifest, k: u64) -> Result<ReelFrame> {
+fn frame_of(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    k: u64,
+) -> Result<ReelFrame> {
     if manifest.frames.is_empty() {
         let bytes = reader.frame_record(k)?;
         ReelFrame::parse_record(reel, manifest, k, &bytes)
     } else {
-        manifest.frames.get(k as usize).cloned().ok_or_else(|| {
-            Error::reel(reel, format!("frame {k} does not exist"))
-        })
+        manifest
+            .frames
+            .get(k as usize)
+            .cloned()
+            .ok_or_else(|| Error::reel(reel, format!("frame {k} does not exist")))
     }
 }
 
@@ -261,7 +268,9 @@ pub fn render(reel: &Path, view: View) -> Result<Rendered> {
                 let edge = (x + 1 < wu && differs(x + 1, y))
                     || (y + 1 < hu && differs(x, y + 1))
                     || (x > 0 && owner[y * wu + x - 1] != me && owner[y * wu + x - 1] == u32::MAX)
-                    || (y > 0 && owner[(y - 1) * wu + x] != me && owner[(y - 1) * wu + x] == u32::MAX);
+                    || (y > 0
+                        && owner[(y - 1) * wu + x] != me
+                        && owner[(y - 1) * wu + x] == u32::MAX);
                 if edge {
                     rgb[(y * wu + x) * 3..][..3].copy_from_slice(&OUTLINE);
                 }
