@@ -309,6 +309,13 @@ fn compare_page_heat_map_has_one_cell_per_layer_and_role() {
     let want = grid.cells.iter().flatten().filter(|c| c.is_some()).count();
     assert_eq!(filled.as_u64(), Some(want as u64));
     let changes = browser.run("return document.querySelectorAll('#changes tr').length - 1");
+    let first =
+        browser.run("return document.querySelector('#changes tr:nth-child(2) td').innerText");
+    assert_eq!(
+        first.as_str(),
+        Some(a.tensors[c.by_change()[0].a].name.as_str()),
+        "largest change first"
+    );
     assert_eq!(changes.as_u64(), Some(c.matches.len() as u64));
 }
 
@@ -348,13 +355,38 @@ fn search_and_families_pages_rank_the_fine_tune_first() {
 }
 
 #[test]
-fn json_endpoints_give_what_list_and_stats_print() {
+fn json_endpoints_give_what_the_cli_prints() {
     let f = fixture();
     let server = Server::start(&f.store);
     assert_eq!(server.json("api/list"), list_json(&f.store));
     let out = run(&["stats", "--json", "--storage-dir", path(&f.store)]);
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(server.json("api/stats"), stats);
+    let cli = |args: &[&str]| -> Value {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--json", "--storage-dir", path(&f.store)]);
+        let out = run(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let q = |s: &str| s.replace('/', "%2F");
+    assert_eq!(
+        server.json(&format!(
+            "api/compare?a={}&b={}",
+            q(&f.minilm),
+            q(&f.finetune)
+        )),
+        cli(&["compare", &f.minilm, &f.finetune])
+    );
+    assert_eq!(
+        server.json(&format!("api/search?q={}", q(&f.minilm))),
+        cli(&["search", &f.minilm])
+    );
+    assert_eq!(server.json("api/families"), cli(&["tree"]));
     let page = server.json("api/models?per=2&page=1&sort=params&order=desc");
     assert_eq!(page["total"], 4);
     assert_eq!(page["rows"].as_array().unwrap().len(), 2);

@@ -411,12 +411,7 @@ impl Gallery {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .listing()?
-            .entries
-            .into_iter()
-            .find(|e| e.id == id))
+        self.store.entry(id)
     }
 
     /// The reel of `e`, which must lie in the store's `reels/` directory.
@@ -572,23 +567,9 @@ impl Gallery {
     fn compare(&self, t: &Target) -> Result<Reply> {
         let (a, fa) = self.stored(t, "a")?;
         let (b, fb) = self.stored(t, "b")?;
-        let c = search::compare(&fa, &fb);
-        let grid = c.layer_grid(&fa);
-        let changes: Vec<Value> = c
-            .matches
-            .iter()
-            .map(|m| {
-                let (ta, tb) = (&fa.tensors[m.a], &fb.tensors[m.b]);
-                json!({
-                    "a": ta.name, "b": tb.name, "role": ta.role, "layer": ta.layer,
-                    "how": m.how, "params": m.params, "correlation": m.correlation,
-                    "relative_change": m.relative_change, "energy_change": m.energy_change,
-                })
-            })
-            .collect();
-        Ok(Reply::json(&json!({
-            "a": a, "b": b, "comparison": c, "grid": grid, "changes": changes,
-        })))
+        Ok(Reply::json(
+            &search::compare(&fa, &fb).report(&a, &fa, &b, &fb),
+        ))
     }
 
     fn search(&self, t: &Target) -> Result<Reply> {
@@ -607,7 +588,7 @@ impl Gallery {
                 roles: &[],
             },
         )?;
-        Ok(Reply::json(&json!({ "query": q, "result": result })))
+        Ok(Reply::json(&result))
     }
 
     fn families(&self) -> Result<Reply> {

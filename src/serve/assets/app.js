@@ -269,8 +269,7 @@ async function comparePage() {
   main().replaceChildren(el("h1", { text: "Compare" }), form);
   if (!a || !b) { document.body.dataset.ready = "1"; return; }
   const c = await api(`/api/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
-  const s = c.comparison;
-  const grid = c.grid;
+  const grid = c.layers;
   const heat = el("table", { id: "heatmap", class: "heatmap" },
     el("tr", {}, el("th", { text: "layer" }), ...grid.roles.map((r) => el("th", { text: r }))),
     ...grid.layers.map((l, i) => el("tr", {}, el("th", { text: l == null ? "–" : l }),
@@ -280,14 +279,13 @@ async function comparePage() {
         title: v == null ? "nothing paired" : `layer ${l ?? "–"}, ${grid.roles[j]}: correlation ${fixed(v)}`,
         text: v == null ? "" : fixed(v, 2),
       })))));
-  const changes = [...c.changes].sort((x, y) => y.relative_change - x.relative_change);
   const table = el("table", { id: "changes", class: "data" },
-    el("tr", {}, ...["Tensor (A)", "Tensor (B)", "Role", "Layer", "Paired by", "Params", "Correlation", "Relative change"].map((h) => el("th", { text: h }))),
-    ...changes.map((m) => el("tr", {}, el("td", { text: m.a }), el("td", { text: m.b }), el("td", { text: m.role }),
-      el("td", { text: m.layer ?? "–" }), el("td", { text: m.how }), el("td", { class: "num", text: group(m.params) }),
-      el("td", { class: "num", text: fixed(m.correlation) }), el("td", { class: "num", text: fixed(m.relative_change) }))));
+    el("tr", {}, ...["Tensor (A)", "Tensor (B)", "Role", "Layer", "Shape", "Paired by", "Similarity", "Relative change"].map((h) => el("th", { text: h }))),
+    ...c.tensors.map((m) => el("tr", {}, el("td", { text: m.tensor }), el("td", { text: m.other }), el("td", { text: m.role }),
+      el("td", { text: m.layer ?? "–" }), el("td", { text: m.shape.join("×") }), el("td", { text: m.paired_by }),
+      el("td", { class: "num", text: fixed(m.similarity) }), el("td", { class: "num", text: fixed(m.relative_change) }))));
   main().append(
-    el("p", { id: "scores", text: `hybrid ${fixed(s.hybrid)} · exact ${fixed(s.exact)} · coverage ${fixed(s.coverage)} · features ${fixed(s.features)} · ${s.matches.length} tensors paired` }),
+    el("p", { id: "scores", text: `hybrid ${fixed(c.hybrid)} · exact ${fixed(c.exact)} · coverage ${fixed(c.coverage)} · features ${fixed(c.features)} · ${c.tensors.length} tensors paired` }),
     el("h2", { text: "Per-layer similarity (correlation of paired tensors)" }), heat,
     el("h2", { text: "Per-tensor change, largest first" }), table);
   document.body.dataset.ready = "1";
@@ -302,7 +300,7 @@ async function searchPage() {
     el("button", { text: "Search" }), await namesList());
   main().replaceChildren(el("h1", { text: "Search" }), form);
   if (q) {
-    const r = (await api(`/api/search?q=${encodeURIComponent(q)}`)).result;
+    const r = await api(`/api/search?q=${encodeURIComponent(q)}`);
     main().append(el("table", { id: "results", class: "data" },
       el("tr", {}, ...["Rank", "Model", "Score", "Exact", "Features", "Basis", ""].map((h) => el("th", { text: h }))),
       ...r.hits.map((h, i) => el("tr", {}, el("td", { text: i + 1 }), el("td", { text: h.name }),
