@@ -150,6 +150,12 @@ fn store_page_lists_sorts_and_filters_the_models() {
         }
         assert_eq!(got, want, "sorted {order}");
     }
+    // Four models fit one page.
+    let pager = browser.run("return [document.getElementById('prev').disabled, document.getElementById('next').disabled, document.getElementById('page').innerText]");
+    assert_eq!(
+        pager,
+        serde_json::json!([true, true, " page 1 of 1 (4 models) "])
+    );
     // The search box filters.
     browser.run("document.body.dataset.ready = ''; const q = document.getElementById('q'); q.value = 'tiny.safe'; q.dispatchEvent(new Event('input'))");
     browser.wait_for("return document.body.dataset.ready === '1'");

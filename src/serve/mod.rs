@@ -105,6 +105,9 @@ impl Reply {
 pub struct Gallery {
     store: Store,
     cache: PngCache,
+    /// The last family trees and the fingerprinted names they were computed from: trees
+    /// compare every pair of models, seconds for a thousand.
+    families: Option<(Vec<String>, Value)>,
 }
 
 /// Percent-decoding of one query component (`+` is a space).
@@ -318,6 +321,7 @@ impl Gallery {
         Ok(Gallery {
             store: Store::open_read_only(dir)?,
             cache: PngCache::new(cache_bytes),
+            families: None,
         })
     }
 
@@ -434,7 +438,7 @@ impl Gallery {
     fn models_page(&self, t: &Target) -> Result<Reply> {
         let listing = self.store.listing()?;
         let q = t.get("q").unwrap_or("").to_lowercase();
-        let mut rows: Vec<Row> = listing
+        let rows: Vec<Row> = listing
             .entries
             .iter()
             .map(Row::of)
@@ -452,13 +456,12 @@ impl Gallery {
                 format!("one of {}", SORT_KEYS.join(", ")),
             ));
         }
-        rows.sort_by(|a, b| {
-            let (va, vb) = (
-                serde_json::to_value(a).expect("row"),
-                serde_json::to_value(b).expect("row"),
-            );
-            compare_values(&va[sort], &vb[sort]).then(a.id.cmp(&b.id))
-        });
+        let mut keyed: Vec<(Value, Row)> = rows
+            .into_iter()
+            .map(|r| (serde_json::to_value(&r).expect("row")[sort].take(), r))
+            .collect();
+        keyed.sort_by(|(ka, a), (kb, b)| compare_values(ka, kb).then(a.id.cmp(&b.id)));
+        let mut rows: Vec<Row> = keyed.into_iter().map(|(_, r)| r).collect();
         if t.get("order") == Some("desc") {
             rows.reverse();
         }
@@ -591,14 +594,23 @@ impl Gallery {
         Ok(Reply::json(&result))
     }
 
-    fn families(&self) -> Result<Reply> {
-        let mut models = Vec::new();
-        for name in self.store.fingerprint_names()? {
-            if let Some(fp) = self.store.fingerprint(&name)? {
-                models.push((name, fp));
+    fn families(&mut self) -> Result<Reply> {
+        let names = self.store.fingerprint_names()?;
+        if let Some((known, trees)) = &self.families {
+            if *known == names {
+                return Ok(Reply::json(trees));
             }
         }
-        Ok(Reply::json(&search::families(&models)))
+        let mut models = Vec::new();
+        for name in &names {
+            if let Some(fp) = self.store.fingerprint(name)? {
+                models.push((name.clone(), fp));
+            }
+        }
+        let trees = serde_json::to_value(search::families(&models)).expect("serializes");
+        let reply = Reply::json(&trees);
+        self.families = Some((names, trees));
+        Ok(reply)
     }
 }
 

@@ -9,6 +9,7 @@ function el(tag, attrs, ...children) {
     ? document.createElementNS(SVG, tag.slice(4))
     : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null) continue;
     if (k === "text") node.textContent = v;
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v);
@@ -93,7 +94,6 @@ async function storePage() {
       el("button", { id: "next", text: "Next ›", disabled: data.page + 1 >= data.pages ? "" : null,
         onclick: () => { state.page++; load().catch(fail); } }),
     );
-    for (const b of pager.querySelectorAll("button")) if (b.getAttribute("disabled") === null) b.removeAttribute("disabled");
     document.body.dataset.ready = "1";
   }
   let timer = null;
