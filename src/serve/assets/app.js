@@ -196,7 +196,16 @@ async function modelPage() {
     bar.replaceChildren(colourBar(info.min, info.max, info.scale),
       el("span", { class: "key padding", text: "padding" }), el("span", { class: "key nonfinite", text: "NaN/inf" }),
       el("span", { class: "key outline", text: "tensor boundary" }));
-    labels.replaceChildren(...info.regions.filter((r) => r.len * 40 >= info.count).map((r) =>
+    // One label per tensor, at its largest run, for tensors holding at least 1/40 of the frame.
+    const byTensor = new Map();
+    for (const r of info.regions) {
+      const t = byTensor.get(r.tensor) || { total: 0, best: r };
+      t.total += r.len;
+      if (r.len > t.best.len) t.best = r;
+      byTensor.set(r.tensor, t);
+    }
+    const labelled = [...byTensor.values()].filter((t) => t.total * 40 >= info.count).map((t) => t.best);
+    labels.replaceChildren(...labelled.map((r) =>
       el("span", { class: "label", text: r.name,
         style: `left:${(r.centre[0] / info.width) * 100}%;top:${(r.centre[1] / info.height) * 100}%` })));
     legend.replaceChildren(el("tr", {}, ...["Tensor", "Elements", "Curve", "Min", "Max"].map((h) => el("th", { text: h }))),
