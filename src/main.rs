@@ -100,6 +100,9 @@ enum Command {
         /// Colour the frames with a heat map (8-bit RGB) instead of 16-bit grey
         #[arg(long)]
         heatmap: bool,
+        /// Only these frames: N, A-B (inclusive) or A- (to the end)
+        #[arg(long, value_name = "RANGE", value_parser = parse_frame_range)]
+        frames: Option<std::ops::Range<u64>>,
     },
     /// Serve a local web gallery of the store (models, frames, statistics, comparisons, families)
     #[cfg(feature = "serve")]
@@ -589,6 +592,26 @@ fn run_list(args: &StoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--frames`: `N`, `A-B` (inclusive) or `A-`, as a half-open range.
+fn parse_frame_range(text: &str) -> std::result::Result<std::ops::Range<u64>, String> {
+    let bad = || format!("'{text}' is not a frame range (N, A-B or A-)");
+    let number = |t: &str| t.trim().parse::<u64>().map_err(|_| bad());
+    match text.split_once('-') {
+        None => {
+            let n = number(text)?;
+            Ok(n..n.saturating_add(1))
+        }
+        Some((a, "")) => Ok(number(a)?..u64::MAX),
+        Some((a, b)) => {
+            let (a, b) = (number(a)?, number(b)?);
+            if b < a {
+                return Err(format!("'{text}': the range ends before it starts"));
+            }
+            Ok(a..b.saturating_add(1))
+        }
+    }
+}
+
 /// `--port`: a port number only; another address needs `--bind`.
 #[cfg(feature = "serve")]
 fn parse_port(text: &str) -> std::result::Result<u16, String> {
@@ -749,8 +772,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 )
             });
         }
-        Some(Command::Frames { reel, png, heatmap }) => {
-            let files = weightreel::reel::write_png_frames(&reel, &png, heatmap)?;
+        Some(Command::Frames {
+            reel,
+            png,
+            heatmap,
+            frames,
+        }) => {
+            let frames = frames.unwrap_or(0..u64::MAX);
+            let files = weightreel::reel::write_png_frame_range(&reel, &png, heatmap, frames)?;
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),

@@ -62,7 +62,8 @@ pub use manifest::{
     MANIFEST_VERSION,
 };
 pub use preview::{
-    heat_colour, heat_lut, png_rgb, write_png_frames, write_png_rgb, write_preview_h264,
+    heat_colour, heat_lut, png_rgb, write_png_frame_range, write_png_frames, write_png_rgb,
+    write_preview_h264,
 };
 pub use reader::{read_metadata, ReelReader};
 pub use writer::ReelWriter;

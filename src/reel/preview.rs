@@ -158,13 +158,35 @@ pub fn heat_lut() -> [[u8; 3]; 256] {
 /// (8-bit reels are scaled by 257 to span the range); with `heatmap` they are 8-bit RGB through
 /// a viridis-like colour ramp of the top 8 bits. Returns the files written, in frame order.
 pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<PathBuf>> {
+    write_png_frame_range(reel, dir, heatmap, 0..u64::MAX)
+}
+
+/// [`write_png_frames`] for the frames numbered in `frames` only (cut at the reel's end); a
+/// range that starts past the last frame is refused before anything is written.
+pub fn write_png_frame_range(
+    reel: &Path,
+    dir: &Path,
+    heatmap: bool,
+    frames: std::ops::Range<u64>,
+) -> Result<Vec<PathBuf>> {
     crate::output::check_dir("--png", dir)?;
     let mut reader = ReelReader::open(reel)?;
     let depth = reader.spec().depth;
+    let count = reader.frame_count();
+    if frames.start >= count || frames.is_empty() {
+        return Err(Error::invalid(
+            "--frames",
+            format!("{}-{}", frames.start, frames.end.saturating_sub(1)),
+            format!(
+                "frames of the reel, which has {count} (0-{})",
+                count.saturating_sub(1)
+            ),
+        ));
+    }
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let lut = heat_lut();
     let mut written = Vec::new();
-    for index in 0..reader.frame_count() {
+    for index in frames.start..frames.end.min(count) {
         let Some((width, height)) = reader.frame_size(index) else {
             break;
         };
