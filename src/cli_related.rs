@@ -272,37 +272,7 @@ pub fn run_compare(
         write_grid_png(png, &grid)?;
     }
     if json {
-        let tensors: Vec<_> = sorted_by_change(&c)
-            .iter()
-            .map(|m| {
-                let t = &qa.fingerprint.tensors[m.a];
-                serde_json::json!({
-                    "tensor": t.name,
-                    "other": qb.fingerprint.tensors[m.b].name,
-                    "role": t.role.as_str(),
-                    "layer": t.layer,
-                    "shape": t.shape,
-                    "paired_by": m.how,
-                    "similarity": m.correlation,
-                    "relative_change": m.relative_change,
-                    "aligned_values": m.aligned,
-                })
-            })
-            .collect();
-        let v = serde_json::json!({
-            "a": a, "b": b,
-            "exact": c.exact.map(|e| e * c.coverage),
-            "correlation": c.exact,
-            "coverage": c.coverage,
-            "relative_change": c.relative_change,
-            "features": c.features,
-            "hybrid": c.hybrid,
-            "paired_by_name": c.by_name,
-            "paired_by_order": c.by_order,
-            "paired_params": c.matched_params,
-            "tensors": tensors,
-            "layers": grid,
-        });
+        let v = c.report(a, &qa.fingerprint, b, &qb.fingerprint);
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
@@ -314,16 +284,6 @@ pub fn run_compare(
         println!("Heat-map written to {}", png.display());
     }
     Ok(())
-}
-
-fn sorted_by_change(c: &Comparison) -> Vec<&search::TensorMatch> {
-    let mut v: Vec<&search::TensorMatch> = c.matches.iter().collect();
-    v.sort_by(|x, y| {
-        y.relative_change
-            .total_cmp(&x.relative_change)
-            .then(x.a.cmp(&y.a))
-    });
-    v
 }
 
 /// The comparison as text.
@@ -367,7 +327,7 @@ pub fn compare_text(
             "\nPer tensor, largest change first:\n{:<9}  {:<width$}  {:>10}  {:>8}\n",
             "role", "tensor", "similarity", "change"
         ));
-        for m in sorted_by_change(c) {
+        for m in c.by_change() {
             let t = &fa.tensors[m.a];
             let renamed = if m.how == search::MatchKind::ShapeOrder {
                 format!("  (as {})", printable(&fb.tensors[m.b].name))

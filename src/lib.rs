@@ -18,6 +18,7 @@
 //! | reels | [`reel`] | one lossless Matroska video file per model, with its metadata attached |
 //! | store | [`store`] | reels and the SQLite registry: entries, frames, fingerprints |
 //! | search | [`search`] | related models from fingerprints: `search`, `compare`, families |
+//! | gallery | `serve` (feature `serve`) | a local web face over store and search, like the CLI |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
@@ -34,6 +35,8 @@ pub mod report;
 pub mod roles;
 pub mod search;
 pub mod selection;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod stream;

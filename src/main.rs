@@ -100,6 +100,28 @@ enum Command {
         /// Colour the frames with a heat map (8-bit RGB) instead of 16-bit grey
         #[arg(long)]
         heatmap: bool,
+        /// Only these frames: N, A-B (inclusive) or A- (to the end)
+        #[arg(long, value_name = "RANGE", value_parser = parse_frame_range)]
+        frames: Option<std::ops::Range<u64>>,
+    },
+    /// Serve a local web gallery of the store (models, frames, statistics, comparisons, families)
+    #[cfg(feature = "serve")]
+    Serve {
+        /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
+        #[arg(long, visible_alias = "store", value_name = "DIR")]
+        storage_dir: Option<PathBuf>,
+        /// Port to listen on (0: any free port)
+        #[arg(long, default_value_t = weightreel::serve::DEFAULT_PORT, value_name = "P", value_parser = parse_port)]
+        port: u16,
+        /// Listen on this address instead of 127.0.0.1 (0.0.0.0 makes the gallery reachable from the network)
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+        /// Open the gallery in the desktop's browser (xdg-open)
+        #[arg(long)]
+        open: bool,
+        /// Bound of the in-memory PNG cache, in MiB
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        cache_mib: usize,
     },
     /// Remove what interrupted or crashed encodes left behind (reporting the bytes freed)
     Gc {
@@ -570,6 +592,73 @@ fn run_list(args: &StoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--frames`: `N`, `A-B` (inclusive) or `A-`, as a half-open range.
+fn parse_frame_range(text: &str) -> std::result::Result<std::ops::Range<u64>, String> {
+    let bad = || format!("'{text}' is not a frame range (N, A-B or A-)");
+    let number = |t: &str| t.trim().parse::<u64>().map_err(|_| bad());
+    match text.split_once('-') {
+        None => {
+            let n = number(text)?;
+            Ok(n..n.saturating_add(1))
+        }
+        Some((a, "")) => Ok(number(a)?..u64::MAX),
+        Some((a, b)) => {
+            let (a, b) = (number(a)?, number(b)?);
+            if b < a {
+                return Err(format!("'{text}': the range ends before it starts"));
+            }
+            Ok(a..b.saturating_add(1))
+        }
+    }
+}
+
+/// `--port`: a port number only; another address needs `--bind`.
+#[cfg(feature = "serve")]
+fn parse_port(text: &str) -> std::result::Result<u16, String> {
+    text.parse::<u16>().map_err(|_| {
+        if text.contains(':') || text.contains('.') {
+            format!("'{text}' is not a port number; the gallery listens on 127.0.0.1 unless --bind ADDR names another address")
+        } else {
+            format!("'{text}' is not a port number (0 to 65535)")
+        }
+    })
+}
+
+#[cfg(feature = "serve")]
+fn run_serve(
+    dir: Option<&std::path::Path>,
+    port: u16,
+    bind: Option<&str>,
+    open: bool,
+    cache_mib: usize,
+) -> Result<()> {
+    let addr = weightreel::serve::listen_address(bind, port)?;
+    let gallery = weightreel::serve::Gallery::open(&store_dir(dir), cache_mib << 20)?;
+    weightreel::serve::run(gallery, addr, |bound| {
+        let url = if bound.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}/", bound.port())
+        } else {
+            format!("http://{bound}/")
+        };
+        println!("weightreel gallery: {url}");
+        if bound.ip().is_loopback() {
+            eprintln!("listening on {bound} only (this machine); --bind ADDR listens elsewhere");
+        } else {
+            eprintln!("warning: listening on {bound}: anyone who can reach this machine can read the store");
+        }
+        if open
+            && std::process::Command::new("xdg-open")
+                .arg(&url)
+                .spawn()
+                .is_err()
+        {
+            eprintln!("note: could not start xdg-open; open {url} yourself");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    })
+}
+
 fn run_stats(args: &StoreArgs) -> Result<()> {
     let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
     warn_unreadable(&store, &store.listing()?.unreadable);
@@ -644,6 +733,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             encode,
         }) => return run_encode(&models, &source, &select, &encode),
         Some(Command::List { store }) => run_list(&store)?,
+        #[cfg(feature = "serve")]
+        Some(Command::Serve {
+            storage_dir,
+            port,
+            bind,
+            open,
+            cache_mib,
+        }) => run_serve(
+            storage_dir.as_deref(),
+            port,
+            bind.as_deref(),
+            open,
+            cache_mib,
+        )?,
         Some(Command::Stats { store }) => run_stats(&store)?,
         Some(Command::Decode {
             reel,
@@ -669,8 +772,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 )
             });
         }
-        Some(Command::Frames { reel, png, heatmap }) => {
-            let files = weightreel::reel::write_png_frames(&reel, &png, heatmap)?;
+        Some(Command::Frames {
+            reel,
+            png,
+            heatmap,
+            frames,
+        }) => {
+            let frames = frames.unwrap_or(0..u64::MAX);
+            let files = weightreel::reel::write_png_frame_range(&reel, &png, heatmap, frames)?;
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use weightreel::reel::{
-    write_png_frames, write_preview_h264, ReelReader, ReelSpec, ReelWriter, SampleDepth,
-    SampleKind, TileIn, REEL_FORMAT_VERSION,
+    write_png_frame_range, write_png_frames, write_preview_h264, ReelReader, ReelSpec, ReelWriter,
+    SampleDepth, SampleKind, TileIn, REEL_FORMAT_VERSION,
 };
 
 /// splitmix64: deterministic test data without a dependency.
@@ -576,6 +576,31 @@ fn png_frames_have_the_logical_sizes() {
         // Colour type 2: RGB.
         assert_eq!(ihdr(p), (w, h, 8, 2), "{}", p.display());
     }
+}
+
+#[test]
+fn png_frame_range_writes_only_the_frames_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("png.mkv");
+    write(
+        &path,
+        spec(2, SampleDepth::Gray16),
+        &frames(9, 2, SampleDepth::Gray16, &SIZES),
+        JSON,
+    );
+    let out = write_png_frame_range(&path, &dir.path().join("some"), false, 1..9).unwrap();
+    let names: Vec<_> = out
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["frame_000001.png", "frame_000002.png"]);
+    assert_eq!(ihdr(&out[0]), (SIZES[1].0, SIZES[1].1, 16, 0));
+    let past = dir.path().join("past");
+    let e = write_png_frame_range(&path, &past, false, 3..5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--frames") && e.contains("has 3"), "{e}");
+    assert!(!past.exists(), "nothing written for a refused range");
 }
 
 #[test]

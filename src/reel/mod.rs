@@ -64,7 +64,10 @@ pub use manifest::{
     Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, TilePiece, TileRecord,
     MANIFEST_FORMAT, MANIFEST_VERSION,
 };
-pub use preview::{heat_colour, write_png_frames, write_png_rgb, write_preview_h264};
+pub use preview::{
+    heat_colour, heat_lut, png_rgb, write_png_frame_range, write_png_frames, write_png_rgb,
+    write_preview_h264,
+};
 pub use reader::{read_joinable_metadata, read_metadata, ReelReader, TileOut, TiledFrame};
 pub use writer::{ReelWriter, TileIn};
 

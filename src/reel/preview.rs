@@ -126,8 +126,9 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
     fs::rename(tmp, out_mp4).map_err(|e| Error::io(out_mp4, e))
 }
 
-/// Viridis-like colour ramp: linear between nine anchors of matplotlib's viridis.
-fn heat_lut() -> [[u8; 3]; 256] {
+/// Viridis-like colour ramp: linear between nine anchors of matplotlib's viridis; entry `i` is the
+/// colour of `i / 255`.
+pub fn heat_lut() -> [[u8; 3]; 256] {
     const ANCHORS: [[f32; 3]; 9] = [
         [68.0, 1.0, 84.0],
         [71.0, 45.0, 123.0],
@@ -157,13 +158,35 @@ fn heat_lut() -> [[u8; 3]; 256] {
 /// (8-bit reels are scaled by 257 to span the range); with `heatmap` they are 8-bit RGB through
 /// a viridis-like colour ramp of the top 8 bits. Returns the files written, in frame order.
 pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<PathBuf>> {
+    write_png_frame_range(reel, dir, heatmap, 0..u64::MAX)
+}
+
+/// [`write_png_frames`] for the frames numbered in `frames` only (cut at the reel's end); a
+/// range that starts past the last frame is refused before anything is written.
+pub fn write_png_frame_range(
+    reel: &Path,
+    dir: &Path,
+    heatmap: bool,
+    frames: std::ops::Range<u64>,
+) -> Result<Vec<PathBuf>> {
     crate::output::check_dir("--png", dir)?;
     let mut reader = ReelReader::open(reel)?;
     let depth = reader.spec().depth;
+    let count = reader.frame_count();
+    if frames.start >= count || frames.is_empty() {
+        return Err(Error::invalid(
+            "--frames",
+            format!("{}-{}", frames.start, frames.end.saturating_sub(1)),
+            format!(
+                "frames of the reel, which has {count} (0-{})",
+                count.saturating_sub(1)
+            ),
+        ));
+    }
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let lut = heat_lut();
     let mut written = Vec::new();
-    for index in 0..reader.frame_count() {
+    for index in frames.start..frames.end.min(count) {
         let Some((width, height)) = reader.frame_size(index) else {
             break;
         };
@@ -201,26 +224,64 @@ pub fn write_png_frames(reel: &Path, dir: &Path, heatmap: bool) -> Result<Vec<Pa
 /// An 8-bit RGB image (`width * height * 3` bytes, row-major) as a PNG file at `out`,
 /// written beside it and renamed. Colours for values in `0..=1` come from [`heat_colour`].
 pub fn write_png_rgb(out: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<()> {
-    if rgb.len() != width as usize * height as usize * 3 {
-        return Err(Error::io(
-            out,
-            std::io::Error::other(format!(
-                "{} bytes for a {width}x{height} RGB image",
-                rgb.len()
-            )),
-        ));
-    }
-    encode_png(out, width, height, Pixel::RGB24, |data, stride| {
-        for (y, row) in rgb.chunks_exact(width as usize * 3).enumerate() {
-            data[y * stride..y * stride + row.len()].copy_from_slice(row);
-        }
-    })
+    let bytes = png_rgb(width, height, rgb).map_err(|e| Error::reel(out, e))?;
+    write_beside(out, &bytes)
 }
 
 /// The heat-map colour of `v` in `0..=1` (clamped), as `frames --heatmap` draws it.
 pub fn heat_colour(v: f64) -> [u8; 3] {
     let lut = heat_lut();
     lut[(v.clamp(0.0, 1.0) * 255.0).round() as usize]
+}
+
+/// An 8-bit RGB image (`width * height * 3` bytes, row-major) as PNG bytes in memory, for
+/// callers that serve or embed the picture rather than write it.
+pub fn png_rgb(width: u32, height: u32, rgb: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
+        return Err(format!(
+            "{} bytes for a {width}x{height} RGB image",
+            rgb.len()
+        ));
+    }
+    png_bytes(width, height, Pixel::RGB24, |data, stride| {
+        for (y, row) in rgb.chunks_exact(width as usize * 3).enumerate() {
+            data[y * stride..y * stride + row.len()].copy_from_slice(row);
+        }
+    })
+}
+
+/// Encode one picture of `pixel` format, filled by `fill(data, stride)`, as PNG bytes.
+fn png_bytes(
+    width: u32,
+    height: u32,
+    pixel: Pixel,
+    fill: impl FnOnce(&mut [u8], usize),
+) -> std::result::Result<Vec<u8>, String> {
+    super::init();
+    let codec = encoder::find(codec::Id::PNG).ok_or("this FFmpeg has no PNG encoder")?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(ff)?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(pixel);
+    enc.set_time_base(Rational::new(1, FRAME_RATE));
+    let mut enc = enc
+        .open()
+        .map_err(|e| format!("cannot start the PNG encoder ({e})"))?;
+    let mut picture = frame::Video::new(pixel, width, height);
+    let stride = picture.stride(0);
+    fill(picture.data_mut(0), stride);
+    picture.set_pts(Some(0));
+    enc.send_frame(&picture)
+        .map_err(|e| format!("PNG encoding failed ({e})"))?;
+    enc.send_eof()
+        .map_err(|e| format!("PNG encoding failed ({e})"))?;
+    let mut packet = Packet::empty();
+    enc.receive_packet(&mut packet)
+        .map_err(|e| format!("PNG encoding failed ({e})"))?;
+    Ok(packet.data().unwrap_or(&[]).to_vec())
 }
 
 /// Encode one picture of `pixel` format, filled by `fill(data, stride)`, as a PNG at `out`.
@@ -231,39 +292,19 @@ fn encode_png(
     pixel: Pixel,
     fill: impl FnOnce(&mut [u8], usize),
 ) -> Result<()> {
-    let bad = |problem: String| Error::reel(out, problem);
-    let codec = encoder::find(codec::Id::PNG)
-        .ok_or_else(|| bad("this FFmpeg has no PNG encoder".into()))?;
-    let mut enc = codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .video()
-        .map_err(|e| bad(ff(e)))?;
-    enc.set_width(width);
-    enc.set_height(height);
-    enc.set_format(pixel);
-    enc.set_time_base(Rational::new(1, FRAME_RATE));
-    let mut enc = enc
-        .open()
-        .map_err(|e| bad(format!("cannot start the PNG encoder ({e})")))?;
-    let mut picture = frame::Video::new(pixel, width, height);
-    let stride = picture.stride(0);
-    fill(picture.data_mut(0), stride);
-    picture.set_pts(Some(0));
-    enc.send_frame(&picture)
-        .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-    enc.send_eof()
-        .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-    let mut packet = Packet::empty();
-    enc.receive_packet(&mut packet)
-        .map_err(|e| bad(format!("PNG encoding failed ({e})")))?;
-    // Beside the target, then renamed: an existing PNG stays whole until replaced.
+    let bytes = png_bytes(width, height, pixel, fill).map_err(|e| Error::reel(out, e))?;
+    write_beside(out, &bytes)
+}
+
+/// Write `bytes` beside `out`, then rename: an existing file stays whole until replaced.
+fn write_beside(out: &Path, bytes: &[u8]) -> Result<()> {
     let dir = out.parent().unwrap_or(Path::new("."));
     let file = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
-    fs::write(&tmp, packet.data().unwrap_or(&[]))
+    fs::write(&tmp, bytes)
         .and_then(|()| fs::rename(&tmp, out))
         .map_err(|e| {
             let _ = fs::remove_file(&tmp);

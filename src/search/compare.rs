@@ -322,6 +322,61 @@ pub struct LayerGrid {
 }
 
 impl Comparison {
+    /// The paired tensors, largest relative change first.
+    pub fn by_change(&self) -> Vec<&TensorMatch> {
+        let mut v: Vec<&TensorMatch> = self.matches.iter().collect();
+        v.sort_by(|x, y| {
+            y.relative_change
+                .total_cmp(&x.relative_change)
+                .then(x.a.cmp(&y.a))
+        });
+        v
+    }
+
+    /// The comparison of `a` (fingerprint `fa`, the first compared) with `b` as `compare
+    /// --json` prints it and the gallery serves it: scores, the per-tensor change table
+    /// (largest change first) and the per-layer grid.
+    pub fn report(
+        &self,
+        a: &str,
+        fa: &Fingerprint,
+        b: &str,
+        fb: &Fingerprint,
+    ) -> serde_json::Value {
+        let tensors: Vec<_> = self
+            .by_change()
+            .iter()
+            .map(|m| {
+                let t = &fa.tensors[m.a];
+                serde_json::json!({
+                    "tensor": t.name,
+                    "other": fb.tensors[m.b].name,
+                    "role": t.role.as_str(),
+                    "layer": t.layer,
+                    "shape": t.shape,
+                    "paired_by": m.how,
+                    "similarity": m.correlation,
+                    "relative_change": m.relative_change,
+                    "aligned_values": m.aligned,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "a": a, "b": b,
+            "exact": self.exact.map(|e| e * self.coverage),
+            "correlation": self.exact,
+            "coverage": self.coverage,
+            "relative_change": self.relative_change,
+            "features": self.features,
+            "hybrid": self.hybrid,
+            "paired_by_name": self.by_name,
+            "paired_by_order": self.by_order,
+            "paired_params": self.matched_params,
+            "tensors": tensors,
+            "layers": self.layer_grid(fa),
+        })
+    }
+
     /// The per-layer grid; `a` is the first fingerprint compared.
     pub fn layer_grid(&self, a: &Fingerprint) -> LayerGrid {
         let mut layers: Vec<Option<u32>> =

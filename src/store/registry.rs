@@ -678,6 +678,19 @@ impl Store {
         Ok(listing)
     }
 
+    /// The entry with registry id `id`, if there is one and it can be read.
+    pub fn entry(&self, id: i64) -> Result<Option<EntrySummary>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT * FROM models WHERE id = ?1")
+            .map_err(|e| self.err(e))?;
+        match stmt.query_row([id], Self::row_to_summary) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Entries named `name`.
     pub fn find(&self, name: &str) -> Result<Vec<EntrySummary>> {
         Ok(self

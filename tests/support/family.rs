@@ -43,11 +43,10 @@ pub struct Member {
 }
 
 /// Tensors as (name, shape, f32 values).
-type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+pub type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
 
-/// Write the family of `base` (a safetensors file of F32 tensors) under `out`, one directory
-/// per member, and return the members, base first.
-pub fn derive(base: &Path, out: &Path) -> Vec<Member> {
+/// The F32 tensors of the safetensors file `base`, sorted by name.
+pub fn load_f32(base: &Path) -> Tensors {
     let bytes = std::fs::read(base).expect("read the base model");
     let st = SafeTensors::deserialize(&bytes).expect("parse the base model");
     let mut tensors: Tensors = st
@@ -64,8 +63,13 @@ pub fn derive(base: &Path, out: &Path) -> Vec<Member> {
         })
         .collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    drop(st);
-    drop(bytes);
+    tensors
+}
+
+/// Write the family of `base` (a safetensors file of F32 tensors) under `out`, one directory
+/// per member, and return the members, base first.
+pub fn derive(base: &Path, out: &Path) -> Vec<Member> {
+    let tensors = load_f32(base);
 
     let member = |name: &'static str,
                   kinship: Kinship,

@@ -1,6 +1,8 @@
 //! Shared test support: real data and real servers the integration tests use.
 #![allow(dead_code)]
 
+#[cfg(all(feature = "serve", feature = "hub"))]
+pub mod browser;
 pub mod cli;
 pub mod collect;
 pub mod family;
