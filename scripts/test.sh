@@ -12,7 +12,7 @@ bash scripts/test-venv.sh >/dev/null
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --release --locked --lib --bins --tests 2>&1 | tee "$log" || status=$?
+cargo test --release --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log" || status=$?
 passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE '; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
 # The Python package: build, install into the test virtualenv, run its pytest suite against

@@ -522,3 +522,92 @@ fn write_tiled_frame(
     }
     Ok(decoded)
 }
+
+/// Frame `index` of a reel whole: its record and its values in curve order (`count` of them),
+/// from a tiled frame's tiles or an untiled frame's planes. For viewers (`serve`), which show
+/// one frame: memory is the frame's values, at most the frame cap.
+pub fn frame_values(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    index: u64,
+) -> Result<(ReelFrame, Vec<f32>)> {
+    if !manifest.frames.is_empty() || !reader.is_tiled(index)? {
+        let frame = if manifest.frames.is_empty() {
+            let bytes = reader.frame_record(index)?;
+            ReelFrame::parse_record(reel, manifest, index, &bytes)?
+        } else {
+            manifest
+                .frames
+                .get(index as usize)
+                .cloned()
+                .ok_or_else(|| Error::reel(reel, format!("frame {index} does not exist")))?
+        };
+        let size = (frame.meta.layout.width, frame.meta.layout.height);
+        let planes: Vec<Vec<u16>> = reader
+            .read_frame(index, size.0, size.1)?
+            .into_iter()
+            .take(frame.meta.planes as usize)
+            .collect();
+        let values = frames::decode_frame(&frame.meta, &planes)?;
+        return Ok((frame, values));
+    }
+    let (width, height) = reader
+        .frame_size(index)
+        .ok_or_else(|| Error::reel(reel, format!("frame {index} is not in the reel")))?;
+    let frame_layout = frames::FrameLayout { width, height };
+    let mode = frames::PixelMode::parse(&manifest.settings.mode)
+        .map_err(|e| Error::reel(reel, format!("the manifest's mode: {e}")))?;
+    let mut all = Vec::new();
+    let mut values = Vec::new();
+    let mut pieces = Vec::new();
+    let frame = reader.read_tiles(
+        index,
+        |_| true,
+        |tile| {
+            let record = TileRecord::parse(reel, manifest, index, tile.index, tile.record)?;
+            pieces.clear();
+            pieces.extend(record.pieces.iter().map(|p| p.quant));
+            let planes: Vec<&[u16]> = tile.planes.iter().map(Vec::as_slice).collect();
+            frames::decode_tile(
+                &frame_layout,
+                tile.index,
+                mode,
+                frames::SampleOrder::Rotated,
+                &planes,
+                &pieces,
+                &mut values,
+            )
+            .map_err(|e| Error::reel(reel, format!("frame {index} (tile {}): {e}", tile.index)))?;
+            // Padding tiles decode to nothing; value tiles continue the curve.
+            let base = (u64::from(tile.index) * frames::TILE_VALUES) as usize;
+            if !values.is_empty() {
+                if all.len() < base {
+                    all.resize(base, 0.0);
+                }
+                all.truncate(base);
+                all.extend_from_slice(&values);
+            }
+            Ok(())
+        },
+    )?;
+    let summary = ReelFrame::parse_record(reel, manifest, index, &frame.record)?;
+    if summary.checksum != frame.crc32 || summary.meta.layout != frame_layout {
+        return Err(Error::reel(
+            reel,
+            format!("frame {index}: its record disagrees with its tiles (corrupt metadata)"),
+        ));
+    }
+    all.truncate(summary.meta.count as usize);
+    if all.len() as u64 != summary.meta.count {
+        return Err(Error::reel(
+            reel,
+            format!(
+                "frame {index}: its tiles hold {} of its {} values",
+                all.len(),
+                summary.meta.count
+            ),
+        ));
+    }
+    Ok((summary, all))
+}

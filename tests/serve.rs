@@ -15,7 +15,7 @@ use serde_json::Value;
 use support::browser::{decode_png, Browser, Server};
 use support::cli::{path, run};
 use support::{family, fixtures, minilm};
-use weightreel::frames::{self, FrameLayout};
+use weightreel::frames::FrameLayout;
 use weightreel::reel::{heat_lut, Manifest, ReelFrame, ReelReader};
 use weightreel::serve::{render, Gallery, Scale, View};
 
@@ -199,10 +199,8 @@ fn model_page_draws_charts_and_a_frame_rendered_from_the_reel() {
     assert_eq!(status, 200);
     let (pw, ph, rgb) = decode_png(&png);
     assert_eq!((pw, ph), (w, h));
-    let record = reader.frame_record(0).unwrap();
-    let frame = ReelFrame::parse_record(&reel, &manifest, 0, &record).unwrap();
-    let planes = reader.read_frame(0, w, h).unwrap();
-    let values = frames::decode_frame(&frame.meta, &planes[..frame.meta.planes as usize]).unwrap();
+    // The frame's values as decode gives them (tile by tile for a tiled frame).
+    let (_, values) = weightreel::decode::frame_values(&reel, &mut reader, &manifest, 0).unwrap();
     let (lo, hi) = values
         .iter()
         .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::frames::{self, FrameLayout};
-use crate::reel::{heat_lut, png_rgb, Manifest, ReelFrame, ReelReader};
+use crate::frames::FrameLayout;
+use crate::reel::{heat_lut, png_rgb, Manifest, ReelReader};
 
 /// How values map to colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -141,25 +141,6 @@ fn finite_range(v: &[f32]) -> (f32, f32) {
     }
 }
 
-/// The frame's record: from the frame itself (version-2 reels) or the manifest (version 1).
-fn frame_of(
-    reel: &Path,
-    reader: &mut ReelReader,
-    manifest: &Manifest,
-    k: u64,
-) -> Result<ReelFrame> {
-    if manifest.frames.is_empty() {
-        let bytes = reader.frame_record(k)?;
-        ReelFrame::parse_record(reel, manifest, k, &bytes)
-    } else {
-        manifest
-            .frames
-            .get(k as usize)
-            .cloned()
-            .ok_or_else(|| Error::reel(reel, format!("frame {k} does not exist")))
-    }
-}
-
 /// Render frame `view.frame` of the reel at `reel`.
 pub fn render(reel: &Path, view: View) -> Result<Rendered> {
     let mut reader = ReelReader::open(reel)?;
@@ -174,15 +155,9 @@ pub fn render(reel: &Path, view: View) -> Result<Rendered> {
             ),
         ));
     }
-    let frame = frame_of(reel, &mut reader, &manifest, view.frame)?;
+    let (frame, values) = crate::decode::frame_values(reel, &mut reader, &manifest, view.frame)?;
     let layout = frame.meta.layout;
     let (w, h) = (layout.width, layout.height);
-    let planes: Vec<Vec<u16>> = reader
-        .read_frame(view.frame, w, h)?
-        .into_iter()
-        .take(frame.meta.planes as usize)
-        .collect();
-    let values = frames::decode_frame(&frame.meta, &planes)?;
     let (min, max) = finite_range(&values);
     let mut regions: Vec<Region> = frame
         .segments
