@@ -462,12 +462,6 @@ fn write_tiled_frame(
     tmp: &Path,
     index: u64,
 ) -> Result<bool> {
-    let (width, height) = reader
-        .frame_size(index)
-        .ok_or_else(|| Error::reel(reel, format!("frame {index} is not in the reel")))?;
-    let frame_layout = frames::FrameLayout { width, height };
-    let mode = frames::PixelMode::parse(&manifest.settings.mode)
-        .map_err(|e| Error::reel(reel, format!("the manifest's mode: {e}")))?;
     let wanted_tensors: Vec<bool> = layout.outputs.iter().map(Option::is_some).collect();
     // A record that does not parse is decoded, so that its error is reported.
     let wanted = |bytes: &[u8]| {
@@ -477,10 +471,52 @@ fn write_tiled_frame(
                 .any(|p| wanted_tensors.get(p.tensor as usize) == Some(&true))
         })
     };
-    let mut values = Vec::new();
-    let mut pieces = Vec::new();
     let mut buf = Vec::new();
     let mut decoded = false;
+    for_each_tile(
+        reel,
+        reader,
+        manifest,
+        index,
+        wanted,
+        |record, base, values| {
+            decoded = true;
+            for p in &record.pieces {
+                let from = (p.quant.curve_start - base) as usize;
+                let run = Run {
+                    frame: index,
+                    tensor: p.tensor,
+                    start: p.start,
+                    values: &values[from..from + p.quant.len as usize],
+                };
+                write_run(reel, layout, &run, file, tmp, &mut buf)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(decoded)
+}
+
+/// Read the tiled frame `index` tile by tile: each wanted tile's record is checked and its
+/// values decoded and given to `each` with the curve position of the tile's first value;
+/// then the frame's summary (its last tile's record) is checked against the tiles and
+/// returned. One tile's planes and values are held at a time.
+fn for_each_tile(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    index: u64,
+    wanted: impl FnMut(&[u8]) -> bool,
+    mut each: impl FnMut(&TileRecord, u64, &[f32]) -> Result<()>,
+) -> Result<ReelFrame> {
+    let (width, height) = reader
+        .frame_size(index)
+        .ok_or_else(|| Error::reel(reel, format!("frame {index} is not in the reel")))?;
+    let frame_layout = frames::FrameLayout { width, height };
+    let mode = frames::PixelMode::parse(&manifest.settings.mode)
+        .map_err(|e| Error::reel(reel, format!("the manifest's mode: {e}")))?;
+    let mut values = Vec::new();
+    let mut pieces = Vec::new();
     let frame = reader.read_tiles(index, wanted, |tile| {
         let record = TileRecord::parse(reel, manifest, index, tile.index, tile.record)?;
         pieces.clear();
@@ -496,19 +532,11 @@ fn write_tiled_frame(
             &mut values,
         )
         .map_err(|e| Error::reel(reel, format!("frame {index} (tile {}): {e}", tile.index)))?;
-        decoded = true;
-        let base = u64::from(tile.index) * frames::TILE_VALUES;
-        for p in &record.pieces {
-            let from = (p.quant.curve_start - base) as usize;
-            let run = Run {
-                frame: index,
-                tensor: p.tensor,
-                start: p.start,
-                values: &values[from..from + p.quant.len as usize],
-            };
-            write_run(reel, layout, &run, file, tmp, &mut buf)?;
-        }
-        Ok(())
+        each(
+            &record,
+            u64::from(tile.index) * frames::TILE_VALUES,
+            &values,
+        )
     })?;
     let summary = ReelFrame::parse_record(reel, manifest, index, &frame.record)?;
     if summary.checksum != frame.crc32
@@ -520,7 +548,7 @@ fn write_tiled_frame(
             format!("frame {index}: its record disagrees with its tiles (corrupt metadata)"),
         ));
     }
-    Ok(decoded)
+    Ok(summary)
 }
 
 /// Frame `index` of a reel whole: its record and its values in curve order (`count` of them),
@@ -552,52 +580,22 @@ pub fn frame_values(
         let values = frames::decode_frame(&frame.meta, &planes)?;
         return Ok((frame, values));
     }
-    let (width, height) = reader
-        .frame_size(index)
-        .ok_or_else(|| Error::reel(reel, format!("frame {index} is not in the reel")))?;
-    let frame_layout = frames::FrameLayout { width, height };
-    let mode = frames::PixelMode::parse(&manifest.settings.mode)
-        .map_err(|e| Error::reel(reel, format!("the manifest's mode: {e}")))?;
     let mut all = Vec::new();
-    let mut values = Vec::new();
-    let mut pieces = Vec::new();
-    let frame = reader.read_tiles(
+    let summary = for_each_tile(
+        reel,
+        reader,
+        manifest,
         index,
         |_| true,
-        |tile| {
-            let record = TileRecord::parse(reel, manifest, index, tile.index, tile.record)?;
-            pieces.clear();
-            pieces.extend(record.pieces.iter().map(|p| p.quant));
-            let planes: Vec<&[u16]> = tile.planes.iter().map(Vec::as_slice).collect();
-            frames::decode_tile(
-                &frame_layout,
-                tile.index,
-                mode,
-                frames::SampleOrder::Rotated,
-                &planes,
-                &pieces,
-                &mut values,
-            )
-            .map_err(|e| Error::reel(reel, format!("frame {index} (tile {}): {e}", tile.index)))?;
+        |_, base, values| {
             // Padding tiles decode to nothing; value tiles continue the curve.
-            let base = (u64::from(tile.index) * frames::TILE_VALUES) as usize;
             if !values.is_empty() {
-                if all.len() < base {
-                    all.resize(base, 0.0);
-                }
-                all.truncate(base);
-                all.extend_from_slice(&values);
+                all.resize(base as usize, 0.0);
+                all.extend_from_slice(values);
             }
             Ok(())
         },
     )?;
-    let summary = ReelFrame::parse_record(reel, manifest, index, &frame.record)?;
-    if summary.checksum != frame.crc32 || summary.meta.layout != frame_layout {
-        return Err(Error::reel(
-            reel,
-            format!("frame {index}: its record disagrees with its tiles (corrupt metadata)"),
-        ));
-    }
     all.truncate(summary.meta.count as usize);
     if all.len() as u64 != summary.meta.count {
         return Err(Error::reel(

@@ -282,31 +282,8 @@ fn compare(
         let (fa, _) = query_fingerprint(&store, &a, &open, cancel)?;
         let (fb, _) = query_fingerprint(&store, &b, &open, cancel)?;
         let c = search::compare(&fa, &fb);
-        let tensors: Vec<serde_json::Value> = c
-            .matches
-            .iter()
-            .map(|m| {
-                serde_json::json!({
-                    "tensor": fa.tensors[m.a].name,
-                    "other": fb.tensors[m.b].name,
-                    "role": fa.tensors[m.a].role.as_str(),
-                    "layer": fa.tensors[m.a].layer,
-                    "similarity": m.correlation,
-                    "relative_change": m.relative_change,
-                })
-            })
-            .collect();
-        Ok(serde_json::json!({
-            "a": a, "b": b,
-            "exact": c.exact.map(|e| e * c.coverage),
-            "correlation": c.exact,
-            "coverage": c.coverage,
-            "relative_change": c.relative_change,
-            "features": c.features,
-            "hybrid": c.hybrid,
-            "tensors": tensors,
-        })
-        .to_string())
+        // The same document as `weightreel compare --json` and the gallery's `/api/compare`.
+        Ok(c.report(&a, &fa, &b, &fb).to_string())
     })
 }
 
