@@ -61,6 +61,10 @@ pub enum Error {
     Store { path: String, problem: String },
 
     /// The user interrupted the work (Ctrl-C); what was kept is described by the caller.
+    /// The job queue (PostgreSQL) refused or failed a request.
+    #[error("queue {url}: {problem}")]
+    Queue { url: String, problem: String },
+
     #[error("interrupted")]
     Interrupted,
 }

@@ -19,6 +19,7 @@
 //! | store | [`store`] | reels and the SQLite registry: entries, frames, fingerprints |
 //! | search | [`search`] | related models from fingerprints: `search`, `compare`, families |
 //! | gallery | `serve` (feature `serve`) | a local web face over store and search, like the CLI |
+//! | queue | `queue` (feature `queue`) | jobs in PostgreSQL that many workers claim with leases |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
@@ -30,6 +31,8 @@ pub mod frames;
 pub mod inspect;
 pub mod output;
 pub mod progress;
+#[cfg(feature = "queue")]
+pub mod queue;
 pub mod reel;
 pub mod report;
 pub mod roles;
