@@ -339,11 +339,11 @@ fn work_loop(
     cancel: &AtomicBool,
     tally: &Mutex<Tally>,
 ) -> Result<()> {
-    let mut queue = Queue::connect(args.url)?;
+    let mut queue = Reconnecting::new(args.url, name)?;
     while !cancel.load(Ordering::SeqCst) {
-        let Some(job) = queue.claim(name, args.lease)? else {
+        let Some(job) = queue.run(|q| q.claim(name, args.lease))? else {
             if args.exit_when_empty {
-                let s = queue.status()?;
+                let s = queue.run(|q| q.status())?;
                 // Jobs running elsewhere may still come back (their worker may die).
                 if s.queued == 0 && s.running == 0 {
                     return Ok(());
@@ -384,7 +384,7 @@ fn work_loop(
         }
         match result {
             Ok(Some(summary)) => {
-                if queue.complete(job.id, name, &summary)? {
+                if queue.run(|q| q.complete(job.id, name, &summary))? {
                     tally.lock().expect("not poisoned").done += 1;
                     eprintln!(
                         "worker {name}: job #{} done in {:.2}s",
@@ -395,13 +395,13 @@ fn work_loop(
             }
             Ok(None) => {
                 // Stopped by Ctrl-C: give it back untried.
-                queue.release(job.id, name)?;
+                queue.run(|q| q.release(job.id, name))?;
                 eprintln!("worker {name}: job #{} given back", job.id);
             }
             Err(e) => {
                 let text = e.to_string();
                 let permanent = matches!(e, Error::Invalid { .. });
-                let after = queue.fail(job.id, name, &text, permanent)?;
+                let after = queue.run(|q| q.fail(job.id, name, &text, permanent))?;
                 tally.lock().expect("not poisoned").failed += 1;
                 let what = match after {
                     AfterFailure::Retried => "will be retried",
@@ -427,7 +427,7 @@ fn heartbeat(
     job_done: &AtomicBool,
     lost: &AtomicBool,
 ) -> Result<()> {
-    let mut queue = Queue::connect(args.url)?;
+    let mut queue = Reconnecting::new(args.url, name)?;
     let every = args.lease / 3;
     let mut last = Instant::now();
     while !job_done.load(Ordering::SeqCst) {
@@ -436,7 +436,7 @@ fn heartbeat(
             continue;
         }
         last = Instant::now();
-        if !queue.heartbeat(id, name, args.lease)? {
+        if !queue.run(|q| q.heartbeat(id, name, args.lease))? {
             lost.store(true, Ordering::SeqCst);
             // The job must stop: another worker owns it now.
             job_done.store(true, Ordering::SeqCst);
@@ -529,6 +529,66 @@ impl EitherFlag<'_> {
             finished.store(true, Ordering::SeqCst);
             out
         })
+    }
+}
+
+/// How long a worker keeps trying to get its queue back (PostgreSQL restarting, a network
+/// outage) before it gives up. Its jobs' leases run out meanwhile, so other workers, or this
+/// one once back, take them over.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// A queue connection that is made again when a request fails, with backoff, for up to
+/// [`RECONNECT_FOR`]. Every queue request is one statement conditional on the worker still
+/// holding its job, so repeating one after a reconnect is safe.
+struct Reconnecting<'a> {
+    url: &'a str,
+    name: &'a str,
+    queue: Option<Queue>,
+}
+
+impl<'a> Reconnecting<'a> {
+    fn new(url: &'a str, name: &'a str) -> Result<Reconnecting<'a>> {
+        Ok(Reconnecting {
+            url,
+            name,
+            queue: Some(Queue::connect(url)?),
+        })
+    }
+
+    fn run<T>(&mut self, mut request: impl FnMut(&mut Queue) -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let outcome = match self.queue.as_mut() {
+                Some(queue) => request(queue),
+                None => Queue::connect(self.url).and_then(|queue| {
+                    eprintln!("worker {}: queue connection back", self.name);
+                    request(self.queue.insert(queue))
+                }),
+            };
+            match outcome {
+                Err(
+                    e @ Error::Queue {
+                        transient: true, ..
+                    },
+                ) => {
+                    if started.elapsed() > RECONNECT_FOR {
+                        return Err(e);
+                    }
+                    if self.queue.take().is_some() {
+                        eprintln!(
+                            "worker {}: {}; reconnecting for up to {}s",
+                            self.name,
+                            printable(&e.to_string()),
+                            RECONNECT_FOR.as_secs()
+                        );
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
     }
 }
 

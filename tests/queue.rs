@@ -402,3 +402,64 @@ fn a_job_that_keeps_failing_is_parked_with_its_error() {
     .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn workers_ride_out_a_postgresql_restart() {
+    if services_disabled("workers_ride_out_a_postgresql_restart") {
+        return;
+    }
+    let pg = Postgres::start();
+    let server = HubServer::start();
+    server.set_delay(Duration::from_millis(40));
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, url) = (tmp.path().join("home"), pg.url());
+    let models = serve_models(&server, &tmp.path().join("models"), 12);
+    let mut add: Vec<&str> = vec!["queue", "add", "--queue", &url];
+    add.extend(models.iter().map(String::as_str));
+    ok(weightreel(&add, server.url(), &home));
+    let store = tmp.path().join("store");
+    let mut workers: Vec<Child> = (0..2)
+        .map(|k| {
+            let log = tmp.path().join(format!("worker-{k}.log"));
+            spawn_worker(&store, &url, server.url(), &home, &log)
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(120);
+    while pg
+        .query("SELECT count(*) FROM wr_jobs WHERE state = 'done'")
+        .parse::<u32>()
+        .unwrap()
+        < 2
+    {
+        assert!(Instant::now() < end, "no job finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server goes away at once (as in a crash) and comes back on the same port.
+    pg.restart();
+    wait_all(&mut workers, Duration::from_secs(300));
+    let log = std::fs::read_to_string(tmp.path().join("worker-0.log")).unwrap()
+        + &std::fs::read_to_string(tmp.path().join("worker-1.log")).unwrap();
+    assert!(
+        log.contains("reconnecting") && log.contains("queue connection back"),
+        "{log}"
+    );
+    let s = status(&pg, server.url(), &home);
+    assert_eq!(
+        (s["done"].as_i64(), s["parked"].as_i64()),
+        (Some(12), Some(0)),
+        "{s}"
+    );
+    let list: Value = serde_json::from_str(&ok(weightreel(
+        &["list", "--store", path(&store), "--json"],
+        server.url(),
+        &home,
+    )))
+    .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 12);
+    let check = ok(weightreel(
+        &["check", "--store", path(&store)],
+        server.url(),
+        &home,
+    ));
+    assert!(check.contains("12 entries ok, 0 problems"), "{check}");
+}

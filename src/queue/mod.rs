@@ -189,12 +189,14 @@ impl Queue {
         let mut config: Config = url.parse().map_err(|e| Error::Queue {
             url: label.clone(),
             problem: format!("not a PostgreSQL URL ({e}); expected postgres://user@host:port/db"),
+            transient: false,
         })?;
         config.connect_timeout(Duration::from_secs(10));
         config.application_name("weightreel");
         let client = config.connect(NoTls).map_err(|e| Error::Queue {
             url: label.clone(),
             problem: format!("cannot connect: {}", describe(&e)),
+            transient: transient(&e),
         })?;
         let mut queue = Queue { client, label };
         queue.migrate()?;
@@ -202,10 +204,7 @@ impl Queue {
     }
 
     fn err(&self, e: postgres::Error) -> Error {
-        Error::Queue {
-            url: self.label.clone(),
-            problem: describe(&e),
-        }
+        queue_err(&self.label, e)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -243,6 +242,7 @@ impl Queue {
                 problem: format!(
                     "its schema is version {version}, newer than this build's {SCHEMA_VERSION}: upgrade weightreel"
                 ),
+                transient: false,
             });
         }
         tx.commit().map_err(|e| queue_err(&label, e))
@@ -307,10 +307,12 @@ impl Queue {
             kind: JobKind::parse(&kind).ok_or_else(|| Error::Queue {
                 url: self.label.clone(),
                 problem: format!("job {} has an unknown kind '{kind}'", row.get::<_, i64>(0)),
+                transient: false,
             })?,
             args: serde_json::from_value(args).map_err(|e| Error::Queue {
                 url: self.label.clone(),
                 problem: format!("job {} has malformed arguments: {e}", row.get::<_, i64>(0)),
+                transient: false,
             })?,
             attempt: row.get(4),
         }))
@@ -457,6 +459,20 @@ fn queue_err(label: &str, e: postgres::Error) -> Error {
     Error::Queue {
         url: label.to_string(),
         problem: describe(&e),
+        transient: transient(&e),
+    }
+}
+
+/// A failure that another try may not meet: the connection (no answer from the server), or
+/// the server saying it is shutting down, starting or out of connections (SQLSTATE classes 08
+/// and 57, and 53300).
+fn transient(e: &postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57") || code == "53300"
+        }
     }
 }
 
