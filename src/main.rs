@@ -551,6 +551,11 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
                     ""
                 }
             );
+            if let Some(preview) = &options.preview {
+                if let Ok(geometry) = weightreel::reel::preview_geometry(reel) {
+                    println!("Preview: {} ({})", preview.display(), geometry.describe());
+                }
+            }
         }
         EncodeOutcome::Interrupted {
             frames,

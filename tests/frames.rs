@@ -290,3 +290,66 @@ fn frames_png_refusals() {
         assert!(!dir.exists(), "{}: nothing written", case.name);
     }
 }
+
+/// ffprobe's view of a video's first stream: codec, profile, level, width, height, frames.
+fn probe(file: &Path) -> (String, String, i64, u32, u32, u64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_streams", "-of", "json"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe {}", file.display());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &json["streams"][0];
+    (
+        s["codec_name"].as_str().unwrap().to_string(),
+        s["profile"].as_str().unwrap().to_string(),
+        s["level"].as_i64().unwrap(),
+        s["width"].as_u64().unwrap() as u32,
+        s["height"].as_u64().unwrap() as u32,
+        s["nb_read_frames"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+#[test]
+fn previews_stay_within_high_5_1_and_4096x2304() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A 4096 x 4096 frame (9M values in one batch frame) is taller than 2304.
+    let big_store = tmp.path().join("big");
+    let big_mp4 = tmp.path().join("big.mp4");
+    let model = minilm::safetensors();
+    let out = run(&["encode", path(&model), "--store", path(&big_store), "--max-params", "9000000", "--preview", path(&big_mp4)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("Preview: ") && text.contains("2048x2048, frames downscaled 2x (mean of 2x2 samples) to fit 4096x2304"),
+        "{text}"
+    );
+    struct PreviewCase {
+        name: &'static str,
+        mp4: PathBuf,
+        size: (u32, u32),
+        frames: u64,
+    }
+    let small_mp4 = tmp.path().join("small.mp4");
+    let tiled_mp4 = tmp.path().join("tiled.mp4");
+    let g = weightreel::reel::write_preview_h264(&reels().small, &small_mp4).unwrap();
+    assert_eq!(g.shrink, 1);
+    let g = weightreel::reel::write_preview_h264(&reels().tiled, &tiled_mp4).unwrap();
+    assert_eq!(g.shrink, 1);
+    let cases = [
+        PreviewCase { name: "4096x4096 frame, downscaled", mp4: big_mp4, size: (2048, 2048), frames: 1 },
+        PreviewCase { name: "128x64 frames, full size", mp4: small_mp4, size: (128, 64), frames: 5 },
+        PreviewCase { name: "256x256 tiled frames, full size", mp4: tiled_mp4, size: (256, 256), frames: 5 },
+    ];
+    for case in &cases {
+        let (codec, profile, level, w, h, frames) = probe(&case.mp4);
+        let name = case.name;
+        assert_eq!(codec, "h264", "{name}");
+        assert_eq!(profile, "High", "{name}");
+        assert!(level > 0 && level <= 51, "{name}: level {level}");
+        assert!(w <= 4096 && h <= 2304, "{name}: {w}x{h}");
+        assert_eq!((w, h), case.size, "{name}");
+        assert_eq!(frames, case.frames, "{name}");
+    }
+}
