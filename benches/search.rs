@@ -296,7 +296,10 @@ fn main() {
             size as f64 / 1e6
         );
     }
-    if let Some(n) = std::env::var("FAMILIES").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("FAMILIES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         families_timings(n);
     }
     let row = weightreel::fingerprint::SKETCH_DIM * 4 + 6 * 48 + 64;

@@ -803,7 +803,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             use weightreel::picture::{Colour, PictureOptions, Scale};
             let options = PictureOptions {
                 scale: Scale::parse(&scale).unwrap_or(Scale::Frame),
-                colour: if heatmap { Colour::Heat } else { Colour::Grey16 },
+                colour: if heatmap {
+                    Colour::Heat
+                } else {
+                    Colour::Grey16
+                },
                 legend,
                 tensor,
             };

@@ -419,7 +419,10 @@ fn search_and_families_pages_rank_the_fine_tune_first() {
     );
     let status = browser.run("return document.getElementById('families-status').textContent");
     assert!(
-        status.as_str().unwrap().starts_with("1 families of related models"),
+        status
+            .as_str()
+            .unwrap()
+            .starts_with("1 families of related models"),
         "{status}"
     );
     // The page endpoint pages the related families of /api/families.

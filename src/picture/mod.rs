@@ -359,10 +359,7 @@ impl Plan {
             return (self.width, self.height);
         }
         let s = font_scale(self.width);
-        (
-            self.width + self.strip_width(s),
-            self.height.max(40 * s),
-        )
+        (self.width + self.strip_width(s), self.height.max(40 * s))
     }
 
     /// The colour bar's two texts, top (largest) first.
@@ -428,9 +425,7 @@ impl Plan {
             if only.is_some_and(|re| !re.is_match(&r.name)) {
                 continue;
             }
-            let e = best
-                .entry(r.tensor)
-                .or_insert((i, 0, r.bbox[0], r.bbox[2]));
+            let e = best.entry(r.tensor).or_insert((i, 0, r.bbox[0], r.bbox[2]));
             if r.len > self.regions[e.0].len {
                 e.0 = i;
             }
@@ -466,7 +461,10 @@ impl Plan {
                 text,
             };
             let overlaps = placed.iter().any(|p| {
-                label.x < p.x + p.w && p.x < label.x + label.w && label.y < p.y + p.h && p.y < label.y + label.h
+                label.x < p.x + p.w
+                    && p.x < label.x + label.w
+                    && label.y < p.y + p.h
+                    && p.y < label.y + label.h
             });
             if !overlaps {
                 placed.push(label);
@@ -615,7 +613,12 @@ impl Plan {
             for label in labels.iter().filter(|l| l.y < y1 && l.y + l.h > y0) {
                 for y in label.y.max(y0)..(label.y + label.h).min(y1) {
                     for x in label.x..label.x + label.w {
-                        let ink = font::ink(&label.text, s, x.wrapping_sub(label.x + s), y.wrapping_sub(label.y + s));
+                        let ink = font::ink(
+                            &label.text,
+                            s,
+                            x.wrapping_sub(label.x + s),
+                            y.wrapping_sub(label.y + s),
+                        );
                         let p = ((y - y0) as usize * wu + x as usize) * 3;
                         band[p..p + 3].copy_from_slice(if ink { &OUTLINE } else { &BACKGROUND });
                     }

@@ -103,11 +103,7 @@ pub fn write_preview_h264(reel: &Path, out_mp4: &Path) -> Result<PreviewGeometry
     result
 }
 
-fn encode_h264(
-    reader: &mut ReelReader,
-    tmp: &Path,
-    out_mp4: &Path,
-) -> Result<PreviewGeometry> {
+fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<PreviewGeometry> {
     let spec = reader.spec();
     let bad = |problem: String| Error::reel(out_mp4, problem);
     let geometry = PreviewGeometry::for_frames(spec.width, spec.height);
@@ -189,11 +185,15 @@ fn encode_h264(
             }
         };
         if reader.is_tiled(index)? {
-            reader.read_tiles(index, |_| true, |tile| {
-                let pw = tile.planes[0].len() as u32 / crate::frames::TILE_SIDE;
-                add(tile.x, tile.y, pw, &tile.planes[0]);
-                Ok(())
-            })?;
+            reader.read_tiles(
+                index,
+                |_| true,
+                |tile| {
+                    let pw = tile.planes[0].len() as u32 / crate::frames::TILE_SIDE;
+                    add(tile.x, tile.y, pw, &tile.planes[0]);
+                    Ok(())
+                },
+            )?;
         } else {
             let planes = reader.read_frame(index, width, height)?;
             add(0, 0, width, &planes[0]);
@@ -208,8 +208,9 @@ fn encode_h264(
         for y in 0..hu {
             for x in 0..wu {
                 let n = counts[y * wu + x];
-                if n > 0 {
-                    luma[y * stride + x] = limited((sums[y * wu + x] + n / 2) / n);
+                // Pixels no sample reached (beyond a smaller frame) stay black.
+                if let Some(mean) = (sums[y * wu + x] + n / 2).checked_div(n) {
+                    luma[y * stride + x] = limited(mean);
                 }
             }
         }
