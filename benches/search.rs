@@ -121,10 +121,12 @@ fn store_of(n: usize) -> PathBuf {
 /// (`families_counting`), and in the gallery, whose trees start computing when it opens: the
 /// first page request (answered at once, with the progress) and the wait until the trees are
 /// ready.
+/// `FAMILIES_STORE=DIR` times an existing store instead of the synthetic one.
 fn families_timings(n: usize) {
-    let dir = store_of(n);
+    let dir = std::env::var_os("FAMILIES_STORE").map_or_else(|| store_of(n), PathBuf::from);
     let store = Store::open_read_only(&dir).expect("store");
     let names = store.fingerprint_names().expect("names");
+    let n = names.len();
     let models: Vec<(String, Fingerprint)> = names
         .iter()
         .map(|m| (m.clone(), store.fingerprint(m).unwrap().unwrap()))

@@ -120,9 +120,11 @@ pub fn families_counting(
                     let mut found = Vec::new();
                     for i in (t..n).step_by(threads) {
                         for j in i + 1..n {
-                            let c = compare(&models[i].1, &models[j].1);
-                            if exact_score(&c) >= RELATED {
-                                found.push((i, j, c));
+                            // The score alone first: most pairs are unrelated, and the
+                            // role features of a full comparison cost as much again.
+                            let (a, b) = (&models[i].1, &models[j].1);
+                            if super::compare::exact_times_coverage(a, b) >= RELATED {
+                                found.push((i, j, compare(a, b)));
                             }
                         }
                         done.fetch_add((n - i - 1) as u64, Ordering::Relaxed);
