@@ -214,6 +214,11 @@ pub fn plan(
         frame,
         |_| true,
         |base, values| {
+            if regions.is_empty() {
+                // Values without a segment map: corrupt metadata, which the record check
+                // reports; nothing to measure.
+                return Ok(());
+            }
             let mut r = regions
                 .partition_point(|g| g.curve_start <= base)
                 .saturating_sub(1);
@@ -535,6 +540,9 @@ impl Plan {
                 self.frame,
                 |t| (y0..y1).contains(&tile_origin(&layout, t).1),
                 |base, values| {
+                    if regions.is_empty() {
+                        return Ok(());
+                    }
                     r = regions
                         .partition_point(|g| g.curve_start <= base)
                         .saturating_sub(1);
