@@ -3,7 +3,10 @@
 itself and 9 fine-tunes at 10% noise) into the current directory; then encode each:
   for f in m*.safetensors; do weightreel encode $f --store STORE --quiet; done
 and time it: FAMILIES=1000 FAMILIES_STORE=STORE cargo bench --bench search -- 1000"""
-# 1,000 two-tensor models: 100 bases, each with 9 fine-tunes (small noise), for the Families page.
+import json
+import random
+import struct
+
 def write(path, tensors):
     header = {}
     off = 0
