@@ -16,6 +16,7 @@
 //! | frames | [`frames`] | Hilbert-curve frame layout, u16/lossless/u8 pixels, mean pyramid, statistics |
 //! | fingerprint | [`fingerprint`] | a centred sample and statistics of every tensor, independent of encode settings |
 //! | reels | [`reel`] | one lossless Matroska video file per model, with its metadata attached |
+//! | pictures | [`picture`] | a frame as a picture for people: scales, colour bar, labels, rows streamed |
 //! | store | [`store`] | reels and the SQLite registry: entries, frames, fingerprints |
 //! | search | [`search`] | related models from fingerprints: `search`, `compare`, families |
 //! | gallery | `serve` (feature `serve`) | a local web face over store and search, like the CLI |
@@ -30,6 +31,7 @@ pub mod fingerprint;
 pub mod frames;
 pub mod inspect;
 pub mod output;
+pub mod picture;
 pub mod progress;
 #[cfg(feature = "queue")]
 pub mod queue;

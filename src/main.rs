@@ -105,6 +105,15 @@ enum Command {
         /// Only these frames: N, A-B (inclusive) or A- (to the end)
         #[arg(long, value_name = "RANGE", value_parser = parse_frame_range)]
         frames: Option<std::ops::Range<u64>>,
+        /// Only frames holding a tensor whose name matches this regular expression (those tensors outlined)
+        #[arg(long, value_name = "REGEX", value_parser = parse_tensor_regex)]
+        tensor: Option<regex_lite::Regex>,
+        /// One value range for the whole frame, or one per tensor
+        #[arg(long, value_name = "SCALE", default_value = "frame", value_parser = ["frame", "tensor"])]
+        scale: String,
+        /// 8-bit colour with a colour bar, tensor outlines and labels
+        #[arg(long)]
+        legend: bool,
     },
     /// Serve a local web gallery of the store (models, frames, statistics, comparisons, families)
     #[cfg(feature = "serve")]
@@ -626,6 +635,11 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
                     ""
                 }
             );
+            if let Some(preview) = &options.preview {
+                if let Ok(geometry) = weightreel::reel::preview_geometry(reel) {
+                    println!("Preview: {} ({})", preview.display(), geometry.describe());
+                }
+            }
         }
         EncodeOutcome::Interrupted {
             frames,
@@ -694,6 +708,11 @@ fn parse_frame_range(text: &str) -> std::result::Result<std::ops::Range<u64>, St
             Ok(a..b.saturating_add(1))
         }
     }
+}
+
+/// `--tensor`: a regular expression.
+fn parse_tensor_regex(text: &str) -> std::result::Result<regex_lite::Regex, String> {
+    regex_lite::Regex::new(text).map_err(|e| format!("'{text}' is not a regular expression ({e})"))
 }
 
 /// `--port`: a port number only; another address needs `--bind`.
@@ -905,9 +924,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             png,
             heatmap,
             frames,
+            tensor,
+            scale,
+            legend,
         }) => {
+            use weightreel::picture::{Colour, PictureOptions, Scale};
+            let options = PictureOptions {
+                scale: Scale::parse(&scale).unwrap_or(Scale::Frame),
+                colour: if heatmap {
+                    Colour::Heat
+                } else {
+                    Colour::Grey16
+                },
+                legend,
+                tensor,
+            };
             let frames = frames.unwrap_or(0..u64::MAX);
-            let files = weightreel::reel::write_png_frame_range(&reel, &png, heatmap, frames)?;
+            let files = weightreel::picture::write_pictures(&reel, &png, frames, &options)?;
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),

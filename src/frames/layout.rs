@@ -124,6 +124,19 @@ impl FrameLayout {
         });
     }
 
+    /// [`FrameLayout::for_each_cell`] for the curve positions `from..to`; `from` must be a
+    /// multiple of 256 (or of the square's area when it is smaller), as tile starts are.
+    pub fn for_each_cell_in(&self, from: u64, to: u64, mut f: impl FnMut(u64, u32, u32)) {
+        self.for_each_block_in(from, to, |start, len, ox, oy, state| {
+            let table = &FORWARD[usize::from(state & 7)];
+            for (i, entry) in table.iter().take(len).enumerate() {
+                let x = ox + u32::from(entry & 0xf);
+                let y = oy + u32::from((entry >> 4) & 0xf);
+                f(start + i as u64, x, y);
+            }
+        });
+    }
+
     /// Walks the curve `0..n` in table blocks: `f(start, len, origin_x, origin_y, state)`,
     /// where the cells of the block are `FORWARD[state][0..len]` offset by the origin.
     pub(crate) fn for_each_block(&self, n: u64, f: impl FnMut(u64, usize, u32, u32, u8)) {
