@@ -1,18 +1,14 @@
 //! A PNG written a row at a time, so that a picture never has to be whole in memory: a
-//! 4096 × 4096 16-bit grey frame is 32 MiB of pixels, and the rows arrive band by band.
-//!
-//! The zlib stream holds *stored* (uncompressed) deflate blocks: no compression crate, and
-//! 16-bit grey pictures of weights gain little from deflate (their low bytes are noise). The
-//! file is the pixels plus 0.02 %. Rows are filtered with filter 0 (none).
+//! 4096 × 4096 16-bit grey frame is 32 MiB of pixels, and the rows arrive band by band. The
+//! `png` crate (image-rs) does the encoding through its stream writer, at its fast deflate
+//! setting: the low bytes of 16-bit grey weights are noise, while the 8-bit colour pictures
+//! (flat areas, outlines, the colour bar) compress well.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-
-/// Largest stored deflate block.
-const BLOCK: usize = 65_535;
 
 /// Pixel formats written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +33,9 @@ impl PngFormat {
 pub struct PngRows {
     out: PathBuf,
     tmp: PathBuf,
-    file: BufWriter<File>,
+    stream: Option<png::StreamWriter<'static, File>>,
     row_bytes: usize,
     rows_left: u32,
-    /// Deflate payload not yet written as a block.
-    pending: Vec<u8>,
-    adler: (u32, u32),
-    /// The two zlib header bytes lead `pending` (until the first block is written).
-    zlib_header: bool,
 }
 
 impl Drop for PngRows {
@@ -53,16 +44,6 @@ impl Drop for PngRows {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.tmp);
     }
-}
-
-fn chunk(w: &mut impl Write, kind: &[u8; 4], data: &[u8]) -> std::io::Result<()> {
-    w.write_all(&(data.len() as u32).to_be_bytes())?;
-    w.write_all(kind)?;
-    w.write_all(data)?;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(kind);
-    crc.update(data);
-    w.write_all(&crc.finalize().to_be_bytes())
 }
 
 impl PngRows {
@@ -79,37 +60,31 @@ impl PngRows {
         let mut rows = PngRows {
             out: out.to_path_buf(),
             tmp,
-            file: BufWriter::with_capacity(1 << 20, file),
+            stream: None,
             row_bytes: width as usize * format.bytes(),
             rows_left: height,
-            pending: Vec::with_capacity(BLOCK),
-            adler: (1, 0),
-            zlib_header: true,
         };
-        let mut ihdr = Vec::with_capacity(13);
-        ihdr.extend_from_slice(&width.to_be_bytes());
-        ihdr.extend_from_slice(&height.to_be_bytes());
-        let (depth, colour) = match format {
-            PngFormat::Grey16 => (16u8, 0u8),
-            PngFormat::Rgb8 => (8, 2),
+        // No BufWriter: the stream writer gathers whole IDAT chunks itself, and writing to the
+        // file directly lets a full disk surface as an error rather than in a drop.
+        let mut encoder = png::Encoder::new(file, width, height);
+        let (colour, depth) = match format {
+            PngFormat::Grey16 => (png::ColorType::Grayscale, png::BitDepth::Sixteen),
+            PngFormat::Rgb8 => (png::ColorType::Rgb, png::BitDepth::Eight),
         };
-        ihdr.extend_from_slice(&[depth, colour, 0, 0, 0]);
-        let start = (|| {
-            rows.file.write_all(b"\x89PNG\r\n\x1a\n")?;
-            chunk(&mut rows.file, b"IHDR", &ihdr)?;
-            // zlib header: deflate, 32 KiB window, no dictionary, check bits.
-            rows.pending.extend_from_slice(&[0x78, 0x01]);
-            Ok(())
-        })();
-        if let Err(e) = start {
-            return Err(rows.fail(e));
-        }
+        encoder.set_color(colour);
+        encoder.set_depth(depth);
+        encoder.set_compression(png::Compression::Fast);
+        let stream = encoder
+            .write_header()
+            .and_then(|w| w.into_stream_writer())
+            .map_err(|e| rows.fail(e))?;
+        rows.stream = Some(stream);
         Ok(rows)
     }
 
-    fn fail(&self, e: std::io::Error) -> Error {
+    fn fail(&self, e: impl std::fmt::Display) -> Error {
         let _ = std::fs::remove_file(&self.tmp);
-        Error::io(&self.out, e)
+        Error::io(&self.out, std::io::Error::other(e.to_string()))
     }
 
     /// Append the next row (`width × bytes per pixel` bytes).
@@ -127,51 +102,11 @@ impl PngRows {
             ));
         }
         self.rows_left -= 1;
-        self.data(&[0])?;
-        self.data(pixels)
-    }
-
-    fn data(&mut self, mut bytes: &[u8]) -> Result<()> {
-        // Adler-32 in pieces small enough that the sums cannot overflow before the modulo.
-        for piece in bytes.chunks(5552) {
-            let (mut a, mut b) = self.adler;
-            for &x in piece {
-                a += u32::from(x);
-                b += a;
-            }
-            self.adler = (a % 65_521, b % 65_521);
-        }
-        while !bytes.is_empty() {
-            // The first block also carries the two zlib header bytes ahead of its header.
-            let header = if self.zlib_header { 2 } else { 0 };
-            let room = BLOCK + header - self.pending.len();
-            let take = room.min(bytes.len());
-            self.pending.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if self.pending.len() == BLOCK + header {
-                self.block(false)?;
-            }
+        let stream = self.stream.as_mut().expect("open until finish");
+        if let Err(e) = stream.write_all(pixels) {
+            return Err(self.fail(e));
         }
         Ok(())
-    }
-
-    /// Write the pending payload as one stored block in its own IDAT chunk.
-    fn block(&mut self, last: bool) -> Result<()> {
-        let header = if self.zlib_header { 2 } else { 0 };
-        self.zlib_header = false;
-        let len = (self.pending.len() - header) as u16;
-        let mut idat = Vec::with_capacity(self.pending.len() + 9);
-        idat.extend_from_slice(&self.pending[..header]);
-        idat.push(u8::from(last));
-        idat.extend_from_slice(&len.to_le_bytes());
-        idat.extend_from_slice(&(!len).to_le_bytes());
-        idat.extend_from_slice(&self.pending[header..]);
-        if last {
-            let (a, b) = self.adler;
-            idat.extend_from_slice(&((b << 16) | a).to_be_bytes());
-        }
-        self.pending.clear();
-        chunk(&mut self.file, b"IDAT", &idat).map_err(|e| self.fail(e))
     }
 
     /// Close the stream, check every row came, and rename the file into place.
@@ -183,10 +118,8 @@ impl PngRows {
                 format!("the PNG is missing {} rows", self.rows_left),
             ));
         }
-        self.block(true)?;
-        let end = chunk(&mut self.file, b"IEND", &[])
-            .and_then(|()| self.file.flush())
-            .and_then(|()| std::fs::rename(&self.tmp, &self.out));
-        end.map_err(|e| self.fail(e))
+        let stream = self.stream.take().expect("open until finish");
+        stream.finish().map_err(|e| self.fail(e))?;
+        std::fs::rename(&self.tmp, &self.out).map_err(|e| Error::io(&self.out, e))
     }
 }
