@@ -204,10 +204,10 @@ impl Postgres {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// Stop at once (the crash a restart test wants), then start again on the same port.
-    pub fn restart(&self) {
+    /// Stop the server at once, as a crash would (no shutdown checkpoint).
+    fn stop_now(&self) -> Output {
         let data = self.data();
-        let out = self.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D",
@@ -217,7 +217,12 @@ impl Postgres {
                 "-w",
                 "stop",
             ],
-        );
+        )
+    }
+
+    /// Stop at once (the crash a restart test wants), then start again on the same port.
+    pub fn restart(&self) {
+        let out = self.stop_now();
         assert!(
             out.status.success(),
             "stop: {}",
@@ -229,17 +234,6 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.data();
-        let _ = self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        let _ = self.stop_now();
     }
 }
