@@ -176,7 +176,7 @@ impl EncodeOptions {
         let (mode, why) = if all_16 {
             (
                 PixelMode::Lossless,
-                "lossless: the selected tensors are 16-bit floats, kept bit-exact at no more size than u16 (--mode u16 overrides)",
+                "lossless: the selected tensors are 16-bit floats, kept bit-exact at about their size (--mode u16 overrides)",
             )
         } else {
             (

@@ -1013,11 +1013,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
             // A source path or a short key names the entries as `list` shows them.
             let matched = s.matching(&name, settings_key.as_deref())?;
-            let stored_name = matched
-                .first()
-                .map_or(name.clone(), |e| e.record.name.clone());
+            let stored_name = s.stored_name_of(&name)?.unwrap_or(name.clone());
             let removed = if matched.is_empty() {
-                s.remove(&name, None).map(|n| if settings_key.is_some() { 0 } else { n })?
+                // A model only fingerprinted (no entry) goes with `rm NAME`.
+                if settings_key.is_some() {
+                    0
+                } else {
+                    s.remove(&stored_name, None)?
+                }
             } else {
                 let mut n = 0;
                 for e in &matched {

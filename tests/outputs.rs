@@ -365,9 +365,9 @@ mode_cases! {
     default_mode_of_an_f32_model_is_u16: (&[Dtype::F32], &[])
         => "u16: the default for 32-bit and mixed sources (--mode lossless keeps every bit)";
     default_mode_of_an_f16_model_is_lossless: (&[Dtype::F16], &[])
-        => "lossless: the selected tensors are 16-bit floats, kept bit-exact at no more size than u16 (--mode u16 overrides)";
+        => "lossless: the selected tensors are 16-bit floats, kept bit-exact at about their size (--mode u16 overrides)";
     default_mode_of_a_bf16_model_is_lossless: (&[Dtype::BF16, Dtype::F16], &[])
-        => "lossless: the selected tensors are 16-bit floats, kept bit-exact at no more size than u16 (--mode u16 overrides)";
+        => "lossless: the selected tensors are 16-bit floats, kept bit-exact at about their size (--mode u16 overrides)";
     default_mode_of_a_mixed_model_is_u16: (&[Dtype::F16, Dtype::F32], &[])
         => "u16: the default for 32-bit and mixed sources (--mode lossless keeps every bit)";
     mode_flag_overrides_the_default_for_f16: (&[Dtype::F16], &["--mode", "u16"]) => "u16 (--mode)";

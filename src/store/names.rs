@@ -99,6 +99,27 @@ impl Store {
             .collect())
     }
 
+    /// The stored model name `typed` stands for: a name with entries or a fingerprint, else
+    /// the name of the entries or fingerprint whose source is the path `typed`.
+    pub fn stored_name_of(&self, typed: &str) -> Result<Option<String>> {
+        if let Some(e) = self.matching(typed, None)?.first() {
+            return Ok(Some(e.record.name.clone()));
+        }
+        if self.fingerprint_source(typed)?.is_some() {
+            return Ok(Some(typed.to_string()));
+        }
+        let canonical = |p: &str| std::fs::canonicalize(p).ok();
+        let typed_path = canonical(typed);
+        for name in self.fingerprint_names()? {
+            if let Some(src) = self.fingerprint_source(&name)? {
+                if src.source == typed || (typed_path.is_some() && canonical(&src.source) == typed_path) {
+                    return Ok(Some(name));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The one entry `typed` (a stored name or source) and `settings_key` name. No entry, an
     /// unknown key and several entries without a key are errors that list what there is;
     /// the last two are [`Error::Ambiguous`] (usage errors, exit 2).
@@ -148,11 +169,13 @@ impl Store {
     }
 }
 
-/// `1a2b3c4d (chunk 8,192 batch, u16, layers all, 2026-12-01)`: what tells an entry apart.
+/// `1a2b3c4d (batch mode, chunk size 8,192, u16, layers all, 2026-12-01)`: what tells an
+/// entry apart.
 pub fn entry_label(e: &EntrySummary) -> String {
     let s = &e.record.settings;
     let mut parts = vec![
-        format!("{} {}", crate::text::group(s.chunk_size), s.method),
+        format!("{} mode", s.method),
+        format!("chunk size {}", crate::text::group(s.chunk_size)),
         s.mode.clone(),
         format!("layers {}", s.layers),
     ];
@@ -160,11 +183,7 @@ pub fn entry_label(e: &EntrySummary) -> String {
         parts.push(format!("max-params {}", crate::text::group(m)));
     }
     parts.push(e.record.created_at.get(..10).unwrap_or("").to_string());
-    format!(
-        "{} (chunk {})",
-        short_key(&s.key()),
-        parts.join(", ")
-    )
+    format!("{} ({})", short_key(&s.key()), parts.join(", "))
 }
 
 #[cfg(test)]
