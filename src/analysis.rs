@@ -208,8 +208,13 @@ impl Analysis {
     pub fn of(store: &Store, entry: &EntrySummary, bins: usize) -> Result<Analysis> {
         let rows = store.frames(entry.id)?;
         let finite = rows.iter().filter(|r| r.count > r.nonfinite);
-        let lo = finite.clone().map(|r| f64::from(r.min)).fold(f64::INFINITY, f64::min);
-        let hi = finite.map(|r| f64::from(r.max)).fold(f64::NEG_INFINITY, f64::max);
+        let lo = finite
+            .clone()
+            .map(|r| f64::from(r.min))
+            .fold(f64::INFINITY, f64::min);
+        let hi = finite
+            .map(|r| f64::from(r.max))
+            .fold(f64::NEG_INFINITY, f64::max);
         let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 0.0) };
         let mut histogram = Histogram::new(lo, hi, bins);
         let reel = store.dir().join(&entry.record.totals.reel_file);
@@ -264,9 +269,7 @@ impl Analysis {
             settings_key: key,
             mode: entry.record.settings.mode.clone(),
             values_stored: entry.record.totals.params,
-            model_params: store
-                .fingerprint(&entry.record.name)?
-                .map(|fp| fp.params()),
+            model_params: store.fingerprint(&entry.record.name)?.map(|fp| fp.params()),
             frames: rows.len() as u64,
             overall: overall.stats(),
             roles: roles.into_iter().map(|(k, v)| (k, group(v))).collect(),
@@ -407,7 +410,12 @@ fn num(v: f64) -> String {
 }
 
 /// The analysis of the entry `typed` names in the store at `dir`.
-pub fn analyse(dir: &Path, typed: &str, settings_key: Option<&str>, bins: usize) -> Result<Analysis> {
+pub fn analyse(
+    dir: &Path,
+    typed: &str,
+    settings_key: Option<&str>,
+    bins: usize,
+) -> Result<Analysis> {
     let store = Store::open_existing(dir)?;
     let entry = store.resolve(typed, settings_key)?;
     Analysis::of(&store, &entry, bins)

@@ -108,7 +108,8 @@ pub fn run_fingerprint(
     json: bool,
 ) -> Result<()> {
     // (the name to store under, when not the model's own; the source to open)
-    let mut names: Vec<(Option<String>, String)> = models.iter().map(|m| (None, m.clone())).collect();
+    let mut names: Vec<(Option<String>, String)> =
+        models.iter().map(|m| (None, m.clone())).collect();
     if missing {
         names.extend(
             store

@@ -189,8 +189,12 @@ fn layout(reel: &Path, manifest: &Manifest, include: Option<&regex_lite::Regex>)
         if include.is_some_and(|re| !re.is_match(&v.name)) {
             continue;
         }
-        let dtype = parse_dtype(&v.dtype)
-            .ok_or_else(|| Error::reel(reel, format!("verbatim tensor '{}': unknown dtype {}", v.name, v.dtype)))?;
+        let dtype = parse_dtype(&v.dtype).ok_or_else(|| {
+            Error::reel(
+                reel,
+                format!("verbatim tensor '{}': unknown dtype {}", v.name, v.dtype),
+            )
+        })?;
         let count = v.data.len() as u64 / elem_bytes(dtype).max(1);
         outputs.push(Some(Output {
             dtype,
@@ -363,7 +367,9 @@ pub fn decode_model_dir(
                 .and_then(|()| f.sync_all())
                 .map_err(|e| Error::io(&tmp, e))
         });
-        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))) {
+        if let Err(e) =
+            written.and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e)))
+        {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
@@ -653,16 +659,29 @@ pub fn scan_values(reel: &Path, mut each: impl FnMut(u32, &[f32])) -> Result<Man
     let manifest = Manifest::parse(reel, reader.metadata_json())?;
     for index in 0..reader.frame_count() {
         if manifest.frames.is_empty() && reader.is_tiled(index)? {
-            for_each_tile(reel, &mut reader, &manifest, index, |_| true, |record, base, values| {
-                for p in &record.pieces {
-                    let from = (p.quant.curve_start - base) as usize;
-                    let run = values
-                        .get(from..from + p.quant.len as usize)
-                        .ok_or_else(|| Error::reel(reel, format!("frame {index}: piece outside its tile")))?;
-                    each(p.tensor, run);
-                }
-                Ok(())
-            })?;
+            for_each_tile(
+                reel,
+                &mut reader,
+                &manifest,
+                index,
+                |_| true,
+                |record, base, values| {
+                    for p in &record.pieces {
+                        let from = (p.quant.curve_start - base) as usize;
+                        let run =
+                            values
+                                .get(from..from + p.quant.len as usize)
+                                .ok_or_else(|| {
+                                    Error::reel(
+                                        reel,
+                                        format!("frame {index}: piece outside its tile"),
+                                    )
+                                })?;
+                        each(p.tensor, run);
+                    }
+                    Ok(())
+                },
+            )?;
             continue;
         }
         let (frame, values) = frame_values(reel, &mut reader, &manifest, index)?;

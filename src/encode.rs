@@ -169,9 +169,8 @@ impl EncodeOptions {
             .filter(|i| !i.is_empty())
             .map(|i| model.tensors[i.tensor].dtype);
         let first = dtypes.next();
-        let sixteen = |d: safetensors::Dtype| {
-            matches!(d, safetensors::Dtype::F16 | safetensors::Dtype::BF16)
-        };
+        let sixteen =
+            |d: safetensors::Dtype| matches!(d, safetensors::Dtype::F16 | safetensors::Dtype::BF16);
         let all_16 = first.is_some_and(sixteen) && dtypes.all(sixteen);
         let (mode, why) = if all_16 {
             (

@@ -335,7 +335,11 @@ impl Report {
         }
         if let Some(c) = &self.config {
             let field = |v: Option<u64>| v.map_or("-".to_string(), group);
-            if c.hidden_size.is_some() || c.layers.is_some() || c.heads.is_some() || c.vocab_size.is_some() {
+            if c.hidden_size.is_some()
+                || c.layers.is_some()
+                || c.heads.is_some()
+                || c.vocab_size.is_some()
+            {
                 let _ = writeln!(
                     out,
                     "Config: hidden size {}, layers {}, heads {}, vocabulary {}",

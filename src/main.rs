@@ -102,7 +102,12 @@ enum Command {
         /// A stored model name as listed (or its source), or a reel file (.mkv)
         model: String,
         /// Output .safetensors file
-        #[arg(long, value_name = "FILE", required_unless_present = "model_dir", conflicts_with = "model_dir")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "model_dir",
+            conflicts_with = "model_dir"
+        )]
         out: Option<PathBuf>,
         /// Output directory: model.safetensors plus the original config.json (when it was read)
         #[arg(long, value_name = "DIR")]
@@ -757,7 +762,11 @@ fn run_show(model: &str, settings_key: Option<&str>, bins: usize, args: &StoreAr
         settings_key,
         bins,
     )?;
-    emit(args.json, &analysis, weightreel::analysis::Analysis::to_text);
+    emit(
+        args.json,
+        &analysis,
+        weightreel::analysis::Analysis::to_text,
+    );
     Ok(())
 }
 

@@ -25,8 +25,16 @@ fn gpt2_like(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("gpt2-like.safetensors");
     let mut specs = vec![spec("wte.weight", Dtype::F32, &[50, 16])];
     for l in 0..3 {
-        specs.push(spec(&format!("h.{l}.attn.c_attn.weight"), Dtype::F32, &[16, 48]));
-        specs.push(spec(&format!("h.{l}.mlp.c_fc.weight"), Dtype::F32, &[16, 64]));
+        specs.push(spec(
+            &format!("h.{l}.attn.c_attn.weight"),
+            Dtype::F32,
+            &[16, 48],
+        ));
+        specs.push(spec(
+            &format!("h.{l}.mlp.c_fc.weight"),
+            Dtype::F32,
+            &[16, 64],
+        ));
         specs.push(spec(&format!("h.{l}.ln_1.weight"), Dtype::F32, &[16]));
         specs.push(spec(&format!("h.{l}.attn.bias"), Dtype::F32, &[1, 1, 8, 8]));
     }
@@ -54,11 +62,36 @@ fn inspect_tensors_lists_every_tensor_and_collapses_repeated_buffers() {
     assert_eq!(rows.len(), 10 + 1, "{tensors}");
     // Streamed tensors in file order, then the skipped ones.
     let row = |name: &str| rows[..10].iter().find(|r| r[0] == name).unwrap().clone();
-    assert_eq!(row("wte.weight"), ["wte.weight", "F32", "[50,", "16]", "embedding", "-"]);
-    assert_eq!(row("h.2.attn.c_attn.weight"), ["h.2.attn.c_attn.weight", "F32", "[16,", "48]", "attention", "2"]);
+    assert_eq!(
+        row("wte.weight"),
+        ["wte.weight", "F32", "[50,", "16]", "embedding", "-"]
+    );
+    assert_eq!(
+        row("h.2.attn.c_attn.weight"),
+        [
+            "h.2.attn.c_attn.weight",
+            "F32",
+            "[16,",
+            "48]",
+            "attention",
+            "2"
+        ]
+    );
     assert_eq!(
         rows[10],
-        ["h.*.attn.bias", "F32", "[1,", "1,", "8,", "8]", "skipped:", "attention", "mask", "buffer", "(x3)"]
+        [
+            "h.*.attn.bias",
+            "F32",
+            "[1,",
+            "1,",
+            "8,",
+            "8]",
+            "skipped:",
+            "attention",
+            "mask",
+            "buffer",
+            "(x3)"
+        ]
     );
     let skipped = text.split("\nSkipped:\n").nth(1).unwrap();
     assert_eq!(
@@ -71,7 +104,8 @@ fn inspect_tensors_lists_every_tensor_and_collapses_repeated_buffers() {
 fn inspect_json_has_numeric_layer_keys_the_config_and_the_metadata() {
     let tmp = tempfile::tempdir().unwrap();
     let model = gpt2_like(tmp.path());
-    let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", s(&model), "--json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", s(&model), "--json"])).unwrap();
     let layers: Vec<&String> = json["layers"].as_object().unwrap().keys().collect();
     assert_eq!(layers, ["0", "1", "2"]);
     assert_eq!(json["no_layer"]["tensors"], 1);
@@ -95,7 +129,9 @@ fn inspect_json_has_numeric_layer_keys_the_config_and_the_metadata() {
 fn inspect_shows_the_safetensors_metadata() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.safetensors");
-    let meta = [("format".to_string(), "pt".to_string())].into_iter().collect();
+    let meta = [("format".to_string(), "pt".to_string())]
+        .into_iter()
+        .collect();
     support::fixtures::write_model_with(&path, &[spec("w", Dtype::F32, &[4])], 1, Some(meta));
     let text = ok(&["inspect", s(&path)]);
     assert!(text.contains("\n  __metadata__: format: pt\n"), "{text}");
@@ -106,10 +142,25 @@ fn show_gives_role_layer_and_tensor_statistics_and_a_histogram_of_every_value() 
     let tmp = tempfile::tempdir().unwrap();
     let model = gpt2_like(tmp.path());
     let store = tmp.path().join("store");
-    ok(&["encode", s(&model), "--store", s(&store), "--quiet", "--mode", "lossless"]);
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(&["show", "gpt2-like", "--store", s(&store), "--json", "--bins", "8"]))
-            .unwrap();
+    ok(&[
+        "encode",
+        s(&model),
+        "--store",
+        s(&store),
+        "--quiet",
+        "--mode",
+        "lossless",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "show",
+        "gpt2-like",
+        "--store",
+        s(&store),
+        "--json",
+        "--bins",
+        "8",
+    ]))
+    .unwrap();
     let stored = 50 * 16 + 3 * (16 * 48 + 16 * 64 + 16);
     assert_eq!(json["values_stored"], stored);
     assert_eq!(json["model_params"], stored);
@@ -138,15 +189,27 @@ fn show_gives_role_layer_and_tensor_statistics_and_a_histogram_of_every_value() 
         .find(|t| t["name"] == "wte.weight")
         .unwrap();
     assert_eq!(t["shape"], serde_json::json!([50, 16]));
-    assert!(t["min"].as_f64().unwrap() >= -1.0 && t["max"].as_f64().unwrap() < 1.0, "{t}");
+    assert!(
+        t["min"].as_f64().unwrap() >= -1.0 && t["max"].as_f64().unwrap() < 1.0,
+        "{t}"
+    );
     assert!(t["std"].as_f64().unwrap() > 0.1, "{t}");
     // `stats MODEL` is the same analysis; `stats` alone keeps the store's block.
     let text = ok(&["stats", "gpt2-like", "--store", s(&store)]);
-    assert!(text.starts_with("Model: gpt2-like (settings key "), "{text}");
-    assert!(text.contains("\nBy role:\n") && text.contains("\nBy layer:\n"), "{text}");
+    assert!(
+        text.starts_with("Model: gpt2-like (settings key "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nBy role:\n") && text.contains("\nBy layer:\n"),
+        "{text}"
+    );
     assert!(text.contains("\nHistogram (20 bins from "), "{text}");
     let block = ok(&["stats", "--store", s(&store)]);
-    assert!(block.starts_with("📊 STREAMING ENCODING STATISTICS\n"), "{block}");
+    assert!(
+        block.starts_with("📊 STREAMING ENCODING STATISTICS\n"),
+        "{block}"
+    );
 }
 
 #[test]

@@ -82,7 +82,10 @@ fn assert_same(decoded: &Path, reference: &Path, skipped: &[&str]) {
         let buffer = want.remove(*name);
         assert!(buffer.is_some(), "{name} is not in the reference");
         if let Some(kept) = got.remove(*name) {
-            assert!(kept == buffer.unwrap(), "{name}: the verbatim buffer differs");
+            assert!(
+                kept == buffer.unwrap(),
+                "{name}: the verbatim buffer differs"
+            );
         }
     }
     assert_eq!(

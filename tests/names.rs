@@ -27,12 +27,20 @@ fn tiny_at(dir: &Path, rel: &str, name_or_path: Option<&str>) -> PathBuf {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     write_model(
         &path,
-        &[spec("encoder.layer.0.output.dense.weight", Dtype::F32, &[16, 16])],
+        &[spec(
+            "encoder.layer.0.output.dense.weight",
+            Dtype::F32,
+            &[16, 16],
+        )],
         3,
     );
     if let Some(n) = name_or_path {
         let config = serde_json::json!({ "model_type": "bert", "_name_or_path": n });
-        std::fs::write(path.parent().unwrap().join("config.json"), config.to_string()).unwrap();
+        std::fs::write(
+            path.parent().unwrap().join("config.json"),
+            config.to_string(),
+        )
+        .unwrap();
     }
     path
 }
@@ -131,7 +139,10 @@ fn reel_files_are_named_by_slug_and_short_key_and_replacing_keeps_one_reel() {
             format!("reels/tiny-bert-{key}.mkv")
         );
         assert_eq!(entry["short_key"], key.as_str());
-        assert!(entry["settings_key"].as_str().unwrap().contains(key.as_str()));
+        assert!(entry["settings_key"]
+            .as_str()
+            .unwrap()
+            .contains(key.as_str()));
     }
     // The same settings again: the entry is replaced, its reel too, and one reel remains
     // per entry (the new one under the next free name while the old one was in use).
@@ -187,7 +198,14 @@ fn decode_by_name_with_several_entries_lists_the_keys_and_exits_2() {
 fn an_unknown_settings_key_names_the_model_and_its_keys() {
     let t = two_entries();
     for cmd in ["decode", "frames", "show"] {
-        let mut args = vec![cmd, "tiny-bert", "--store", s(&t.store), "--settings-key", "bogus"];
+        let mut args = vec![
+            cmd,
+            "tiny-bert",
+            "--store",
+            s(&t.store),
+            "--settings-key",
+            "bogus",
+        ];
         let png = t.tmp.path().join("png");
         let outf = t.tmp.path().join("y.safetensors");
         match cmd {
@@ -245,8 +263,22 @@ fn decode_frames_show_and_rm_take_the_stored_name_and_a_short_key() {
         &t.keys[0],
     ]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(out(&o).starts_with(&format!("Model: tiny-bert (settings key {}, mode u16)\n", t.keys[0])), "{}", out(&o));
-    let o = wr(&["rm", "tiny-bert", "--settings-key", &t.keys[0], "--store", s(&t.store)]);
+    assert!(
+        out(&o).starts_with(&format!(
+            "Model: tiny-bert (settings key {}, mode u16)\n",
+            t.keys[0]
+        )),
+        "{}",
+        out(&o)
+    );
+    let o = wr(&[
+        "rm",
+        "tiny-bert",
+        "--settings-key",
+        &t.keys[0],
+        "--store",
+        s(&t.store),
+    ]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o), "Removed 1 entry of tiny-bert\n");
     // One entry left: the name alone is enough now.
@@ -282,7 +314,10 @@ fn name_flag_overrides_the_derived_name() {
     assert_eq!(json[0]["entry"]["name"], "acme/Tiny BERT");
     assert_eq!(json[0]["entry"]["source"], s(&model));
     let reel = json[0]["entry"]["totals"]["reel_file"].as_str().unwrap();
-    assert!(reel.starts_with("reels/tiny-bert-") && reel.ends_with(".mkv"), "{reel}");
+    assert!(
+        reel.starts_with("reels/tiny-bert-") && reel.ends_with(".mkv"),
+        "{reel}"
+    );
     let o = wr(&["encode", s(&model), "--store", s(&store), "--name", ""]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert_eq!(
@@ -298,7 +333,11 @@ fn list_shows_what_tells_entries_apart_and_both_counts() {
     assert!(o.status.success(), "{}", err(&o));
     let text = out(&o);
     let lines: Vec<&str> = text.lines().collect();
-    let header: Vec<&str> = lines[1].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let header: Vec<&str> = lines[1]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(
         header,
         [
@@ -320,8 +359,36 @@ fn list_shows_what_tells_entries_apart_and_both_counts() {
         .iter()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(rows[0][..10], ["tiny-bert", &t.keys[0], "256", "256", "1", "8,192", "batch", "u16", "all", "-"]);
-    assert_eq!(rows[1][..10], ["tiny-bert", &t.keys[1], "256", "256", "4", "64", "chunk", "u16", "all", "-"]);
+    assert_eq!(
+        rows[0][..10],
+        [
+            "tiny-bert",
+            &t.keys[0],
+            "256",
+            "256",
+            "1",
+            "8,192",
+            "batch",
+            "u16",
+            "all",
+            "-"
+        ]
+    );
+    assert_eq!(
+        rows[1][..10],
+        [
+            "tiny-bert",
+            &t.keys[1],
+            "256",
+            "256",
+            "4",
+            "64",
+            "chunk",
+            "u16",
+            "all",
+            "-"
+        ]
+    );
     let list = encode(&["list", "--store", s(&t.store), "--json"]);
     assert_eq!(list[0]["model_params"], 256);
     assert_eq!(list[0]["totals"]["params"], 256);

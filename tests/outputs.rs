@@ -251,7 +251,9 @@ fn a_closed_stdout_pipe_ends_quietly() {
 /// name → (dtype, shape, bytes) of a safetensors file, and its `__metadata__`.
 type Tensors = std::collections::BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
 
-fn tensors_and_metadata(path: &std::path::Path) -> (Tensors, std::collections::HashMap<String, String>) {
+fn tensors_and_metadata(
+    path: &std::path::Path,
+) -> (Tensors, std::collections::HashMap<String, String>) {
     let bytes = std::fs::read(path).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -268,7 +270,15 @@ fn minilm_lossless_full_decode_is_the_original_model_with_format_pt_and_its_conf
     let tmp = tempfile::tempdir().unwrap();
     let source = support::minilm::dir();
     let store = tmp.path().join("store");
-    let o = wr(&["encode", s(&source), "--store", s(&store), "--mode", "lossless", "--quiet"]);
+    let o = wr(&[
+        "encode",
+        s(&source),
+        "--store",
+        s(&store),
+        "--mode",
+        "lossless",
+        "--quiet",
+    ]);
     assert!(o.status.success(), "{}", err(&o));
     let out_dir = tmp.path().join("decoded");
     let o = wr(&[
@@ -335,7 +345,13 @@ fn mode_line(dtypes: &[Dtype], extra: &[&str]) -> String {
     let specs: Vec<_> = dtypes
         .iter()
         .enumerate()
-        .map(|(i, d)| spec(&format!("encoder.layer.{i}.output.dense.weight"), *d, &[32, 32]))
+        .map(|(i, d)| {
+            spec(
+                &format!("encoder.layer.{i}.output.dense.weight"),
+                *d,
+                &[32, 32],
+            )
+        })
         .collect();
     write_model(&model, &specs, 5);
     let store = tmp.path().join("store");
@@ -377,7 +393,15 @@ mode_cases! {
 fn encode_summary_gives_frames_frame_size_efficiency_and_the_preview() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("m.safetensors");
-    write_model(&model, &[spec("encoder.layer.0.output.dense.weight", Dtype::F32, &[100, 100])], 5);
+    write_model(
+        &model,
+        &[spec(
+            "encoder.layer.0.output.dense.weight",
+            Dtype::F32,
+            &[100, 100],
+        )],
+        5,
+    );
     let preview = tmp.path().join("p.mp4");
     let o = wr(&[
         "encode",
@@ -395,10 +419,16 @@ fn encode_summary_gives_frames_frame_size_efficiency_and_the_preview() {
     assert_eq!(lines[1], "Total Parameters: 10,000");
     assert_eq!(lines[2], "Frames: 1 frame of 10,000 values (batch mode)");
     // 10,000 values in the smallest power-of-two frame that holds them, 128×128.
-    assert_eq!(lines[3], "Frame Size: 128x128 (61.0% of its pixels hold values)");
+    assert_eq!(
+        lines[3],
+        "Frame Size: 128x128 (61.0% of its pixels hold values)"
+    );
     assert_eq!(
         *lines.last().unwrap(),
-        format!("Preview: {} (8-bit H.264, for watching only)", preview.display())
+        format!(
+            "Preview: {} (8-bit H.264, for watching only)",
+            preview.display()
+        )
     );
     assert!(preview.is_file());
 }

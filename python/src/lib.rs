@@ -782,8 +782,9 @@ fn reel_path(reel_or_name: &str, storage_dir: &Path) -> Result<PathBuf, Error> {
         return Ok(path.to_path_buf());
     }
     let store = Store::open_read_only(storage_dir)?;
+    // A stored name, or the source it was encoded from.
     let entry = store
-        .find(reel_or_name)?
+        .matching(reel_or_name, None)?
         .into_iter()
         .last()
         .ok_or_else(|| {

@@ -57,13 +57,16 @@ pub struct VerbatimTensor {
 mod base64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(bytes: &[u8]) -> String {
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -412,7 +415,10 @@ impl Manifest {
             ))
             .map(|d| d.bitsize() as u64)
             .ok();
-            let expected = numel.zip(bits).and_then(|(n, b)| n.checked_mul(b)).map(|b| b.div_ceil(8));
+            let expected = numel
+                .zip(bits)
+                .and_then(|(n, b)| n.checked_mul(b))
+                .map(|b| b.div_ceil(8));
             if expected != Some(v.data.len() as u64) {
                 return Err(Error::reel(
                     file,

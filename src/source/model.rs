@@ -673,8 +673,11 @@ impl Model {
                 }
                 if let Some(reason) = buffer_reason(&t.name, t.dtype, &t.shape) {
                     skipped.push(SkippedTensor {
-                        stored_at: (t.encoding == super::table::Encoding::Plain)
-                            .then_some((shard_index, t.offset, t.byte_len)),
+                        stored_at: (t.encoding == super::table::Encoding::Plain).then_some((
+                            shard_index,
+                            t.offset,
+                            t.byte_len,
+                        )),
                         name: t.name.clone(),
                         dtype: t.encoding.stored_type(t.dtype),
                         shape: t.shape.clone(),

@@ -112,7 +112,10 @@ pub fn check_name(name: &str) -> crate::error::Result<()> {
 fn is_generic_folder(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.starts_with("checkpoint")
-        || matches!(lower.as_str(), "model" | "models" | "output" | "outputs" | "out" | "final" | "weights")
+        || matches!(
+            lower.as_str(),
+            "model" | "models" | "output" | "outputs" | "out" | "final" | "weights"
+        )
         || (name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
@@ -137,7 +140,11 @@ pub fn slug(name: &str) -> String {
             out.push('-');
         }
     }
-    let out: String = out.trim_matches(|c| c == '-' || c == '.').chars().take(48).collect();
+    let out: String = out
+        .trim_matches(|c| c == '-' || c == '.')
+        .chars()
+        .take(48)
+        .collect();
     let out = out.trim_end_matches(['-', '.']).to_string();
     if out.is_empty() {
         "model".into()
@@ -166,7 +173,9 @@ mod tests {
 
     #[test]
     fn cache_paths_give_the_repo() {
-        let p = Path::new("/root/.cache/huggingface/hub/models--org--my-model/snapshots/abc/model.safetensors");
+        let p = Path::new(
+            "/root/.cache/huggingface/hub/models--org--my-model/snapshots/abc/model.safetensors",
+        );
         assert_eq!(cache_repo(p).as_deref(), Some("org/my-model"));
         assert_eq!(cache_repo(Path::new("/tmp/x/model.safetensors")), None);
     }

@@ -112,7 +112,9 @@ impl Store {
         let typed_path = canonical(typed);
         for name in self.fingerprint_names()? {
             if let Some(src) = self.fingerprint_source(&name)? {
-                if src.source == typed || (typed_path.is_some() && canonical(&src.source) == typed_path) {
+                if src.source == typed
+                    || (typed_path.is_some() && canonical(&src.source) == typed_path)
+                {
                     return Ok(Some(name));
                 }
             }
@@ -129,7 +131,9 @@ impl Store {
             let mut names: Vec<String> = self.list()?.into_iter().map(|e| e.record.name).collect();
             names.sort();
             names.dedup();
-            names.sort_by_key(|n| crate::text::edit_distance(&typed.to_lowercase(), &n.to_lowercase()));
+            names.sort_by_key(|n| {
+                crate::text::edit_distance(&typed.to_lowercase(), &n.to_lowercase())
+            });
             let near: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
             let hint = if near.is_empty() {
                 String::new()
