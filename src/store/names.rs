@@ -145,12 +145,7 @@ impl Store {
                 format!("no model named '{typed}'{hint}"),
             ));
         }
-        let keys = || {
-            all.iter()
-                .map(|e| entry_label(e))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
+        let keys = || all.iter().map(entry_label).collect::<Vec<_>>().join("; ");
         let chosen: Vec<&EntrySummary> = all
             .iter()
             .filter(|e| settings_key.is_none_or(|k| key_matches(&e.record.settings.key(), k)))
