@@ -266,18 +266,11 @@ impl Report {
             bytes_read: model.read_stats().bytes,
             tensors: None,
         }
-        .with_rows(model)
     }
 
-    /// Keep the tensor list only when asked for (`--tensors`).
-    pub fn with_tensors(mut self, keep: bool) -> Report {
-        if !keep {
-            self.tensors = None;
-        }
-        self
-    }
-
-    fn with_rows(mut self, model: &Model) -> Report {
+    /// The report with every tensor of `model` listed (`--tensors`): streamed ones in file
+    /// order, then the skipped ones.
+    pub fn with_tensors(mut self, model: &Model) -> Report {
         let mut rows: Vec<TensorRow> = model
             .tensors
             .iter()

@@ -846,7 +846,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let selection = select.selection()?;
             let model = Model::open(&model, &source.options()?)?;
-            let report = Report::new(&model, &selection).with_tensors(tensors);
+            let mut report = Report::new(&model, &selection);
+            if tensors {
+                report = report.with_tensors(&model);
+            }
             emit(json, &report, Report::to_text);
         }
         Some(Command::Encode {

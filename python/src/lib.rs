@@ -207,14 +207,18 @@ fn query_fingerprint(
     name: &str,
     open: &OpenOptions,
     cancel: &AtomicBool,
-) -> Result<(weightreel::fingerprint::Fingerprint, bool), Error> {
+) -> Result<(weightreel::fingerprint::Fingerprint, Option<String>), Error> {
     if let Some(fp) = store.fingerprint(name)? {
-        return Ok((fp, true));
+        return Ok((fp, Some(name.to_string())));
     }
     let model = Model::open(name, open)?;
+    // A source stored under its derived name is left out of its own ranking, as in the CLI.
+    let stored = store
+        .fingerprint_source(&model.name)?
+        .map(|_| model.name.clone());
     Ok((
         weightreel::fingerprint::Fingerprint::compute(&model, Some(cancel))?.0,
-        false,
+        stored,
     ))
 }
 
@@ -256,7 +260,7 @@ fn search_similar(
             SearchOptions {
                 top: top_k,
                 method,
-                exclude: stored.then_some(model.as_str()),
+                exclude: stored.as_deref(),
                 roles: &[],
             },
         )?;
