@@ -33,7 +33,7 @@ use weightreel::stream::{stream, Sink, StreamOptions};
 fn py_err(e: Error) -> PyErr {
     let text = weightreel::text::printable(&e.to_string()).into_owned();
     match &e {
-        Error::Invalid { .. } => PyValueError::new_err(text),
+        Error::Invalid { .. } | Error::Ambiguous { .. } => PyValueError::new_err(text),
         Error::Model { .. } => PyFileNotFoundError::new_err(text),
         Error::Http { problem, .. } if problem.contains("401") || problem.contains("403") => {
             PyPermissionError::new_err(text)
