@@ -754,3 +754,52 @@ pub fn frame_values(
     }
     Ok((summary, all))
 }
+
+/// Frame `index`'s record (its segments, layout and statistics) without decoding any picture:
+/// a tiled frame's tile records are read and skipped.
+pub fn frame_record(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    index: u64,
+) -> Result<ReelFrame> {
+    if let Some(frame) = manifest.frames.get(index as usize) {
+        return Ok(frame.clone());
+    }
+    if reader.is_tiled(index)? {
+        let frame = reader.read_tiles(index, |_| false, |_| Ok(()))?;
+        return ReelFrame::parse_record(reel, manifest, index, &frame.record);
+    }
+    let bytes = reader.frame_record(index)?;
+    ReelFrame::parse_record(reel, manifest, index, &bytes)
+}
+
+/// Frame `index`'s values in runs along the curve: `each(curve position of the first value,
+/// values)`. A tiled frame gives one run per decoded tile, and only tiles for which
+/// `wanted_tile(tile number)` holds are decoded (one tile held at a time); an untiled frame
+/// gives all its values as one run. Returns the frame's record.
+pub fn for_each_run(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    index: u64,
+    mut wanted_tile: impl FnMut(u32) -> bool,
+    mut each: impl FnMut(u64, &[f32]) -> Result<()>,
+) -> Result<ReelFrame> {
+    if !manifest.frames.is_empty() || !reader.is_tiled(index)? {
+        let (frame, values) = frame_values(reel, reader, manifest, index)?;
+        each(0, &values)?;
+        return Ok(frame);
+    }
+    // A record that does not parse is decoded, so that its error is reported.
+    let wanted = |bytes: &[u8]| {
+        serde_json::from_slice::<TileRecord>(bytes).map_or(true, |r| wanted_tile(r.tile))
+    };
+    for_each_tile(reel, reader, manifest, index, wanted, |_, base, values| {
+        if values.is_empty() {
+            Ok(())
+        } else {
+            each(base, values)
+        }
+    })
+}

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprint, FingerprintCost};
 use crate::frames::{
-    self, EncodedTile, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
+    self, EncodedTile, FrameCuts, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
     TiledFrameEncoder,
 };
 use crate::progress::{Progress, ProgressMode};
@@ -187,12 +187,13 @@ impl EncodeOptions {
         (options, Some(why.to_string()))
     }
 
-    /// Values per frame.
-    fn frame_values(&self) -> u64 {
+    /// How `total` values are cut into frames: chunks, or frames of the cap in batch mode
+    /// with the tail split so that it pads less than a tile (see [`FrameCuts`]).
+    fn frame_cuts(&self, total: u64) -> FrameCuts {
         if self.chunk_encoding {
-            self.chunk_size
+            FrameCuts::new(total, self.chunk_size, false)
         } else {
-            self.frame.max_values
+            FrameCuts::new(total, self.frame.max_values, true)
         }
     }
 }
@@ -406,8 +407,8 @@ struct EncodePlan {
     selection: crate::selection::Plan,
     /// Values selected.
     total: u64,
-    /// Values per frame (the last frame may hold fewer).
-    frame_values: u64,
+    /// Where frames start and end.
+    cuts: FrameCuts,
     /// Frames the encode makes.
     frame_count: u64,
     /// The settings recorded, and their key.
@@ -463,15 +464,15 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
         ));
     }
     check_lossless_dtypes(model, &selection, options.frame.mode)?;
-    let frame_values = options.frame_values();
-    let frame_count = total.div_ceil(frame_values);
+    let cuts = options.frame_cuts(total);
+    let frame_count = cuts.count();
     // Check every frame size up front so a bad setting fails before any work.
-    let full_len = frame_values.min(total);
-    let last_len = total - (frame_count - 1) * frame_values;
-    for len in [full_len, last_len] {
+    let lens = cuts.distinct_lens();
+    for &len in &lens {
         let layout = FrameLayout::for_count(len, options.frame.max_values)?;
         frames::check_efficiency(len, &layout, options.frame.min_efficiency)?;
     }
+    let full_len = lens[0];
     let stream_layout = FrameLayout::for_count(full_len, options.frame.max_values)?;
 
     // Local files have no revision; "-" keeps the settings key stable for them.
@@ -541,7 +542,7 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
     Ok(EncodePlan {
         selection,
         total,
-        frame_values,
+        cuts,
         frame_count,
         settings,
         settings_key,
@@ -676,8 +677,7 @@ fn stream_frames(
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i as u32))
             .collect(),
-        frame_values: plan.frame_values,
-        total: plan.total,
+        cuts: plan.cuts,
         values: Vec::new(),
         tiled: None,
         segments: Vec::new(),
@@ -977,9 +977,8 @@ struct FrameSink<'a> {
     spec: ReelSpec,
     work: &'a Path,
     tensor_index: HashMap<String, u32>,
-    frame_values: u64,
-    /// Values in the selection.
-    total: u64,
+    /// Where frames start and end.
+    cuts: FrameCuts,
     /// The values of a frame that fits one tile, gathered until it is complete.
     values: Vec<f32>,
     /// A frame larger than a tile, encoded tile by tile as its values come.
@@ -1010,8 +1009,7 @@ struct TiledFrame {
 impl FrameSink<'_> {
     /// Values of the frame that starts at `next_value`: a whole frame but at the end.
     fn next_frame_len(&self) -> u64 {
-        self.frame_values
-            .min(self.total.saturating_sub(self.next_value))
+        self.cuts.len_at(self.next_value)
     }
 
     /// Open a part for the next frame unless one is open.
@@ -1266,7 +1264,10 @@ impl Sink for FrameSink<'_> {
                 self.start_frame()?;
             }
             let filled = self.frame_filled();
-            let frame_len = self.tiled.as_ref().map_or(self.frame_values, |t| t.count);
+            let frame_len = self
+                .tiled
+                .as_ref()
+                .map_or_else(|| self.next_frame_len(), |t| t.count);
             let room = (frame_len - filled) as usize;
             let take = room.min(values.len() - offset);
             let elem = start + offset as u64;

@@ -66,6 +66,15 @@ pub enum Error {
     Store { path: String, problem: String },
 
     /// The user interrupted the work (Ctrl-C); what was kept is described by the caller.
+    /// The job queue (PostgreSQL) refused or failed a request. `transient` when the connection
+    /// failed or the server was shutting down or starting, so that the request may be retried.
+    #[error("queue {url}: {problem}")]
+    Queue {
+        url: String,
+        problem: String,
+        transient: bool,
+    },
+
     #[error("interrupted")]
     Interrupted,
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "queue")]
+mod cli_queue;
 mod cli_related;
 
 use weightreel::encode::{
@@ -136,6 +138,15 @@ enum Command {
         /// Only these frames: N, A-B (inclusive) or A- (to the end)
         #[arg(long, value_name = "RANGE", value_parser = parse_frame_range)]
         frames: Option<std::ops::Range<u64>>,
+        /// Only frames holding a tensor whose name matches this regular expression (those tensors outlined)
+        #[arg(long, value_name = "REGEX", value_parser = parse_tensor_regex)]
+        tensor: Option<regex_lite::Regex>,
+        /// One value range for the whole frame, or one per tensor
+        #[arg(long, value_name = "SCALE", default_value = "frame", value_parser = ["frame", "tensor"])]
+        scale: String,
+        /// 8-bit colour with a colour bar, tensor outlines and labels
+        #[arg(long)]
+        legend: bool,
     },
     /// Serve a local web gallery of the store (models, frames, statistics, comparisons, families)
     #[cfg(feature = "serve")]
@@ -224,6 +235,35 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Jobs for workers, kept in PostgreSQL: `queue add MODEL… [encode settings]`, `queue status`
+    #[cfg(feature = "queue")]
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Claim jobs from the queue and run them into the store, until stopped (Ctrl-C gives the
+    /// running jobs back) or, with --exit-when-empty, until no job is left
+    #[cfg(feature = "queue")]
+    Worker {
+        /// The queue: a PostgreSQL URL (default: $WEIGHTREEL_QUEUE)
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        /// Jobs run at once, 1..=64
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = parse_concurrency)]
+        concurrency: usize,
+        /// Stop when no job is queued or running anywhere
+        #[arg(long)]
+        exit_when_empty: bool,
+        /// Seconds a claimed job stays this worker's without a heartbeat (one every third of
+        /// it); a worker that dies loses its jobs after this long
+        #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = parse_lease)]
+        lease: f64,
+        /// Seconds between looks at an empty queue
+        #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = parse_seconds)]
+        poll: f64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Remove a model (all its entries, or one settings key) and its reels from the store
     Rm {
         /// Model name as listed
@@ -233,6 +273,41 @@ enum Command {
         settings_key: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
+    },
+}
+
+#[cfg(feature = "queue")]
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// Queue models: `queue add MODEL… [encode settings] [--fingerprint-only] [--from-file F]`
+    /// (the flags may come anywhere; the settings are the encode command's)
+    Add {
+        /// The queue: a PostgreSQL URL (default: $WEIGHTREEL_QUEUE)
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        /// Models to add, one per line (`#` starts a comment)
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// Only fingerprint the models (for search); store no reel
+        #[arg(long)]
+        fingerprint_only: bool,
+        #[arg(long)]
+        json: bool,
+        /// Models, then any encode settings (--mode, --chunk-size, --layers, …)
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "MODEL|SETTING"
+        )]
+        words: Vec<String>,
+    },
+    /// Jobs queued, running, done and parked, with the rate and the parked jobs' errors
+    Status {
+        /// The queue: a PostgreSQL URL (default: $WEIGHTREEL_QUEUE)
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -467,6 +542,24 @@ fn parse_positive(text: &str) -> std::result::Result<u64, String> {
 }
 
 /// A result count in 1..=10000.
+#[cfg(feature = "queue")]
+fn parse_concurrency(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("invalid value '{text}' (expected 1..=64)")),
+    }
+}
+
+#[cfg(feature = "queue")]
+fn parse_lease(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (1.0..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "invalid value '{text}' (expected 1..=3600 seconds)"
+        )),
+    }
+}
+
 fn parse_top(text: &str) -> std::result::Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(n) if (1..=10_000).contains(&n) => Ok(n),
@@ -635,7 +728,10 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
                 }
             );
             if let Some(p) = preview {
-                println!("Preview: {} (8-bit H.264, for watching only)", p.display());
+                match weightreel::reel::preview_geometry(reel) {
+                    Ok(geometry) => println!("Preview: {} ({})", p.display(), geometry.describe()),
+                    Err(_) => println!("Preview: {}", p.display()),
+                }
             }
         }
         EncodeOutcome::Interrupted {
@@ -705,6 +801,11 @@ fn parse_frame_range(text: &str) -> std::result::Result<std::ops::Range<u64>, St
             Ok(a..b.saturating_add(1))
         }
     }
+}
+
+/// `--tensor`: a regular expression.
+fn parse_tensor_regex(text: &str) -> std::result::Result<regex_lite::Regex, String> {
+    regex_lite::Regex::new(text).map_err(|e| format!("'{text}' is not a regular expression ({e})"))
 }
 
 /// `--port`: a port number only; another address needs `--bind`.
@@ -859,6 +960,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
             encode,
         }) => return run_encode(&models, &source, &select, &encode),
         Some(Command::List { store }) => run_list(&store)?,
+        #[cfg(feature = "queue")]
+        Some(Command::Queue { action }) => match action {
+            QueueAction::Add {
+                queue,
+                from_file,
+                fingerprint_only,
+                json,
+                words,
+            } => cli_queue::run_queue_add(
+                words,
+                cli_queue::AddFlags {
+                    queue,
+                    from_file,
+                    fingerprint_only,
+                    json,
+                },
+            )?,
+            QueueAction::Status { queue, json } => {
+                cli_queue::run_queue_status(&cli_queue::queue_url(queue.as_deref())?, json)?
+            }
+        },
+        #[cfg(feature = "queue")]
+        Some(Command::Worker {
+            queue,
+            concurrency,
+            exit_when_empty,
+            lease,
+            poll,
+            store,
+        }) => {
+            let url = cli_queue::queue_url(queue.as_deref())?;
+            let dir = store_dir(store.storage_dir.as_deref());
+            return cli_queue::run_worker(
+                &cli_queue::WorkerArgs {
+                    url: &url,
+                    store: &dir,
+                    concurrency,
+                    exit_when_empty,
+                    lease: Duration::from_secs_f64(lease),
+                    poll: Duration::from_secs_f64(poll),
+                },
+                cancel_flag(),
+            );
+        }
         #[cfg(feature = "serve")]
         Some(Command::Serve {
             storage_dir,
@@ -935,10 +1080,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             png,
             heatmap,
             frames,
+            tensor,
+            scale,
+            legend,
         }) => {
+            use weightreel::picture::{Colour, PictureOptions, Scale};
+            let options = PictureOptions {
+                scale: Scale::parse(&scale).unwrap_or(Scale::Frame),
+                colour: if heatmap {
+                    Colour::Heat
+                } else {
+                    Colour::Grey16
+                },
+                legend,
+                tensor,
+            };
             let frames = frames.unwrap_or(0..u64::MAX);
             let reel = entry.reel(&model)?;
-            let files = weightreel::reel::write_png_frame_range(&reel, &png, heatmap, frames)?;
+            let files = weightreel::picture::write_pictures(&reel, &png, frames, &options)?;
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),

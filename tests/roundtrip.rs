@@ -581,8 +581,9 @@ fn batch_mode_splits_at_the_frame_cap_and_stays_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let model = minilm::safetensors();
-    // 22.7 M values at a 4 Mi-value cap: 6 frames of up to 2048×2048, each stored as 512×512
-    // pictures.
+    // 22.7 M values at a 4 Mi-value cap: 5 frames of 2048×2048, then the tail's 1,741,696
+    // values as exactly full frames of 1,048,576, 524,288, 131,072 and 32,768 values and a
+    // last one of 4,992, all stored as 128×128 tiles but the last.
     let out = weightreel(&[
         "encode",
         model.to_str().unwrap(),
@@ -594,7 +595,7 @@ fn batch_mode_splits_at_the_frame_cap_and_stays_exact() {
         "--max-frame-values",
         "4194304",
     ]);
-    assert!(out.contains("Frames: 6 frames of up to 4,194,304 values (batch mode: 22,713,216 values exceed the frame cap)"), "{out}");
+    assert!(out.contains("Frames: 10 frames of up to 4,194,304 values (batch mode: 22,713,216 values exceed the frame cap)"), "{out}");
     let reel = PathBuf::from(
         out.lines()
             .find_map(|l| l.strip_prefix("Reel: "))
@@ -603,6 +604,18 @@ fn batch_mode_splits_at_the_frame_cap_and_stays_exact() {
             .next()
             .unwrap(),
     );
+    // Every frame but the last is exactly full: the padding is under one 128×128 tile.
+    let store = weightreel::store::Store::open(&store).unwrap();
+    let entry = &store.list().unwrap()[0];
+    let frames = store.frames(entry.id).unwrap();
+    let padding: Vec<u64> = frames
+        .iter()
+        .map(|f| u64::from(f.width) * u64::from(f.height) - f.count)
+        .collect();
+    assert_eq!(padding.len(), 10);
+    assert!(padding[..9].iter().all(|&p| p == 0), "{padding:?}");
+    assert!(padding[9] < 128 * 128, "{padding:?}");
+    assert_eq!(frames.iter().map(|f| f.count).sum::<u64>(), 22_713_216);
     let decoded_path = tmp.path().join("decoded.safetensors");
     decode(&reel, &decoded_path);
     let original = tensors_of(&model);

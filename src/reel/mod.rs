@@ -66,8 +66,8 @@ pub use manifest::{
     MAX_VERBATIM_TENSOR_BYTES,
 };
 pub use preview::{
-    heat_colour, heat_lut, png_rgb, write_png_frame_range, write_png_frames, write_png_rgb,
-    write_preview_h264,
+    heat_colour, heat_lut, png_rgb, preview_geometry, write_png_frame_range, write_png_frames,
+    write_png_rgb, write_preview_h264, PreviewGeometry, PREVIEW_LEVEL, PREVIEW_MAX,
 };
 pub use reader::{read_joinable_metadata, read_metadata, ReelReader, TileOut, TiledFrame};
 pub use writer::{ReelWriter, TileIn};
