@@ -48,6 +48,11 @@ pub enum Error {
         expected: String,
     },
 
+    /// A name on the command line matches several things (a model with several stored
+    /// entries); `choices` says how to pick one. A usage error, as [`Error::Invalid`] is.
+    #[error("'{name}' {choices}")]
+    Ambiguous { name: String, choices: String },
+
     /// Frame layout or quantization refused a chunk.
     #[error("{0}")]
     Frame(String),

@@ -24,6 +24,7 @@
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
+pub mod analysis;
 pub mod decode;
 pub mod encode;
 pub mod error;

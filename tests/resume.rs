@@ -115,11 +115,11 @@ fn stable(e: &EntrySummary) -> String {
     serde_json::to_string(&r).unwrap()
 }
 
-/// The one chunk-mode entry of `name`.
+/// The one chunk-mode entry of `name` (a stored name or the source path).
 fn only_entry(store: &Path, name: &str) -> EntrySummary {
     let s = Store::open(store).unwrap();
     let found: Vec<EntrySummary> = s
-        .find(name)
+        .matching(name, None)
         .unwrap()
         .into_iter()
         .filter(|e| e.record.settings.method == "chunk")

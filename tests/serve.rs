@@ -28,7 +28,15 @@ struct Fixture {
 }
 
 fn encode(store: &Path, model: &Path, extra: &[&str]) {
-    let mut args = vec!["encode", path(model), "--storage-dir", path(store)];
+    // Stored under the path, so the pages' names are the paths the tests hold.
+    let mut args = vec![
+        "encode",
+        path(model),
+        "--storage-dir",
+        path(store),
+        "--name",
+        path(model),
+    ];
     args.extend_from_slice(extra);
     let out = run(&args);
     assert!(

@@ -62,7 +62,8 @@ use serde::Serialize;
 
 pub use manifest::{
     Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, TilePiece, TileRecord,
-    MANIFEST_FORMAT, MANIFEST_VERSION,
+    VerbatimTensor, MANIFEST_FORMAT, MANIFEST_VERSION, MANIFEST_VERSION_PLAIN, MAX_VERBATIM_BYTES,
+    MAX_VERBATIM_TENSOR_BYTES,
 };
 pub use preview::{
     heat_colour, heat_lut, png_rgb, preview_geometry, write_png_frame_range, write_png_frames,
