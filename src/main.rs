@@ -72,7 +72,7 @@ struct Cli {
 enum Command {
     /// Report a model's tensors, dtypes, roles and layers, and what a selection would read (headers only)
     Inspect {
-        /// A .safetensors file, a model directory, or a Hub repo id (org/name)
+        /// A weight file, a model directory, a Hub repo id (org/name) or a Hub URL
         model: String,
         #[command(flatten)]
         source: SourceArgs,
@@ -84,7 +84,7 @@ enum Command {
     },
     /// Stream-encode models into the store
     Encode {
-        /// Files, directories or Hub repo ids
+        /// Files, directories, Hub repo ids or Hub URLs
         #[arg(required = true)]
         models: Vec<String>,
         #[command(flatten)]
@@ -240,7 +240,7 @@ enum Command {
 /// The user guide's flag form.
 #[derive(Args, Debug)]
 struct GuideArgs {
-    /// Model to stream-encode (file, directory or Hub repo id)
+    /// Model to stream-encode (file, directory, Hub repo id or Hub URL)
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
     /// Several models to encode with the same settings
@@ -280,7 +280,7 @@ struct SourceArgs {
     /// Never use the network (like HF_HUB_OFFLINE=1)
     #[arg(long)]
     offline: bool,
-    /// Hub token (default: $HF_TOKEN); never printed or stored
+    /// Hub token (default: $HF_TOKEN, else the token `hf auth login` saved); never printed or stored
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
     /// Range requests in flight at once per model, 1..=64 (default: $WEIGHTREEL_HUB_CONNECTIONS, else 16)
