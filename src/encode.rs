@@ -298,7 +298,7 @@ fn encode_planned(
 ) -> Result<EncodeOutcome> {
     // The fingerprint reads its own small samples (whatever the selection), so that models
     // encoded with different settings stay comparable; it is committed with the entry.
-    progress.phase("sampling the fingerprint");
+    progress.phase("fingerprinting");
     let (fingerprint, _) = Fingerprint::compute(model, Some(cancel))?;
     // What crashed encodes left behind (and no running encode owns) goes first, so that a
     // full disk from one failed encode does not fail the next.
@@ -331,7 +331,7 @@ fn encode_planned(
     }
     let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
     progress.phase(&format!(
-        "joining {} part{} into the reel",
+        "joining {} part{}",
         parts.len(),
         if parts.len() == 1 { "" } else { "s" }
     ));
@@ -346,7 +346,7 @@ fn encode_planned(
     let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
     let entry = entry_record(model, options, plan, &joined, done.frames, encoding_secs);
     let print_source = fingerprint_source(model, &entry.created_at);
-    progress.phase("committing to the registry");
+    progress.phase("committing");
     let (id, replaced, nonfinite) = commit(
         store,
         &entry,

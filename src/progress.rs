@@ -123,8 +123,9 @@ impl Progress {
     /// `done` values of the total are encoded; `tensor` is being read; `bytes` read so far.
     pub fn update(&mut self, done: u64, tensor: &str, bytes: u64) {
         let shared = &self.shared;
-        {
+        let first = {
             let mut status = shared.status.lock().expect("status lock");
+            let first = status.done == 0 && done > 0;
             status.done = done;
             if status.tensor != tensor {
                 // A tensor name from a hostile file must not drive the terminal.
@@ -135,8 +136,13 @@ impl Progress {
             if status.phase.as_deref() != Some(STOPPING_PHASE) {
                 status.phase = None;
             }
-        }
+            first
+        };
         if let Some(bar) = &shared.bar {
+            if first {
+                // The time before the first values (headers, fingerprint) is not the rate.
+                bar.reset_eta();
+            }
             bar.set_position(done);
             bar.set_message(shared.message(terminal_width()));
         }
@@ -201,8 +207,9 @@ impl Shared {
             None => {
                 let read = format!("  {} read", human_bytes(status.bytes));
                 let tensor_room = room.saturating_sub(read.chars().count());
-                if tensor_room < 8 {
-                    return shorten_tail(&status.tensor, room);
+                // The bytes read only when the tensor name keeps most of its length.
+                if tensor_room < 20 {
+                    return shorten_head(&status.tensor, room);
                 }
                 format!("{}{read}", shorten_head(&status.tensor, tensor_room))
             }
@@ -295,28 +302,29 @@ const DEFAULT_WIDTH: usize = 80;
 fn bar_style(width: Option<usize>, label: &str, total: u64) -> (ProgressStyle, usize) {
     // One column is kept free: writing the last column makes some terminals wrap.
     let width = width.unwrap_or(DEFAULT_WIDTH).saturating_sub(1).max(20);
-    let count = group(total).len();
-    // The widest each part can be: "1,234/1,234 ", "100% ", "12.3 M/s " and "ETA 59m59s ".
-    let counts = 2 * count + 2;
-    let rates = 5 + 9 + 11;
+    // The widest each part can be: "17.8M/22.7M ", "100% ", "999.9 M/s " and "ETA 59m59s ".
+    let counts = 2 * short_count(total).len() + 2;
+    let rates = 5 + 10 + 11;
     // The message (tensor name, bytes read, phase) gets at least this much.
     const MESSAGE: usize = 12;
-    let label_room = (width / 5).clamp(8, 40);
+    let label_room = (width / 6).clamp(8, 40);
     let shown = shorten_head(label, label_room);
     let label_len = shown.chars().count();
     let bar_at_least = 4 + 10;
-    let tail = "{percent:>3}% {rate:>8} ETA {eta_s:<6} {wide_msg}";
+    let tail = "{percent:>3}% {rate:>9} ETA {eta_s:<6} {wide_msg}";
+    // What is left after the fixed parts goes a third to the bar, the rest to the message.
     let (template, used) = if width >= label_len + bar_at_least + counts + rates + MESSAGE {
-        let bar = (width - label_len - 4 - counts - rates - MESSAGE).clamp(10, 30);
+        let bar = ((width - label_len - 4 - counts - rates) / 3).clamp(10, 30);
         (
             format!(
-                "{{prefix}} [{{bar:{bar}}}] {{percent:>3}}% {{human_pos:>{count}}}/{{human_len}} {{rate:>8}} ETA {{eta_s:<6}} {{wide_msg}}"
+                "{{prefix}} [{{bar:{bar}}}] {{count:>{}}} {tail}",
+                counts - 1
             ),
             label_len + 4 + bar + counts + rates,
         )
     } else if width >= label_len + bar_at_least + rates + MESSAGE {
         // No room for the counts.
-        let bar = (width - label_len - 4 - rates - MESSAGE).clamp(10, 30);
+        let bar = ((width - label_len - 4 - rates) / 3).clamp(10, 30);
         (
             format!("{{prefix}} [{{bar:{bar}}}] {tail}"),
             label_len + 4 + bar + rates,
@@ -331,6 +339,13 @@ fn bar_style(width: Option<usize>, label: &str, total: u64) -> (ProgressStyle, u
     let style = ProgressStyle::with_template(&template)
         .expect("valid template")
         .progress_chars("=> ")
+        .with_key(
+            "count",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let len = state.len().unwrap_or(0);
+                let _ = write!(w, "{}/{}", short_count(state.pos()), short_count(len));
+            },
+        )
         .with_key(
             "rate",
             |state: &ProgressState, w: &mut dyn std::fmt::Write| {
@@ -376,6 +391,16 @@ fn shorten_tail(text: &str, room: usize) -> String {
     }
     let head: String = text.chars().take(room.saturating_sub(1)).collect();
     format!("{head}…")
+}
+
+/// `9,999`, `17.8M`, `1.1G`: a count in at most six characters.
+fn short_count(n: u64) -> String {
+    match n {
+        0..=9_999 => group(n),
+        10_000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
 }
 
 /// `12.3 M/s`: values per second.
@@ -443,6 +468,9 @@ mod tests {
         assert_eq!(human_secs(7500.0), "2h05m");
         assert_eq!(human_rate(12_345_678.0), "12.3 M/s");
         assert_eq!(human_rate(f64::NAN), "0/s");
+        assert_eq!(short_count(9_999), "9,999");
+        assert_eq!(short_count(22_713_216), "22.7M");
+        assert_eq!(short_count(1_100_048_384), "1.1G");
     }
 
     #[test]

@@ -193,7 +193,8 @@ fn the_bar_fits_the_pty_redraws_and_acknowledges_ctrl_c_at_once() {
     let bars: Vec<&String> = rows.iter().filter(|r| r.contains("% ")).collect();
     assert!(bars.len() >= 3, "the bar was drawn {} times", bars.len());
     // On 64 columns the bar itself is drawn (the counts make room for it).
-    assert!(bars.iter().any(|r| r.contains("] ")), "{bars:?}");
+    let last: Vec<_> = bars.iter().rev().take(10).collect();
+    assert!(bars.iter().any(|r| r.contains("] ")), "{last:?}");
     // The label is shortened to fit, keeping the name's end.
     assert!(
         bars.iter()
