@@ -79,6 +79,8 @@ struct Shared {
 pub struct Progress {
     shared: Arc<Shared>,
     finished: bool,
+    /// The ticker thread, woken at the finish so that the encode does not wait out a tick.
+    ticker: Option<std::thread::Thread>,
 }
 
 impl Progress {
@@ -101,6 +103,7 @@ impl Progress {
                 stop: AtomicBool::new(false),
             }),
             finished: false,
+            ticker: None,
         }
     }
 
@@ -114,9 +117,10 @@ impl Progress {
         label: &str,
         total: u64,
     ) -> Progress {
-        let progress = Progress::new(mode, label, total);
+        let mut progress = Progress::new(mode, label, total);
         let shared = progress.shared.clone();
-        scope.spawn(move || tick(&shared, cancel));
+        let ticker = scope.spawn(move || tick(&shared, cancel));
+        progress.ticker = Some(ticker.thread().clone());
         progress
     }
 
@@ -173,6 +177,9 @@ impl Progress {
         self.finished = true;
         let shared = &self.shared;
         shared.stop.store(true, Ordering::SeqCst);
+        if let Some(ticker) = &self.ticker {
+            ticker.unpark();
+        }
         if let Some(bar) = &shared.bar {
             bar.finish_and_clear();
         }
@@ -253,7 +260,8 @@ fn tick(shared: &Shared, cancel: &AtomicBool) {
     let mut last_line = Instant::now();
     let mut width = terminal_width();
     while !shared.stop.load(Ordering::SeqCst) {
-        std::thread::sleep(TICK);
+        // Woken early by the finish.
+        std::thread::park_timeout(TICK);
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -282,6 +290,11 @@ fn tick(shared: &Shared, cancel: &AtomicBool) {
             }
             None => {}
         }
+    }
+    // Ctrl-C that ended the work before a tick saw it is still acknowledged, before the
+    // encode reports what it kept (the scope joins this thread first).
+    if !acknowledged && cancel.load(Ordering::SeqCst) {
+        eprintln!("{STOPPING}");
     }
 }
 

@@ -205,6 +205,14 @@ fn the_bar_fits_the_pty_redraws_and_acknowledges_ctrl_c_at_once() {
     let message = "stopping after the current frame";
     let at = rows.iter().position(|r| r.contains(message)).unwrap();
     assert!(rows[at].starts_with(message), "{:?}", rows[at]);
+    // It came while the display was live (not at the end): the bar is drawn again below it.
+    assert!(
+        rows[at + 1..]
+            .iter()
+            .any(|r| r.contains("% ") && r.contains("stopping")),
+        "{:?}",
+        &rows[at..]
+    );
     assert!(acknowledged < Duration::from_secs(2), "{acknowledged:?}");
     // The report of what was kept comes after the display is gone.
     let report = rows.iter().position(|r| r.starts_with("Interrupted: kept"));
