@@ -116,6 +116,68 @@ fn store_of(n: usize) -> PathBuf {
     dir
 }
 
+/// `FAMILIES=N`: family trees of `N` stored fingerprints, for the gallery's Families page:
+/// all pairs compared on one thread (how the trees were computed before), on every core
+/// (`families_counting`), and in the gallery, whose trees start computing when it opens: the
+/// first page request (answered at once, with the progress) and the wait until the trees are
+/// ready.
+/// `FAMILIES_STORE=DIR` times an existing store instead of the synthetic one.
+fn families_timings(n: usize) {
+    let dir = std::env::var_os("FAMILIES_STORE").map_or_else(|| store_of(n), PathBuf::from);
+    let store = Store::open_read_only(&dir).expect("store");
+    let names = store.fingerprint_names().expect("names");
+    let n = names.len();
+    let models: Vec<(String, Fingerprint)> = names
+        .iter()
+        .map(|m| (m.clone(), store.fingerprint(m).unwrap().unwrap()))
+        .collect();
+    let t = Instant::now();
+    let mut related = 0usize;
+    for i in 0..models.len() {
+        for j in i + 1..models.len() {
+            let c = weightreel::search::compare(&models[i].1, &models[j].1);
+            if c.exact.unwrap_or(0.0) * c.coverage >= weightreel::search::RELATED {
+                related += 1;
+            }
+        }
+    }
+    let one_thread = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let trees = weightreel::search::families(&models);
+    let every_core = t.elapsed().as_secs_f64();
+    assert!(related > 0 && !trees.is_empty());
+    let t = Instant::now();
+    let mut gallery = weightreel::serve::Gallery::open(&dir, 1 << 20).expect("gallery");
+    let opened = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let first = gallery.get("/api/families/page");
+    let first_page = t.elapsed().as_secs_f64();
+    assert_eq!(first.status, 200);
+    let mut polls = 0;
+    loop {
+        let r = gallery.get("/api/families/page");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        if v["computing"] == false {
+            break;
+        }
+        polls += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ready = t.elapsed().as_secs_f64() + opened;
+    let t = Instant::now();
+    let r = gallery.get("/api/families/page?page=1");
+    let cached = t.elapsed().as_secs_f64();
+    assert_eq!(r.status, 200);
+    println!(
+        "\nFamilies of {n} fingerprints ({} pairs, {} threads): all pairs on one thread {one_thread:.2} s, on every core {every_core:.2} s; gallery: open {:.0} ms, first /api/families/page {:.1} ms, trees ready {ready:.2} s after opening ({polls} polls), a page when ready {:.1} ms",
+        weightreel::search::family_pairs(n),
+        std::thread::available_parallelism().map_or(1, |t| t.get()),
+        opened * 1e3,
+        first_page * 1e3,
+        cached * 1e3,
+    );
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -235,6 +297,12 @@ fn main() {
             median(whole) * 1e3,
             size as f64 / 1e6
         );
+    }
+    if let Some(n) = std::env::var("FAMILIES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        families_timings(n);
     }
     let row = weightreel::fingerprint::SKETCH_DIM * 4 + 6 * 48 + 64;
     println!(

@@ -2,9 +2,10 @@
 # Install the Debian packages the build and tests need (FFmpeg 5.1 libraries and headers, clang
 # for bindgen, pkg-config, the ffmpeg/ffprobe binaries the tests call, python3-pip for the test
 # model, python3-venv for scripts/test-venv.sh, chromium and chromium-driver for the gallery's browser
-# tests in tests/serve.rs). Skips apt entirely when everything is there.
+# tests in tests/serve.rs, postgresql for the job queue's tests in tests/queue.rs, which start a
+# private cluster of their own; the package's own service is not used). Skips apt entirely when everything is there.
 set -euo pipefail
-packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg time python3 python3-pip python3-venv chromium chromium-driver)
+packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg time python3 python3-pip python3-venv chromium chromium-driver postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

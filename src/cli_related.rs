@@ -42,10 +42,12 @@ pub fn resolve(
     match Model::open(name, open) {
         Ok(model) => {
             let (fp, _) = Fingerprint::compute(&model, Some(cancel))?;
+            // A source that is stored (under its derived name) is left out of its own ranking.
+            let stored = store.fingerprint_source(&model.name)?.is_some();
             Ok(Query {
-                name: name.to_string(),
+                name: if stored { model.name } else { name.to_string() },
                 fingerprint: fp,
-                stored: false,
+                stored,
             })
         }
         Err(open_error) => {
@@ -105,9 +107,16 @@ pub fn run_fingerprint(
     cancel: &AtomicBool,
     json: bool,
 ) -> Result<()> {
-    let mut names: Vec<(String, String)> = models.iter().map(|m| (m.clone(), m.clone())).collect();
+    // (the name to store under, when not the model's own; the source to open)
+    let mut names: Vec<(Option<String>, String)> =
+        models.iter().map(|m| (None, m.clone())).collect();
     if missing {
-        names.extend(store.entries_without_fingerprint()?);
+        names.extend(
+            store
+                .entries_without_fingerprint()?
+                .into_iter()
+                .map(|(name, source)| (Some(name), source)),
+        );
     }
     if names.is_empty() {
         return Err(Error::invalid(
@@ -117,10 +126,13 @@ pub fn run_fingerprint(
         ));
     }
     let mut rows = Vec::new();
-    for (name, source) in &names {
+    for (stored_name, source) in &names {
         let mut model = Model::open(source, open)?;
         // `--missing` re-opens an entry's source under the entry's own name.
-        model.spec = name.clone();
+        if let Some(n) = stored_name {
+            model.name = n.clone();
+        }
+        let name = &model.name;
         let (fp, cost) = store_fingerprint(store, &model, cancel)?;
         let read = cost.stream.data;
         if !json {

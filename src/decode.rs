@@ -2,7 +2,8 @@
 //!
 //! Tensors encoded whole come back whole, in their original dtype (F32, F16, BF16; in lossless
 //! reels also I8, U8, I16 and U16; other dtypes as F32). Empty tensors (a 0 in the shape) come
-//! back empty, in their dtype. Sampled tensors come back as a 1-D tensor of the sampled values under the tensor's
+//! back empty, in their dtype. Buffers the reel keeps verbatim (`position_ids`) come back as
+//! their bytes. The metadata says `format: pt`, as transformers requires. Sampled tensors come back as a 1-D tensor of the sampled values under the tensor's
 //! name plus `NAME.sample_indices` (I64), the row-major positions of those values. Lossless
 //! reels give back the exact bits; u16 reels are within `(max − min) / 131070` of the source
 //! (`/ 131064` in segments holding NaN or ±inf, which come back as NaN and ±inf).
@@ -41,6 +42,12 @@ pub struct DecodeSummary {
     pub whole: u64,
     /// Tensors written as samples plus indices.
     pub sampled: u64,
+    /// Buffers written from the bytes the reel keeps verbatim (`position_ids`…).
+    pub verbatim: u64,
+    /// The model's `config.json` written beside the weights (`--model-dir`), when the reel
+    /// holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
     /// Values written.
     pub values: u64,
     /// Frame decodes performed.
@@ -105,6 +112,8 @@ struct Layout {
     whole: u64,
     sampled: u64,
     values: u64,
+    /// Verbatim tensors: output index and index into the manifest's verbatim list.
+    verbatim: Vec<(usize, usize)>,
 }
 
 /// Lay out the output: one tensor per wanted tensor of the reel (whole, in its dtype), or for
@@ -175,13 +184,45 @@ fn layout(reel: &Path, manifest: &Manifest, include: Option<&regex_lite::Regex>)
             sampled += 1;
         }
     }
+    let mut verbatim = Vec::new();
+    for (k, v) in manifest.verbatim.iter().enumerate() {
+        if include.is_some_and(|re| !re.is_match(&v.name)) {
+            continue;
+        }
+        let dtype = parse_dtype(&v.dtype).ok_or_else(|| {
+            Error::reel(
+                reel,
+                format!("verbatim tensor '{}': unknown dtype {}", v.name, v.dtype),
+            )
+        })?;
+        let count = v.data.len() as u64 / elem_bytes(dtype).max(1);
+        outputs.push(Some(Output {
+            dtype,
+            shape: v.shape.clone(),
+            offset: 0,
+            written: count,
+            expected: count,
+            whole: true,
+            indices: None,
+            last_end: 0,
+        }));
+        if names.insert(v.name.clone(), outputs.len() - 1).is_some() {
+            return Err(Error::reel(
+                reel,
+                format!("tensor '{}' is listed twice", v.name),
+            ));
+        }
+        verbatim.push((outputs.len() - 1, k));
+    }
     if names.is_empty() {
         return Err(Error::reel(reel, "no tensor of the reel matches --include"));
     }
     let mut json = serde_json::Map::new();
+    // `format: pt` is what transformers' loader requires of a safetensors file's metadata.
     json.insert(
         "__metadata__".into(),
         serde_json::json!({
+            "format": "pt",
             "weightreel_model": manifest.model,
             "weightreel_mode": manifest.settings.mode,
             "weightreel_reel": reel.display().to_string(),
@@ -227,6 +268,7 @@ fn layout(reel: &Path, manifest: &Manifest, include: Option<&regex_lite::Regex>)
         whole,
         sampled,
         values,
+        verbatim,
     })
 }
 
@@ -271,7 +313,7 @@ pub fn decode_reel_matching(
     }
     let mut layout = layout(reel, &manifest, include)?;
     let tmp = temp_path(out);
-    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let file = create_for_user(&tmp)?;
     let result = write_frames(reel, &mut reader, &manifest, &mut layout, &file, &tmp);
     let result = result.and_then(|frames_read| {
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
@@ -287,13 +329,66 @@ pub fn decode_reel_matching(
     };
     Ok(DecodeSummary {
         out: out.to_path_buf(),
-        tensors: layout.whole + layout.sampled,
+        tensors: layout.whole + layout.sampled + layout.verbatim.len() as u64,
         whole: layout.whole,
         sampled: layout.sampled,
+        verbatim: layout.verbatim.len() as u64,
+        config: None,
         values: layout.values,
         frames_read,
         replaced: existing == crate::output::Existing::File,
     })
+}
+
+/// Decode `reel` into the directory `dir` as a model transformers loads: `model.safetensors`
+/// and, when the reel holds it, the `config.json` the model was encoded with. `dir` is
+/// created if missing; each file is written to a temporary name and renamed.
+pub fn decode_model_dir(
+    reel: &Path,
+    dir: &Path,
+    include: Option<&regex_lite::Regex>,
+) -> Result<DecodeSummary> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid(
+            "--model-dir",
+            dir.display(),
+            "a directory (this is a file)",
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut summary = decode_reel_matching(reel, &dir.join("model.safetensors"), include)?;
+    let reader = ReelReader::open(reel)?;
+    let manifest = Manifest::parse(reel, reader.metadata_json())?;
+    if let Some(config) = &manifest.config_json {
+        let path = dir.join("config.json");
+        let tmp = temp_path(&path);
+        let written = create_for_user(&tmp).and_then(|mut f| {
+            f.write_all(config.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::io(&tmp, e))
+        });
+        if let Err(e) =
+            written.and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e)))
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        summary.config = Some(path);
+    }
+    Ok(summary)
+}
+
+/// Create `path` for writing with the permissions a new file of the user gets (0666 less
+/// the umask), as `cp` or Python would: the decoded model is the user's file, not a secret.
+fn create_for_user(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o666)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
 }
 
 /// `out` with `.weightreel-tmp` added, in the same directory (so the rename is atomic).
@@ -317,6 +412,11 @@ fn write_frames(
 ) -> Result<u64> {
     let io = |e| Error::io(tmp, e);
     (&*file).write_all(&layout.header).map_err(io)?;
+    for &(o, k) in &layout.verbatim {
+        let out = layout.outputs[o].as_ref().expect("verbatim outputs exist");
+        file.write_all_at(&manifest.verbatim[k].data, out.offset)
+            .map_err(io)?;
+    }
     let mut decoded = 0u64;
     let mut buf = Vec::new();
     for index in 0..reader.frame_count() {
@@ -551,6 +651,51 @@ fn for_each_tile(
     Ok(summary)
 }
 
+/// Read every value of `reel`, frame by frame (a tiled frame tile by tile), giving `each` the
+/// manifest's tensor index and a run of that tensor's values in stream order. Memory is one
+/// frame that fits a tile, or one tile. Returns the manifest.
+pub fn scan_values(reel: &Path, mut each: impl FnMut(u32, &[f32])) -> Result<Manifest> {
+    let mut reader = ReelReader::open(reel)?;
+    let manifest = Manifest::parse(reel, reader.metadata_json())?;
+    for index in 0..reader.frame_count() {
+        if manifest.frames.is_empty() && reader.is_tiled(index)? {
+            for_each_tile(
+                reel,
+                &mut reader,
+                &manifest,
+                index,
+                |_| true,
+                |record, base, values| {
+                    for p in &record.pieces {
+                        let from = (p.quant.curve_start - base) as usize;
+                        let run =
+                            values
+                                .get(from..from + p.quant.len as usize)
+                                .ok_or_else(|| {
+                                    Error::reel(
+                                        reel,
+                                        format!("frame {index}: piece outside its tile"),
+                                    )
+                                })?;
+                        each(p.tensor, run);
+                    }
+                    Ok(())
+                },
+            )?;
+            continue;
+        }
+        let (frame, values) = frame_values(reel, &mut reader, &manifest, index)?;
+        for seg in &frame.segments {
+            let from = seg.curve_start as usize;
+            let run = values.get(from..from + seg.len as usize).ok_or_else(|| {
+                Error::reel(reel, format!("frame {index}: segment outside the frame"))
+            })?;
+            each(seg.tensor, run);
+        }
+    }
+    Ok(manifest)
+}
+
 /// Frame `index` of a reel whole: its record and its values in curve order (`count` of them),
 /// from a tiled frame's tiles or an untiled frame's planes. For viewers (`serve`), which show
 /// one frame: memory is the frame's values, at most the frame cap.
@@ -608,4 +753,53 @@ pub fn frame_values(
         ));
     }
     Ok((summary, all))
+}
+
+/// Frame `index`'s record (its segments, layout and statistics) without decoding any picture:
+/// a tiled frame's tile records are read and skipped.
+pub fn frame_record(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    index: u64,
+) -> Result<ReelFrame> {
+    if let Some(frame) = manifest.frames.get(index as usize) {
+        return Ok(frame.clone());
+    }
+    if reader.is_tiled(index)? {
+        let frame = reader.read_tiles(index, |_| false, |_| Ok(()))?;
+        return ReelFrame::parse_record(reel, manifest, index, &frame.record);
+    }
+    let bytes = reader.frame_record(index)?;
+    ReelFrame::parse_record(reel, manifest, index, &bytes)
+}
+
+/// Frame `index`'s values in runs along the curve: `each(curve position of the first value,
+/// values)`. A tiled frame gives one run per decoded tile, and only tiles for which
+/// `wanted_tile(tile number)` holds are decoded (one tile held at a time); an untiled frame
+/// gives all its values as one run. Returns the frame's record.
+pub fn for_each_run(
+    reel: &Path,
+    reader: &mut ReelReader,
+    manifest: &Manifest,
+    index: u64,
+    mut wanted_tile: impl FnMut(u32) -> bool,
+    mut each: impl FnMut(u64, &[f32]) -> Result<()>,
+) -> Result<ReelFrame> {
+    if !manifest.frames.is_empty() || !reader.is_tiled(index)? {
+        let (frame, values) = frame_values(reel, reader, manifest, index)?;
+        each(0, &values)?;
+        return Ok(frame);
+    }
+    // A record that does not parse is decoded, so that its error is reported.
+    let wanted = |bytes: &[u8]| {
+        serde_json::from_slice::<TileRecord>(bytes).map_or(true, |r| wanted_tile(r.tile))
+    };
+    for_each_tile(reel, reader, manifest, index, wanted, |_, base, values| {
+        if values.is_empty() {
+            Ok(())
+        } else {
+            each(base, values)
+        }
+    })
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprint, FingerprintCost};
 use crate::frames::{
-    self, EncodedTile, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
+    self, EncodedTile, FrameCuts, FrameLayout, FrameOptions, PixelMode, SegmentSpec, SourceDtype,
     TiledFrameEncoder,
 };
 use crate::progress::{Progress, ProgressMode};
@@ -62,6 +62,9 @@ pub struct EncodeOptions {
     pub progress: ProgressMode,
     /// Close a part (a durable checkpoint) at least this often.
     pub checkpoint_every: Duration,
+    /// `frame.mode` is only the fallback: the mode is chosen to fit the source (see
+    /// [`EncodeOptions::fitted_to`]). The CLI sets this when `--mode` is not given.
+    pub fit_mode_to_source: bool,
 }
 
 impl Default for EncodeOptions {
@@ -76,6 +79,7 @@ impl Default for EncodeOptions {
             preview: None,
             progress: ProgressMode::Quiet,
             checkpoint_every: Duration::from_secs(2),
+            fit_mode_to_source: false,
         }
     }
 }
@@ -149,12 +153,47 @@ impl EncodeOptions {
         }
     }
 
-    /// Values per frame.
-    fn frame_values(&self) -> u64 {
-        if self.chunk_encoding {
-            self.chunk_size
+    /// These options for `model`: with [`EncodeOptions::fit_mode_to_source`], a selection of
+    /// F16/BF16 tensors only is encoded `lossless` (there u16 is both lossy and larger: the
+    /// 16-bit pattern is stored as is), anything else `u16`. Returns the options and, when the
+    /// mode was chosen here, why.
+    pub fn fitted_to(&self, model: &Model) -> (EncodeOptions, Option<String>) {
+        let mut options = self.clone();
+        if !self.fit_mode_to_source {
+            return (options, None);
+        }
+        let plan = self.selection.plan(model);
+        let mut dtypes = plan
+            .items
+            .iter()
+            .filter(|i| !i.is_empty())
+            .map(|i| model.tensors[i.tensor].dtype);
+        let first = dtypes.next();
+        let sixteen =
+            |d: safetensors::Dtype| matches!(d, safetensors::Dtype::F16 | safetensors::Dtype::BF16);
+        let all_16 = first.is_some_and(sixteen) && dtypes.all(sixteen);
+        let (mode, why) = if all_16 {
+            (
+                PixelMode::Lossless,
+                "lossless: the selected tensors are 16-bit floats, kept bit-exact at about their size (--mode u16 overrides)",
+            )
         } else {
-            self.frame.max_values
+            (
+                PixelMode::U16,
+                "u16: the default for 32-bit and mixed sources (--mode lossless keeps every bit)",
+            )
+        };
+        options.frame.mode = mode;
+        (options, Some(why.to_string()))
+    }
+
+    /// How `total` values are cut into frames: chunks, or frames of the cap in batch mode
+    /// with the tail split so that it pads less than a tile (see [`FrameCuts`]).
+    fn frame_cuts(&self, total: u64) -> FrameCuts {
+        if self.chunk_encoding {
+            FrameCuts::new(total, self.chunk_size, false)
+        } else {
+            FrameCuts::new(total, self.frame.max_values, true)
         }
     }
 }
@@ -180,6 +219,16 @@ pub enum EncodeOutcome {
         /// NaN and ±inf values encoded (kept in every mode; the registry's frame rows count
         /// them per frame).
         nonfinite: u64,
+        /// Width and height of the largest frame.
+        frame_size: (u32, u32),
+        /// Values over the frames' pixels (1.0: every pixel holds a value).
+        efficiency: f64,
+        /// The H.264 preview written, if one was asked for.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        preview: Option<PathBuf>,
+        /// Why the mode was chosen, when `--mode` was not given.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode_choice: Option<String>,
     },
     /// Stopped by Ctrl-C; complete frames were kept for a later resume.
     Interrupted {
@@ -275,12 +324,22 @@ pub fn encode(
     cancel: &AtomicBool,
 ) -> Result<EncodeOutcome> {
     let started = Instant::now();
+    let (options, mode_choice) = options.fitted_to(model);
+    let options = &options;
     let plan = plan_encode(model, options)?;
     // The display's ticker runs beside the encode, so it is scoped to it.
     std::thread::scope(|scope| {
         let mut progress =
             Progress::start(scope, cancel, options.progress, &model.spec, plan.total);
-        let outcome = encode_planned(store, model, options, cancel, &plan, started, &mut progress);
+        let outcome = encode_planned(
+            store,
+            model,
+            (options, mode_choice),
+            cancel,
+            &plan,
+            started,
+            &mut progress,
+        );
         progress.finish();
         outcome
     })
@@ -290,7 +349,7 @@ pub fn encode(
 fn encode_planned(
     store: &mut Store,
     model: &Model,
-    options: &EncodeOptions,
+    (options, mode_choice): (&EncodeOptions, Option<String>),
     cancel: &AtomicBool,
     plan: &EncodePlan,
     started: Instant,
@@ -335,7 +394,7 @@ fn encode_planned(
         parts.len(),
         if parts.len() == 1 { "" } else { "s" }
     ));
-    let joined = join_parts(store, model, plan, &parts, encoding_secs)?;
+    let joined = join_parts(store, model, plan, &parts, encoding_secs, &work.path)?;
     if let Some(preview) = &options.preview {
         progress.phase("writing the preview");
         if let Err(e) = reel::write_preview_h264(&joined.path, preview) {
@@ -347,7 +406,7 @@ fn encode_planned(
     let entry = entry_record(model, options, plan, &joined, done.frames, encoding_secs);
     let print_source = fingerprint_source(model, &entry.created_at);
     progress.phase("committing");
-    let (id, replaced, nonfinite) = commit(
+    let (id, replaced, shape) = commit(
         store,
         &entry,
         &joined,
@@ -366,7 +425,15 @@ fn encode_planned(
         } else {
             done.frames
         },
-        nonfinite,
+        nonfinite: shape.nonfinite,
+        frame_size: shape.largest,
+        efficiency: if shape.pixels == 0 {
+            0.0
+        } else {
+            plan.total as f64 / shape.pixels as f64
+        },
+        preview: options.preview.clone(),
+        mode_choice,
     })
 }
 
@@ -376,8 +443,8 @@ struct EncodePlan {
     selection: crate::selection::Plan,
     /// Values selected.
     total: u64,
-    /// Values per frame (the last frame may hold fewer).
-    frame_values: u64,
+    /// Where frames start and end.
+    cuts: FrameCuts,
     /// Frames the encode makes.
     frame_count: u64,
     /// The settings recorded, and their key.
@@ -433,15 +500,15 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
         ));
     }
     check_lossless_dtypes(model, &selection, options.frame.mode)?;
-    let frame_values = options.frame_values();
-    let frame_count = total.div_ceil(frame_values);
+    let cuts = options.frame_cuts(total);
+    let frame_count = cuts.count();
     // Check every frame size up front so a bad setting fails before any work.
-    let full_len = frame_values.min(total);
-    let last_len = total - (frame_count - 1) * frame_values;
-    for len in [full_len, last_len] {
+    let lens = cuts.distinct_lens();
+    for &len in &lens {
         let layout = FrameLayout::for_count(len, options.frame.max_values)?;
         frames::check_efficiency(len, &layout, options.frame.min_efficiency)?;
     }
+    let full_len = lens[0];
     let stream_layout = FrameLayout::for_count(full_len, options.frame.max_values)?;
 
     // Local files have no revision; "-" keeps the settings key stable for them.
@@ -463,10 +530,16 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
             }
         })
         .collect();
+    let verbatim = verbatim_buffers(model, &options.selection)?;
+    let config_json = model.config.as_ref().and_then(|c| c.raw.clone());
     let template = Manifest {
         format: MANIFEST_FORMAT.into(),
-        version: MANIFEST_VERSION,
-        model: model.spec.clone(),
+        version: if verbatim.is_empty() && config_json.is_none() {
+            reel::MANIFEST_VERSION_PLAIN
+        } else {
+            MANIFEST_VERSION
+        },
+        model: model.name.clone(),
         commit: model.origin.commit().map(str::to_string),
         settings_key: settings_key.clone(),
         settings: settings.clone(),
@@ -475,6 +548,8 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
         frames: Vec::new(),
         part: None,
         encoding_secs: 0.0,
+        verbatim,
+        config_json,
     };
     let spec = ReelSpec {
         width: stream_layout.width,
@@ -503,13 +578,46 @@ fn plan_encode(model: &Model, options: &EncodeOptions) -> Result<EncodePlan> {
     Ok(EncodePlan {
         selection,
         total,
-        frame_values,
+        cuts,
         frame_count,
         settings,
         settings_key,
         template,
         spec,
     })
+}
+
+/// The skipped buffers the selection keeps (`position_ids`…) whose bytes are plain and small
+/// (each at most [`reel::MAX_VERBATIM_TENSOR_BYTES`], together at most
+/// [`reel::MAX_VERBATIM_BYTES`]), read whole for the manifest. Larger ones (GPT-2's causal
+/// masks) are left out: models rebuild them.
+fn verbatim_buffers(model: &Model, selection: &Selection) -> Result<Vec<reel::VerbatimTensor>> {
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for t in &model.skipped {
+        let Some((shard, offset, len)) = t.stored_at else {
+            continue;
+        };
+        if len > reel::MAX_VERBATIM_TENSOR_BYTES
+            || total + len > reel::MAX_VERBATIM_BYTES
+            || !selection.keeps_name(&t.name, crate::roles::Role::of(&t.name))
+        {
+            continue;
+        }
+        let Some(source) = model.shards.get(shard).map(|s| &s.source) else {
+            continue;
+        };
+        let mut data = vec![0u8; len as usize];
+        source.read_at(offset, &mut data)?;
+        total += len;
+        out.push(reel::VerbatimTensor {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            shape: t.shape.clone(),
+            data,
+        });
+    }
+    Ok(out)
 }
 
 /// The work directory of one model-and-settings encode, locked for this process.
@@ -608,8 +716,7 @@ fn stream_frames(
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i as u32))
             .collect(),
-        frame_values: plan.frame_values,
-        total: plan.total,
+        cuts: plan.cuts,
         values: Vec::new(),
         tiled: None,
         segments: Vec::new(),
@@ -665,31 +772,30 @@ struct Joined {
     info: reel::ReelInfo,
 }
 
-/// Copy the parts' packets (no re-encoding) into the final reel, with the manifest.
+/// Copy the parts' packets (no re-encoding) into the final reel, with the manifest: joined
+/// inside the locked work directory, then linked into `reels/` under its short name (see
+/// [`Store::place_reel`]), which the registry does not yet reference.
 fn join_parts(
     store: &Store,
     model: &Model,
     plan: &EncodePlan,
     parts: &[Part],
     encoding_secs: f64,
+    work: &Path,
 ) -> Result<Joined> {
-    // A new name for every encode (time and process id), so the reel of the entry this one
-    // replaces stays intact until the registry has switched over.
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let name = format!(
-        "reels/{}-{}-{millis}-{}.mkv",
-        sanitize(&model.spec),
-        plan.settings_key,
-        std::process::id()
-    );
-    let path = store.dir().join(&name);
     let mut manifest = plan.template.clone();
     manifest.encoding_secs = encoding_secs;
     let json = serde_json::to_vec(&manifest).expect("manifest serializes");
     let part_paths: Vec<PathBuf> = parts.iter().map(|p| p.path.clone()).collect();
-    let info = reel::concat(&part_paths, &path, &json)?;
+    let joined = work.join("joined.mkv");
+    let info = reel::concat(&part_paths, &joined, &json)?;
+    let stem = format!(
+        "{}-{}",
+        crate::source::naming::slug(&model.name),
+        crate::store::short_key(&plan.settings_key)
+    );
+    let name = store.place_reel(&joined, &stem, work)?;
+    let path = store.dir().join(&name);
     Ok(Joined { path, name, info })
 }
 
@@ -704,7 +810,7 @@ fn entry_record(
 ) -> EntryRecord {
     let read = model.read_stats();
     EntryRecord {
-        name: model.spec.clone(),
+        name: model.name.clone(),
         source_kind: model.origin.kind().into(),
         source: source_of(model),
         revision: model.origin.revision().map(str::to_string),
@@ -746,7 +852,7 @@ fn source_of(model: &Model) -> String {
 
 fn fingerprint_source(model: &Model, created_at: &str) -> FingerprintSource {
     FingerprintSource {
-        name: model.spec.clone(),
+        name: model.name.clone(),
         source: source_of(model),
         revision: model.origin.revision().map(str::to_string),
         model_type: model.config.as_ref().and_then(|c| c.model_type.clone()),
@@ -766,25 +872,41 @@ pub fn store_fingerprint(
     Ok((fp, cost))
 }
 
+/// What the committed frames add up to, for the encode summary.
+#[derive(Debug, Clone, Copy, Default)]
+struct FramesShape {
+    /// NaN and ±inf values.
+    nonfinite: u64,
+    /// Width and height of the largest frame.
+    largest: (u32, u32),
+    /// Pixels of all frames.
+    pixels: u64,
+}
+
 /// Commit `entry` with one row per frame, read back from the final reel's frame records as
 /// the rows are inserted (nothing per frame is held). On failure the new reel is removed;
 /// on success the replaced entry's reel is. Returns the id, whether an entry was replaced and
-/// the frames' NaN and ±inf count.
+/// what the frames add up to.
 fn commit(
     store: &mut Store,
     entry: &EntryRecord,
     joined: &Joined,
     manifest: &Manifest,
     fingerprint: (&FingerprintSource, &Fingerprint),
-) -> Result<(i64, bool, u64)> {
-    let mut nonfinite = 0u64;
+) -> Result<(i64, bool, FramesShape)> {
+    let mut shape = FramesShape::default();
     let result = reel::ReelReader::open(&joined.path).and_then(|mut reader| {
         let path = joined.path.clone();
         let rows = (0..reader.frame_count()).map(|i| {
             let bytes = reader.frame_record(i)?;
             let row = ReelFrame::parse_record(&path, manifest, i, &bytes).map(|f| frame_record(&f));
             if let Ok(row) = &row {
-                nonfinite += row.nonfinite;
+                shape.nonfinite += row.nonfinite;
+                let area = u64::from(row.width) * u64::from(row.height);
+                shape.pixels += area;
+                if area > u64::from(shape.largest.0) * u64::from(shape.largest.1) {
+                    shape.largest = (row.width, row.height);
+                }
             }
             row
         });
@@ -793,9 +915,13 @@ fn commit(
     match result {
         Ok((id, replaced)) => {
             if let Some(old) = &replaced {
-                let _ = std::fs::remove_file(store.dir().join(old));
+                // The new reel may have been given the replaced one's name (it was free
+                // only if the old file was gone): never remove what the new entry names.
+                if *old != joined.name {
+                    let _ = std::fs::remove_file(store.dir().join(old));
+                }
             }
-            Ok((id, replaced.is_some(), nonfinite))
+            Ok((id, replaced.is_some(), shape))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&joined.path);
@@ -888,9 +1014,8 @@ struct FrameSink<'a> {
     spec: ReelSpec,
     work: &'a Path,
     tensor_index: HashMap<String, u32>,
-    frame_values: u64,
-    /// Values in the selection.
-    total: u64,
+    /// Where frames start and end.
+    cuts: FrameCuts,
     /// The values of a frame that fits one tile, gathered until it is complete.
     values: Vec<f32>,
     /// A frame larger than a tile, encoded tile by tile as its values come.
@@ -921,8 +1046,7 @@ struct TiledFrame {
 impl FrameSink<'_> {
     /// Values of the frame that starts at `next_value`: a whole frame but at the end.
     fn next_frame_len(&self) -> u64 {
-        self.frame_values
-            .min(self.total.saturating_sub(self.next_value))
+        self.cuts.len_at(self.next_value)
     }
 
     /// Open a part for the next frame unless one is open.
@@ -1185,7 +1309,10 @@ impl Sink for FrameSink<'_> {
                 self.start_frame()?;
             }
             let filled = self.frame_filled();
-            let frame_len = self.tiled.as_ref().map_or(self.frame_values, |t| t.count);
+            let frame_len = self
+                .tiled
+                .as_ref()
+                .map_or_else(|| self.next_frame_len(), |t| t.count);
             let room = (frame_len - filled) as usize;
             let take = room.min(values.len() - offset);
             let elem = start + offset as u64;

@@ -57,6 +57,11 @@ pub enum Error {
         expected: String,
     },
 
+    /// A name on the command line matches several things (a model with several stored
+    /// entries); `choices` says how to pick one. A usage error, as [`Error::Invalid`] is.
+    #[error("'{name}' {choices}")]
+    Ambiguous { name: String, choices: String },
+
     /// Frame layout or quantization refused a chunk.
     #[error("{0}")]
     Frame(String),
@@ -70,6 +75,15 @@ pub enum Error {
     Store { path: String, problem: String },
 
     /// The user interrupted the work (Ctrl-C); what was kept is described by the caller.
+    /// The job queue (PostgreSQL) refused or failed a request. `transient` when the connection
+    /// failed or the server was shutting down or starting, so that the request may be retried.
+    #[error("queue {url}: {problem}")]
+    Queue {
+        url: String,
+        problem: String,
+        transient: bool,
+    },
+
     #[error("interrupted")]
     Interrupted,
 }

@@ -59,6 +59,86 @@ pub struct SelectionReport {
     pub reads: u64,
 }
 
+/// One tensor, as `inspect --tensors` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorRow {
+    /// Name as stored.
+    pub name: String,
+    /// Stored type (`F32`, `Q4_1`…).
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Role from the role table.
+    pub role: Role,
+    /// Layer index, for tensors in numbered layers.
+    pub layer: Option<u32>,
+}
+
+/// Skipped tensors that differ only in their layer number, once.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SkippedGroup {
+    /// The name, with the layer number as `*` when several share it.
+    pub name: String,
+    /// Stored type.
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Why they are skipped.
+    pub reason: String,
+    /// How many.
+    pub count: usize,
+}
+
+/// Group `skipped` by name pattern (layer number as `*`), dtype, shape and reason, in order
+/// of first appearance.
+pub fn group_skipped(skipped: &[SkippedTensor]) -> Vec<SkippedGroup> {
+    let mut groups: Vec<(SkippedGroup, String)> = Vec::new();
+    for t in &skipped_with_patterns(skipped) {
+        let (t, pattern) = t;
+        match groups.iter_mut().find(|(g, p)| {
+            *p == *pattern && g.dtype == t.dtype && g.shape == t.shape && g.reason == t.reason
+        }) {
+            Some((g, _)) => {
+                g.count += 1;
+                g.name = pattern.clone();
+            }
+            None => groups.push((
+                SkippedGroup {
+                    name: t.name.clone(),
+                    dtype: t.dtype.clone(),
+                    shape: t.shape.clone(),
+                    reason: t.reason.clone(),
+                    count: 1,
+                },
+                pattern.clone(),
+            )),
+        }
+    }
+    groups.into_iter().map(|(g, _)| g).collect()
+}
+
+/// Each skipped tensor with its name's layer number replaced by `*`.
+fn skipped_with_patterns(skipped: &[SkippedTensor]) -> Vec<(&SkippedTensor, String)> {
+    skipped
+        .iter()
+        .map(|t| {
+            let pattern = t
+                .name
+                .split('.')
+                .map(|part| {
+                    if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+                        "*"
+                    } else {
+                        part
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(".");
+            (t, pattern)
+        })
+        .collect()
+}
+
 /// Everything `inspect` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -72,6 +152,12 @@ pub struct Report {
     pub architectures: Vec<String>,
     /// "safetensors" or "safetensors (N shards)".
     pub format: String,
+    /// What `config.json` says of the architecture (hidden size, layers, heads, vocabulary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::source::ModelConfig>,
+    /// The safetensors `__metadata__` of the first file (`format: pt`…).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
     /// What a GGUF file says about itself (architecture, context length, quantization mix);
     /// empty for other formats.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -86,12 +172,17 @@ pub struct Report {
     pub dtypes: BTreeMap<String, Count>,
     /// By role.
     pub roles: BTreeMap<String, Count>,
-    /// By layer index (`-` for tensors outside numbered layers).
-    pub layers: BTreeMap<String, Count>,
+    /// By layer index (keys are the layer numbers).
+    pub layers: BTreeMap<u32, Count>,
+    /// Tensors outside numbered layers.
+    pub no_layer: Count,
     /// Listed but not streamed.
     pub skipped: Vec<SkippedTensor>,
     /// What the selection would read.
     pub selection: SelectionReport,
+    /// Every tensor, streamed then skipped (`--tensors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<Vec<TensorRow>>,
     /// Bytes read to produce this report (headers only).
     pub bytes_read: u64,
 }
@@ -111,7 +202,8 @@ impl Report {
             .iter()
             .map(|r| (r.as_str().to_string(), Count::default()))
             .collect();
-        let mut layers: BTreeMap<String, Count> = BTreeMap::new();
+        let mut layers: BTreeMap<u32, Count> = BTreeMap::new();
+        let mut no_layer = Count::default();
         for t in &model.tensors {
             let n = t.numel();
             dtypes
@@ -119,8 +211,10 @@ impl Report {
                 .or_insert_with(Count::default)
                 .add(n);
             roles.entry(t.role.as_str().to_string()).or_default().add(n);
-            let key = t.layer.map_or("-".to_string(), |l| format!("{l:>4}"));
-            layers.entry(key).or_default().add(n);
+            match t.layer {
+                Some(l) => layers.entry(l).or_default().add(n),
+                None => no_layer.add(n),
+            }
         }
         let plan = selection.plan(model);
         let (reads, read_bytes) = plan_reads(model, &plan);
@@ -131,6 +225,13 @@ impl Report {
             model_type: config.model_type,
             architectures: config.architectures,
             format: model.format(),
+            config: model.config.clone(),
+            metadata: model
+                .shards
+                .first()
+                .filter(|s| s.table.format == FileFormat::Safetensors)
+                .map(|s| s.table.metadata.clone())
+                .unwrap_or_default(),
             details: model
                 .shards
                 .iter()
@@ -152,6 +253,7 @@ impl Report {
             dtypes,
             roles,
             layers,
+            no_layer,
             skipped: model.skipped.clone(),
             selection: SelectionReport {
                 layers: selection.roles_label(),
@@ -162,7 +264,33 @@ impl Report {
                 reads,
             },
             bytes_read: model.read_stats().bytes,
+            tensors: None,
         }
+    }
+
+    /// The report with every tensor of `model` listed (`--tensors`): streamed ones in file
+    /// order, then the skipped ones.
+    pub fn with_tensors(mut self, model: &Model) -> Report {
+        let mut rows: Vec<TensorRow> = model
+            .tensors
+            .iter()
+            .map(|t| TensorRow {
+                name: t.name.clone(),
+                dtype: t.stored_type(),
+                shape: t.shape.clone(),
+                role: t.role,
+                layer: t.layer,
+            })
+            .collect();
+        rows.extend(model.skipped.iter().map(|t| TensorRow {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            shape: t.shape.clone(),
+            role: Role::of(&t.name),
+            layer: crate::roles::layer_index(&t.name),
+        }));
+        self.tensors = Some(rows);
+        self
     }
 
     /// Human-readable text.
@@ -198,7 +326,32 @@ impl Report {
                 }
             );
         }
+        if let Some(c) = &self.config {
+            let field = |v: Option<u64>| v.map_or("-".to_string(), group);
+            if c.hidden_size.is_some()
+                || c.layers.is_some()
+                || c.heads.is_some()
+                || c.vocab_size.is_some()
+            {
+                let _ = writeln!(
+                    out,
+                    "Config: hidden size {}, layers {}, heads {}, vocabulary {}",
+                    field(c.hidden_size),
+                    field(c.layers),
+                    field(c.heads),
+                    field(c.vocab_size)
+                );
+            }
+        }
         let _ = writeln!(out, "Format: {}", self.format);
+        if !self.metadata.is_empty() {
+            let pairs: Vec<String> = self
+                .metadata
+                .iter()
+                .map(|(k, v)| format!("{}: {}", printable(k), printable(v)))
+                .collect();
+            let _ = writeln!(out, "  __metadata__: {}", pairs.join(", "));
+        }
         for (key, value) in &self.details {
             let _ = writeln!(out, "  {}: {}", printable(key), printable(value));
         }
@@ -239,12 +392,11 @@ impl Report {
             );
         }
         let _ = writeln!(out, "\nBy layer:");
-        for (layer, c) in &self.layers {
-            let label = if layer == "-" {
-                "(none)".to_string()
-            } else {
-                printable(layer.trim()).into_owned()
-            };
+        let none = (self.no_layer.tensors > 0).then(|| ("(none)".to_string(), &self.no_layer));
+        for (label, c) in none
+            .into_iter()
+            .chain(self.layers.iter().map(|(l, c)| (l.to_string(), c)))
+        {
             let _ = writeln!(
                 out,
                 "  {label:<10} {:>6} tensors {:>16} params",
@@ -254,14 +406,19 @@ impl Report {
         }
         if !self.skipped.is_empty() {
             let _ = writeln!(out, "\nSkipped:");
-            for s in &self.skipped {
+            for s in group_skipped(&self.skipped) {
                 let _ = writeln!(
                     out,
-                    "  {} {} {:?}: {}",
+                    "  {} {} {:?}: {}{}",
                     printable(&s.name),
                     s.dtype,
                     s.shape,
-                    s.reason
+                    s.reason,
+                    if s.count > 1 {
+                        format!(" (x{})", s.count)
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }
@@ -280,20 +437,45 @@ impl Report {
             group(sel.read_bytes),
             sel.reads
         );
+        if let Some(rows) = &self.tensors {
+            let _ = writeln!(out, "\nTensors:");
+            let width = rows
+                .iter()
+                .map(|r| printable(&r.name).chars().count())
+                .max()
+                .unwrap_or(4);
+            let skipped = group_skipped(&self.skipped);
+            let streamed = rows.len() - self.skipped.len();
+            for r in &rows[..streamed] {
+                let _ = writeln!(
+                    out,
+                    "  {:<width$}  {:<6} {:<20} {:<9} {}",
+                    printable(&r.name),
+                    r.dtype,
+                    format!("{:?}", r.shape),
+                    r.role.as_str(),
+                    r.layer.map_or("-".to_string(), |l| l.to_string())
+                );
+            }
+            for g in &skipped {
+                let _ = writeln!(
+                    out,
+                    "  {:<width$}  {:<6} {:<20} skipped: {}{}",
+                    printable(&g.name),
+                    g.dtype,
+                    format!("{:?}", g.shape),
+                    g.reason,
+                    if g.count > 1 {
+                        format!(" (x{})", g.count)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
         let _ = writeln!(out, "\nHeader bytes read: {}", group(self.bytes_read));
         out
     }
 }
 
-/// `1234567` → `1,234,567`.
-pub fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub use crate::text::group;

@@ -16,12 +16,15 @@
 //! | frames | [`frames`] | Hilbert-curve frame layout, u16/lossless/u8 pixels, mean pyramid, statistics |
 //! | fingerprint | [`fingerprint`] | a centred sample and statistics of every tensor, independent of encode settings |
 //! | reels | [`reel`] | one lossless Matroska video file per model, with its metadata attached |
+//! | pictures | [`picture`] | a frame as a picture for people: scales, colour bar, labels, rows streamed |
 //! | store | [`store`] | reels and the SQLite registry: entries, frames, fingerprints |
 //! | search | [`search`] | related models from fingerprints: `search`, `compare`, families |
 //! | gallery | `serve` (feature `serve`) | a local web face over store and search, like the CLI |
+//! | queue | `queue` (feature `queue`) | jobs in PostgreSQL that many workers claim with leases |
 //!
 //! No module reaches back up the chain; the CLI only calls the library.
 
+pub mod analysis;
 pub mod decode;
 pub mod encode;
 pub mod error;
@@ -29,7 +32,10 @@ pub mod fingerprint;
 pub mod frames;
 pub mod inspect;
 pub mod output;
+pub mod picture;
 pub mod progress;
+#[cfg(feature = "queue")]
+pub mod queue;
 pub mod reel;
 pub mod report;
 pub mod roles;

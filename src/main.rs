@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "queue")]
+mod cli_queue;
 mod cli_related;
 
 use weightreel::encode::{
@@ -78,6 +80,9 @@ enum Command {
         source: SourceArgs,
         #[command(flatten)]
         select: SelectArgs,
+        /// List every tensor (name, dtype, shape, role, layer), repeated skipped buffers once
+        #[arg(long)]
+        tensors: bool,
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
@@ -99,18 +104,46 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Print the store's statistics
+    /// Print the store's statistics, or with MODEL what `show MODEL` prints
     Stats {
+        /// A stored model: show its analysis instead of the store's statistics
+        model: Option<String>,
+        /// With MODEL: only the entry with this settings key (full or short, as `list` shows)
+        #[arg(long, value_name = "KEY", requires = "model")]
+        settings_key: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Decode a reel back to a .safetensors file
+    /// Show a stored model's analysis: statistics per role and per layer, a histogram, its tensors
+    Show {
+        /// A stored model name as listed (or its source)
+        model: String,
+        /// Only the entry with this settings key (full or short, as `list` shows)
+        #[arg(long, value_name = "KEY")]
+        settings_key: Option<String>,
+        /// Histogram bins
+        #[arg(long, default_value_t = 20, value_name = "N", value_parser = parse_bins)]
+        bins: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Decode a stored model (or a reel file) back to a .safetensors file or a model directory
     Decode {
-        /// The reel (.mkv)
-        reel: PathBuf,
+        /// A stored model name as listed (or its source), or a reel file (.mkv)
+        model: String,
         /// Output .safetensors file
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "model_dir",
+            conflicts_with = "model_dir"
+        )]
+        out: Option<PathBuf>,
+        /// Output directory: model.safetensors plus the original config.json (when it was read)
+        #[arg(long, value_name = "DIR")]
+        model_dir: Option<PathBuf>,
+        #[command(flatten)]
+        entry: EntryArgs,
         /// Only tensors whose name matches this regular expression (only their frames are decoded)
         #[arg(long, value_name = "REGEX")]
         include: Option<String>,
@@ -120,8 +153,10 @@ enum Command {
     },
     /// Write a reel's frames as 16-bit PNG images
     Frames {
-        /// The reel (.mkv)
-        reel: PathBuf,
+        /// A stored model name as listed (or its source), or a reel file (.mkv)
+        model: String,
+        #[command(flatten)]
+        entry: EntryArgs,
         /// Directory for the PNG files
         #[arg(long, value_name = "DIR")]
         png: PathBuf,
@@ -131,6 +166,15 @@ enum Command {
         /// Only these frames: N, A-B (inclusive) or A- (to the end)
         #[arg(long, value_name = "RANGE", value_parser = parse_frame_range)]
         frames: Option<std::ops::Range<u64>>,
+        /// Only frames holding a tensor whose name matches this regular expression (those tensors outlined)
+        #[arg(long, value_name = "REGEX", value_parser = parse_tensor_regex)]
+        tensor: Option<regex_lite::Regex>,
+        /// One value range for the whole frame, or one per tensor
+        #[arg(long, value_name = "SCALE", default_value = "frame", value_parser = ["frame", "tensor"])]
+        scale: String,
+        /// 8-bit colour with a colour bar, tensor outlines and labels
+        #[arg(long)]
+        legend: bool,
     },
     /// Serve a local web gallery of the store (models, frames, statistics, comparisons, families)
     #[cfg(feature = "serve")]
@@ -225,6 +269,35 @@ enum Command {
         #[arg(value_name = "SHELL", value_parser = parse_shell)]
         shell: clap_complete::Shell,
     },
+    /// Jobs for workers, kept in PostgreSQL: `queue add MODEL… [encode settings]`, `queue status`
+    #[cfg(feature = "queue")]
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Claim jobs from the queue and run them into the store, until stopped (Ctrl-C gives the
+    /// running jobs back) or, with --exit-when-empty, until no job is left
+    #[cfg(feature = "queue")]
+    Worker {
+        /// The queue: a PostgreSQL URL (default: $WEIGHTREEL_QUEUE)
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        /// Jobs run at once, 1..=64
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = parse_concurrency)]
+        concurrency: usize,
+        /// Stop when no job is queued or running anywhere
+        #[arg(long)]
+        exit_when_empty: bool,
+        /// Seconds a claimed job stays this worker's without a heartbeat (one every third of
+        /// it); a worker that dies loses its jobs after this long
+        #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = parse_lease)]
+        lease: f64,
+        /// Seconds between looks at an empty queue
+        #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = parse_seconds)]
+        poll: f64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Remove a model (all its entries, or one settings key) and its reels from the store
     Rm {
         /// Model name as listed
@@ -234,6 +307,41 @@ enum Command {
         settings_key: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
+    },
+}
+
+#[cfg(feature = "queue")]
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// Queue models: `queue add MODEL… [encode settings] [--fingerprint-only] [--from-file F]`
+    /// (the flags may come anywhere; the settings are the encode command's)
+    Add {
+        /// The queue: a PostgreSQL URL (default: $WEIGHTREEL_QUEUE)
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        /// Models to add, one per line (`#` starts a comment)
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// Only fingerprint the models (for search); store no reel
+        #[arg(long)]
+        fingerprint_only: bool,
+        #[arg(long)]
+        json: bool,
+        /// Models, then any encode settings (--mode, --chunk-size, --layers, …)
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "MODEL|SETTING"
+        )]
+        words: Vec<String>,
+    },
+    /// Jobs queued, running, done and parked, with the rate and the parked jobs' errors
+    Status {
+        /// The queue: a PostgreSQL URL (default: $WEIGHTREEL_QUEUE)
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -358,6 +466,30 @@ impl SelectArgs {
     }
 }
 
+/// Which stored entry a command reads: the store and, when a model has several, the key.
+#[derive(Args, Debug, Clone)]
+struct EntryArgs {
+    /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
+    #[arg(long, visible_alias = "store", value_name = "DIR")]
+    storage_dir: Option<PathBuf>,
+    /// The entry with this settings key (full or short, as `list` shows), when the model has several
+    #[arg(long, value_name = "KEY")]
+    settings_key: Option<String>,
+}
+
+impl EntryArgs {
+    /// The reel `model` names: an existing reel file, else the stored entry's reel.
+    fn reel(&self, model: &str) -> Result<PathBuf> {
+        let path = std::path::Path::new(model);
+        if path.is_file() && path.extension().is_some_and(|x| x == "mkv") {
+            return Ok(path.to_path_buf());
+        }
+        let store = Store::open_existing(&store_dir(self.storage_dir.as_deref()))?;
+        let entry = store.resolve(model, self.settings_key.as_deref())?;
+        Ok(store.dir().join(&entry.record.totals.reel_file))
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 struct StoreArgs {
     /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
@@ -376,9 +508,12 @@ struct EncodeArgs {
     /// Encode every chunk as its own frame (default: batch, all values in one frame)
     #[arg(long)]
     chunk_encoding: bool,
-    /// Pixel mode: u16 (quantized, default), lossless (bit-exact), u8 (preview quality)
-    #[arg(long, default_value = "u16", value_name = "MODE")]
-    mode: String,
+    /// Pixel mode: u16 (quantized), lossless (bit-exact), u8 (preview quality); default: lossless for F16/BF16 models, u16 otherwise
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// Store the model under this name (default: its repo id, else its directory or file name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// Refuse frames filled below this ratio
     #[arg(
         long,
@@ -417,8 +552,9 @@ impl EncodeArgs {
             exclude: select.exclude.clone(),
             chunk_size: self.chunk_size,
             chunk_encoding: self.chunk_encoding,
+            fit_mode_to_source: self.mode.is_none(),
             frame: FrameOptions {
-                mode: PixelMode::parse(&self.mode)?,
+                mode: PixelMode::parse(self.mode.as_deref().unwrap_or("u16"))?,
                 max_values: self.max_frame_values,
                 min_efficiency: self.min_efficiency,
                 pyramid_finest: self.pyramid_finest,
@@ -440,6 +576,24 @@ fn parse_positive(text: &str) -> std::result::Result<u64, String> {
 }
 
 /// A result count in 1..=10000.
+#[cfg(feature = "queue")]
+fn parse_concurrency(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("invalid value '{text}' (expected 1..=64)")),
+    }
+}
+
+#[cfg(feature = "queue")]
+fn parse_lease(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (1.0..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "invalid value '{text}' (expected 1..=3600 seconds)"
+        )),
+    }
+}
+
 fn parse_top(text: &str) -> std::result::Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(n) if (1..=10_000).contains(&n) => Ok(n),
@@ -487,13 +641,26 @@ fn run_encode(
 ) -> Result<ExitCode> {
     let options = args.options(select)?;
     options.validate()?;
+    if let Some(name) = &args.name {
+        weightreel::source::naming::check_name(name)?;
+        if models.len() > 1 {
+            return Err(Error::invalid(
+                "--name",
+                name,
+                "one model to name (several were given)",
+            ));
+        }
+    }
     let open = source.options()?;
     let dir = store_dir(args.store.storage_dir.as_deref());
     let mut store = Store::open(&dir)?;
     let cancel = cancel_flag();
     let mut outcomes = Vec::new();
     for name in models {
-        let model = Model::open(name, &open)?;
+        let mut model = Model::open(name, &open)?;
+        if let Some(name) = &args.name {
+            model.name = name.clone();
+        }
         let outcome = encode(&mut store, &model, &options, &cancel)?;
         if !args.store.json {
             print_outcome(&outcome, &options);
@@ -528,27 +695,45 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
             resumed_values,
             batch_frames,
             nonfinite,
+            frame_size,
+            efficiency,
+            preview,
+            mode_choice,
             ..
         } => {
             let t = &entry.totals;
             println!("✅ Encoded {}", weightreel::text::printable(&entry.name));
             println!("Total Parameters: {}", group(t.params));
-            println!(
-                "Chunks: {} of {} values ({} frame{}, {} mode)",
-                group(t.chunks),
-                group(options.chunk_size),
-                group(t.frames),
-                if t.frames == 1 { "" } else { "s" },
-                entry.settings.method
-            );
-            if *batch_frames > 1 {
+            if entry.settings.method == "chunk" {
                 println!(
-                    "Batch split: {} values exceed the {}-value frame cap, so the batch was split into {} frames",
-                    group(t.params),
-                    group(options.frame.max_values),
-                    batch_frames
+                    "Chunks: {} of {} values ({} frame{}, chunk mode)",
+                    group(t.chunks),
+                    group(options.chunk_size),
+                    group(t.frames),
+                    if t.frames == 1 { "" } else { "s" },
                 );
+            } else if *batch_frames > 1 {
+                println!(
+                    "Frames: {} frames of up to {} values (batch mode: {} values exceed the frame cap)",
+                    group(t.frames),
+                    group(options.frame.max_values),
+                    group(t.params),
+                );
+            } else {
+                println!("Frames: 1 frame of {} values (batch mode)", group(t.params));
             }
+            println!(
+                "Frame Size: {}x{} ({:.1}% of its pixels hold values)",
+                frame_size.0,
+                frame_size.1,
+                efficiency * 100.0
+            );
+            println!(
+                "Mode: {}",
+                mode_choice
+                    .clone()
+                    .unwrap_or_else(|| format!("{} (--mode)", entry.settings.mode))
+            );
             println!("Encoding Time: {:.2}s", t.encoding_secs);
             println!(
                 "Processing Rate: {} params/s",
@@ -576,6 +761,12 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
                     ""
                 }
             );
+            if let Some(p) = preview {
+                match weightreel::reel::preview_geometry(reel) {
+                    Ok(geometry) => println!("Preview: {} ({})", p.display(), geometry.describe()),
+                    Err(_) => println!("Preview: {}", p.display()),
+                }
+            }
         }
         EncodeOutcome::Interrupted {
             frames,
@@ -644,6 +835,11 @@ fn parse_frame_range(text: &str) -> std::result::Result<std::ops::Range<u64>, St
             Ok(a..b.saturating_add(1))
         }
     }
+}
+
+/// `--tensor`: a regular expression.
+fn parse_tensor_regex(text: &str) -> std::result::Result<regex_lite::Regex, String> {
+    regex_lite::Regex::new(text).map_err(|e| format!("'{text}' is not a regular expression ({e})"))
 }
 
 /// `--port`: a port number only; another address needs `--bind`.
@@ -718,6 +914,32 @@ fn parse_shell(text: &str) -> std::result::Result<clap_complete::Shell, String> 
     }
 }
 
+/// `show MODEL` (and `stats MODEL`).
+fn run_show(model: &str, settings_key: Option<&str>, bins: usize, args: &StoreArgs) -> Result<()> {
+    let analysis = weightreel::analysis::analyse(
+        &store_dir(args.storage_dir.as_deref()),
+        model,
+        settings_key,
+        bins,
+    )?;
+    emit(
+        args.json,
+        &analysis,
+        weightreel::analysis::Analysis::to_text,
+    );
+    Ok(())
+}
+
+/// Histogram bins in 1..=200.
+fn parse_bins(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=200).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is out of range (expected a whole number in 1..=200)"
+        )),
+    }
+}
+
 fn run_stats(args: &StoreArgs) -> Result<()> {
     let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
     warn_unreadable(&store, &store.listing()?.unreadable);
@@ -779,11 +1001,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             model,
             source,
             select,
+            tensors,
             json,
         }) => {
             let selection = select.selection()?;
             let model = Model::open(&model, &source.options()?)?;
-            emit(json, &Report::new(&model, &selection), Report::to_text);
+            let mut report = Report::new(&model, &selection);
+            if tensors {
+                report = report.with_tensors(&model);
+            }
+            emit(json, &report, Report::to_text);
         }
         Some(Command::Encode {
             models,
@@ -792,6 +1019,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
             encode,
         }) => return run_encode(&models, &source, &select, &encode),
         Some(Command::List { store }) => run_list(&store)?,
+        #[cfg(feature = "queue")]
+        Some(Command::Queue { action }) => match action {
+            QueueAction::Add {
+                queue,
+                from_file,
+                fingerprint_only,
+                json,
+                words,
+            } => cli_queue::run_queue_add(
+                words,
+                cli_queue::AddFlags {
+                    queue,
+                    from_file,
+                    fingerprint_only,
+                    json,
+                },
+            )?,
+            QueueAction::Status { queue, json } => {
+                cli_queue::run_queue_status(&cli_queue::queue_url(queue.as_deref())?, json)?
+            }
+        },
+        #[cfg(feature = "queue")]
+        Some(Command::Worker {
+            queue,
+            concurrency,
+            exit_when_empty,
+            lease,
+            poll,
+            store,
+        }) => {
+            let url = cli_queue::queue_url(queue.as_deref())?;
+            let dir = store_dir(store.storage_dir.as_deref());
+            return cli_queue::run_worker(
+                &cli_queue::WorkerArgs {
+                    url: &url,
+                    store: &dir,
+                    concurrency,
+                    exit_when_empty,
+                    lease: Duration::from_secs_f64(lease),
+                    poll: Duration::from_secs_f64(poll),
+                },
+                cancel_flag(),
+            );
+        }
         #[cfg(feature = "serve")]
         Some(Command::Serve {
             storage_dir,
@@ -806,10 +1077,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             open,
             cache_mib,
         )?,
-        Some(Command::Stats { store }) => run_stats(&store)?,
+        Some(Command::Stats {
+            model: Some(model),
+            settings_key,
+            store,
+        }) => run_show(&model, settings_key.as_deref(), 20, &store)?,
+        Some(Command::Stats { store, .. }) => run_stats(&store)?,
+        Some(Command::Show {
+            model,
+            settings_key,
+            bins,
+            store,
+        }) => run_show(&model, settings_key.as_deref(), bins, &store)?,
         Some(Command::Decode {
-            reel,
+            model,
             out,
+            model_dir,
+            entry,
             include,
             json,
         }) => {
@@ -817,28 +1101,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .as_deref()
                 .map(|p| parse_regex("--include", p))
                 .transpose()?;
-            let summary = weightreel::decode::decode_reel_matching(&reel, &out, include.as_ref())?;
+            let reel = entry.reel(&model)?;
+            let summary = match (&out, &model_dir) {
+                (Some(out), _) => {
+                    weightreel::decode::decode_reel_matching(&reel, out, include.as_ref())?
+                }
+                (None, Some(dir)) => {
+                    weightreel::decode::decode_model_dir(&reel, dir, include.as_ref())?
+                }
+                (None, None) => unreachable!("clap requires --out or --model-dir"),
+            };
             emit(json, &summary, |s| {
-                format!(
-                    "Decoded {} tensors ({} whole, {} sampled) with {} values from {} frames into {}{}\n",
+                let mut text = format!(
+                    "Decoded {} tensors ({} whole, {} sampled, {} kept verbatim) with {} values from {} frames into {}{}\n",
                     s.tensors,
                     s.whole,
                     s.sampled,
+                    s.verbatim,
                     group(s.values),
                     s.frames_read,
-                    out.display(),
+                    s.out.display(),
                     if s.replaced { " (replaced the file that was there)" } else { "" }
-                )
+                );
+                match (&s.config, &model_dir) {
+                    (Some(c), _) => text.push_str(&format!("Config: {}\n", c.display())),
+                    (None, Some(_)) => text.push_str(
+                        "Config: none (the reel holds no config.json: it was encoded without one, or by an older weightreel)\n",
+                    ),
+                    _ => {}
+                }
+                text
             });
         }
         Some(Command::Frames {
-            reel,
+            model,
+            entry,
             png,
             heatmap,
             frames,
+            tensor,
+            scale,
+            legend,
         }) => {
+            use weightreel::picture::{Colour, PictureOptions, Scale};
+            let options = PictureOptions {
+                scale: Scale::parse(&scale).unwrap_or(Scale::Frame),
+                colour: if heatmap {
+                    Colour::Heat
+                } else {
+                    Colour::Grey16
+                },
+                legend,
+                tensor,
+            };
             let frames = frames.unwrap_or(0..u64::MAX);
-            let files = weightreel::reel::write_png_frame_range(&reel, &png, heatmap, frames)?;
+            let reel = entry.reel(&model)?;
+            let files = weightreel::picture::write_pictures(&reel, &png, frames, &options)?;
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),
@@ -923,39 +1241,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
         }) => {
             let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
-            let removed = s.remove(&name, settings_key.as_deref())?;
-            if removed == 0 {
-                let entries = s.find(&name)?;
-                if let (Some(key), false) = (&settings_key, entries.is_empty()) {
-                    let keys: Vec<String> =
-                        entries.iter().map(|e| e.record.settings.key()).collect();
-                    return Err(Error::store(
-                        s.dir(),
-                        format!(
-                            "'{name}' has no entry with settings key '{key}' (its keys: {})",
-                            keys.join(", ")
-                        ),
-                    ));
-                }
-                let mut names: Vec<String> = s
-                    .list()?
-                    .into_iter()
-                    .map(|e| e.record.name)
-                    .chain(s.fingerprint_names()?)
-                    .collect();
-                names.sort();
-                names.dedup();
-                let near = weightreel::search::closest_names(&name, &names, 3);
-                let hint = if near.is_empty() {
-                    String::new()
+            // A source path or a short key names the entries as `list` shows them.
+            let matched = s.matching(&name, settings_key.as_deref())?;
+            let stored_name = s.stored_name_of(&name)?.unwrap_or(name.clone());
+            let removed = if matched.is_empty() {
+                // A model only fingerprinted (no entry) goes with `rm NAME`.
+                if settings_key.is_some() {
+                    0
                 } else {
-                    format!(" (closest: {})", near.join(", "))
-                };
-                return Err(Error::store(
-                    s.dir(),
-                    format!("no model named '{name}'{hint}"),
-                ));
+                    s.remove(&stored_name, None)?
+                }
+            } else {
+                let mut n = 0;
+                for e in &matched {
+                    n += s.remove(&e.record.name, Some(&e.record.settings.key()))?;
+                }
+                n
+            };
+            if removed == 0 {
+                // Says why: an unknown key (listing the keys), or no such model.
+                s.resolve(&name, settings_key.as_deref())?;
+                return Err(Error::store(s.dir(), format!("no model named '{name}'")));
             }
+            let name = stored_name;
             println!(
                 "Removed {removed} entr{} of {name}",
                 if removed == 1 { "y" } else { "ies" }
@@ -1030,7 +1338,8 @@ fn store_of(cli: &Cli) -> PathBuf {
                 ..
             }
             | Command::List { store }
-            | Command::Stats { store }
+            | Command::Stats { store, .. }
+            | Command::Show { store, .. }
             | Command::Gc { store, .. }
             | Command::Check { store, .. }
             | Command::Fingerprint { store, .. }
@@ -1139,7 +1448,7 @@ fn main() -> ExitCode {
             let text = err.to_string();
             eprintln!("error: {}", weightreel::text::printable(&text));
             // A setting out of range is a usage error, as clap's own are (exit 2).
-            if matches!(err, Error::Invalid { .. }) {
+            if matches!(err, Error::Invalid { .. } | Error::Ambiguous { .. }) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

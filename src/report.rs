@@ -39,23 +39,42 @@ pub fn statistics_block(stats: &StoreStats) -> String {
     out
 }
 
-/// The `--list-models` table: name, params, chunks, time, method, layers, mode.
+/// The `--list-models` table: what tells entries apart (settings key, chunk size and method,
+/// mode, layers, max-params, date) and both counts, labelled: the values the reel stores and
+/// the model's parameters.
 pub fn models_table(entries: &[EntrySummary]) -> String {
     let headers = [
-        "Name", "Params", "Chunks", "Time", "Method", "Layers", "Mode",
+        "Name",
+        "Key",
+        "Values stored",
+        "Model params",
+        "Chunks",
+        "Chunk size",
+        "Method",
+        "Mode",
+        "Layers",
+        "Max-params",
+        "Time",
+        "Date",
     ];
-    let rows: Vec<[String; 7]> = entries
+    const RIGHT: [usize; 6] = [2, 3, 4, 5, 9, 10];
+    let rows: Vec<[String; 12]> = entries
         .iter()
         .map(|e| {
             let r = &e.record;
             [
                 r.name.clone(),
+                e.short_key.clone(),
                 group(r.totals.params),
+                e.model_params.map_or("-".into(), group),
                 group(r.totals.chunks),
-                format!("{:.2}s", r.totals.encoding_secs),
+                group(r.settings.chunk_size),
                 r.settings.method.clone(),
-                r.settings.layers.clone(),
                 r.settings.mode.clone(),
+                r.settings.layers.clone(),
+                r.settings.max_params.map_or("-".into(), group),
+                format!("{:.2}s", r.totals.encoding_secs),
+                r.created_at.get(..10).unwrap_or(&r.created_at).to_string(),
             ]
         })
         .collect();
@@ -73,7 +92,7 @@ pub fn models_table(entries: &[EntrySummary]) -> String {
             .zip(widths)
             .enumerate()
             .map(|(i, (c, w))| {
-                if (1..4).contains(&i) {
+                if RIGHT.contains(&i) {
                     format!("{c:>w$}")
                 } else {
                     format!("{c:<w$}")
@@ -97,5 +116,9 @@ pub fn models_table(entries: &[EntrySummary]) -> String {
     for row in &rows {
         let _ = writeln!(out, "{}", line(row));
     }
+    let _ = writeln!(
+        out,
+        "Key: the settings key's first 8 digits (decode, frames, show and rm take it with --settings-key)"
+    );
     out
 }

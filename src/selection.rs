@@ -143,15 +143,15 @@ pub fn parse_regex(flag: &str, pattern: &str) -> Result<Regex> {
 impl Selection {
     /// Does this selection keep `tensor` (before the parameter limit)?
     pub fn keeps(&self, tensor: &TensorInfo) -> bool {
-        (self.roles.is_empty() || self.roles.contains(&tensor.role))
-            && self
-                .include
-                .as_ref()
-                .is_none_or(|re| re.is_match(&tensor.name))
-            && !self
-                .exclude
-                .as_ref()
-                .is_some_and(|re| re.is_match(&tensor.name))
+        self.keeps_name(&tensor.name, tensor.role)
+    }
+
+    /// Does this selection keep a tensor of this name and role (roles, `--include`,
+    /// `--exclude`)?
+    pub fn keeps_name(&self, name: &str, role: crate::roles::Role) -> bool {
+        (self.roles.is_empty() || self.roles.contains(&role))
+            && self.include.as_ref().is_none_or(|re| re.is_match(name))
+            && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
     }
 
     /// The layer words, for display and the registry (`all` when unrestricted).

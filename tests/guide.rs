@@ -134,13 +134,13 @@ fn basic_streaming() {
     let out = g.ok("--model distilbert-base-uncased --stream --max-params 50000 --chunk-size 5000");
     assert_eq!(line_value(&out, "Total Parameters:"), "50,000");
     assert!(
-        line_value(&out, "Chunks:").starts_with("10 of 5,000 values (1 frame, batch"),
+        line_value(&out, "Frames:") == "1 frame of 50,000 values (batch mode)",
         "{out}"
     );
     let out = g.ok("--model bert-large-uncased --stream --max-params 100000 --chunk-size 10000");
     assert_eq!(line_value(&out, "Total Parameters:"), "100,000");
     assert!(
-        line_value(&out, "Chunks:").starts_with("10 of 10,000 values"),
+        line_value(&out, "Frames:") == "1 frame of 100,000 values (batch mode)",
         "{out}"
     );
     // Both went into the default store in the working directory.
@@ -196,7 +196,7 @@ fn chunk_and_batch_encoding() {
     let batch =
         g.ok("--model distilbert-base-uncased --stream --max-params 40000 --chunk-size 8000");
     assert!(
-        line_value(&batch, "Chunks:").starts_with("5 of 8,000 values (1 frame, batch"),
+        line_value(&batch, "Frames:") == "1 frame of 40,000 values (batch mode)",
         "{batch}"
     );
     // Different settings: two entries, not an overwrite.

@@ -247,3 +247,186 @@ fn a_closed_stdout_pipe_ends_quietly() {
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// name → (dtype, shape, bytes) of a safetensors file, and its `__metadata__`.
+type Tensors = std::collections::BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+fn tensors_and_metadata(
+    path: &std::path::Path,
+) -> (Tensors, std::collections::HashMap<String, String>) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .collect();
+    (tensors, meta.metadata().clone().unwrap_or_default())
+}
+
+#[test]
+fn minilm_lossless_full_decode_is_the_original_model_with_format_pt_and_its_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = support::minilm::dir();
+    let store = tmp.path().join("store");
+    let o = wr(&[
+        "encode",
+        s(&source),
+        "--store",
+        s(&store),
+        "--mode",
+        "lossless",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let out_dir = tmp.path().join("decoded");
+    let o = wr(&[
+        "decode",
+        "all-MiniLM-L6-v2",
+        "--store",
+        s(&store),
+        "--model-dir",
+        s(&out_dir),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["tensors"], 104);
+    assert_eq!(summary["verbatim"], 1);
+    let (original, _) = tensors_and_metadata(&support::minilm::safetensors());
+    let (decoded, meta) = tensors_and_metadata(&out_dir.join("model.safetensors"));
+    assert_eq!(meta.get("format").map(String::as_str), Some("pt"));
+    assert_eq!(
+        decoded.keys().collect::<Vec<_>>(),
+        original.keys().collect::<Vec<_>>()
+    );
+    for (name, (dtype, shape, bytes)) in &original {
+        let (ddtype, dshape, dbytes) = &decoded[name];
+        assert_eq!((ddtype, dshape), (dtype, shape), "{name}");
+        assert!(dbytes == bytes, "{name}: bytes differ");
+    }
+    assert_eq!(
+        std::fs::read(out_dir.join("config.json")).unwrap(),
+        std::fs::read(source.join("config.json")).unwrap()
+    );
+}
+
+/// Decode `st`'s reel under `umask` and return the output file's permission bits.
+fn decoded_mode(umask: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let st = stored();
+    let out = st.dir.join("decoded.safetensors");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_weightreel"))
+        .args(["decode", s(&st.reel), "--out", s(&out)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    std::fs::metadata(&out).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn decoded_files_follow_the_umask_022() {
+    assert_eq!(decoded_mode("022"), 0o644);
+}
+
+#[test]
+fn decoded_files_follow_the_umask_077() {
+    assert_eq!(decoded_mode("077"), 0o600);
+}
+
+/// Encode a one-tensor model of `dtype` with `extra` flags; the summary's `Mode:` line.
+fn mode_line(dtypes: &[Dtype], extra: &[&str]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    let specs: Vec<_> = dtypes
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            spec(
+                &format!("encoder.layer.{i}.output.dense.weight"),
+                *d,
+                &[32, 32],
+            )
+        })
+        .collect();
+    write_model(&model, &specs, 5);
+    let store = tmp.path().join("store");
+    let mut args = vec!["encode", s(&model), "--store", s(&store), "--quiet"];
+    args.extend_from_slice(extra);
+    let o = wr(&args);
+    assert!(o.status.success(), "{}", err(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .unwrap_or_else(|| panic!("no Mode: line"))
+        .to_string()
+}
+
+macro_rules! mode_cases {
+    ($($case:ident: ($dtypes:expr, $extra:expr) => $expected:expr;)*) => {
+        $(
+            #[test]
+            fn $case() {
+                assert_eq!(mode_line($dtypes, $extra), $expected);
+            }
+        )*
+    };
+}
+
+mode_cases! {
+    default_mode_of_an_f32_model_is_u16: (&[Dtype::F32], &[])
+        => "u16: the default for 32-bit and mixed sources (--mode lossless keeps every bit)";
+    default_mode_of_an_f16_model_is_lossless: (&[Dtype::F16], &[])
+        => "lossless: the selected tensors are 16-bit floats, kept bit-exact at about their size (--mode u16 overrides)";
+    default_mode_of_a_bf16_model_is_lossless: (&[Dtype::BF16, Dtype::F16], &[])
+        => "lossless: the selected tensors are 16-bit floats, kept bit-exact at about their size (--mode u16 overrides)";
+    default_mode_of_a_mixed_model_is_u16: (&[Dtype::F16, Dtype::F32], &[])
+        => "u16: the default for 32-bit and mixed sources (--mode lossless keeps every bit)";
+    mode_flag_overrides_the_default_for_f16: (&[Dtype::F16], &["--mode", "u16"]) => "u16 (--mode)";
+}
+
+#[test]
+fn encode_summary_gives_frames_frame_size_efficiency_and_the_preview() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    write_model(
+        &model,
+        &[spec(
+            "encoder.layer.0.output.dense.weight",
+            Dtype::F32,
+            &[100, 100],
+        )],
+        5,
+    );
+    let preview = tmp.path().join("p.mp4");
+    let o = wr(&[
+        "encode",
+        s(&model),
+        "--store",
+        s(&tmp.path().join("store")),
+        "--quiet",
+        "--preview",
+        s(&preview),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "✅ Encoded m");
+    assert_eq!(lines[1], "Total Parameters: 10,000");
+    assert_eq!(lines[2], "Frames: 1 frame of 10,000 values (batch mode)");
+    // 10,000 values in the smallest power-of-two frame that holds them, 128×128.
+    assert_eq!(
+        lines[3],
+        "Frame Size: 128x128 (61.0% of its pixels hold values)"
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with(&format!("Preview: {} (", preview.display())),
+        "{text}"
+    );
+    assert!(preview.is_file());
+}

@@ -28,7 +28,15 @@ struct Fixture {
 }
 
 fn encode(store: &Path, model: &Path, extra: &[&str]) {
-    let mut args = vec!["encode", path(model), "--storage-dir", path(store)];
+    // Stored under the path, so the pages' names are the paths the tests hold.
+    let mut args = vec![
+        "encode",
+        path(model),
+        "--storage-dir",
+        path(store),
+        "--name",
+        path(model),
+    ];
     args.extend_from_slice(extra);
     let out = run(&args);
     assert!(
@@ -277,12 +285,73 @@ fn model_page_hover_names_the_tensor_and_element() {
         [_, cols] => format!("{}, {}", element / cols as u64, element % cols as u64),
         _ => element.to_string(),
     };
+    // The value is the reel's, decoded by the library.
+    let (_, values) = weightreel::decode::frame_values(&reel, &mut reader, &manifest, 0).unwrap();
+    let value = values[d as usize].to_string();
     assert_eq!(
         text.as_str().unwrap(),
         format!(
-            "{} [{index}] (element {element}) at ({x}, {y})",
+            "{} [{index}] = {value} (element {element}) at ({x}, {y})",
             tensor.name
         )
+    );
+}
+
+#[test]
+fn model_page_labels_do_not_overlap_hover_values_come_from_tiles_and_the_preview_plays() {
+    let f = fixture();
+    // MiniLM in one batch frame of 200,000 values: 512 x 512, stored as 16 tiles.
+    let (id, reel) = entry_id(&f.store, &f.minilm, Some(1));
+    let mut reader = ReelReader::open(&reel).unwrap();
+    let manifest = Manifest::parse(&reel, reader.metadata_json()).unwrap();
+    assert!(reader.is_tiled(0).unwrap(), "fixture: a tiled frame");
+    let (frame, values) =
+        weightreel::decode::frame_values(&reel, &mut reader, &manifest, 0).unwrap();
+    let server = Server::start(&f.store);
+    // Hover values, through the endpoint the tooltip asks: one per tile row and column.
+    let layout = frame.meta.layout;
+    for d in (0..frame.meta.count).step_by(12_347) {
+        let (x, y) = layout.xy(d);
+        let at = server.json(&format!("api/model/{id}/frame/0/at?x={x}&y={y}"));
+        assert_eq!(
+            at["value_text"].as_str(),
+            Some(values[d as usize].to_string().as_str()),
+            "value at ({x}, {y})"
+        );
+    }
+    let browser = Browser::start();
+    browser.open(&format!("{}model/{id}", server.url));
+    browser.wait_for("return document.getElementById('frame-image').dataset.loaded === '1'");
+    // Labels: some shown, no two overlapping; a colliding one is hidden, not stacked on top.
+    let labels = browser.run(
+        "const r = [...document.querySelectorAll('.labels .label')].filter(s => !s.hidden).map(s => s.getBoundingClientRect());
+         let overlaps = 0;
+         for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++)
+           if (r[i].left < r[j].right && r[j].left < r[i].right && r[i].top < r[j].bottom && r[j].top < r[i].bottom) overlaps++;
+         return [r.length, overlaps, document.querySelectorAll('.labels .label').length]",
+    );
+    let counts: Vec<u64> = labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(counts[0] >= 1, "labels shown: {counts:?}");
+    assert_eq!(counts[1], 0, "overlapping labels: {counts:?}");
+    // The H.264 preview plays in Chromium's <video>.
+    browser.run("document.getElementById('show-preview').click()");
+    let played = browser.wait_for(
+        "const v = document.getElementById('preview');
+         return v && (v.error ? 'error ' + v.error.code : (v.readyState >= 2 && [v.videoWidth, v.videoHeight, v.readyState]))",
+    );
+    let (w, h) = reader.frame_size(0).unwrap();
+    assert_eq!(played[0].as_u64(), Some(u64::from(w)), "{played}");
+    assert_eq!(played[1].as_u64(), Some(u64::from(h)), "{played}");
+    assert!(played[2].as_u64() >= Some(2), "{played}");
+    let note = browser.run("return document.getElementById('preview-note').textContent");
+    assert_eq!(
+        note.as_str(),
+        Some(format!("H.264 High 5.1, {w}x{h}, frames at full size").as_str())
     );
 }
 
@@ -356,6 +425,28 @@ fn search_and_families_pages_rank_the_fine_tune_first() {
             .as_u64(),
         Some(1)
     );
+    let status = browser.run("return document.getElementById('families-status').textContent");
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .starts_with("1 families of related models"),
+        "{status}"
+    );
+    // The page endpoint pages the related families of /api/families.
+    let all = server.json("api/families");
+    let related: Vec<&Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["edges"].as_array().unwrap().is_empty())
+        .collect();
+    let page = server.json("api/families/page?page=0&per=1");
+    assert_eq!(page["computing"], false);
+    assert_eq!(page["pages"].as_u64(), Some(related.len() as u64));
+    assert_eq!(&page["families"][0], related[0]);
+    let past = server.json("api/families/page?page=5&per=1");
+    assert_eq!(past["families"].as_array().map(Vec::len), Some(0));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! `cargo insta review`) and review the diff like code.
 //!
 //! Paths, dates and timings are normalised: `[TMP]` is the test's directory, durations read
-//! `#.##s`, rates `#`.
+//! `#.##s`, rates `#`, dates `YYYY-MM-DD`.
 
 mod support;
 
@@ -72,7 +72,9 @@ impl Workspace {
                 .collect::<String>()
         });
         let rate = regex_lite::Regex::new(r"[\d,]+ params/s").unwrap();
-        rate.replace_all(&text, "# params/s").into_owned()
+        let text = rate.replace_all(&text, "# params/s");
+        let date = regex_lite::Regex::new(r"\b\d{4}-\d{2}-\d{2}\b").unwrap();
+        date.replace_all(&text, "YYYY-MM-DD").into_owned()
     }
 }
 

@@ -398,21 +398,20 @@ fn rm_with_an_unknown_settings_key_lists_the_keys() {
         "--store",
         store_arg(&s.store),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // The source path names the entry (stored as `m`); an unknown key is a usage error.
+    assert_eq!(out.status.code(), Some(2));
+    let short = weightreel::store::short_key(&key);
+    let date = &entries[0].record.created_at[..10];
     assert_eq!(
         stderr(&out),
         format!(
-            "error: store {}: '{}' has no entry with settings key 'bogus' (its keys: {key})",
-            s.store.display(),
+            "error: '{}' has no entry with settings key 'bogus'; its keys: {short} (chunk mode, chunk size 1,024, u16, layers all, {date})",
             name.display()
         )
     );
     let out = wr(&["rm", "m.safetensor", "--store", store_arg(&s.store)]);
     assert!(
-        stderr(&out).ends_with(&format!(
-            "no model named 'm.safetensor' (closest: {})",
-            name.display()
-        )),
+        stderr(&out).ends_with("no model named 'm.safetensor' (closest: m)"),
         "{}",
         stderr(&out)
     );
@@ -468,4 +467,62 @@ fn a_stores_reels_directory_is_not_taken_for_a_store() {
         )
     );
     assert_eq!(listing(&s.store), before);
+}
+
+/// A reel a running encode has placed but not yet committed: in `reels/` under its short
+/// name, claimed in the encode's locked work directory.
+fn placed_reel(store: &Path, real_reel: &Path) -> (PathBuf, PathBuf) {
+    let work = store.join("work/placing-v3-0123456789ab");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("lock"), b"").unwrap();
+    std::fs::write(work.join("claim"), b"reels/placing-01234567.mkv").unwrap();
+    let reel = store.join("reels/placing-01234567.mkv");
+    std::fs::copy(real_reel, &reel).unwrap();
+    (work, reel)
+}
+
+#[test]
+fn a_claimed_reel_of_a_running_encode_is_kept_and_an_unclaimed_one_removed() {
+    let s = stored();
+    let (work, reel) = placed_reel(&s.store, &s.reel);
+    // Not ours: a file of another name in reels/ stays whatever happens.
+    let foreign = s.store.join("reels/notes.mkv");
+    std::fs::write(&foreign, b"x").unwrap();
+    let lock = std::fs::File::open(work.join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    let out = wr(&["gc", "--store", store_arg(&s.store), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 0, "{report}");
+    assert!(reel.exists());
+    drop(lock);
+    // The encode died before committing: the reel is an orphan now.
+    let out = wr(&["gc", "--store", store_arg(&s.store), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<(&str, &str)> = report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap(),
+                Path::new(l["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("unreferenced reel", "placing-01234567.mkv"),
+            ("interrupted encode", "placing-v3-0123456789ab")
+        ]
+    );
+    assert!(!reel.exists());
+    assert!(foreign.exists());
+    assert!(s.reel.exists(), "the committed entry's reel stays");
 }

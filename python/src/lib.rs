@@ -33,7 +33,7 @@ use weightreel::stream::{stream, Sink, StreamOptions};
 fn py_err(e: Error) -> PyErr {
     let text = weightreel::text::printable(&e.to_string()).into_owned();
     match &e {
-        Error::Invalid { .. } => PyValueError::new_err(text),
+        Error::Invalid { .. } | Error::Ambiguous { .. } => PyValueError::new_err(text),
         Error::Model { .. } => PyFileNotFoundError::new_err(text),
         Error::NotOnHub { .. } => PyFileNotFoundError::new_err(text),
         Error::Http { problem, .. } if problem.contains("401") || problem.contains("403") => {
@@ -208,14 +208,18 @@ fn query_fingerprint(
     name: &str,
     open: &OpenOptions,
     cancel: &AtomicBool,
-) -> Result<(weightreel::fingerprint::Fingerprint, bool), Error> {
+) -> Result<(weightreel::fingerprint::Fingerprint, Option<String>), Error> {
     if let Some(fp) = store.fingerprint(name)? {
-        return Ok((fp, true));
+        return Ok((fp, Some(name.to_string())));
     }
     let model = Model::open(name, open)?;
+    // A source stored under its derived name is left out of its own ranking, as in the CLI.
+    let stored = store
+        .fingerprint_source(&model.name)?
+        .map(|_| model.name.clone());
     Ok((
         weightreel::fingerprint::Fingerprint::compute(&model, Some(cancel))?.0,
-        false,
+        stored,
     ))
 }
 
@@ -257,7 +261,7 @@ fn search_similar(
             SearchOptions {
                 top: top_k,
                 method,
-                exclude: stored.then_some(model.as_str()),
+                exclude: stored.as_deref(),
                 roles: &[],
             },
         )?;
@@ -783,8 +787,9 @@ fn reel_path(reel_or_name: &str, storage_dir: &Path) -> Result<PathBuf, Error> {
         return Ok(path.to_path_buf());
     }
     let store = Store::open_read_only(storage_dir)?;
+    // A stored name, or the source it was encoded from.
     let entry = store
-        .find(reel_or_name)?
+        .matching(reel_or_name, None)?
         .into_iter()
         .last()
         .ok_or_else(|| {

@@ -94,7 +94,9 @@ def test_counts_equal_the_cli_and_stores_are_shared(minilm, tmp_path):
     assert result["frames"] == totals["frames"]
     # A store written from Python is read by the CLI, and the other way round.
     listed = json.loads(cli("list", "--store", str(py_store), "--json"))
-    assert [e["record"]["name"] if "record" in e else e["name"] for e in listed] == [minilm]
+    # Stored under the directory's name; the path is the entry's source.
+    assert [e["name"] for e in listed] == ["all-MiniLM-L6-v2"]
+    assert [e["source"] for e in listed] == [minilm]
     other = StreamingHuggingFaceEncoder(video_storage_dir=str(cli_store), enable_progress=False)
     assert len(other.list_encoded_models()) == 1
     stats = other.get_statistics()

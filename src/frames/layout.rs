@@ -124,6 +124,19 @@ impl FrameLayout {
         });
     }
 
+    /// [`FrameLayout::for_each_cell`] for the curve positions `from..to`; `from` must be a
+    /// multiple of 256 (or of the square's area when it is smaller), as tile starts are.
+    pub fn for_each_cell_in(&self, from: u64, to: u64, mut f: impl FnMut(u64, u32, u32)) {
+        self.for_each_block_in(from, to, |start, len, ox, oy, state| {
+            let table = &FORWARD[usize::from(state & 7)];
+            for (i, entry) in table.iter().take(len).enumerate() {
+                let x = ox + u32::from(entry & 0xf);
+                let y = oy + u32::from((entry >> 4) & 0xf);
+                f(start + i as u64, x, y);
+            }
+        });
+    }
+
     /// Walks the curve `0..n` in table blocks: `f(start, len, origin_x, origin_y, state)`,
     /// where the cells of the block are `FORWARD[state][0..len]` offset by the origin.
     pub(crate) fn for_each_block(&self, n: u64, f: impl FnMut(u64, usize, u32, u32, u8)) {
@@ -253,6 +266,74 @@ impl RasterOffsets {
     }
 }
 
+/// How an encode's values are cut into frames: every frame holds `per_frame` values (the chunk
+/// size, or the frame cap in batch mode) until fewer remain.
+///
+/// What remains after the last full frame is one frame, padded up to a power-of-two area, as
+/// the guide describes. In batch mode (`split_tail`) an encode that fills at least one whole
+/// frame has its tail laid out instead as frames of descending power-of-two areas, each exactly
+/// full, down to a last one of at most one tile: the padding is then under one tile rather than
+/// up to half of a 4096 × 4096 frame (at MiniLM's 22.7 M values, 2.4 M padding values that
+/// lossless mode stores as raw bytes). A batch encode that fits one frame stays one frame.
+/// Lengths depend only on the totals and the start, so a resumed encode cuts the same frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCuts {
+    total: u64,
+    per_frame: u64,
+    split_tail: bool,
+}
+
+impl FrameCuts {
+    /// Cuts for `total` values at `per_frame` values a frame (`per_frame >= 1`).
+    pub fn new(total: u64, per_frame: u64, split_tail: bool) -> FrameCuts {
+        FrameCuts {
+            total,
+            per_frame: per_frame.max(1),
+            split_tail: split_tail && total > per_frame,
+        }
+    }
+
+    /// Values of the frame that starts `start` values into the encode (0 at the end).
+    pub fn len_at(&self, start: u64) -> u64 {
+        let rest = self.total.saturating_sub(start);
+        if rest >= self.per_frame || !self.split_tail || rest <= super::TILE_VALUES {
+            return rest.min(self.per_frame);
+        }
+        // The largest power of two not above `rest`: a whole, exactly full, tiled frame.
+        1u64 << (63 - rest.leading_zeros())
+    }
+
+    /// Frames in all.
+    pub fn count(&self) -> u64 {
+        let full = self.total / self.per_frame;
+        let mut count = full;
+        let mut start = full * self.per_frame;
+        while start < self.total {
+            start += self.len_at(start);
+            count += 1;
+        }
+        count
+    }
+
+    /// The distinct frame lengths, largest first (at most ~25: the full length and the tail's).
+    pub fn distinct_lens(&self) -> Vec<u64> {
+        let full = self.total / self.per_frame;
+        let mut lens = Vec::new();
+        if full > 0 {
+            lens.push(self.per_frame);
+        }
+        let mut start = full * self.per_frame;
+        while start < self.total {
+            let len = self.len_at(start);
+            if lens.last() != Some(&len) {
+                lens.push(len);
+            }
+            start += len;
+        }
+        lens
+    }
+}
+
 /// The error text for a chunk of `n` values filling too little of a frame of `area` pixels.
 pub fn efficiency_message(n: u64, area: u64, min: f64) -> String {
     let ratio = n as f64 / area.max(1) as f64;
@@ -291,6 +372,83 @@ mod tests {
         (75000, 512, 256, "0.57"),
         (100000, 512, 256, "0.76"),
     ];
+
+    /// (total, per frame, split tail) -> frame lengths in order.
+    const CUTS: &[(&str, u64, u64, bool, &[u64])] = &[
+        (
+            "one frame stays one frame",
+            13_366,
+            1 << 24,
+            true,
+            &[13_366],
+        ),
+        (
+            "chunks keep their last short chunk",
+            20_000,
+            8192,
+            false,
+            &[8192, 8192, 3616],
+        ),
+        (
+            "batch tail without split",
+            40_000,
+            16_384,
+            false,
+            &[16_384, 16_384, 7232],
+        ),
+        (
+            "batch tail at or under a tile stays one frame",
+            40_000,
+            16_384,
+            true,
+            &[16_384, 16_384, 7232],
+        ),
+        (
+            "batch tail in descending exact frames",
+            100_000,
+            65_536,
+            true,
+            &[65_536, 32_768, 1696],
+        ),
+        ("exact multiple", 131_072, 65_536, true, &[65_536, 65_536]),
+    ];
+
+    #[test]
+    fn frame_cuts_cover_the_total_in_the_expected_frames() {
+        for &(name, total, per, split, want) in CUTS {
+            let cuts = FrameCuts::new(total, per, split);
+            let mut lens = Vec::new();
+            let mut start = 0;
+            while start < total {
+                let len = cuts.len_at(start);
+                assert!(len > 0, "{name}: empty frame at {start}");
+                lens.push(len);
+                start += len;
+            }
+            assert_eq!(lens, want, "{name}");
+            assert_eq!(cuts.count(), want.len() as u64, "{name}");
+            let mut distinct = want.to_vec();
+            distinct.dedup();
+            assert_eq!(cuts.distinct_lens(), distinct, "{name}");
+        }
+    }
+
+    #[test]
+    fn split_tails_pad_less_than_a_tile_and_fill_half() {
+        // MiniLM's 22.7 M values at the default 4096 x 4096 cap.
+        let total = 22_713_216;
+        let cuts = FrameCuts::new(total, DEFAULT_MAX_FRAME_VALUES, true);
+        let (mut start, mut padding) = (0, 0);
+        while start < total {
+            let len = cuts.len_at(start);
+            let layout = FrameLayout::for_count(len, DEFAULT_MAX_FRAME_VALUES).unwrap();
+            assert!(layout.efficiency(len) >= 0.5);
+            padding += layout.area() - len;
+            start += len;
+        }
+        assert!(padding < crate::frames::TILE_VALUES, "padding {padding}");
+        assert!(cuts.count() < 30);
+    }
 
     #[test]
     fn guide_sizes_have_expected_layouts() {

@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use layout::{check_efficiency, efficiency_message, FrameLayout, DEFAULT_MAX_FRAME_VALUES};
+pub use layout::{
+    check_efficiency, efficiency_message, FrameCuts, FrameLayout, DEFAULT_MAX_FRAME_VALUES,
+};
 pub use pyramid::{FrameStats, Pyramid, PyramidLevel, DEFAULT_PYRAMID_FINEST, HISTOGRAM_BINS};
 pub use quantize::{PixelMode, SampleOrder, SegmentQuant, SegmentSpec, SourceDtype};
 pub use tiled::{

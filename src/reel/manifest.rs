@@ -9,6 +9,12 @@
 //! [`super::record`]), read with the frame, so neither writing nor reading a reel holds a list
 //! of its frames. A part of an unfinished encode says where it starts ([`PartSummary`]).
 //! Version 1 manifests list every frame here, and still read.
+//!
+//! Version 3 adds what a decode needs to give back a loadable model: small buffers the
+//! frames do not hold (`position_ids`, an I64 index buffer), their bytes verbatim
+//! ([`VerbatimTensor`], base64), and the model's `config.json` as it was read. A manifest
+//! without them is written as version 2, which it is byte for byte, so older builds still
+//! read the reels that do not need the new fields.
 
 use std::path::Path;
 
@@ -21,7 +27,107 @@ use crate::roles::Role;
 /// Name of the metadata format carried inside every reel.
 pub const MANIFEST_FORMAT: &str = "weightreel-reel";
 /// Version of that format; readers refuse newer ones.
-pub const MANIFEST_VERSION: u32 = 2;
+pub const MANIFEST_VERSION: u32 = 3;
+
+/// The version of manifests without verbatim tensors or a config.
+pub const MANIFEST_VERSION_PLAIN: u32 = 2;
+
+/// Largest verbatim tensor kept in a manifest.
+pub const MAX_VERBATIM_TENSOR_BYTES: u64 = 256 << 10;
+
+/// Largest sum of verbatim tensors kept in one manifest (the manifest is read whole).
+pub const MAX_VERBATIM_BYTES: u64 = 1 << 20;
+
+/// A tensor the frames do not hold, kept as its stored bytes (little-endian, the dtype's
+/// layout), so that a decode writes it back exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerbatimTensor {
+    /// Name as stored in the model.
+    pub name: String,
+    /// Safetensors dtype name (`I64`, `BOOL`…).
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// The bytes, base64 (standard alphabet, padded).
+    #[serde(with = "base64")]
+    pub data: Vec<u8>,
+}
+
+/// Standard base64 with padding, for [`VerbatimTensor::data`].
+mod base64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(text: &str) -> Option<Vec<u8>> {
+        let bytes = text.as_bytes();
+        if !bytes.len().is_multiple_of(4) {
+            return None;
+        }
+        let value = |c: u8| ALPHABET.iter().position(|&a| a == c).map(|v| v as u32);
+        let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+        for (k, quad) in bytes.chunks(4).enumerate() {
+            let last = k + 1 == bytes.len() / 4;
+            let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+            if pad > 2 || (pad > 0 && !last) {
+                return None;
+            }
+            let mut n = 0u32;
+            for &c in &quad[..4 - pad] {
+                n = (n << 6) | value(c)?;
+            }
+            n <<= 6 * pad as u32;
+            let got = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.extend_from_slice(&got[..3 - pad]);
+        }
+        Some(out)
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        decode(&text).ok_or_else(|| serde::de::Error::custom("verbatim data is not base64"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trips_every_length() {
+            for n in 0..40usize {
+                let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+                let text = super::encode(&bytes);
+                assert_eq!(super::decode(&text).as_deref(), Some(&bytes[..]), "{n}");
+            }
+            assert_eq!(super::encode(b"Man"), "TWFu");
+            assert_eq!(super::encode(b"Ma"), "TWE=");
+            assert_eq!(super::decode("TW=u"), None);
+            assert_eq!(super::decode("TWF"), None);
+        }
+    }
+}
 
 /// The settings a reel was encoded with. The registry records the same (the store is downstream
 /// of reels and uses this type); field names are those of version-1 reels, whose JSON reads
@@ -259,6 +365,12 @@ pub struct Manifest {
     pub part: Option<PartSummary>,
     /// Seconds spent encoding the frames of this file (parts) or the whole encode (final reel).
     pub encoding_secs: f64,
+    /// Version 3: tensors kept as their bytes, not in frames (small buffers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verbatim: Vec<VerbatimTensor>,
+    /// Version 3: the model's `config.json` as it was read, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_json: Option<String>,
 }
 
 impl Manifest {
@@ -293,6 +405,33 @@ impl Manifest {
         let manifest: Manifest = serde_json::from_slice(json)
             .map_err(|e| Error::reel(file, format!("metadata is invalid: {e}")))?;
         manifest.check(file)?;
+        for v in &manifest.verbatim {
+            let numel = v
+                .shape
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+            let bits = serde_json::from_value::<safetensors::Dtype>(serde_json::Value::String(
+                v.dtype.clone(),
+            ))
+            .map(|d| d.bitsize() as u64)
+            .ok();
+            let expected = numel
+                .zip(bits)
+                .and_then(|(n, b)| n.checked_mul(b))
+                .map(|b| b.div_ceil(8));
+            if expected != Some(v.data.len() as u64) {
+                return Err(Error::reel(
+                    file,
+                    format!(
+                        "verbatim tensor '{}' holds {} bytes, which its dtype {} and shape {:?} do not give",
+                        v.name,
+                        v.data.len(),
+                        v.dtype,
+                        v.shape
+                    ),
+                ));
+            }
+        }
         Ok(manifest)
     }
 

@@ -62,11 +62,12 @@ use serde::Serialize;
 
 pub use manifest::{
     Manifest, PartSummary, ReelFrame, ReelSettings, ReelTensor, SegmentRef, TilePiece, TileRecord,
-    MANIFEST_FORMAT, MANIFEST_VERSION,
+    VerbatimTensor, MANIFEST_FORMAT, MANIFEST_VERSION, MANIFEST_VERSION_PLAIN, MAX_VERBATIM_BYTES,
+    MAX_VERBATIM_TENSOR_BYTES,
 };
 pub use preview::{
-    heat_colour, heat_lut, png_rgb, write_png_frame_range, write_png_frames, write_png_rgb,
-    write_preview_h264,
+    heat_colour, heat_lut, png_rgb, preview_geometry, write_png_frame_range, write_png_frames,
+    write_png_rgb, write_preview_h264, PreviewGeometry, PREVIEW_LEVEL, PREVIEW_MAX,
 };
 pub use reader::{read_joinable_metadata, read_metadata, ReelReader, TileOut, TiledFrame};
 pub use writer::{ReelWriter, TileIn};

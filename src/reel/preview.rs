@@ -22,10 +22,73 @@ fn to_u8(depth: SampleDepth, v: u16) -> u8 {
     }
 }
 
-/// Write an 8-bit H.264 preview (libx264, yuv420p, dimensions rounded up to even) of track 0
-/// of `reel` to `out_mp4`. Each frame is shown at its logical size in the top-left corner of
-/// the reel's full resolution, on black. The file appears at `out_mp4` only when complete.
-pub fn write_preview_h264(reel: &Path, out_mp4: &Path) -> Result<()> {
+/// Largest picture of the previews: what browsers decode at H.264 level 5.1 (36,864
+/// macroblocks of 16 × 16 per picture, 25 of them a second).
+pub const PREVIEW_MAX: (u32, u32) = (4096, 2304);
+
+/// H.264 level of the previews (`level` of libx264), with the High profile.
+pub const PREVIEW_LEVEL: &str = "5.1";
+
+/// How a reel's frames fit a preview's picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PreviewGeometry {
+    /// Picture width (even).
+    pub width: u32,
+    /// Picture height (even).
+    pub height: u32,
+    /// Frames are shown at 1/`shrink` of their size, each preview pixel the mean of
+    /// `shrink` × `shrink` samples (1: full size); a power of two.
+    pub shrink: u32,
+}
+
+impl PreviewGeometry {
+    /// The preview of frames up to `width` × `height`: the smallest power-of-two shrink
+    /// that fits [`PREVIEW_MAX`].
+    pub fn for_frames(width: u32, height: u32) -> PreviewGeometry {
+        let mut shrink = 1u32;
+        while width.div_ceil(shrink) > PREVIEW_MAX.0 || height.div_ceil(shrink) > PREVIEW_MAX.1 {
+            shrink *= 2;
+        }
+        let even = |v: u32| (v.div_ceil(shrink) + 1) & !1;
+        PreviewGeometry {
+            width: even(width),
+            height: even(height),
+            shrink,
+        }
+    }
+
+    /// `H.264 High 5.1, 2048x2048, frames downscaled 2x (mean of 2x2 samples) to fit 4096x2304`.
+    pub fn describe(&self) -> String {
+        let fit = if self.shrink == 1 {
+            "frames at full size".to_string()
+        } else {
+            format!(
+                "frames downscaled {s}x (mean of {s}x{s} samples) to fit {}x{}",
+                PREVIEW_MAX.0,
+                PREVIEW_MAX.1,
+                s = self.shrink
+            )
+        };
+        format!(
+            "H.264 High {PREVIEW_LEVEL}, {}x{}, {fit}",
+            self.width, self.height
+        )
+    }
+}
+
+/// The preview geometry of the reel at `reel`.
+pub fn preview_geometry(reel: &Path) -> Result<PreviewGeometry> {
+    let reader = ReelReader::open(reel)?;
+    let spec = reader.spec();
+    Ok(PreviewGeometry::for_frames(spec.width, spec.height))
+}
+
+/// Write an 8-bit H.264 preview (libx264, High profile at level [`PREVIEW_LEVEL`], yuv420p)
+/// of track 0 of `reel` to `out_mp4`. Each frame is shown in the top-left corner of the
+/// picture, on black; frames too large for [`PREVIEW_MAX`] are downscaled by a power of two
+/// (see [`PreviewGeometry`]), never tiled, so that one picture is one frame. A tiled frame is
+/// read a tile at a time. The file appears at `out_mp4` only when complete.
+pub fn write_preview_h264(reel: &Path, out_mp4: &Path) -> Result<PreviewGeometry> {
     crate::output::check_file("--preview", out_mp4)?;
     let mut reader = ReelReader::open(reel)?;
     let tmp = {
@@ -40,10 +103,11 @@ pub fn write_preview_h264(reel: &Path, out_mp4: &Path) -> Result<()> {
     result
 }
 
-fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()> {
+fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<PreviewGeometry> {
     let spec = reader.spec();
     let bad = |problem: String| Error::reel(out_mp4, problem);
-    let (w, h) = ((spec.width + 1) & !1, (spec.height + 1) & !1);
+    let geometry = PreviewGeometry::for_frames(spec.width, spec.height);
+    let (w, h, shrink) = (geometry.width, geometry.height, geometry.shrink);
     let codec = encoder::find_by_name("libx264")
         .ok_or_else(|| bad("this FFmpeg has no libx264 encoder".into()))?;
     let mut octx =
@@ -64,6 +128,10 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
     let mut opts = Dictionary::new();
     opts.set("preset", "veryfast");
     opts.set("crf", "18");
+    // Without these libx264 picks the level from the picture size (6.0 for 4096x4096),
+    // which many browsers refuse.
+    opts.set("profile", "high");
+    opts.set("level", PREVIEW_LEVEL);
     let mut enc = enc
         .open_with(opts)
         .map_err(|e| bad(format!("cannot start libx264 ({e})")))?;
@@ -95,11 +163,41 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
             }
             Ok(())
         };
+    let limited = |v: u32| 16 + ((v * 219 + 127) / 255) as u8;
+    // Sums of the 8-bit samples of each preview pixel, and how many were added.
+    let (wu, hu) = (w as usize, h as usize);
+    let mut sums = vec![0u32; wu * hu];
+    let mut counts = vec![0u32; wu * hu];
     for index in 0..reader.frame_count() {
         let Some((width, height)) = reader.frame_size(index) else {
             break;
         };
-        let planes = reader.read_frame(index, width, height)?;
+        sums.fill(0);
+        counts.fill(0);
+        let mut add = |x0: u32, y0: u32, pw: u32, plane: &[u16]| {
+            for (y, row) in plane.chunks_exact(pw as usize).enumerate() {
+                let py = (y0 + y as u32) / shrink;
+                for (x, &v) in row.iter().enumerate() {
+                    let at = py as usize * wu + ((x0 + x as u32) / shrink) as usize;
+                    sums[at] += u32::from(to_u8(spec.depth, v));
+                    counts[at] += 1;
+                }
+            }
+        };
+        if reader.is_tiled(index)? {
+            reader.read_tiles(
+                index,
+                |_| true,
+                |tile| {
+                    let pw = tile.planes[0].len() as u32 / crate::frames::TILE_SIDE;
+                    add(tile.x, tile.y, pw, &tile.planes[0]);
+                    Ok(())
+                },
+            )?;
+        } else {
+            let planes = reader.read_frame(index, width, height)?;
+            add(0, 0, width, &planes[0]);
+        }
         let mut picture = frame::Video::new(Pixel::YUV420P, w, h);
         // Limited-range luma: 16 is black, 235 white; chroma 128 is grey.
         picture.data_mut(0).fill(16);
@@ -107,9 +205,13 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
         picture.data_mut(2).fill(128);
         let stride = picture.stride(0);
         let luma = picture.data_mut(0);
-        for (y, row) in planes[0].chunks_exact(width as usize).enumerate() {
-            for (o, &v) in luma[y * stride..].iter_mut().zip(row) {
-                *o = 16 + ((u32::from(to_u8(spec.depth, v)) * 219 + 127) / 255) as u8;
+        for y in 0..hu {
+            for x in 0..wu {
+                let n = counts[y * wu + x];
+                // Pixels no sample reached (beyond a smaller frame) stay black.
+                if let Some(mean) = (sums[y * wu + x] + n / 2).checked_div(n) {
+                    luma[y * stride + x] = limited(mean);
+                }
             }
         }
         picture.set_pts(Some(index as i64));
@@ -123,7 +225,8 @@ fn encode_h264(reader: &mut ReelReader, tmp: &Path, out_mp4: &Path) -> Result<()
     octx.write_trailer()
         .map_err(|e| bad(format!("cannot write the trailer ({e})")))?;
     drop(octx);
-    fs::rename(tmp, out_mp4).map_err(|e| Error::io(out_mp4, e))
+    fs::rename(tmp, out_mp4).map_err(|e| Error::io(out_mp4, e))?;
+    Ok(geometry)
 }
 
 /// Viridis-like colour ramp: linear between nine anchors of matplotlib's viridis; entry `i` is the

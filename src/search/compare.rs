@@ -81,21 +81,8 @@ pub const FEATURES_WEIGHT: f64 = 0.25;
 /// Compare `a` with `b`.
 pub fn compare(a: &Fingerprint, b: &Fingerprint) -> Comparison {
     let matches = pair_tensors(a, b);
-    let mut matched_params = 0u64;
-    let (mut corr_sum, mut change_sum, mut weight) = (0.0, 0.0, 0.0);
-    for m in &matches {
-        matched_params += m.params;
-        if m.aligned >= MIN_ALIGNED {
-            let w = m.params as f64;
-            corr_sum += w * m.correlation;
-            change_sum += w * m.relative_change * m.relative_change;
-            weight += w;
-        }
-    }
     let larger_params = a.params().max(b.params()).max(1);
-    let coverage = (matched_params as f64 / larger_params as f64).min(1.0);
-    let exact = (weight > 0.0).then(|| corr_sum / weight);
-    let relative_change = (weight > 0.0).then(|| (change_sum / weight).sqrt());
+    let (matched_params, coverage, exact, relative_change) = summarize(&matches, larger_params);
     let features = features_score(a, b);
     Comparison {
         by_name: matches.iter().filter(|m| m.how == MatchKind::Name).count(),
@@ -112,6 +99,34 @@ pub fn compare(a: &Fingerprint, b: &Fingerprint) -> Comparison {
         features,
         hybrid: hybrid_score(coverage, exact, features),
     }
+}
+
+/// Matched parameters, coverage, exact score and relative change of `matches`.
+fn summarize(matches: &[TensorMatch], larger_params: u64) -> (u64, f64, Option<f64>, Option<f64>) {
+    let mut matched_params = 0u64;
+    let (mut corr_sum, mut change_sum, mut weight) = (0.0, 0.0, 0.0);
+    for m in matches {
+        matched_params += m.params;
+        if m.aligned >= MIN_ALIGNED {
+            let w = m.params as f64;
+            corr_sum += w * m.correlation;
+            change_sum += w * m.relative_change * m.relative_change;
+            weight += w;
+        }
+    }
+    let coverage = (matched_params as f64 / larger_params as f64).min(1.0);
+    let exact = (weight > 0.0).then(|| corr_sum / weight);
+    let relative_change = (weight > 0.0).then(|| (change_sum / weight).sqrt());
+    (matched_params, coverage, exact, relative_change)
+}
+
+/// `exact × coverage` of [`compare`], without the role features (what family trees test
+/// every pair on; the same number `compare` gives).
+pub fn exact_times_coverage(a: &Fingerprint, b: &Fingerprint) -> f64 {
+    let matches = pair_tensors(a, b);
+    let larger_params = a.params().max(b.params()).max(1);
+    let (_, coverage, exact, _) = summarize(&matches, larger_params);
+    exact.unwrap_or(0.0) * coverage
 }
 
 /// Pair tensors by key and shape first, then the rest by role, shape and order.

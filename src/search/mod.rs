@@ -23,7 +23,7 @@ pub use compare::{
     compare, features_score, features_score_of, hybrid_score, pair_tensors, Comparison, LayerGrid,
     MatchKind, TensorMatch, FEATURES_WEIGHT, MIN_ALIGNED,
 };
-pub use tree::{families, Family, FamilyEdge, RELATED};
+pub use tree::{families, families_counting, family_pairs, Family, FamilyEdge, RELATED};
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;

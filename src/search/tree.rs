@@ -93,16 +93,51 @@ impl Family {
 
 /// Group `models` into families (largest first, then by root name).
 pub fn families(models: &[(String, Fingerprint)]) -> Vec<Family> {
+    families_counting(models, &std::sync::atomic::AtomicU64::new(0))
+}
+
+/// Pairs of `n` models: what [`families_counting`] counts up to.
+pub fn family_pairs(n: usize) -> u64 {
+    (n as u64) * (n as u64).saturating_sub(1) / 2
+}
+
+/// [`families`], adding each pair compared to `done` as it goes (for a progress display).
+/// The pairs are compared on every core (`std::thread::available_parallelism`), each thread
+/// taking every k-th row of the pair triangle; the result does not depend on the threads.
+pub fn families_counting(
+    models: &[(String, Fingerprint)],
+    done: &std::sync::atomic::AtomicU64,
+) -> Vec<Family> {
+    use std::sync::atomic::Ordering;
     let n = models.len();
-    let mut pairs: Vec<(usize, usize, Comparison)> = Vec::new();
-    for i in 0..n {
-        for j in i + 1..n {
-            let c = compare(&models[i].1, &models[j].1);
-            if exact_score(&c) >= RELATED {
-                pairs.push((i, j, c));
-            }
-        }
-    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, n.max(1));
+    let mut pairs: Vec<(usize, usize, Comparison)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut found = Vec::new();
+                    for i in (t..n).step_by(threads) {
+                        for j in i + 1..n {
+                            // The score alone first: most pairs are unrelated, and the
+                            // role features of a full comparison cost as much again.
+                            let (a, b) = (&models[i].1, &models[j].1);
+                            if super::compare::exact_times_coverage(a, b) >= RELATED {
+                                found.push((i, j, compare(a, b)));
+                            }
+                        }
+                        done.fetch_add((n - i - 1) as u64, Ordering::Relaxed);
+                    }
+                    found
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a family worker panicked"))
+            .collect()
+    });
     // Kruskal over 1 − score: ascending distance is descending score.
     pairs.sort_by(|a, b| {
         exact_score(&b.2)

@@ -21,15 +21,19 @@
 //! | `/api/model/ID` | an entry, its tensors, per-role and per-layer statistics and histograms, its frames |
 //! | `/api/model/ID/frame/K?scale=&outline=` | frame K's tensor runs (labels, ranges) |
 //! | `/api/model/ID/frame/K.png?scale=&outline=` | frame K as a PNG |
-//! | `/api/model/ID/frame/K/at?x=&y=` | the tensor and element at a pixel |
+//! | `/api/model/ID/frame/K/at?x=&y=` | the tensor, element and value at a pixel |
+//! | `/api/model/ID/preview`, `/api/model/ID/preview.mp4` | the H.264 preview's size, and the preview (made on request) |
 //! | `/api/compare?a=&b=` | issue 7's comparison, its layer grid and change table |
 //! | `/api/search?q=&top=&method=` | the ranked list |
-//! | `/api/families` | family trees |
+//! | `/api/families` | family trees (waits for them) |
+//! | `/api/families/page?page=&per=` | one page of the families, or how far computing them is |
 
 pub mod render;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -42,6 +46,9 @@ use crate::search::{self, Method, SearchOptions};
 use crate::store::{EntrySummary, Store};
 
 pub use render::{PngCache, Rendered, Scale, View};
+
+/// Galleries opened by this process (each has its own preview directory).
+static GALLERIES: AtomicU64 = AtomicU64::new(0);
 
 /// Default port of `weightreel serve`.
 pub const DEFAULT_PORT: u16 = 8470;
@@ -105,9 +112,82 @@ impl Reply {
 pub struct Gallery {
     store: Store,
     cache: PngCache,
-    /// The last family trees and the fingerprinted names they were computed from: trees
-    /// compare every pair of models, seconds for a thousand.
-    families: Option<(Vec<String>, Value)>,
+    /// The family trees of the fingerprinted names they were computed from, computed in the
+    /// background: trees compare every pair of models, seconds for a thousand.
+    families: Option<FamilyJob>,
+    /// H.264 previews made on request, by entry id, in a directory of this process under
+    /// the system's temporary directory (removed with the gallery): the store is only read.
+    previews: std::collections::HashMap<i64, PathBuf>,
+    preview_dir: PathBuf,
+}
+
+impl Drop for Gallery {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.preview_dir);
+    }
+}
+
+/// Family trees being computed (or computed) on another thread, with its own read-only
+/// connection to the store, so that pages stay answered meanwhile.
+struct FamilyJob {
+    names: Vec<String>,
+    done: Arc<AtomicU64>,
+    total: u64,
+    result: Arc<Mutex<Option<std::result::Result<Value, String>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FamilyJob {
+    fn start(dir: &Path, names: Vec<String>) -> FamilyJob {
+        let done = Arc::new(AtomicU64::new(0));
+        let result = Arc::new(Mutex::new(None));
+        let (dir, job_names) = (dir.to_path_buf(), names.clone());
+        let (d, r) = (Arc::clone(&done), Arc::clone(&result));
+        let thread = std::thread::spawn(move || {
+            let trees = (|| -> Result<Value> {
+                let store = Store::open_read_only(&dir)?;
+                let mut models = Vec::new();
+                for name in &job_names {
+                    if let Some(fp) = store.fingerprint(name)? {
+                        models.push((name.clone(), fp));
+                    }
+                }
+                let families = search::families_counting(&models, &d);
+                Ok(serde_json::to_value(families).expect("serializes"))
+            })();
+            *r.lock().unwrap_or_else(|e| e.into_inner()) = Some(trees.map_err(|e| e.to_string()));
+        });
+        FamilyJob {
+            total: search::family_pairs(names.len()),
+            names,
+            done,
+            result,
+            thread: Some(thread),
+        }
+    }
+
+    /// The trees, or `None` while they are computed.
+    fn ready(&self) -> Option<std::result::Result<Value, String>> {
+        self.result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The trees, waiting for them.
+    fn wait(&mut self) -> Result<Value> {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        match self.ready() {
+            Some(Ok(trees)) => Ok(trees),
+            Some(Err(e)) => Err(Error::store(Path::new("family trees"), e)),
+            None => Err(Error::store(
+                Path::new("family trees"),
+                "their computation stopped",
+            )),
+        }
+    }
 }
 
 /// Percent-decoding of one query component (`+` is a space).
@@ -317,12 +397,22 @@ const SORT_KEYS: &[&str] = &[
 impl Gallery {
     /// The gallery over the store at `dir` (opened read-only), caching at most `cache_bytes`
     /// of PNGs.
+    /// The gallery over the store at `dir`; the family trees start computing in the
+    /// background at once.
     pub fn open(dir: &Path, cache_bytes: usize) -> Result<Gallery> {
-        Ok(Gallery {
+        let mut gallery = Gallery {
             store: Store::open_read_only(dir)?,
             cache: PngCache::new(cache_bytes),
             families: None,
-        })
+            previews: Default::default(),
+            preview_dir: std::env::temp_dir().join(format!(
+                "weightreel-serve-{}-{}",
+                std::process::id(),
+                GALLERIES.fetch_add(1, Ordering::Relaxed)
+            )),
+        };
+        gallery.family_job()?;
+        Ok(gallery)
     }
 
     /// The PNG cache (for its size).
@@ -367,6 +457,24 @@ impl Gallery {
                 Some(e) => self.model(&e)?,
                 None => not_found(&t.path),
             },
+            ["api", "model", id, "preview"] => match self.entry(id)? {
+                Some(e) => {
+                    let g = crate::reel::preview_geometry(&self.reel_path(&e)?)?;
+                    Reply::json(&json!({
+                        "width": g.width, "height": g.height, "shrink": g.shrink,
+                        "describe": g.describe(),
+                    }))
+                }
+                None => not_found(&t.path),
+            },
+            ["api", "model", id, "preview.mp4"] => match self.entry(id)? {
+                Some(e) => Reply {
+                    status: 200,
+                    content_type: "video/mp4",
+                    body: self.preview(&e)?,
+                },
+                None => not_found(&t.path),
+            },
             ["api", "model", id, "frame", k] => {
                 let Some(e) = self.entry(id)? else {
                     return Ok(not_found(&t.path));
@@ -387,10 +495,19 @@ impl Gallery {
                 let y = number::<u32>(t, "y")?;
                 let r = self.rendered(&e, k, t)?;
                 match r.at(x, y) {
-                    Some((region, element)) => Reply::json(&json!({
-                        "x": x, "y": y, "tensor": region.name, "shape": region.shape,
-                        "element": element, "index": unravel(element, &region.shape),
-                    })),
+                    Some((region, element)) => {
+                        // The value itself: the one tile holding the pixel is decoded.
+                        let reel = self.reel_path(&e)?;
+                        let mut reader = ReelReader::open(&reel)?;
+                        let manifest = Manifest::parse(&reel, reader.metadata_json())?;
+                        let value = r.value_at(&reel, &mut reader, &manifest, x, y)?;
+                        Reply::json(&json!({
+                            "x": x, "y": y, "tensor": region.name, "shape": region.shape,
+                            "element": element, "index": unravel(element, &region.shape),
+                            "value": value.filter(|v| v.is_finite()),
+                            "value_text": value.map(|v| v.to_string()),
+                        }))
+                    }
                     None if x < r.width && y < r.height => {
                         Reply::json(&json!({ "x": x, "y": y, "padding": true }))
                     }
@@ -406,6 +523,7 @@ impl Gallery {
             ["api", "compare"] => self.compare(t)?,
             ["api", "search"] => self.search(t)?,
             ["api", "families"] => self.families()?,
+            ["api", "families", "page"] => self.families_page(t)?,
             _ => not_found(&t.path),
         })
     }
@@ -594,23 +712,67 @@ impl Gallery {
         Ok(Reply::json(&result))
     }
 
-    fn families(&mut self) -> Result<Reply> {
+    /// The bytes of entry `e`'s H.264 preview (`encode --preview`), made on first request.
+    fn preview(&mut self, e: &EntrySummary) -> Result<Vec<u8>> {
+        if !self.previews.contains_key(&e.id) {
+            let reel = self.reel_path(e)?;
+            std::fs::create_dir_all(&self.preview_dir)
+                .map_err(|err| Error::io(&self.preview_dir, err))?;
+            let out = self.preview_dir.join(format!("{}.mp4", e.id));
+            crate::reel::write_preview_h264(&reel, &out)?;
+            self.previews.insert(e.id, out);
+        }
+        let file = &self.previews[&e.id];
+        std::fs::read(file).map_err(|err| Error::io(file, err))
+    }
+
+    /// The family job of the store's fingerprinted models as they are now (a new one when
+    /// the set changed).
+    fn family_job(&mut self) -> Result<&mut FamilyJob> {
         let names = self.store.fingerprint_names()?;
-        if let Some((known, trees)) = &self.families {
-            if *known == names {
-                return Ok(Reply::json(trees));
-            }
+        if self.families.as_ref().is_none_or(|job| job.names != names) {
+            self.families = Some(FamilyJob::start(self.store.dir(), names));
         }
-        let mut models = Vec::new();
-        for name in &names {
-            if let Some(fp) = self.store.fingerprint(name)? {
-                models.push((name.clone(), fp));
+        Ok(self.families.as_mut().expect("just set"))
+    }
+
+    /// Every family tree, as `tree --json` prints them (waits for the computation).
+    fn families(&mut self) -> Result<Reply> {
+        let trees = self.family_job()?.wait()?;
+        Ok(Reply::json(&trees))
+    }
+
+    /// One page of the families with an edge, and the names of the unrelated models; while
+    /// the trees are computed, how far that is.
+    fn families_page(&mut self, t: &Target) -> Result<Reply> {
+        let per = number_or(t, "per", 20usize)?.clamp(1, 500);
+        let page = number_or(t, "page", 0usize)?;
+        let job = self.family_job()?;
+        let trees = match job.ready() {
+            None => {
+                return Ok(Reply::json(&json!({
+                    "computing": true,
+                    "pairs_done": job.done.load(Ordering::Relaxed).min(job.total),
+                    "pairs": job.total,
+                })))
             }
-        }
-        let trees = serde_json::to_value(search::families(&models)).expect("serializes");
-        let reply = Reply::json(&trees);
-        self.families = Some((names, trees));
-        Ok(reply)
+            Some(_) => job.wait()?,
+        };
+        let all = trees.as_array().cloned().unwrap_or_default();
+        let (related, alone): (Vec<Value>, Vec<Value>) = all
+            .into_iter()
+            .partition(|f| f["edges"].as_array().is_some_and(|e| !e.is_empty()));
+        let pages = related.len().div_ceil(per);
+        let shown: Vec<&Value> = related.iter().skip(page * per).take(per).collect();
+        Ok(Reply::json(&json!({
+            "computing": false,
+            "pairs": job.total,
+            "page": page,
+            "pages": pages,
+            "related": related.len(),
+            "families": shown,
+            "unrelated": alone.iter().map(|f| &f["root"]).collect::<Vec<_>>(),
+        })))
     }
 }
 

@@ -443,6 +443,7 @@ pub fn read_gguf(source: &dyn ByteSource) -> Result<FileTable> {
         let Some(ggml) = GgmlType::from_id(type_id) else {
             skipped.push(SkippedTensor {
                 name,
+                stored_at: None,
                 dtype: format!("type {type_id}"),
                 shape,
                 reason: format!("unknown GGML type id {type_id}"),
@@ -479,6 +480,7 @@ pub fn read_gguf(source: &dyn ByteSource) -> Result<FileTable> {
                 let Some((dtype, encoding)) = ggml.encoding() else {
                     skipped.push(SkippedTensor {
                         name,
+                        stored_at: None,
                         dtype: ggml.name().into(),
                         shape,
                         reason: format!("GGML type {} is not dequantized yet", ggml.name()),

@@ -7,6 +7,7 @@
 //! - [`gguf`]: GGUF headers and tensor tables; [`dequant`] turns GGML blocks into f32.
 //! - [`memory`]: a byte source over bytes in memory (fuzzing, tests).
 //! - [`model`]: locating a model (file, directory, HF cache, Hub) and ordering its tensors.
+//! - [`naming`]: the name a model is stored under (repo id, else directory or file name).
 //! - [`convert`]: element types to f32.
 //! - [`hub`]: the Hub client (feature `hub`).
 
@@ -20,6 +21,7 @@ pub mod header;
 pub mod hub;
 pub mod memory;
 pub mod model;
+pub mod naming;
 pub mod pytorch;
 pub mod table;
 

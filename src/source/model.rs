@@ -331,12 +331,48 @@ pub struct ModelConfig {
     pub model_type: Option<String>,
     /// e.g. `["BertModel"]`.
     pub architectures: Vec<String>,
+    /// `_name_or_path`: the repo id (or a path) the model was saved from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_or_path: Option<String>,
+    /// `hidden_size` (`n_embd`, `d_model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<u64>,
+    /// `num_hidden_layers` (`n_layer`, `num_layers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<u64>,
+    /// `num_attention_heads` (`n_head`, `num_heads`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads: Option<u64>,
+    /// `vocab_size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<u64>,
+    /// The file as read (at most [`MAX_KEPT_CONFIG_BYTES`]), so that a decode can write it
+    /// back beside the weights.
+    #[serde(skip)]
+    pub raw: Option<String>,
 }
 
+/// Largest `config.json` kept whole for the reel (real ones are a few KB).
+pub const MAX_KEPT_CONFIG_BYTES: usize = 256 << 10;
+
 impl ModelConfig {
-    fn parse(bytes: &[u8]) -> Option<ModelConfig> {
+    /// The fields shown and kept from a `config.json`; `None` when it is not a JSON object.
+    pub fn parse(bytes: &[u8]) -> Option<ModelConfig> {
         let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let number = |keys: &[&str]| keys.iter().find_map(|k| value.get(*k)?.as_u64());
         Some(ModelConfig {
+            name_or_path: value
+                .get("_name_or_path")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            hidden_size: number(&["hidden_size", "n_embd", "d_model", "dim"]),
+            layers: number(&["num_hidden_layers", "n_layer", "num_layers", "n_layers"]),
+            heads: number(&["num_attention_heads", "n_head", "num_heads", "n_heads"]),
+            vocab_size: number(&["vocab_size"]),
+            raw: (bytes.len() <= MAX_KEPT_CONFIG_BYTES)
+                .then(|| String::from_utf8(bytes.to_vec()).ok())
+                .flatten(),
             model_type: value
                 .get("model_type")
                 .and_then(|v| v.as_str())
@@ -453,6 +489,10 @@ pub struct SkippedTensor {
     pub shape: Vec<usize>,
     /// Why it is skipped.
     pub reason: String,
+    /// Where its plain little-endian bytes are (shard, offset, length), when they are, so
+    /// that a reel can keep a small buffer verbatim.
+    #[serde(skip)]
+    pub stored_at: Option<(usize, u64, u64)>,
 }
 
 fn ser_dtype<S: serde::Serializer>(dtype: &Dtype, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -505,8 +545,11 @@ fn buffer_reason(name: &str, dtype: Dtype, shape: &[usize]) -> Option<String> {
 /// A located model with all headers read.
 #[derive(Debug)]
 pub struct Model {
-    /// The name as the user gave it.
+    /// The name as the user gave it (a path, a repo id), for messages.
     pub spec: String,
+    /// The name it is stored under: the repo id when known, else the directory or file name
+    /// (see [`super::naming`]); `--name` replaces it.
+    pub name: String,
     /// Where it was found.
     pub origin: Origin,
     /// `config.json` fields, when present.
@@ -621,6 +664,11 @@ impl Model {
                 }
                 if let Some(reason) = buffer_reason(&t.name, t.dtype, &t.shape) {
                     skipped.push(SkippedTensor {
+                        stored_at: (t.encoding == super::table::Encoding::Plain).then_some((
+                            shard_index,
+                            t.offset,
+                            t.byte_len,
+                        )),
                         name: t.name.clone(),
                         dtype: t.encoding.stored_type(t.dtype),
                         shape: t.shape.clone(),
@@ -661,12 +709,20 @@ impl Model {
             matches!(shards[0].table.format, super::table::FileFormat::Gguf(_)).then(|| {
                 ModelConfig {
                     model_type: Some(arch.clone()),
-                    architectures: Vec::new(),
+                    ..ModelConfig::default()
                 }
             })
         });
+        let name = match &origin {
+            Origin::Hub { repo, .. } | Origin::Cache { repo, .. } => repo.clone(),
+            Origin::File { path } | Origin::Directory { path } => super::naming::local_name(
+                Path::new(path),
+                config.as_ref().and_then(|c| c.name_or_path.as_deref()),
+            ),
+        };
         Ok(Model {
             spec: spec.to_string(),
+            name,
             origin,
             config,
             shards,

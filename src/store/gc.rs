@@ -1,8 +1,9 @@
 //! Leftovers of encodes that did not finish, and what removes them.
 //!
-//! An encode owns `work/<model>-<key>/` (its parts and the lock it holds while running) and,
-//! while it joins its parts, `reels/<model>-<key>-<time>-<pid>.mkv` with `.tmp` and
-//! `.packets.tmp` beside it. A crash, `kill -9` or a full disk can leave any of them behind.
+//! An encode owns `work/<model>-<key>/` (its parts, the lock it holds while running, the
+//! final reel while it is joined, with `.tmp` and `.packets.tmp` beside it) and, from the
+//! moment it claims a name until its entry is committed, the new reel in `reels/` (see
+//! `names.rs`). A crash, `kill -9` or a full disk can leave any of them behind.
 //! Whether their encode is still running is told by its lock: a lock nobody holds belongs to
 //! no live encode.
 //!
@@ -65,7 +66,35 @@ fn is_live(dir: &Path) -> bool {
     }
 }
 
-/// The work directory name (`<model>-<key>`) a reel file name belongs to: the reel is named
+/// `<slug>-<8 hex>.mkv` or `<slug>-<8 hex>-<n>.mkv`: a reel name this build gives.
+fn is_short_reel_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".mkv") else {
+        return false;
+    };
+    let hex8 = |t: &str| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut parts = stem.rsplit('-');
+    match (parts.next(), parts.next()) {
+        (Some(last), _) if hex8(last) => true,
+        (Some(n), Some(key)) => n.parse::<u32>().is_ok() && hex8(key),
+        _ => false,
+    }
+}
+
+/// Reels that running encodes are placing (named by the claim in their locked work
+/// directory, see `names.rs`).
+fn claimed_reels(store: &Path, work: &Path) -> HashSet<PathBuf> {
+    std::fs::read_dir(work)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|dir| dir.is_dir() && is_live(dir))
+        .filter_map(|dir| std::fs::read_to_string(dir.join(super::names::CLAIM_FILE)).ok())
+        .map(|name| store.join(name.trim()))
+        .collect()
+}
+
+/// The work directory name (`<model>-<key>`) a reel file name of an older build belongs to: the reel is named
 /// `<model>-<key>-<millis>-<pid>.mkv[.tmp|.packets.tmp]`.
 fn owner_of(reel_name: &str) -> Option<String> {
     let stem = reel_name.split(".mkv").next()?;
@@ -77,26 +106,39 @@ fn owner_of(reel_name: &str) -> Option<String> {
 impl Store {
     /// The store's leftovers; interrupted encodes' work directories only if asked.
     pub fn leftovers(&self, interrupted: bool) -> Result<Vec<Leftover>> {
+        let work = self.work_dir();
+        // The order matters against a running encode: it claims a name (`names::CLAIM_FILE`)
+        // before the reel appears, and drops the claim only after the registry names the
+        // reel. So a reel listed here is claimed when the claims are read next, or named
+        // when the registry is read after that.
+        let reels: Vec<std::fs::DirEntry> = std::fs::read_dir(self.reels_dir())
+            .map(|rd| rd.filter_map(|e| e.ok()).collect())
+            .unwrap_or_default();
+        let claimed = claimed_reels(self.dir(), &work);
         let named: HashSet<PathBuf> = self
             .list()?
             .into_iter()
             .map(|e| self.dir().join(&e.record.totals.reel_file))
             .collect();
-        let work = self.work_dir();
         let live = |owner: &str| is_live(&work.join(owner));
         let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(self.reels_dir()) {
-            for entry in rd.filter_map(|e| e.ok()) {
+        {
+            for entry in reels {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().to_string();
-                if named.contains(&path) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                if named.contains(&path)
+                    || claimed.contains(&path)
+                    || !entry.file_type().is_ok_and(|t| t.is_file())
+                {
                     continue;
                 }
-                let Some(owner) = owner_of(&name) else {
-                    continue;
-                };
-                if live(&owner) {
-                    continue;
+                // Reels of older builds were joined in reels/ under `<model>-<key>-<millis>-<pid>`,
+                // owned by their work directory; files of other names are not ours to remove.
+                match owner_of(&name) {
+                    Some(owner) if live(&owner) => continue,
+                    Some(_) => {}
+                    None if is_short_reel_name(&name) => {}
+                    None => continue,
                 }
                 let kind = if name.ends_with(".tmp") {
                     "temporary file"

@@ -13,11 +13,13 @@
 mod check;
 mod fingerprints;
 mod gc;
+mod names;
 mod registry;
 
 pub use check::CheckReport;
 pub use fingerprints::{FingerprintSource, IndexRow};
 pub use gc::{GcReport, Leftover};
+pub use names::{entry_label, key_matches, short_key};
 
 pub use registry::{
     EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Store, StoreStats, Totals,

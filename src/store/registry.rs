@@ -197,6 +197,13 @@ pub struct EntrySummary {
     /// The full record.
     #[serde(flatten)]
     pub record: EntryRecord,
+    /// The settings key (`rm --settings-key` takes it whole or short).
+    pub settings_key: String,
+    /// Its first 8 hex digits, as `list` shows it.
+    pub short_key: String,
+    /// The model's parameter count (every streamable tensor), from its fingerprint; the
+    /// values stored are `totals.params`.
+    pub model_params: Option<u64>,
 }
 
 /// The guide's statistics block, from the registry.
@@ -612,13 +619,36 @@ impl Store {
         Ok((id, old.map(|(_, reel)| reel)))
     }
 
+    /// The query of one entry by id, with its fingerprint's parameter count when the
+    /// registry has fingerprints (a version-1 or -2 registry opened read-only has none).
+    fn entry_query(&self) -> &'static str {
+        let has_prints = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fingerprints'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .is_ok_and(|n| n > 0);
+        if has_prints {
+            "SELECT m.*, f.params AS fp_params FROM models m
+             LEFT JOIN fingerprints f ON f.name = m.name WHERE m.id = ?1"
+        } else {
+            "SELECT *, NULL AS fp_params FROM models WHERE id = ?1"
+        }
+    }
+
     fn row_to_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntrySummary> {
         let settings_json: String = r.get("settings_json")?;
         let settings: Settings = serde_json::from_str(&settings_json).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
         })?;
         let architectures: String = r.get("architectures")?;
+        let key = settings.key();
         Ok(EntrySummary {
+            short_key: super::short_key(&key).to_string(),
+            settings_key: key,
+            model_params: r.get::<_, Option<i64>>("fp_params")?.map(|p| p as u64),
             id: r.get("id")?,
             record: EntryRecord {
                 name: r.get("name")?,
@@ -666,7 +696,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut stmt = self
             .conn
-            .prepare("SELECT * FROM models WHERE id = ?1")
+            .prepare(self.entry_query())
             .map_err(|e| self.err(e))?;
         let mut listing = Listing::default();
         for id in ids {
@@ -682,7 +712,7 @@ impl Store {
     pub fn entry(&self, id: i64) -> Result<Option<EntrySummary>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT * FROM models WHERE id = ?1")
+            .prepare(self.entry_query())
             .map_err(|e| self.err(e))?;
         match stmt.query_row([id], Self::row_to_summary) {
             Ok(entry) => Ok(Some(entry)),

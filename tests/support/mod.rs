@@ -9,4 +9,5 @@ pub mod family;
 pub mod fixtures;
 pub mod hub_server;
 pub mod minilm;
+pub mod postgres;
 pub mod venv;

@@ -189,7 +189,7 @@ async function modelPage() {
     const info = await api(`/api/model/${id}/frame/${k}?${q}`);
     current = { k, q, info };
     img.dataset.loaded = "";
-    img.onload = () => { img.dataset.loaded = "1"; };
+    img.onload = () => { placeLabels(); img.dataset.loaded = "1"; };
     img.src = `/api/model/${id}/frame/${k}.png?${q}`;
     const zoom = Math.max(1, Math.floor(640 / Math.max(info.width, info.height)));
     img.style.width = `${info.width * zoom}px`;
@@ -205,14 +205,33 @@ async function modelPage() {
       byTensor.set(r.tensor, t);
     }
     const labelled = [...byTensor.values()].filter((t) => t.total * 40 >= info.count).map((t) => t.best);
+    labelled.sort((a, b) => byTensor.get(b.tensor).total - byTensor.get(a.tensor).total);
     labels.replaceChildren(...labelled.map((r) =>
-      el("span", { class: "label", text: r.name,
+      el("span", { class: "label", text: r.name, "data-names": shortNames(r.name).join("\n"),
         style: `left:${(r.centre[0] / info.width) * 100}%;top:${(r.centre[1] / info.height) * 100}%` })));
+    if (img.complete && img.naturalWidth) placeLabels();
     legend.replaceChildren(el("tr", {}, ...["Tensor", "Elements", "Curve", "Min", "Max"].map((h) => el("th", { text: h }))),
       ...info.regions.map((r) => el("tr", {}, el("td", { text: r.name }),
         el("td", { class: "num", text: `${group(r.start)}–${group(r.start + r.len - 1)}` }),
         el("td", { class: "num", text: group(r.curve_start) }),
         el("td", { class: "num", text: num(r.min) }), el("td", { class: "num", text: num(r.max) }))));
+  }
+  // Labels never overlap: largest tensor first, each tries its shorter names, and one that
+  // still collides with a label already shown is hidden.
+  function placeLabels() {
+    const shown = [];
+    for (const span of labels.children) {
+      span.hidden = false;
+      let placed = false;
+      for (const text of span.dataset.names.split("\n")) {
+        span.textContent = text;
+        const r = span.getBoundingClientRect();
+        if (!shown.some((p) => r.left < p.right && p.left < r.right && r.top < p.bottom && p.top < r.bottom)) {
+          shown.push(r); placed = true; break;
+        }
+      }
+      if (!placed) span.hidden = true;
+    }
   }
   let pending = null, inflight = false;
   async function hover(ev) {
@@ -229,7 +248,8 @@ async function modelPage() {
       try {
         const at = await api(`/api/model/${id}/frame/${current.k}/at?x=${p.x}&y=${p.y}&${current.q}`);
         tooltip.textContent = at.padding ? `(${p.x}, ${p.y}) padding`
-          : `${at.tensor} [${at.index.join(", ")}] (element ${group(at.element)}) at (${p.x}, ${p.y})`;
+          : `${at.tensor} [${at.index.join(", ")}] = ${at.value_text ?? "?"} (element ${group(at.element)}) at (${p.x}, ${p.y})`;
+        tooltip.dataset.value = at.value_text ?? "";
         tooltip.dataset.tensor = at.tensor || "";
         tooltip.style.left = `${p.cx + 12}px`; tooltip.style.top = `${p.cy + 12}px`;
         tooltip.hidden = false;
@@ -241,6 +261,18 @@ async function modelPage() {
   img.addEventListener("mouseleave", () => { tooltip.hidden = true; });
   for (const c of [frameSel, scaleSel, outline]) c.addEventListener("change", () => show().catch(fail));
   tensorSel.addEventListener("change", () => { if (tensorSel.value !== "") { frameSel.value = tensorSel.value; show().catch(fail); } });
+
+  // The reel as the H.264 video `encode --preview` writes, made by the server on request.
+  const previewBox = el("div", { id: "preview-box" });
+  const previewButton = el("button", { id: "show-preview", text: "Show the H.264 preview",
+    onclick: async () => {
+      const g = await api(`/api/model/${id}/preview`);
+      previewBox.replaceChildren(
+        el("video", { id: "preview", controls: "", muted: "", loop: "", preload: "auto",
+          src: `/api/model/${id}/preview.mp4`, style: `max-width:100%;width:${Math.min(g.width * Math.max(1, Math.floor(640 / Math.max(g.width, g.height))), 960)}px` }),
+        el("p", { class: "note", id: "preview-note", text: g.describe }));
+    } });
+  previewBox.append(previewButton);
 
   const tensors = el("table", { id: "tensors", class: "data" },
     el("tr", {}, ...["Tensor", "Role", "Layer", "Shape", "Dtype", "Values stored", "First frame"].map((h) => el("th", { text: h }))),
@@ -254,6 +286,7 @@ async function modelPage() {
     el("h2", { text: "Frames" }),
     el("div", { class: "controls" }, frameSel, tensorSel, scaleSel, el("label", {}, outline, " outline tensors")),
     viewer, bar, legend,
+    el("h2", { text: "Preview" }), previewBox,
     el("h2", { text: "Statistics per role" }), el("p", { class: "note", text: `From ${m.statistics_from}.` }), roleCharts,
     el("h2", { text: "Statistics per layer" }), layerChart, layerCharts,
     el("h2", { text: `Tensors (${m.tensors.length})` }), tensors,
@@ -323,35 +356,77 @@ async function searchPage() {
 
 // ---------------------------------------------------------------- families page
 async function familiesPage() {
-  const fams = await api("/api/families");
-  const related = fams.filter((f) => f.edges.length);
-  const alone = fams.filter((f) => !f.edges.length).map((f) => f.root);
-  main().replaceChildren(el("h1", { text: "Families" }),
-    el("p", { text: `${related.length} families of related models, ${alone.length} unrelated models.` }));
-  for (const f of related) {
-    const depth = { [f.root]: 0 };
-    for (const e of f.edges) depth[e.child] = depth[e.parent] + 1;
-    const rows = {};
-    for (const m of f.members) (rows[depth[m] ?? 0] ||= []).push(m);
-    const pos = {};
-    const levels = Object.keys(rows).length;
-    const width = Math.max(...Object.values(rows).map((r) => r.length)) * 220;
-    Object.entries(rows).forEach(([d, ms]) => ms.forEach((m, i) => { pos[m] = [((i + 0.5) * width) / ms.length, 30 + d * 80]; }));
-    const svg = el("svg:svg", { class: "family", width, height: levels * 80, viewBox: `0 0 ${width} ${levels * 80}` });
-    for (const e of f.edges) {
-      const [x1, y1] = pos[e.parent], [x2, y2] = pos[e.child];
-      svg.append(el("svg:line", { x1, y1, x2, y2, class: "edge" }, el("svg:title", { text: `${e.parent} → ${e.child}: score ${fixed(e.score)}, change ${fixed(e.relative_change)}` })));
-      svg.append(el("svg:text", { x: (x1 + x2) / 2 + 4, y: (y1 + y2) / 2, class: "axis", text: fixed(e.score, 2) }));
-    }
-    for (const m of f.members) {
-      const [x, y] = pos[m];
-      svg.append(el("svg:circle", { cx: x, cy: y, r: 6, class: m === f.root ? "node root" : "node" }));
-      svg.append(el("svg:text", { x, y: y - 10, "text-anchor": "middle", class: "name", text: m }));
-    }
-    main().append(el("h2", { text: f.root }), svg);
+  // The trees are computed in the background from the server's start; one page of families
+  // is drawn at a time.
+  const state = { page: 0 };
+  const status = el("p", { id: "families-status" });
+  const list = el("div", { id: "families" });
+  const pager = el("div", { class: "pager" });
+  const unrelated = el("div", {});
+  main().replaceChildren(el("h1", { text: "Families" }), status, pager, list, unrelated);
+  let data;
+  for (;;) {
+    data = await api(`/api/families/page?page=${state.page}&per=20`);
+    if (!data.computing) break;
+    status.textContent = `Comparing models: ${group(data.pairs_done)} of ${group(data.pairs)} pairs…`;
+    await new Promise((r) => setTimeout(r, 200));
   }
-  if (alone.length) main().append(el("h2", { text: "Unrelated" }), el("p", { text: alone.join(", ") }));
-  document.body.dataset.ready = "1";
+  async function load() {
+    data = await api(`/api/families/page?page=${state.page}&per=20`);
+    draw();
+  }
+  function draw() {
+    status.textContent = `${group(data.related)} families of related models, ${group(data.unrelated.length)} unrelated models.`;
+    list.replaceChildren(...data.families.map(familyGraph));
+    pager.replaceChildren(
+      el("button", { id: "prev", text: "‹ Previous", disabled: state.page === 0 ? "" : null,
+        onclick: () => { state.page--; load().catch(fail); } }),
+      el("span", { id: "page", text: ` page ${data.page + 1} of ${Math.max(1, data.pages)} ` }),
+      el("button", { id: "next", text: "Next ›", disabled: data.page + 1 >= data.pages ? "" : null,
+        onclick: () => { state.page++; load().catch(fail); } }));
+    unrelated.replaceChildren(...(data.unrelated.length
+      ? [el("h2", { text: "Unrelated" }), el("p", { text: data.unrelated.join(", ") })] : []));
+    document.body.dataset.ready = "1";
+  }
+  draw();
+}
+
+// Names for a label, longest first (as the CLI's legend): the name, then without a trailing
+// ".weight" its last parts after the layer number, led by "L<layer> ".
+function shortNames(name) {
+  const out = [name];
+  const core = name.endsWith(".weight") ? name.slice(0, -7) : name;
+  const parts = core.split(".");
+  const layer = parts.findIndex((p) => /^[0-9]+$/.test(p));
+  const lead = layer >= 0 ? `L${parts[layer]} ` : "";
+  for (let k = layer + 1; k < parts.length; k++) {
+    const text = lead + parts.slice(k).join(".");
+    if (!out.includes(text)) out.push(text);
+  }
+  return out;
+}
+
+function familyGraph(f) {
+  const depth = { [f.root]: 0 };
+  for (const e of f.edges) depth[e.child] = depth[e.parent] + 1;
+  const rows = {};
+  for (const m of f.members) (rows[depth[m] ?? 0] ||= []).push(m);
+  const pos = {};
+  const levels = Object.keys(rows).length;
+  const width = Math.max(...Object.values(rows).map((r) => r.length)) * 220;
+  Object.entries(rows).forEach(([d, ms]) => ms.forEach((m, i) => { pos[m] = [((i + 0.5) * width) / ms.length, 30 + d * 80]; }));
+  const svg = el("svg:svg", { class: "family", width, height: levels * 80, viewBox: `0 0 ${width} ${levels * 80}` });
+  for (const e of f.edges) {
+    const [x1, y1] = pos[e.parent], [x2, y2] = pos[e.child];
+    svg.append(el("svg:line", { x1, y1, x2, y2, class: "edge" }, el("svg:title", { text: `${e.parent} → ${e.child}: score ${fixed(e.score)}, change ${fixed(e.relative_change)}` })));
+    svg.append(el("svg:text", { x: (x1 + x2) / 2 + 4, y: (y1 + y2) / 2, class: "axis", text: fixed(e.score, 2) }));
+  }
+  for (const m of f.members) {
+    const [x, y] = pos[m];
+    svg.append(el("svg:circle", { cx: x, cy: y, r: 6, class: m === f.root ? "node root" : "node" }));
+    svg.append(el("svg:text", { x, y: y - 10, "text-anchor": "middle", class: "name", text: m }));
+  }
+  return el("div", {}, el("h2", { text: f.root }), svg);
 }
 
 const PAGES = { store: storePage, model: modelPage, compare: comparePage, search: searchPage, families: familiesPage };

@@ -422,6 +422,7 @@ fn place(
         if !is_contiguous(&t.size, &t.stride) {
             skipped.push(SkippedTensor {
                 name,
+                stored_at: None,
                 dtype: format!("{dtype:?}"),
                 shape,
                 reason: format!(

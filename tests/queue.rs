@@ -1,0 +1,473 @@
+//! The job queue and its workers against a real PostgreSQL (a private cluster started for each
+//! test, see `support/postgres.rs`) and the Hub test server: adding jobs, four workers draining
+//! forty models while one is killed with SIGKILL, and a job that keeps failing.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::cli::path;
+use support::fixtures::{write_arch, GUIDE_DIMS};
+use support::hub_server::{HubServer, Repo};
+use support::postgres::{services_disabled, Postgres};
+
+fn weightreel(args: &[&str], endpoint: &str, home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weightreel"));
+    cmd.args(args)
+        .env_remove("WEIGHTREEL_STORE")
+        .env_remove("WEIGHTREEL_QUEUE")
+        .env_remove("HF_TOKEN")
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HOME", home)
+        .env("HF_HUB_CACHE", home.join("hub"));
+    cmd
+}
+
+fn ok(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn status(pg: &Postgres, endpoint: &str, home: &Path) -> Value {
+    serde_json::from_str(&ok(weightreel(
+        &["queue", "status", "--queue", &pg.url(), "--json"],
+        endpoint,
+        home,
+    )))
+    .unwrap()
+}
+
+/// `count` small BERT-shaped repos `org/model-NN` with distinct weights on `server`.
+fn serve_models(server: &HubServer, dir: &Path, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let id = format!("org/model-{i:02}");
+            let local = dir.join(format!("model-{i:02}"));
+            write_arch(&local, "bert-base-uncased", GUIDE_DIMS, 1000 + i as u64);
+            server.add_repo(
+                &id,
+                Repo::new(&id)
+                    .small(
+                        "config.json",
+                        std::fs::read(local.join("config.json")).unwrap(),
+                    )
+                    .disk("model.safetensors", local.join("model.safetensors"), true),
+            );
+            id
+        })
+        .collect()
+}
+
+#[test]
+fn queue_add_checks_settings_and_adds_each_job_once() {
+    if services_disabled("queue_add_checks_settings_and_adds_each_job_once") {
+        return;
+    }
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (endpoint, home, url) = ("http://127.0.0.1:9", tmp.path(), pg.url());
+    // Bad settings are refused with the encode command's own message; nothing is queued.
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("misspelt mode", &["a/b", "--mode", "lossles"], "lossles"),
+        ("unknown flag", &["a/b", "--colour"], "--colour"),
+        ("worker's flag", &["a/b", "--store", "x"], "--store"),
+        ("no model", &["--mode", "lossless"], "one or more models"),
+        (
+            "settings with --fingerprint-only",
+            &["a/b", "--fingerprint-only", "--mode", "u8"],
+            "fingerprint",
+        ),
+    ];
+    for (name, words, needle) in cases {
+        let mut args = vec!["queue", "add", "--queue", &url];
+        args.extend_from_slice(words);
+        let out = weightreel(&args, endpoint, home).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(needle) && err.lines().count() == 1,
+            "{name}: {err}"
+        );
+    }
+    assert_eq!(status(&pg, endpoint, home)["queued"], 0);
+
+    // The queue's flags may come after the models; the same job twice is one job.
+    let add = [
+        "queue", "add", "org/a", "org/b", "--mode", "lossless", "--queue", &url,
+    ];
+    let out = ok(weightreel(&add, endpoint, home));
+    assert!(
+        out.starts_with("Queued 2 jobs (0 already in the queue)"),
+        "{out}"
+    );
+    let out = ok(weightreel(&add, endpoint, home));
+    assert!(
+        out.starts_with("Queued 0 jobs (2 already in the queue)"),
+        "{out}"
+    );
+    // Other settings are another job; models can come from a file.
+    let list = tmp.path().join("models.txt");
+    std::fs::write(&list, "# a comment\norg/a\n\norg/c\n").unwrap();
+    let out = ok(weightreel(
+        &[
+            "queue",
+            "add",
+            "--from-file",
+            path(&list),
+            "--chunk-encoding",
+            "--queue",
+            &url,
+        ],
+        endpoint,
+        home,
+    ));
+    assert!(out.starts_with("Queued 2 jobs"), "{out}");
+    let s = status(&pg, endpoint, home);
+    assert_eq!(
+        (s["queued"].as_i64(), s["done"].as_i64()),
+        (Some(4), Some(0)),
+        "{s}"
+    );
+    assert_eq!(
+        pg.query("SELECT string_agg(model || ' ' || args::text, '; ' ORDER BY id) FROM wr_jobs"),
+        r#"org/a ["--mode", "lossless"]; org/b ["--mode", "lossless"]; org/a ["--chunk-encoding"]; org/c ["--chunk-encoding"]"#
+    );
+
+    // A queue that cannot be reached is one line naming it, without its password.
+    let out = weightreel(
+        &[
+            "queue",
+            "status",
+            "--queue",
+            "postgres://weightreel:SECRET@127.0.0.1:1/weightreel",
+        ],
+        endpoint,
+        home,
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(
+            "error: queue postgres://weightreel@127.0.0.1:1/weightreel: cannot connect"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET") && err.lines().count() == 1, "{err}");
+}
+
+fn spawn_worker(store: &Path, url: &str, endpoint: &str, home: &Path, log: &Path) -> Child {
+    weightreel(
+        &[
+            "worker",
+            "--queue",
+            url,
+            "--store",
+            path(store),
+            "--exit-when-empty",
+            "--lease",
+            "2",
+            "--poll",
+            "0.2",
+        ],
+        endpoint,
+        home,
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).unwrap())
+    .spawn()
+    .unwrap()
+}
+
+fn wait_all(children: &mut [Child], limit: Duration) {
+    let end = Instant::now() + limit;
+    for child in children {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "a worker failed: {status}");
+                break;
+            }
+            assert!(Instant::now() < end, "workers did not finish in {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The ranking `search` gives for `model`: names and scores.
+fn ranking(store: &Path, model: &str, endpoint: &str, home: &Path) -> Vec<(String, String)> {
+    let json: Value = serde_json::from_str(&ok(weightreel(
+        &[
+            "search",
+            model,
+            "--store",
+            path(store),
+            "--top",
+            "50",
+            "--json",
+        ],
+        endpoint,
+        home,
+    )))
+    .unwrap();
+    json["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["name"].as_str().unwrap().to_string(),
+                format!("{:.9}", h["score"].as_f64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// A queue test's world: PostgreSQL, the Hub test server at a real link's latency serving
+/// `count` models, and every model queued with `settings`.
+struct World {
+    pg: Postgres,
+    server: HubServer,
+    tmp: tempfile::TempDir,
+    home: std::path::PathBuf,
+    url: String,
+    models: Vec<String>,
+}
+
+impl World {
+    fn new(count: usize, settings: &[&str]) -> World {
+        let pg = Postgres::start();
+        let server = HubServer::start();
+        // A real link's latency, so that jobs last long enough to be killed in the middle.
+        server.set_delay(Duration::from_millis(40));
+        let tmp = tempfile::tempdir().unwrap();
+        let (home, url) = (tmp.path().join("home"), pg.url());
+        let models = serve_models(&server, &tmp.path().join("models"), count);
+        let mut add: Vec<&str> = vec!["queue", "add", "--queue", &url];
+        add.extend(models.iter().map(String::as_str));
+        add.extend_from_slice(settings);
+        ok(weightreel(&add, server.url(), &home));
+        World {
+            pg,
+            server,
+            tmp,
+            home,
+            url,
+            models,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        ok(weightreel(args, self.server.url(), &self.home))
+    }
+
+    fn workers(&self, count: usize, store: &Path) -> Vec<Child> {
+        (0..count)
+            .map(|k| {
+                let log = self.tmp.path().join(format!("worker-{k}.log"));
+                spawn_worker(store, &self.url, self.server.url(), &self.home, &log)
+            })
+            .collect()
+    }
+
+    fn status(&self) -> Value {
+        status(&self.pg, self.server.url(), &self.home)
+    }
+
+    /// The store's entry names, sorted.
+    fn stored(&self, store: &Path) -> Vec<String> {
+        let list: Value =
+            serde_json::from_str(&self.run(&["list", "--store", path(store), "--json"])).unwrap();
+        let mut names: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+#[test]
+fn four_workers_drain_forty_models_and_a_killed_workers_job_is_taken_over() {
+    if services_disabled("four_workers_drain_forty_models_and_a_killed_workers_job_is_taken_over") {
+        return;
+    }
+    let settings = ["--chunk-encoding", "--chunk-size", "2048"];
+    let w = World::new(40, &settings);
+    let store = w.tmp.path().join("shared-store");
+    let mut workers = w.workers(4, &store);
+    // Kill worker 0 with SIGKILL while it holds a job.
+    let victim = workers[0].id();
+    let end = Instant::now() + Duration::from_secs(60);
+    let killed_job = loop {
+        let job = w.pg.query(&format!(
+            "SELECT coalesce(min(id)::text, '') FROM wr_jobs WHERE state = 'running' AND worker LIKE '%:{victim}:%'"
+        ));
+        if !job.is_empty() {
+            break job;
+        }
+        assert!(Instant::now() < end, "worker 0 never claimed a job");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    workers[0].kill().unwrap();
+    workers[0].wait().unwrap();
+    // It died holding the job (a job takes about a second at this latency).
+    let held = w.pg.query(&format!(
+        "SELECT state || ' ' || worker FROM wr_jobs WHERE id = {killed_job}"
+    ));
+    assert!(
+        held.starts_with("running ") && held.contains(&format!(":{victim}:")),
+        "job {killed_job} was not mid-way when its worker was killed: {held}"
+    );
+    wait_all(&mut workers[1..], Duration::from_secs(300));
+
+    // Every job ran to a committed result; the killed one was taken over by another worker.
+    let s = w.status();
+    assert_eq!(
+        (
+            s["done"].as_i64(),
+            s["queued"].as_i64(),
+            s["running"].as_i64(),
+            s["parked"].as_i64()
+        ),
+        (Some(40), Some(0), Some(0), Some(0)),
+        "{s}"
+    );
+    let attempts = w.pg.query(&format!(
+        "SELECT attempts FROM wr_jobs WHERE id = {killed_job}"
+    ));
+    assert!(attempts == "2" || attempts == "3", "{attempts}");
+    // Each model is in the store exactly once, and the store is whole: no orphaned or missing
+    // reel, no interrupted encode left behind.
+    assert_eq!(w.stored(&store), w.models, "one entry per model");
+    let check = w.run(&["check", "--store", path(&store)]);
+    assert!(check.contains("40 entries ok, 0 problems"), "{check}");
+    assert!(
+        !check.contains("orphan") && !check.contains("interrupted"),
+        "{check}"
+    );
+
+    // Search over the shared store answers as a store built by one process does.
+    let single = w.tmp.path().join("single-store");
+    let mut encode: Vec<&str> = vec!["encode", "--store", path(&single), "-q"];
+    encode.extend(w.models.iter().map(String::as_str));
+    encode.extend_from_slice(&settings);
+    w.server.set_delay(Duration::ZERO);
+    w.run(&encode);
+    for query in ["org/model-07", "org/model-31"] {
+        let shared = ranking(&store, query, w.server.url(), &w.home);
+        // Every other model, ranked.
+        assert_eq!(shared.len(), 39, "{shared:?}");
+        assert!(shared.iter().all(|(name, _)| name != query), "{shared:?}");
+        assert_eq!(
+            shared,
+            ranking(&single, query, w.server.url(), &w.home),
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn a_job_that_keeps_failing_is_parked_with_its_error() {
+    if services_disabled("a_job_that_keeps_failing_is_parked_with_its_error") {
+        return;
+    }
+    let pg = Postgres::start();
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, url) = (tmp.path().join("home"), pg.url());
+    let models = serve_models(&server, &tmp.path().join("models"), 1);
+    ok(weightreel(
+        &["queue", "add", "org/not-there", &models[0], "--queue", &url],
+        server.url(),
+        &home,
+    ));
+    let store = tmp.path().join("store");
+    let log = tmp.path().join("worker.log");
+    let mut worker = [spawn_worker(&store, &url, server.url(), &home, &log)];
+    wait_all(&mut worker, Duration::from_secs(120));
+    let s = status(&pg, server.url(), &home);
+    assert_eq!(
+        (s["done"].as_i64(), s["parked"].as_i64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let parked = &s["parked_jobs"][0];
+    assert_eq!(parked["model"], "org/not-there");
+    assert_eq!(parked["attempts"], 3, "{parked}");
+    assert!(
+        parked["error"].as_str().unwrap().contains("not-there"),
+        "{parked}"
+    );
+    // The text form names it too, and the store holds only the model that worked.
+    let text = ok(weightreel(
+        &["queue", "status", "--queue", &url],
+        server.url(),
+        &home,
+    ));
+    assert!(
+        text.starts_with("Jobs: 0 queued, 0 running, 1 done, 1 parked"),
+        "{text}"
+    );
+    assert!(
+        text.contains("parked  #1 org/not-there after 3 tries: "),
+        "{text}"
+    );
+    let list: Value = serde_json::from_str(&ok(weightreel(
+        &["list", "--store", path(&store), "--json"],
+        server.url(),
+        &home,
+    )))
+    .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn workers_ride_out_a_postgresql_restart() {
+    if services_disabled("workers_ride_out_a_postgresql_restart") {
+        return;
+    }
+    let w = World::new(12, &[]);
+    let store = w.tmp.path().join("store");
+    let mut workers = w.workers(2, &store);
+    let end = Instant::now() + Duration::from_secs(120);
+    while w
+        .pg
+        .query("SELECT count(*) FROM wr_jobs WHERE state = 'done'")
+        .parse::<u32>()
+        .unwrap()
+        < 2
+    {
+        assert!(Instant::now() < end, "no job finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server goes away at once (as in a crash) and comes back on the same port.
+    w.pg.restart();
+    wait_all(&mut workers, Duration::from_secs(300));
+    let log = std::fs::read_to_string(w.tmp.path().join("worker-0.log")).unwrap()
+        + &std::fs::read_to_string(w.tmp.path().join("worker-1.log")).unwrap();
+    assert!(
+        log.contains("reconnecting") && log.contains("queue connection back"),
+        "{log}"
+    );
+    let s = w.status();
+    assert_eq!(
+        (s["done"].as_i64(), s["parked"].as_i64()),
+        (Some(12), Some(0)),
+        "{s}"
+    );
+    assert_eq!(w.stored(&store), w.models);
+    let check = w.run(&["check", "--store", path(&store)]);
+    assert!(check.contains("12 entries ok, 0 problems"), "{check}");
+}
