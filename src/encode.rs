@@ -327,8 +327,37 @@ pub fn encode(
     let (options, mode_choice) = options.fitted_to(model);
     let options = &options;
     let plan = plan_encode(model, options)?;
+    // The display's ticker runs beside the encode, so it is scoped to it.
+    std::thread::scope(|scope| {
+        let mut progress =
+            Progress::start(scope, cancel, options.progress, &model.spec, plan.total);
+        let outcome = encode_planned(
+            store,
+            model,
+            (options, mode_choice),
+            cancel,
+            &plan,
+            started,
+            &mut progress,
+        );
+        progress.finish();
+        outcome
+    })
+}
+
+/// The stages of [`encode`] after the plan, showing what they do on `progress`.
+fn encode_planned(
+    store: &mut Store,
+    model: &Model,
+    (options, mode_choice): (&EncodeOptions, Option<String>),
+    cancel: &AtomicBool,
+    plan: &EncodePlan,
+    started: Instant,
+    progress: &mut Progress,
+) -> Result<EncodeOutcome> {
     // The fingerprint reads its own small samples (whatever the selection), so that models
     // encoded with different settings stay comparable; it is committed with the entry.
+    progress.phase("fingerprinting");
     let (fingerprint, _) = Fingerprint::compute(model, Some(cancel))?;
     // What crashed encodes left behind (and no running encode owns) goes first, so that a
     // full disk from one failed encode does not fail the next.
@@ -336,7 +365,7 @@ pub fn encode(
     let work = WorkDir::lock(store, model, &plan.settings_key)?;
     let parts = load_parts(&work.path, &plan.template, &plan.spec)?;
     let resumed = PartTotals::of(&parts);
-    match stream_frames(model, options, &plan, &work.path, resumed, cancel)? {
+    match stream_frames(model, options, plan, &work.path, resumed, cancel, progress)? {
         Streamed::Complete => {}
         Streamed::Interrupted => {
             let kept = PartTotals::of(&load_parts(&work.path, &plan.template, &plan.spec)?);
@@ -360,16 +389,23 @@ pub fn encode(
         ));
     }
     let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
-    let joined = join_parts(store, model, &plan, &parts, encoding_secs, &work.path)?;
+    progress.phase(&format!(
+        "joining {} part{}",
+        parts.len(),
+        if parts.len() == 1 { "" } else { "s" }
+    ));
+    let joined = join_parts(store, model, plan, &parts, encoding_secs, &work.path)?;
     if let Some(preview) = &options.preview {
+        progress.phase("writing the preview");
         if let Err(e) = reel::write_preview_h264(&joined.path, preview) {
             let _ = std::fs::remove_file(&joined.path);
             return Err(e);
         }
     }
     let encoding_secs = resumed.secs + started.elapsed().as_secs_f64();
-    let entry = entry_record(model, options, &plan, &joined, done.frames, encoding_secs);
+    let entry = entry_record(model, options, plan, &joined, done.frames, encoding_secs);
     let print_source = fingerprint_source(model, &entry.created_at);
+    progress.phase("committing");
     let (id, replaced, shape) = commit(
         store,
         &entry,
@@ -645,6 +681,9 @@ impl PartTotals {
     }
 }
 
+/// Frames at least this large are announced while they are encoded.
+const PHASE_FRAME_VALUES: usize = 1 << 20;
+
 /// How streaming ended.
 enum Streamed {
     /// Every value is in a part.
@@ -662,8 +701,8 @@ fn stream_frames(
     work: &Path,
     resumed: PartTotals,
     cancel: &AtomicBool,
+    progress: &mut Progress,
 ) -> Result<Streamed> {
-    let mut progress = Progress::new(options.progress, &model.spec, plan.total);
     let mut sink = FrameSink {
         model,
         options,
@@ -687,7 +726,7 @@ fn stream_frames(
         // Part files are numbered after the ones kept.
         part_index: resumed.parts,
         part_started: Instant::now(),
-        progress: &mut progress,
+        progress,
         bytes_before: model.read_stats().bytes,
     };
     let summary = stream(
@@ -722,8 +761,6 @@ fn stream_frames(
     }
     sink.flush_frame()?;
     sink.close_part()?;
-    drop(sink);
-    progress.finish();
     Ok(Streamed::Complete)
 }
 
@@ -1185,6 +1222,14 @@ impl FrameSink<'_> {
                 dtype: *dtype,
             })
             .collect();
+        if self.values.len() >= PHASE_FRAME_VALUES {
+            // A large frame takes seconds to encode after its last value came in.
+            self.progress.phase(&format!(
+                "encoding frame {} ({} values)",
+                self.next_frame + 1,
+                crate::inspect::group(self.values.len() as u64)
+            ));
+        }
         let frame = frames::encode_frame(&self.values, &specs, &self.options.frame)?;
         self.open_part()?;
         let count = self.values.len() as u64;

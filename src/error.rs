@@ -36,6 +36,15 @@ pub enum Error {
     #[error("model '{model}': {problem}")]
     Model { model: String, problem: String },
 
+    /// The Hub says a repo or a revision does not exist (or is hidden from this caller: the
+    /// Hub answers for a private repo as for a missing one). The problem says what to try.
+    #[error("model '{repo}': {problem}")]
+    NotOnHub {
+        repo: String,
+        missing: HubMissing,
+        problem: String,
+    },
+
     /// An HTTP request failed. `url` never carries a token.
     #[error("{url}: {problem}")]
     Http { url: String, problem: String },
@@ -77,6 +86,15 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+}
+
+/// What the Hub did not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubMissing {
+    /// The repo (`X-Error-Code: RepoNotFound`).
+    Repo,
+    /// The revision of an existing repo (`X-Error-Code: RevisionNotFound`).
+    Revision,
 }
 
 impl Error {

@@ -28,12 +28,40 @@ use weightreel::selection::{parse_regex, parse_roles, SampleMode, Selection};
 use weightreel::source::{HubSettings, Model, OpenOptions};
 use weightreel::store::{store_dir, Store};
 
+/// Shown after `--help`: examples and the environment read.
+const AFTER_HELP: &str = "\
+Examples:
+  weightreel inspect gpt2 --layers attention mlp --max-params 40000
+  weightreel --model gpt2 --stream --max-params 40000 --chunk-size 8000
+  weightreel encode https://huggingface.co/openai-community/gpt2/tree/main --mode lossless
+  weightreel encode ./my-model-dir --store my_store
+  weightreel list --store my_store
+  weightreel decode my_store/reels/REEL.mkv --out back.safetensors
+  weightreel search gpt2 --store my_store
+  weightreel completions bash > ~/.local/share/bash-completion/completions/weightreel
+
+MODEL is a .safetensors/.bin/.gguf file, a model directory, a Hub repo id (org/name) or a Hub
+URL (https://huggingface.co/org/name[/tree/REV | /blob/REV/FILE]).
+
+Environment:
+  HF_ENDPOINT        Hub endpoint (default https://huggingface.co)
+  HF_HUB_CACHE       Hugging Face cache (default $HF_HOME/hub)
+  HF_HOME            Hugging Face home (default ~/.cache/huggingface)
+  HF_TOKEN           Hub token (else the one `hf auth login` saved)
+  HF_TOKEN_PATH      where `hf auth login` saved the token (default $HF_HOME/token)
+  HF_HUB_OFFLINE     1: never use the network (like --offline)
+  WEIGHTREEL_STORE   store directory (default ./weightreel_store)
+  WEIGHTREEL_HUB_CONNECTIONS, WEIGHTREEL_HUB_CONNECT_TIMEOUT, WEIGHTREEL_HUB_READ_TIMEOUT,
+  WEIGHTREEL_HUB_TIMEOUT, WEIGHTREEL_HUB_RETRIES
+                     Hub connections, timeouts (seconds) and retries (see the README)";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "weightreel",
     version,
     about = "Stream Hugging Face model weights into lossless Hilbert-curve video reels",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = AFTER_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,7 +74,7 @@ struct Cli {
 enum Command {
     /// Report a model's tensors, dtypes, roles and layers, and what a selection would read (headers only)
     Inspect {
-        /// A .safetensors file, a model directory, or a Hub repo id (org/name)
+        /// A weight file, a model directory, a Hub repo id (org/name) or a Hub URL
         model: String,
         #[command(flatten)]
         source: SourceArgs,
@@ -61,7 +89,7 @@ enum Command {
     },
     /// Stream-encode models into the store
     Encode {
-        /// Files, directories or Hub repo ids
+        /// Files, directories, Hub repo ids or Hub URLs
         #[arg(required = true)]
         models: Vec<String>,
         #[command(flatten)]
@@ -235,6 +263,12 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Print shell completions: bash, zsh or fish
+    Completions {
+        /// bash, zsh or fish
+        #[arg(value_name = "SHELL", value_parser = parse_shell)]
+        shell: clap_complete::Shell,
+    },
     /// Jobs for workers, kept in PostgreSQL: `queue add MODEL… [encode settings]`, `queue status`
     #[cfg(feature = "queue")]
     Queue {
@@ -314,7 +348,7 @@ enum QueueAction {
 /// The user guide's flag form.
 #[derive(Args, Debug)]
 struct GuideArgs {
-    /// Model to stream-encode (file, directory or Hub repo id)
+    /// Model to stream-encode (file, directory, Hub repo id or Hub URL)
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
     /// Several models to encode with the same settings
@@ -323,7 +357,7 @@ struct GuideArgs {
     /// Stream the model tensor by tensor (weightreel always streams; accepted for the guide's commands)
     #[arg(long)]
     stream: bool,
-    /// List the models in the store
+    /// List the models in the store (with --statistics: the list, then the statistics)
     #[arg(long)]
     list_models: bool,
     /// Print the store's statistics
@@ -354,7 +388,7 @@ struct SourceArgs {
     /// Never use the network (like HF_HUB_OFFLINE=1)
     #[arg(long)]
     offline: bool,
-    /// Hub token (default: $HF_TOKEN); never printed or stored
+    /// Hub token (default: $HF_TOKEN, else the token `hf auth login` saved); never printed or stored
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
     /// Range requests in flight at once per model, 1..=64 (default: $WEIGHTREEL_HUB_CONNECTIONS, else 16)
@@ -855,6 +889,31 @@ fn run_serve(
     })
 }
 
+/// `--list-models --statistics --json`: `{"models": […], "statistics": {…}}`.
+fn run_list_and_stats_json(args: &StoreArgs) -> Result<()> {
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
+    let listing = store.listing()?;
+    warn_unreadable(&store, &listing.unreadable);
+    let both = serde_json::json!({
+        "models": listing.entries,
+        "statistics": store.stats()?,
+    });
+    emit(true, &both, |_| String::new());
+    Ok(())
+}
+
+/// `weightreel completions SHELL`.
+fn parse_shell(text: &str) -> std::result::Result<clap_complete::Shell, String> {
+    match text {
+        "bash" => Ok(clap_complete::Shell::Bash),
+        "zsh" => Ok(clap_complete::Shell::Zsh),
+        "fish" => Ok(clap_complete::Shell::Fish),
+        _ => Err(format!(
+            "'{text}' is not a supported shell (expected bash, zsh or fish)"
+        )),
+    }
+}
+
 /// `show MODEL` (and `stats MODEL`).
 fn run_show(model: &str, settings_key: Option<&str>, bins: usize, args: &StoreArgs) -> Result<()> {
     let analysis = weightreel::analysis::analyse(
@@ -1210,6 +1269,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if removed == 1 { "y" } else { "ies" }
             );
         }
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "weightreel", &mut std::io::stdout());
+        }
         None => return run_guide(cli.guide),
     }
     Ok(ExitCode::SUCCESS)
@@ -1228,23 +1292,33 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
         cli_related::run_search(&s, model, &args, &open, &cancel_flag())?;
         return Ok(ExitCode::SUCCESS);
     }
+    // `--list-models --statistics` prints both, in that order (JSON: one object holding both).
+    if guide.list_models && guide.statistics && guide.encode.store.json {
+        run_list_and_stats_json(&guide.encode.store)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if guide.list_models {
         run_list(&guide.encode.store)?;
-        return Ok(ExitCode::SUCCESS);
+    }
+    if guide.list_models && guide.statistics {
+        println!();
     }
     if guide.statistics {
         run_stats(&guide.encode.store)?;
+    }
+    if guide.list_models || guide.statistics {
         return Ok(ExitCode::SUCCESS);
     }
     let models: Vec<String> = match (&guide.model, guide.models.is_empty()) {
         (Some(m), _) => vec![m.clone()],
         (None, false) => guide.models.clone(),
         (None, true) => {
-            return Err(Error::invalid(
-                "arguments",
-                "(none)",
-                "a subcommand (encode, inspect, list, stats, decode, frames, fingerprint, search, compare, tree, rm, check, gc) or --model M --stream, --models A B, --list-models, --statistics, --search-similar M; see --help",
-            ))
+            use clap::CommandFactory;
+            eprintln!(
+                "error: nothing to do: give a command (encode, inspect, list, stats, decode, frames, fingerprint, search, compare, tree, rm, check, gc, serve, completions) or --model M, --models A B, --list-models, --statistics, --search-similar M (see --help)"
+            );
+            eprintln!("\n{}", Cli::command().render_usage());
+            return Ok(ExitCode::from(2));
         }
     };
     let code = run_encode(&models, &guide.source, &guide.select, &guide.encode)?;
@@ -1253,6 +1327,75 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
         print!("{}", cli_related::similarity_matrix(&s, &models)?);
     }
     Ok(code)
+}
+
+/// The store a command names (or the default one), for hints in its errors.
+fn store_of(cli: &Cli) -> PathBuf {
+    let named = match &cli.command {
+        Some(
+            Command::Encode {
+                encode: EncodeArgs { store, .. },
+                ..
+            }
+            | Command::List { store }
+            | Command::Stats { store, .. }
+            | Command::Show { store, .. }
+            | Command::Gc { store, .. }
+            | Command::Check { store, .. }
+            | Command::Fingerprint { store, .. }
+            | Command::Search { store, .. }
+            | Command::Compare { store, .. }
+            | Command::Tree { store, .. }
+            | Command::Rm { store, .. },
+        ) => store.storage_dir.clone(),
+        Some(_) => None,
+        None => cli.guide.encode.store.storage_dir.clone(),
+    };
+    store_dir(named.as_deref())
+}
+
+/// A repo the Hub does not have, with the store's closest model names when there are any
+/// ("did you mean"), as for a misspelt stored name.
+fn with_stored_names(err: Error, store: &std::path::Path) -> Error {
+    let Error::NotOnHub {
+        repo,
+        missing: weightreel::error::HubMissing::Repo,
+        problem,
+    } = err
+    else {
+        return err;
+    };
+    let names: Vec<String> = Store::open_existing(store)
+        .and_then(|s| {
+            let mut names: Vec<String> = s.list()?.into_iter().map(|e| e.record.name).collect();
+            names.extend(s.fingerprint_names()?);
+            names.sort();
+            names.dedup();
+            Ok(names)
+        })
+        .unwrap_or_default();
+    let near: Vec<String> = weightreel::search::closest_names(&repo, &names, 3)
+        .into_iter()
+        .filter(|n| {
+            weightreel::text::edit_distance(&repo.to_lowercase(), &n.to_lowercase())
+                <= (repo.chars().count() / 3).max(2)
+        })
+        .map(|n| format!("'{n}'"))
+        .collect();
+    let problem = if near.is_empty() {
+        problem
+    } else {
+        format!(
+            "{problem}; did you mean {} (stored in {})?",
+            near.join(" or "),
+            store.display()
+        )
+    };
+    Error::NotOnHub {
+        repo,
+        missing: weightreel::error::HubMissing::Repo,
+        problem,
+    }
 }
 
 /// Parse the command line; a usage error becomes one line (clap's message and its tips, the
@@ -1295,9 +1438,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    let store = store_of(&cli);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
+            let err = with_stored_names(err, &store);
             // One line: the error names the thing and the problem.
             // Control characters from files or servers are escaped (a newline too).
             let text = err.to_string();

@@ -378,7 +378,10 @@ fn bad_flags_give_clear_errors_and_leave_the_store_alone() {
             "--model gpt2 --stream --min-efficiency 1.5",
             &["--min-efficiency", "0.0..=1.0"],
         ),
-        ("--model no-such-model --stream", &["no-such-model", "404"]),
+        (
+            "--model no-such-model --stream",
+            &["no-such-model", "RepoNotFound"],
+        ),
         ("--model ../etc/passwd --stream", &["../etc/passwd"]),
         (
             "--model gpt2 --stream --sample random",

@@ -201,14 +201,22 @@ fn private_repo_needs_the_right_token_and_never_prints_it() {
     let (sink, _) = stream_values(&model, &Selection::default());
     assert_eq!(sink.count, model.total_params());
 
+    // Without a token the Hub hides a private repo: 401, RepoNotFound, and the message says
+    // where a token comes from.
     let none = open_err(&server, "acme/private", hub_options(&server));
-    assert!(none.contains("HTTP 401"), "{none}");
+    assert!(
+        none.contains("HTTP 401, RepoNotFound") && none.contains("HF_TOKEN"),
+        "{none}"
+    );
     let wrong = OpenOptions {
         token: Some(format!("{TOKEN}-wrong")),
         ..hub_options(&server)
     };
     let wrong = open_err(&server, "acme/private", wrong);
-    assert!(wrong.contains("HTTP 403"), "{wrong}");
+    assert!(
+        wrong.contains("HTTP 401: the Hub refused the token as invalid"),
+        "{wrong}"
+    );
     assert!(!wrong.contains("-wrong"), "{wrong}");
     // Debug of the options' client side never shows the token either.
     let client = weightreel::source::hub::HubClient::new(
@@ -220,27 +228,81 @@ fn private_repo_needs_the_right_token_and_never_prints_it() {
     assert!(!format!("{client:?}").contains(TOKEN));
 }
 
+/// gpt2 with branches `main` and `dev` and tag `v1.0`.
+fn serve_gpt2_with_refs(server: &HubServer, dir: &Path) {
+    let local = dir.join("gpt2");
+    fixtures::write_arch(&local, "gpt2", Dims::default(), 1);
+    server.add_repo(
+        "gpt2",
+        Repo::new("gpt2")
+            .branch("dev")
+            .tag("v1.0")
+            .small(
+                "config.json",
+                std::fs::read(local.join("config.json")).unwrap(),
+            )
+            .disk("model.safetensors", local.join("model.safetensors"), true),
+    );
+}
+
 #[test]
-fn missing_repo_and_revision_are_404() {
+fn missing_repo_and_missing_revision_are_told_apart() {
     let server = HubServer::start();
     let tmp = tempfile::tempdir().unwrap();
-    serve_arch(&server, tmp.path(), "gpt2", Dims::default(), 1);
+    serve_gpt2_with_refs(&server, tmp.path());
 
     let repo = open_err(&server, "nobody/nothing", hub_options(&server));
-    assert!(
-        repo.contains("HTTP 404") && repo.contains("nobody/nothing"),
-        "{repo}"
+    assert_eq!(
+        repo,
+        format!(
+            "model 'nobody/nothing': not found on the Hub at {} (HTTP 401, RepoNotFound: no such repo, or it is private or gated and needs a token (HF_TOKEN, the token `hf auth login` saved, or --token))", server.url())
     );
+    let err = Model::open("nobody/nothing", &hub_options(&server)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            weightreel::Error::NotOnHub {
+                missing: weightreel::error::HubMissing::Repo,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // With a token, the Hub answers 404.
+    let with_token = OpenOptions {
+        token: Some(TOKEN.into()),
+        ..hub_options(&server)
+    };
+    let repo = open_err(&server, "nobody/nothing", with_token);
+    assert!(repo.contains("HTTP 404, RepoNotFound"), "{repo}");
 
+    // A misspelt branch: the closest of the branches and tags the refs API lists.
+    let rev = OpenOptions {
+        revision: "mian".into(),
+        ..hub_options(&server)
+    };
+    assert_eq!(
+        open_err(&server, "gpt2", rev),
+        "model 'gpt2': revision 'mian' not found on the Hub (HTTP 404, RevisionNotFound); did you mean 'main'? (branches: main, dev; tags: v1.0; or a commit hash)"
+    );
     let rev = OpenOptions {
         revision: "no-such-branch".into(),
         ..hub_options(&server)
     };
-    let rev = open_err(&server, "gpt2", rev);
-    assert!(
-        rev.contains("HTTP 404") && rev.contains("no-such-branch"),
-        "{rev}"
+    assert_eq!(
+        open_err(&server, "gpt2", rev),
+        "model 'gpt2': revision 'no-such-branch' not found on the Hub (HTTP 404, RevisionNotFound) (branches: main, dev; tags: v1.0; or a commit hash)"
     );
+    assert!(server
+        .log()
+        .iter()
+        .any(|l| l.path == "/api/models/gpt2/refs" && l.status == 200));
+    // A tag opens.
+    let tag = OpenOptions {
+        revision: "v1.0".into(),
+        ..hub_options(&server)
+    };
+    assert_eq!(Model::open("gpt2", &tag).unwrap().origin.kind(), "hub");
 
     // The commit hash itself is a valid revision.
     let by_commit = OpenOptions {
@@ -620,14 +682,28 @@ fn the_test_server_speaks_range_like_the_hub() {
     assert_eq!(listing["id"], "org/r");
     assert_eq!(listing["sha"], server.commit("org/r"));
     assert_eq!(listing["siblings"][0]["rfilename"], "f.bin");
+    // Errors carry the Hub's X-Error-Code; a missing repo is 401 to an anonymous caller (the
+    // Hub does not tell missing from private).
+    let (status, headers, _) = raw_get(&server, "/api/models/org/r/revision/nope", None);
+    assert_eq!(status, 404);
     assert_eq!(
-        raw_get(&server, "/api/models/org/r/revision/nope", None).0,
-        404
+        header_of(&headers, "x-error-code"),
+        Some("RevisionNotFound")
     );
-    assert_eq!(
-        raw_get(&server, "/api/models/org/none/revision/main", None).0,
-        404
-    );
+    let (status, headers, _) = raw_get(&server, "/api/models/org/none/revision/main", None);
+    assert_eq!(status, 401);
+    assert_eq!(header_of(&headers, "x-error-code"), Some("RepoNotFound"));
+    let (status, headers, _) = raw_get(&server, "/org/r/resolve/main/nothing.bin", None);
+    assert_eq!(status, 404);
+    assert_eq!(header_of(&headers, "x-error-code"), Some("EntryNotFound"));
+    // The refs API lists branches and tags.
+    let (status, _, bytes) = raw_get(&server, "/api/models/org/r/refs", None);
+    assert_eq!(status, 200);
+    let refs: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(refs["branches"][0]["name"], "main");
+    assert_eq!(refs["branches"][0]["ref"], "refs/heads/main");
+    assert_eq!(refs["branches"][0]["targetCommit"], server.commit("org/r"));
+    assert_eq!(refs["tags"], serde_json::json!([]));
     // Large files redirect.
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("big.bin");
@@ -856,7 +932,10 @@ fn issue8_userinfo_in_hf_endpoint_is_never_shown_or_stored() {
     let err = Model::open("no-such-repo", &options)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("/api/models/no-such-repo/"), "{err}");
+    assert!(
+        err.contains(&format!("not found on the Hub at {} (", server.url())),
+        "{err}"
+    );
     assert!(!err.contains("SECRET") && !err.contains("user:"), "{err}");
     // Unparseable endpoints are refused without echoing the password either.
     let err = Model::open(
@@ -1088,4 +1167,215 @@ fn the_saved_login_token_is_read() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(TOKEN));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hub URLs, config-only snapshots, store hints, connection errors (issue 11, §4 and §5).
+
+#[test]
+fn hub_urls_parse_into_repo_revision_and_file() {
+    use weightreel::source::model::HubRef;
+    let parse = |url: &str| HubRef::parse_url(url, None).map(|r| r.map_err(|e| e.to_string()));
+    let hub_ref = |repo: &str, revision: Option<&str>, file: Option<&str>| {
+        Some(Ok(HubRef {
+            repo: repo.into(),
+            revision: revision.map(Into::into),
+            file: file.map(Into::into),
+        }))
+    };
+    assert_eq!(
+        parse("https://huggingface.co/openai-community/gpt2"),
+        hub_ref("openai-community/gpt2", None, None)
+    );
+    assert_eq!(
+        parse("https://huggingface.co/openai-community/gpt2/"),
+        hub_ref("openai-community/gpt2", None, None)
+    );
+    assert_eq!(
+        parse("https://huggingface.co/gpt2"),
+        hub_ref("gpt2", None, None)
+    );
+    assert_eq!(
+        parse("https://huggingface.co/gpt2/tree/main"),
+        hub_ref("gpt2", Some("main"), None)
+    );
+    assert_eq!(
+        parse("https://huggingface.co/org/name/tree/refs%2Fpr%2F1"),
+        hub_ref("org/name", Some("refs/pr/1"), None)
+    );
+    assert_eq!(
+        parse("https://hf.co/org/name/blob/v1.0/model.safetensors?download=true"),
+        hub_ref("org/name", Some("v1.0"), Some("model.safetensors"))
+    );
+    assert_eq!(
+        parse("https://huggingface.co/org/name/resolve/main/sub/model.safetensors"),
+        hub_ref("org/name", Some("main"), Some("sub/model.safetensors"))
+    );
+    // The endpoint's own host is understood too; other hosts are not Hub URLs.
+    assert_eq!(
+        HubRef::parse_url(
+            "http://127.0.0.1:9/org/name/tree/dev",
+            Some("http://127.0.0.1:9")
+        )
+        .map(|r| r.unwrap().revision),
+        Some(Some("dev".to_string()))
+    );
+    assert_eq!(parse("https://example.com/org/name"), None);
+    assert_eq!(parse("org/name"), None);
+    for bad in [
+        "https://huggingface.co/datasets/org/name",
+        "https://huggingface.co/",
+        "https://huggingface.co/org/name/discussions/1",
+        "https://huggingface.co/org/name/blob/main/../../etc/passwd",
+    ] {
+        let err = parse(bad).unwrap().unwrap_err();
+        assert!(err.starts_with("model "), "{bad}: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn a_pasted_hub_url_opens_the_repo_at_its_revision_and_file() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    serve_gpt2_with_refs(&server, tmp.path());
+    let plain = open_hub(&server, "gpt2").unwrap();
+    let url = format!("{}/gpt2/tree/dev", server.url());
+    let model = Model::open(&url, &hub_options(&server)).unwrap();
+    assert_eq!(model.spec, "gpt2");
+    assert_eq!(model.origin.revision(), Some("dev"));
+    assert_eq!(model.total_params(), plain.total_params());
+    let url = format!("{}/gpt2/blob/v1.0/model.safetensors", server.url());
+    let model = Model::open(&url, &hub_options(&server)).unwrap();
+    assert_eq!(model.origin.revision(), Some("v1.0"));
+    assert_eq!(model.shards.len(), 1);
+    let url = format!("{}/gpt2/blob/main/pytorch_model.bin", server.url());
+    let err = Model::open(&url, &hub_options(&server))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "model 'gpt2': has no file 'pytorch_model.bin' (at revision 'main' on the Hub)"
+    );
+}
+
+#[test]
+fn a_cached_snapshot_of_config_only_is_filled_from_the_hub_unless_offline() {
+    let server = HubServer::start();
+    serve_minilm(&server, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let commit = server.commit(MINILM);
+    fake_cache(
+        tmp.path(),
+        MINILM,
+        &commit,
+        &[("config.json", minilm::dir().join("config.json"))],
+    );
+    let online = OpenOptions {
+        cache_dir: Some(tmp.path().to_path_buf()),
+        ..hub_options(&server)
+    };
+    let model = Model::open(MINILM, &online).unwrap();
+    assert_eq!(model.origin.kind(), "hub");
+    assert_eq!(model.total_params(), 22_713_216);
+    let offline = OpenOptions {
+        offline: true,
+        ..online
+    };
+    server.reset_counts();
+    let err = Model::open(MINILM, &offline).unwrap_err().to_string();
+    let snapshot = tmp
+        .path()
+        .join("models--sentence-transformers--all-MiniLM-L6-v2/snapshots")
+        .join(&commit);
+    assert_eq!(
+        err,
+        format!(
+            "model '{MINILM}': the Hugging Face cache holds no weights for it at revision 'main' ({} has only config.json) and offline mode is on (HF_HUB_OFFLINE or --offline)",
+            snapshot.display()
+        )
+    );
+    assert_eq!(server.counts().requests, 0, "offline made a request");
+}
+
+#[test]
+fn a_repo_the_hub_lacks_suggests_the_closest_stored_name() {
+    let server = HubServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    serve_arch(&server, tmp.path(), "distilgpt2", Dims::default(), 1);
+    let store = tmp.path().join("store");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weightreel"))
+            .args(args)
+            .env("HF_ENDPOINT", server.url())
+            .env("HF_HUB_CACHE", tmp.path().join("empty-cache"))
+            .env_remove("HF_TOKEN")
+            .env("HF_TOKEN_PATH", tmp.path().join("no-token"))
+            .env_remove("WEIGHTREEL_STORE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "encode",
+        "distilgpt2",
+        "--max-params",
+        "1000",
+        "--quiet",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["encode", "distilgtp2", "--store", store.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.trim_end().ends_with(&format!(
+            "; did you mean 'distilgpt2' (stored in {})?",
+            store.display()
+        )) && err.contains("RepoNotFound"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn connection_errors_name_the_url_once() {
+    // A port nothing listens on: the connection is refused at once.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", refused.local_addr().unwrap());
+    drop(refused);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    for args in [
+        vec!["inspect", "gpt2"],
+        vec!["encode", "gpt2", "--store", store.to_str().unwrap()],
+        vec!["fingerprint", "gpt2", "--store", store.to_str().unwrap()],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weightreel"))
+            .args(&args)
+            .env("HF_ENDPOINT", &endpoint)
+            .env("HF_HUB_CACHE", tmp.path().join("empty-cache"))
+            .env("WEIGHTREEL_HUB_RETRIES", "0")
+            .env_remove("WEIGHTREEL_STORE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert_eq!(
+            err.matches(endpoint.trim_start_matches("http://")).count(),
+            1,
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.starts_with(&format!(
+                "error: {endpoint}/api/models/gpt2/revision/main: "
+            )),
+            "{args:?}: {err}"
+        );
+    }
 }

@@ -35,6 +35,7 @@ fn py_err(e: Error) -> PyErr {
     match &e {
         Error::Invalid { .. } | Error::Ambiguous { .. } => PyValueError::new_err(text),
         Error::Model { .. } => PyFileNotFoundError::new_err(text),
+        Error::NotOnHub { .. } => PyFileNotFoundError::new_err(text),
         Error::Http { problem, .. } if problem.contains("401") || problem.contains("403") => {
             PyPermissionError::new_err(text)
         }

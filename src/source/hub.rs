@@ -25,7 +25,7 @@ use url::Url;
 use super::bytes::{ByteSource, ReadStats};
 use super::header::MAX_HEADER_LEN;
 use super::model::HubSettings;
-use crate::error::{Error, Result};
+use crate::error::{Error, HubMissing, Result};
 
 /// Bytes fetched by the first request of every file: enough for most headers, so that opening a
 /// remote safetensors file costs one request.
@@ -52,6 +52,49 @@ pub struct RepoListing {
     pub commit: String,
     /// File names relative to the repo root.
     pub files: Vec<String>,
+}
+
+/// The branches and tags of a repo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoRefs {
+    pub branches: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// Names listed in a message, at most this many of each kind.
+const REFS_SHOWN: usize = 10;
+
+impl RepoRefs {
+    /// `; did you mean 'main'? (branches: main, dev; tags: v1.0)` for a revision not found.
+    pub fn describe(&self, revision: &str) -> String {
+        let all: Vec<&String> = self.branches.iter().chain(&self.tags).collect();
+        let closest = all
+            .iter()
+            .map(|name| (crate::text::edit_distance(revision, name), name))
+            .filter(|(d, name)| *d <= (name.chars().count() / 3).max(2))
+            .min();
+        let mut out = match closest {
+            Some((_, name)) => format!("; did you mean '{}'?", crate::text::printable(name)),
+            None => String::new(),
+        };
+        let list = |names: &[String]| {
+            let mut shown: Vec<String> = names
+                .iter()
+                .take(REFS_SHOWN)
+                .map(|n| crate::text::printable(n).into_owned())
+                .collect();
+            if names.len() > REFS_SHOWN {
+                shown.push(format!("and {} more", names.len() - REFS_SHOWN));
+            }
+            shown.join(", ")
+        };
+        let mut known = vec![format!("branches: {}", list(&self.branches))];
+        if !self.tags.is_empty() {
+            known.push(format!("tags: {}", list(&self.tags)));
+        }
+        out.push_str(&format!(" ({}; or a commit hash)", known.join("; ")));
+        out
+    }
 }
 
 /// A client for one Hub endpoint.
@@ -117,6 +160,8 @@ struct Failure {
     problem: String,
     /// `Some` when the request may be retried; the server's `Retry-After`, if it gave one.
     retry: Option<Option<Duration>>,
+    /// The Hub's `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`, …), when it sent one.
+    code: Option<String>,
 }
 
 impl Failure {
@@ -124,6 +169,7 @@ impl Failure {
         Failure {
             problem: problem.into(),
             retry: None,
+            code: None,
         }
     }
 
@@ -131,9 +177,13 @@ impl Failure {
         Failure {
             problem: problem.into(),
             retry: Some(None),
+            code: None,
         }
     }
 }
+
+/// Where a token comes from, for messages that ask for one.
+const TOKEN_HINT: &str = "HF_TOKEN, the token `hf auth login` saved, or --token";
 
 /// The words for a request that ran out of time.
 fn timed_out(what: &str, limit: Duration) -> String {
@@ -168,16 +218,36 @@ fn transport_failure(t: &ureq::Transport, limit: Duration) -> Failure {
     }
 }
 
-/// A status error in words, retryable for `429` and `5xx`.
+/// A status error in words, retryable for `429` and `5xx`. The Hub's `X-Error-Code` and
+/// `X-Error-Message` headers say what was not found or refused (as `huggingface_hub` reads them).
 fn status_failure(code: u16, response: &ureq::Response) -> Failure {
-    let problem = match code {
-        401 | 403 => format!(
-            "HTTP {code}: access denied — the repo may be private or gated; set HF_TOKEN or pass --token"
+    let hub_code = response
+        .header("X-Error-Code")
+        .map(|c| crate::text::printable(c.trim()).into_owned())
+        .filter(|c| !c.is_empty() && c.len() <= 64);
+    let hub_message = response.header("X-Error-Message").unwrap_or("");
+    let problem = match (code, hub_code.as_deref()) {
+        (401, Some("RepoNotFound")) => format!(
+            "HTTP 401, RepoNotFound: no such repo, or it is private or gated and needs a token ({TOKEN_HINT})"
         ),
-        404 => "HTTP 404: not found on the Hub — check the repo name, revision and file".to_string(),
-        416 => "HTTP 416: requested range not satisfiable".to_string(),
-        429 => "HTTP 429: rate limited by the Hub; try again later".to_string(),
-        500..=599 => format!("HTTP {code}: server error; try again later"),
+        (_, Some("RepoNotFound")) => format!(
+            "HTTP {code}, RepoNotFound: no such repo, or the token has no access to it"
+        ),
+        (_, Some("RevisionNotFound")) => format!("HTTP {code}, RevisionNotFound"),
+        (_, Some("EntryNotFound")) => format!("HTTP {code}, EntryNotFound: no such file in the repo"),
+        (_, Some("GatedRepo")) => format!(
+            "HTTP {code}, GatedRepo: the repo is gated; accept its conditions on its Hub page with the account of the token ({TOKEN_HINT})"
+        ),
+        (401, _) if hub_message.contains("Invalid credentials") => format!(
+            "HTTP 401: the Hub refused the token as invalid; check {TOKEN_HINT}"
+        ),
+        (401 | 403, _) => format!(
+            "HTTP {code}: access denied — the repo may be private or gated; set {TOKEN_HINT}"
+        ),
+        (404, _) => "HTTP 404: not found on the Hub — check the repo name, revision and file".to_string(),
+        (416, _) => "HTTP 416: requested range not satisfiable".to_string(),
+        (429, _) => "HTTP 429: rate limited by the Hub; try again later".to_string(),
+        (500..=599, _) => format!("HTTP {code}: server error; try again later"),
         _ => format!("HTTP {code}"),
     };
     if code == 429 || (500..=599).contains(&code) {
@@ -189,9 +259,13 @@ fn status_failure(code: u16, response: &ureq::Response) -> Failure {
         Failure {
             problem,
             retry: Some(retry_after),
+            code: hub_code,
         }
     } else {
-        Failure::fatal(problem)
+        Failure {
+            code: hub_code,
+            ..Failure::fatal(problem)
+        }
     }
 }
 
@@ -318,8 +392,17 @@ impl HubClient {
     fn retrying<T>(
         &self,
         url: &str,
-        mut attempt: impl FnMut() -> std::result::Result<T, Failure>,
+        attempt: impl FnMut() -> std::result::Result<T, Failure>,
     ) -> Result<T> {
+        self.attempts(attempt)
+            .map_err(|failure| Error::http(url, failure.problem))
+    }
+
+    /// [`HubClient::retrying`], keeping the last failure (and the Hub's error code) as it is.
+    fn attempts<T>(
+        &self,
+        mut attempt: impl FnMut() -> std::result::Result<T, Failure>,
+    ) -> std::result::Result<T, Failure> {
         let mut retried = 0;
         loop {
             match attempt() {
@@ -331,17 +414,15 @@ impl HubClient {
                     std::thread::sleep(wait.unwrap_or(backoff));
                     retried += 1;
                 }
-                Err(failure) => {
-                    let problem = if retried > 0 {
-                        format!(
+                Err(mut failure) => {
+                    if retried > 0 {
+                        failure.problem = format!(
                             "{}; gave up after {} attempts",
                             failure.problem,
                             retried + 1
-                        )
-                    } else {
-                        failure.problem
-                    };
-                    return Err(Error::http(url, problem));
+                        );
+                    }
+                    return Err(failure);
                 }
             }
         }
@@ -375,14 +456,25 @@ impl HubClient {
 
     /// GET a small document whole, refusing more than `limit` bytes.
     fn fetch_whole(&self, url: &Url, limit: u64, what: &str) -> Result<Vec<u8>> {
-        let shown = url.as_str();
+        let body = self
+            .fetch_attempts(url, limit)
+            .map_err(|failure| Error::http(url.as_str(), failure.problem))?;
+        self.within_limit(url, body, limit, what)
+    }
+
+    /// The attempts of [`HubClient::fetch_whole`], the last failure kept as it is.
+    fn fetch_attempts(&self, url: &Url, limit: u64) -> std::result::Result<Vec<u8>, Failure> {
         let requests = AtomicU64::new(0);
         let budget = self.settings.request_timeout;
-        let body = self.retrying(shown, || {
+        self.attempts(|| {
             let started = Instant::now();
             let (resp, _) = self.send(url, None, &requests, budget)?;
             self.read_body(resp, limit + 1, started, budget)
-        })?;
+        })
+    }
+
+    fn within_limit(&self, url: &Url, body: Vec<u8>, limit: u64, what: &str) -> Result<Vec<u8>> {
+        let shown = url.as_str();
         if body.len() as u64 > limit {
             return Err(Error::http(
                 shown,
@@ -397,14 +489,20 @@ impl HubClient {
         Url::parse(&format!("{}{path}", self.endpoint_text)).expect("a valid URL")
     }
 
-    /// List a repo's files at `revision` (branch, tag or commit).
+    /// List a repo's files at `revision` (branch, tag or commit). A repo or revision the Hub
+    /// does not have is [`Error::NotOnHub`]; for a revision, the message names the branches
+    /// and tags the repo has (and the closest one).
     pub fn list(&self, repo: &str, revision: &str) -> Result<RepoListing> {
         let url = self.url(&format!(
             "/api/models/{}/revision/{}",
             encode_path(repo),
             encode_segment(revision)
         ));
-        let body = self.fetch_whole(&url, 64 << 20, "the listing")?;
+        const LIMIT: u64 = 64 << 20;
+        let body = match self.fetch_attempts(&url, LIMIT) {
+            Ok(body) => self.within_limit(&url, body, LIMIT, "the listing")?,
+            Err(failure) => return Err(self.listing_error(repo, revision, &url, failure)),
+        };
         #[derive(serde::Deserialize)]
         struct Sibling {
             rfilename: String,
@@ -431,6 +529,63 @@ impl HubClient {
         Ok(RepoListing {
             commit,
             files: listing.siblings.into_iter().map(|s| s.rfilename).collect(),
+        })
+    }
+
+    /// The error of a failed listing: [`Error::NotOnHub`] when the Hub said what is missing.
+    fn listing_error(&self, repo: &str, revision: &str, url: &Url, failure: Failure) -> Error {
+        match failure.code.as_deref() {
+            Some("RepoNotFound") => Error::NotOnHub {
+                repo: repo.to_string(),
+                missing: HubMissing::Repo,
+                problem: format!(
+                    "not found on the Hub at {} ({})",
+                    self.endpoint_text, failure.problem
+                ),
+            },
+            Some("RevisionNotFound") => {
+                let known = match self.refs(repo) {
+                    Ok(refs) => refs.describe(revision),
+                    Err(_) => String::new(),
+                };
+                Error::NotOnHub {
+                    repo: repo.to_string(),
+                    missing: HubMissing::Revision,
+                    problem: format!(
+                        "revision '{revision}' not found on the Hub ({}){known}",
+                        failure.problem
+                    ),
+                }
+            }
+            _ => Error::http(url.as_str(), failure.problem),
+        }
+    }
+
+    /// The branches and tags of a repo (`GET /api/models/{repo}/refs`).
+    pub fn refs(&self, repo: &str) -> Result<RepoRefs> {
+        let url = self.url(&format!("/api/models/{}/refs", encode_path(repo)));
+        let body = self.fetch_whole(&url, 16 << 20, "the refs listing")?;
+        #[derive(serde::Deserialize)]
+        struct Ref {
+            name: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Refs {
+            #[serde(default)]
+            branches: Vec<Ref>,
+            #[serde(default)]
+            tags: Vec<Ref>,
+        }
+        let refs: Refs = serde_json::from_slice(&body).map_err(|e| {
+            Error::http(
+                url.as_str(),
+                format!("the refs listing is not the Hub's JSON: {e}"),
+            )
+        })?;
+        let names = |refs: Vec<Ref>| refs.into_iter().map(|r| r.name).collect();
+        Ok(RepoRefs {
+            branches: names(refs.branches),
+            tags: names(refs.tags),
         })
     }
 

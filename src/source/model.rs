@@ -611,28 +611,19 @@ impl Model {
                 )
             };
         }
+        if let Some(hub_ref) = HubRef::parse_url(spec, options.endpoint.as_deref()) {
+            // A pasted Hub URL: its revision wins over --revision, its file is the one read.
+            let hub_ref = hub_ref?;
+            let mut options = options.clone();
+            if let Some(revision) = hub_ref.revision {
+                options.revision = revision;
+            }
+            return open_repo(&hub_ref.repo, &options, hub_ref.file.as_deref());
+        }
         if looks_like_path(spec) {
             return Err(Error::model(spec, "no such file or directory"));
         }
-        validate_repo_id(spec)?;
-        validate_revision(&options.revision)?;
-        if let Some(root) = &options.cache_dir {
-            if let Some(snapshot) = cache::find_snapshot(root, spec, &options.revision) {
-                // A cached snapshot that cannot be read is reported, not silently replaced by a
-                // download: the user may be offline on purpose, or the cache may need repair.
-                return open_snapshot(spec, options, &snapshot);
-            }
-        }
-        if options.offline {
-            return Err(Error::model(
-                spec,
-                format!(
-                    "not in the Hugging Face cache at revision '{}' and offline mode is on (HF_HUB_OFFLINE or --offline)",
-                    options.revision
-                ),
-            ));
-        }
-        open_hub(spec, options)
+        open_repo(spec, options, None)
     }
 
     /// Read every shard header and build the ordered tensor list. `weight_map` (from an index
@@ -738,6 +729,198 @@ impl Model {
             tensors,
             skipped,
         })
+    }
+}
+
+/// A repo, revision and file named by a Hub URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRef {
+    /// `org/name` or `name`.
+    pub repo: String,
+    /// From `/tree/REV`, `/blob/REV/…` or `/resolve/REV/…`.
+    pub revision: Option<String>,
+    /// From `/blob/REV/FILE` or `/resolve/REV/FILE`.
+    pub file: Option<String>,
+}
+
+/// Hosts whose URLs name Hub repos, besides the endpoint's own.
+const HUB_HOSTS: [&str; 3] = ["huggingface.co", "www.huggingface.co", "hf.co"];
+
+impl HubRef {
+    /// Parse `spec` when it is a URL on the Hub (`https://huggingface.co/…`, `hf.co`, or the
+    /// host of `endpoint`): `None` when it is not such a URL, an error when it is one but names
+    /// no model (a dataset, a space, another page).
+    pub fn parse_url(spec: &str, endpoint: Option<&str>) -> Option<Result<HubRef>> {
+        let (host, path) = url_host_and_path(spec)?;
+        let endpoint_host = url_host_and_path(endpoint.unwrap_or(DEFAULT_ENDPOINT))
+            .map(|(h, _)| h.to_ascii_lowercase());
+        let host = host.to_ascii_lowercase();
+        if !HUB_HOSTS.contains(&host.as_str()) && Some(&host) != endpoint_host.as_ref() {
+            return None;
+        }
+        Some(HubRef::parse_path(spec, path))
+    }
+
+    fn parse_path(spec: &str, path: &str) -> Result<HubRef> {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let parts: Vec<String> = path
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(percent_decode)
+            .collect();
+        let refuse = |why: &str| {
+            Error::model(
+                spec,
+                format!("{why} (expected https://huggingface.co/ORG/NAME, with /tree/REV or /blob/REV/FILE)"),
+            )
+        };
+        if matches!(
+            parts.first().map(String::as_str),
+            Some("datasets" | "spaces")
+        ) {
+            return Err(refuse("is a dataset or space URL, not a model's"));
+        }
+        let is_view = |p: &String| matches!(p.as_str(), "tree" | "blob" | "resolve");
+        let (repo, rest) = match parts.as_slice() {
+            [] => return Err(refuse("names no repo")),
+            [name] => (name.clone(), &parts[1..]),
+            [name, next, ..] if is_view(next) => (name.clone(), &parts[1..]),
+            [org, name, ..] => (format!("{org}/{name}"), &parts[2..]),
+        };
+        validate_repo_id(&repo)?;
+        let (revision, file) = match rest {
+            [] => (None, None),
+            [view, revision] if view == "tree" => (Some(revision.clone()), None),
+            [view, revision, file @ ..] if is_view(view) && !file.is_empty() => {
+                let file = file.join("/");
+                (Some(revision.clone()), (view != "tree").then_some(file))
+            }
+            _ => return Err(refuse("is not a model page")),
+        };
+        if let Some(file) = &file {
+            if file.split('/').any(|p| p == "..") {
+                return Err(refuse("names a file outside the repo"));
+            }
+        }
+        Ok(HubRef {
+            repo,
+            revision,
+            file,
+        })
+    }
+}
+
+/// The host and the path of an `http(s)://` URL, without userinfo or port.
+fn url_host_and_path(text: &str) -> Option<(&str, &str)> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    Some((host, path))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Open repo `spec` at `options.revision`: the HF cache first, then the Hub. `only` restricts
+/// the weights read to one file of the repo.
+fn open_repo(spec: &str, options: &OpenOptions, only: Option<&str>) -> Result<Model> {
+    validate_repo_id(spec)?;
+    validate_revision(&options.revision)?;
+    if let Some(root) = &options.cache_dir {
+        if let Some(snapshot) = cache::find_snapshot(root, spec, &options.revision) {
+            let files = restrict(
+                spec,
+                list_dir(&snapshot.dir)?,
+                only,
+                &snapshot.dir.display().to_string(),
+            )?;
+            if files.iter().any(|f| is_weight_file(f)) {
+                // A cached snapshot that cannot be read is reported, not silently replaced by a
+                // download: the user may be offline on purpose, or the cache may need repair.
+                return open_snapshot(spec, options, &snapshot, only);
+            }
+            // Only config.json and the like were cached (a `hf download` of configs, a
+            // transformers run that stopped early): the weights come from the Hub.
+            if options.offline {
+                return Err(Error::model(
+                    spec,
+                    format!(
+                        "the Hugging Face cache holds no weights for it at revision '{}' ({} has only {}) and offline mode is on (HF_HUB_OFFLINE or --offline)",
+                        options.revision,
+                        snapshot.dir.display(),
+                        if files.is_empty() { "nothing".to_string() } else { files.join(", ") }
+                    ),
+                ));
+            }
+            return open_hub(spec, options, only);
+        }
+    }
+    if options.offline {
+        let searched = match &options.cache_dir {
+            Some(root) => format!(
+                "looked in {}",
+                root.join(cache::repo_folder(spec)).display()
+            ),
+            None => "no cache directory: set HF_HUB_CACHE or HF_HOME".to_string(),
+        };
+        return Err(Error::model(
+            spec,
+            format!(
+                "not in the Hugging Face cache at revision '{}' ({searched}) and offline mode is on (HF_HUB_OFFLINE or --offline)",
+                options.revision
+            ),
+        ));
+    }
+    open_hub(spec, options, only)
+}
+
+/// A file that holds weights (not a training checkpoint's optimizer or RNG state).
+fn is_weight_file(name: &str) -> bool {
+    !name.contains('/')
+        && WeightFormat::of_file(name).is_some()
+        && !NOT_WEIGHTS.contains(&name)
+        && !name.starts_with("rng_state")
+}
+
+/// `files` kept to `only` when it is given; an error naming `place` when it is not there.
+fn restrict(
+    spec: &str,
+    files: Vec<String>,
+    only: Option<&str>,
+    place: &str,
+) -> Result<Vec<String>> {
+    let Some(only) = only else { return Ok(files) };
+    if files.iter().any(|f| f == only) {
+        Ok(vec![only.to_string()])
+    } else {
+        Err(Error::model(
+            spec,
+            format!("has no file '{only}' ({place})"),
+        ))
     }
 }
 
@@ -981,8 +1164,9 @@ fn open_local_files(
     dir: &Path,
     origin: Origin,
     format: Option<WeightFormat>,
+    only: Option<&str>,
 ) -> Result<Model> {
-    let files = list_dir(dir)?;
+    let files = restrict(spec, list_dir(dir)?, only, &dir.display().to_string())?;
     let config = read_local_config(dir)?;
     let open = |name: &str| -> Result<(String, Arc<dyn ByteSource>)> {
         let path = dir.join(name);
@@ -1021,6 +1205,7 @@ fn open_directory(spec: &str, dir: &Path, format: Option<WeightFormat>) -> Resul
             path: spec.to_string(),
         },
         format,
+        None,
     )
 }
 
@@ -1028,6 +1213,7 @@ fn open_snapshot(
     spec: &str,
     options: &OpenOptions,
     snapshot: &cache::CachedSnapshot,
+    only: Option<&str>,
 ) -> Result<Model> {
     open_local_files(
         spec,
@@ -1039,15 +1225,22 @@ fn open_snapshot(
             path: snapshot.dir.display().to_string(),
         },
         options.format,
+        only,
     )
 }
 
 #[cfg(feature = "hub")]
-fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
+fn open_hub(spec: &str, options: &OpenOptions, only: Option<&str>) -> Result<Model> {
     use super::hub::{in_parallel, HubClient};
     let endpoint = options.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
     let client = HubClient::new(endpoint, options.token.clone(), options.hub)?;
     let listing = client.list(spec, &options.revision)?;
+    let wanted = restrict(
+        spec,
+        listing.files.clone(),
+        only,
+        &format!("at revision '{}' on the Hub", options.revision),
+    )?;
     let commit = listing.commit.clone();
     let origin = Origin::Hub {
         endpoint: client.endpoint().to_string(),
@@ -1056,7 +1249,7 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
         commit: commit.clone(),
     };
     let has = |name: &str| listing.files.iter().any(|f| f == name);
-    let plan = plan_files(spec, &listing.files, options.format)?;
+    let plan = plan_files(spec, &wanted, options.format)?;
     // Everything after the listing is fetched at once: the config, the index (whose shard
     // names gate the shard opens, so it goes first among them) and every shard's header.
     let fetch_config = || {
@@ -1100,7 +1293,7 @@ fn open_hub(spec: &str, options: &OpenOptions) -> Result<Model> {
 }
 
 #[cfg(not(feature = "hub"))]
-fn open_hub(spec: &str, _options: &OpenOptions) -> Result<Model> {
+fn open_hub(spec: &str, _options: &OpenOptions, _only: Option<&str>) -> Result<Model> {
     Err(Error::model(
         spec,
         "not found locally, and this build has no Hub client (rebuild with the 'hub' feature)",

@@ -2,6 +2,12 @@
 //! uses, so that the real `HubClient` is tested over real sockets:
 //!
 //! - `GET /api/models/{repo}/revision/{revision}`: the listing JSON (`id`, `sha`, `siblings`).
+//! - `GET /api/models/{repo}/refs`: the repo's branches and tags (`{"branches": [{"name",
+//!   "ref", "targetCommit"}], "tags": [...], "converts": []}`).
+//! - Errors as the Hub sends them, with `X-Error-Code` and `X-Error-Message`: `RepoNotFound`
+//!   (401 without an `Authorization` header, which also hides private repos; 404 with one),
+//!   `RevisionNotFound` (404), `EntryNotFound` (404), and 401 "Invalid credentials in
+//!   Authorization header" for a token the repo does not accept.
 //! - `GET /{repo}/resolve/{revision}/{file}`: small files directly; files registered as large
 //!   answer `302 Found` to `/cdn/{id}`, as the Hub redirects LFS files to its CDN.
 //! - `Range: bytes=a-b`, `a-` and `-n` answered with `206` and `Content-Range`, `416` when
@@ -91,8 +97,10 @@ pub enum Failure {
 pub struct Repo {
     /// The commit every branch points at.
     pub commit: String,
-    /// Branch or tag names that resolve to `commit`.
+    /// Branch names that resolve to `commit`.
     pub branches: Vec<String>,
+    /// Tag names that resolve to `commit`.
+    pub tags: Vec<String>,
     /// Files by repo-relative name.
     pub files: BTreeMap<String, RepoFile>,
     /// When set, requests need `Authorization: Bearer {token}`.
@@ -107,6 +115,7 @@ impl Repo {
         Repo {
             commit: fake_commit(seed),
             branches: vec!["main".into()],
+            tags: Vec::new(),
             files: BTreeMap::new(),
             token: None,
             failure: None,
@@ -143,8 +152,22 @@ impl Repo {
         self
     }
 
+    /// Add a branch at the repo's commit.
+    pub fn branch(mut self, name: &str) -> Repo {
+        self.branches.push(name.into());
+        self
+    }
+
+    /// Add a tag at the repo's commit.
+    pub fn tag(mut self, name: &str) -> Repo {
+        self.tags.push(name.into());
+        self
+    }
+
     fn resolves(&self, revision: &str) -> bool {
-        revision == self.commit || self.branches.iter().any(|b| b == revision)
+        revision == self.commit
+            || self.branches.iter().any(|b| b == revision)
+            || self.tags.iter().any(|t| t == revision)
     }
 }
 
@@ -518,6 +541,17 @@ impl Reply {
         }
     }
 
+    /// An error as the Hub sends it: the code and message in headers and a JSON body.
+    fn hub_error(status: u16, code: Option<&str>, message: &str) -> Reply {
+        let mut reply = Reply::json(serde_json::json!({ "error": message }));
+        reply.status = status;
+        if let Some(code) = code {
+            reply.headers.push(header("X-Error-Code", code));
+        }
+        reply.headers.push(header("X-Error-Message", message));
+        reply
+    }
+
     fn json(value: serde_json::Value) -> Reply {
         let bytes = serde_json::to_vec(&value).unwrap();
         Reply {
@@ -597,14 +631,50 @@ fn serve_bytes(file: &RepoFile, range: Option<&str>, failure: Option<Failure>) -
     }
 }
 
-/// 401 without a token, 403 with a wrong one, for private repos.
+/// The Hub's answer for a repo that does not exist (or that the caller may not see): 401
+/// without credentials, 404 with them, `RepoNotFound` either way.
+fn repo_not_found(authorization: Option<&str>) -> Reply {
+    let status = if authorization.is_some() { 404 } else { 401 };
+    Reply::hub_error(status, Some("RepoNotFound"), "Repository not found")
+}
+
+/// For private repos: without a token the repo is hidden (`RepoNotFound`); a token it does not
+/// accept is refused as invalid credentials.
 fn check_auth(repo: &Repo, authorization: Option<&str>) -> Option<Reply> {
     let token = repo.token.as_deref()?;
     match authorization.and_then(|a| a.strip_prefix("Bearer ")) {
-        None => Some(Reply::status(401, "unauthorized")),
+        None => Some(repo_not_found(None)),
         Some(t) if t == token => None,
-        Some(_) => Some(Reply::status(403, "forbidden")),
+        Some(_) => Some(Reply::hub_error(
+            401,
+            None,
+            "Invalid credentials in Authorization header",
+        )),
     }
+}
+
+fn revision_not_found(revision: &str) -> Reply {
+    Reply::hub_error(
+        404,
+        Some("RevisionNotFound"),
+        &format!("Invalid rev id: {revision}"),
+    )
+}
+
+/// `GET /api/models/{repo}/refs`.
+fn refs_json(repo: &Repo) -> Reply {
+    let entry = |name: &str, kind: &str| {
+        serde_json::json!({
+            "name": name,
+            "ref": format!("refs/{kind}/{name}"),
+            "targetCommit": repo.commit,
+        })
+    };
+    Reply::json(serde_json::json!({
+        "branches": repo.branches.iter().map(|b| entry(b, "heads")).collect::<Vec<_>>(),
+        "tags": repo.tags.iter().map(|t| entry(t, "tags")).collect::<Vec<_>>(),
+        "converts": [],
+    }))
 }
 
 fn route(
@@ -616,18 +686,27 @@ fn route(
 ) -> (Kind, Reply) {
     let mut state = state.lock().unwrap();
     if let Some(rest) = path.strip_prefix("/api/models/") {
+        if let Some(repo_id) = rest.strip_suffix("/refs") {
+            let Some(repo) = state.repos.get(&percent_decode(repo_id)) else {
+                return (Kind::Api, repo_not_found(authorization));
+            };
+            if let Some(reply) = check_auth(repo, authorization) {
+                return (Kind::Api, reply);
+            }
+            return (Kind::Api, refs_json(repo));
+        }
         let Some((repo_id, revision)) = rest.rsplit_once("/revision/") else {
             return (Kind::Api, Reply::status(404, "no such route"));
         };
         let (repo_id, revision) = (percent_decode(repo_id), percent_decode(revision));
         let Some(repo) = state.repos.get(&repo_id) else {
-            return (Kind::Api, Reply::status(404, "repository not found"));
+            return (Kind::Api, repo_not_found(authorization));
         };
         if let Some(reply) = check_auth(repo, authorization) {
             return (Kind::Api, reply);
         }
         if !repo.resolves(&revision) {
-            return (Kind::Api, Reply::status(404, "revision not found"));
+            return (Kind::Api, revision_not_found(&revision));
         }
         let siblings: Vec<_> = repo
             .files
@@ -663,7 +742,7 @@ fn route(
         };
         let (revision, file) = (percent_decode(revision), percent_decode(file));
         let Some(repo) = state.repos.get_mut(&repo_id) else {
-            return (Kind::Resolve, Reply::status(404, "repository not found"));
+            return (Kind::Resolve, repo_not_found(authorization));
         };
         if let Some(reply) = check_auth(repo, authorization) {
             return (Kind::Resolve, reply);
@@ -676,10 +755,13 @@ fn route(
         }
         let repo = &state.repos[&repo_id];
         if !repo.resolves(&revision) {
-            return (Kind::Resolve, Reply::status(404, "revision not found"));
+            return (Kind::Resolve, revision_not_found(&revision));
         }
         let Some(entry) = repo.files.get(&file).cloned() else {
-            return (Kind::Resolve, Reply::status(404, "entry not found"));
+            return (
+                Kind::Resolve,
+                Reply::hub_error(404, Some("EntryNotFound"), "Entry not found"),
+            );
         };
         if entry.large {
             let id = cdn_id(&repo_id, &repo.commit, &file);
