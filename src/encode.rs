@@ -110,6 +110,18 @@ impl EncodeOptions {
         }
         self.frame.validate()?;
         if let Some(preview) = &self.preview {
+            // The preview is an MP4 (H.264): another extension would name a file players
+            // and browsers take for something else.
+            let mp4 = preview
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("mp4"));
+            if !mp4 {
+                return Err(Error::invalid(
+                    "--preview",
+                    preview.display(),
+                    "a file name ending in .mp4",
+                ));
+            }
             crate::output::check_file("--preview", preview)?;
         }
         let secs = self.checkpoint_every.as_secs_f64();

@@ -522,7 +522,7 @@ struct EncodeArgs {
         allow_hyphen_values = true
     )]
     min_efficiency: f64,
-    /// Largest frame, in values (a power-of-two area; default 4096×4096)
+    /// Largest frame, in values, 1024..=1073741824 (default 4096×4096)
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_VALUES, value_name = "N", value_parser = parse_positive)]
     max_frame_values: u64,
     /// Finest pyramid block side (a power of two)

@@ -98,6 +98,9 @@ refused! {
     checkpoint_every_too_small: "--checkpoint-every 0.001", 2, &["--checkpoint-every", "0.01..=86400"];
     checkpoint_every_too_large: "--checkpoint-every 100000", 2, &["--checkpoint-every", "0.01..=86400"];
     max_frame_values_zero: "--max-frame-values 0", 2, &["--max-frame-values", ">= 1"];
+    max_frame_values_tiny: "--max-frame-values 3", 2, &["--max-frame-values", "3", "1024..=1073741824"];
+    max_frame_values_huge: "--max-frame-values 2147483648", 2, &["--max-frame-values", "1024..=1073741824"];
+    preview_not_mp4: "--preview out.txt", 2, &["--preview", "out.txt", "ending in .mp4"];
     mode_unknown: "--mode jpeg", 2, &["--mode", "jpeg", "u16", "lossless"];
     max_params_zero: "--max-params 0", 2, &["--max-params", ">= 1"];
     efficiency_below_minimum: "--chunk-encoding --chunk-size 5000 --min-efficiency 0.7", 1, &["Efficiency ratio 0.61 is below minimum 0.7"];
