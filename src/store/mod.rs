@@ -13,6 +13,7 @@
 mod check;
 mod fingerprints;
 mod gc;
+pub mod objects;
 mod registry;
 
 pub use check::CheckReport;
