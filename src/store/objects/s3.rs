@@ -193,7 +193,9 @@ impl S3Storage {
                     self.fail(what, server_error(status, &text)),
                 ))
             }
-            Err(ureq::Error::Transport(t)) => Err(Failure::Transport(self.fail(what, t))),
+            Err(ureq::Error::Transport(t)) => {
+                Err(Failure::Transport(self.fail(what, transport_problem(&t))))
+            }
         }
     }
 
@@ -544,6 +546,23 @@ impl UploadBackend for S3Upload {
         self.part = Vec::new();
         self.storage.abort_upload(&self.name, &self.upload_id)
     }
+}
+
+/// What went wrong on the way, without the request's URL: that URL is presigned, and would
+/// hand its signature (an hour's access) to whoever reads the message.
+fn transport_problem(t: &ureq::Transport) -> String {
+    let mut text = t.kind().to_string();
+    for part in [
+        t.message().map(str::to_string),
+        std::error::Error::source(t).map(|e| e.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        text.push_str(": ");
+        text.push_str(&part);
+    }
+    text
 }
 
 /// `HTTP 404 NoSuchBucket: The specified bucket does not exist`, from an S3 error body.
