@@ -8,8 +8,10 @@ mod support;
 
 use std::io::Write;
 
+use std::io::{Read, Seek, SeekFrom};
+
 use weightreel::store::objects::{
-    DirectoryStorage, ReelLocation, ReelStorage, UnfinishedUpload, MIN_PART_SIZE,
+    DirectoryStorage, ReelLocation, ReelReader, ReelStorage, UnfinishedUpload, MIN_PART_SIZE,
 };
 
 /// The part size the S3 tests use: the smallest S3 accepts, so that a 20 MiB reel has 5 parts.
@@ -198,6 +200,42 @@ fn list_by_prefix_and_replace(storage: &dyn ReelStorage) {
     assert_eq!(read(storage, "models/a.mkv", 0, 8), b"replaced");
 }
 
+/// A reel read as `Read + Seek` gives the same bytes as its ranges, across windows and parts.
+fn a_reel_reads_and_seeks_as_a_file(storage: &dyn ReelStorage) {
+    let data = bytes(PART + 1000, 11);
+    put(storage, "file.mkv", &data);
+    let mut reader = ReelReader::open(storage, "file.mkv", 64 * 1024).unwrap();
+    assert_eq!(reader.size(), data.len() as u64);
+    let mut all = Vec::new();
+    reader.read_to_end(&mut all).unwrap();
+    assert!(all == data);
+    let at = PART as u64 - 3;
+    assert_eq!(reader.seek(SeekFrom::Start(at)).unwrap(), at);
+    let mut piece = [0u8; 10];
+    reader.read_exact(&mut piece).unwrap();
+    assert_eq!(piece, data[PART - 3..PART + 7]);
+    reader.seek(SeekFrom::End(-4)).unwrap();
+    let mut tail = Vec::new();
+    reader.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, &data[data.len() - 4..]);
+    assert_eq!(reader.read(&mut piece).unwrap(), 0);
+    reader
+        .seek(SeekFrom::Current(-(data.len() as i64)))
+        .unwrap();
+    assert!(reader.seek(SeekFrom::Current(-1)).is_err());
+    let missing = ReelReader::open(storage, "nope.mkv", 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        missing,
+        format!(
+            "reel storage {}: reel 'nope.mkv' not found",
+            storage.location()
+        )
+    );
+}
+
 /// An empty reel is a reel.
 fn an_empty_reel_round_trips(storage: &dyn ReelStorage) {
     put(storage, "empty.mkv", b"");
@@ -291,6 +329,7 @@ conformance!(
     an_upload_dropped_or_aborted_half_way_leaves_nothing,
     a_crashed_upload_is_found_and_removed,
     list_by_prefix_and_replace,
+    a_reel_reads_and_seeks_as_a_file,
     an_empty_reel_round_trips,
     delete_and_missing_reels,
     bad_names_are_refused,

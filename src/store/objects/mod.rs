@@ -184,6 +184,84 @@ impl Write for Upload {
     }
 }
 
+/// A stored reel as `Read + Seek`, for readers that want a file (the reel's envelope, a demuxer):
+/// reads go through [`ReelStorage::read_range`] a window at a time, so that a reader taking
+/// small pieces makes one request per window, and a seek costs nothing until the next read.
+pub struct ReelReader<'a> {
+    storage: &'a dyn ReelStorage,
+    name: String,
+    size: u64,
+    position: u64,
+    window: Vec<u8>,
+    window_start: u64,
+    window_size: usize,
+}
+
+impl<'a> ReelReader<'a> {
+    /// Open reel `name`, reading `window_size` bytes (at least 1) per request.
+    pub fn open(
+        storage: &'a dyn ReelStorage,
+        name: &str,
+        window_size: usize,
+    ) -> Result<ReelReader<'a>> {
+        Ok(ReelReader {
+            storage,
+            name: name.to_string(),
+            size: storage.size(name)?,
+            position: 0,
+            window: Vec::new(),
+            window_start: 0,
+            window_size: window_size.max(1),
+        })
+    }
+
+    /// The reel's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl std::io::Read for ReelReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() || self.position >= self.size {
+            return Ok(0);
+        }
+        let in_window = self.position >= self.window_start
+            && self.position < self.window_start + self.window.len() as u64;
+        if !in_window {
+            let len = (self.size - self.position).min(self.window_size as u64) as usize;
+            self.window.resize(len, 0);
+            self.storage
+                .read_range(&self.name, self.position, &mut self.window)
+                .map_err(std::io::Error::other)?;
+            self.window_start = self.position;
+        }
+        let from = (self.position - self.window_start) as usize;
+        let n = out.len().min(self.window.len() - from);
+        out[..n].copy_from_slice(&self.window[from..from + n]);
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for ReelReader<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.size.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.position.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("reel '{}': seek before its start", self.name),
+            )
+        })?;
+        self.position = target;
+        Ok(target)
+    }
+}
+
 /// A parsed reel location (`--reels`, `$WEIGHTREEL_REELS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReelLocation {
