@@ -450,6 +450,30 @@ mod s3_faults {
     }
 
     #[test]
+    fn a_part_upload_rides_out_a_server_restart() {
+        if services_disabled("s3_faults::a_part_upload_rides_out_a_server_restart") {
+            return;
+        }
+        let mut server = S3Server::start();
+        server.create_bucket("reels");
+        let storage = s3_storage(&server, "reels", "", SECRET_KEY);
+        let data = bytes(2 * PART + 9, 12);
+        let mut upload = storage.begin("a.mkv").unwrap();
+        upload.write_all(&data[..PART]).unwrap();
+        // Down now, back in 0.6 s: the second part's first tries fail, a retry gets through.
+        server.stop();
+        let restarted = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            server.restart_with_secret(SECRET_KEY);
+            server
+        });
+        upload.write_all(&data[PART..]).unwrap();
+        let _server = restarted.join().unwrap();
+        upload.publish().unwrap();
+        assert!(read(&storage, "a.mkv", 0, data.len()) == data);
+    }
+
+    #[test]
     fn an_aborted_upload_leaves_no_parts_on_the_server() {
         if services_disabled("s3_faults::an_aborted_upload_leaves_no_parts") {
             return;

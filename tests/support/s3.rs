@@ -38,6 +38,12 @@ impl S3Server {
         panic!("s3s-fs did not start");
     }
 
+    /// Stop the server (until [`S3Server::restart_with_secret`]).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stop the server and start it again on the same port and files, expecting `secret`
     /// from now on (a server that begins refusing requests).
     pub fn restart_with_secret(&mut self, secret: &str) {

@@ -28,6 +28,14 @@ const SIGNED_FOR: Duration = Duration::from_secs(3600);
 /// Where the markers of unfinished uploads live, under the prefix.
 const UPLOADS: &str = ".uploads/";
 
+/// Waits before the retries of an idempotent request: a server restarting or shedding load
+/// gets about 3.5 s.
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_millis(1000),
+    Duration::from_millis(2250),
+];
+
 /// The most parts S3 takes in one upload.
 const MAX_PARTS: usize = 10_000;
 
@@ -167,12 +175,41 @@ impl S3Storage {
     }
 
     /// Send a signed request; a non-2xx answer becomes an error naming `what`, with the
-    /// server's code and message.
+    /// server's code and message. Idempotent requests (all but POST: creating and completing
+    /// an upload) are tried again after a lost connection or a busy server, [`RETRY_DELAYS`]
+    /// apart.
     fn send(
         &self,
         what: &str,
         method: &str,
         url: url::Url,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::result::Result<ureq::Response, Failure> {
+        let retries: &[Duration] = if method == "POST" { &[] } else { &RETRY_DELAYS };
+        let mut attempt = 0;
+        loop {
+            let failure = match self.send_once(what, method, &url, headers, body) {
+                Ok(response) => return Ok(response),
+                Err(f) => f,
+            };
+            let transient = match &failure {
+                Failure::Transport(_) => true,
+                Failure::Status(status, _) => matches!(status, 429 | 500 | 502 | 503 | 504),
+            };
+            match retries.get(attempt) {
+                Some(delay) if transient => std::thread::sleep(*delay),
+                _ => return Err(failure),
+            }
+            attempt += 1;
+        }
+    }
+
+    fn send_once(
+        &self,
+        what: &str,
+        method: &str,
+        url: &url::Url,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::result::Result<ureq::Response, Failure> {
