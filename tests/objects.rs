@@ -410,7 +410,7 @@ mod s3_faults {
         };
         one_line(&err);
         assert!(
-            err.starts_with("reel storage s3://reels/: begin upload of reel 'a.mkv': HTTP 403"),
+            err.starts_with("reel storage s3://reels: begin upload of reel 'a.mkv': HTTP 403"),
             "{err}"
         );
         assert_eq!(server_files(&server), Vec::<String>::new());
@@ -529,8 +529,14 @@ fn locations_parse() {
         ReelLocation::Directory("store/reels".into())
     );
     assert_eq!(
-        ReelLocation::parse("s3://team-reels/shared").unwrap().url(),
+        ReelLocation::parse("s3://team-reels/shared/")
+            .unwrap()
+            .url(),
         "s3://team-reels/shared"
+    );
+    assert_eq!(
+        ReelLocation::parse("s3://team-reels/").unwrap().url(),
+        "s3://team-reels"
     );
 }
 

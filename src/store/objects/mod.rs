@@ -325,9 +325,7 @@ impl ReelLocation {
     pub fn url(&self) -> String {
         match self {
             ReelLocation::Directory(dir) => directory_url(dir),
-            ReelLocation::S3 { bucket, prefix } => {
-                format!("s3://{bucket}/{}", prefix.trim_end_matches('/'))
-            }
+            ReelLocation::S3 { bucket, prefix } => s3_url(bucket, prefix),
         }
     }
 
@@ -347,6 +345,14 @@ impl ReelLocation {
                 problem: "this build has no S3 support (cargo feature `s3`)".into(),
             }),
         }
+    }
+}
+
+/// `s3://bucket` or `s3://bucket/prefix`.
+pub(crate) fn s3_url(bucket: &str, prefix: &str) -> String {
+    match prefix.trim_end_matches('/') {
+        "" => format!("s3://{bucket}"),
+        prefix => format!("s3://{bucket}/{prefix}"),
     }
 }
 

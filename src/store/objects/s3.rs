@@ -42,8 +42,8 @@ const MAX_PARTS: usize = 10_000;
 /// The most of an error response kept for its message.
 const MAX_ERROR_BODY: u64 = 64 << 10;
 
-/// How to reach the object store.
-#[derive(Debug, Clone)]
+/// How to reach the object store. Its `Debug` leaves the secret and the token out.
+#[derive(Clone)]
 pub struct S3Config {
     /// An S3-compatible server's URL (`http://127.0.0.1:9000`); requests then use path-style
     /// addressing. `None` is AWS: `https://s3.REGION.amazonaws.com`, virtual-hosted style.
@@ -56,6 +56,17 @@ pub struct S3Config {
     pub session_token: Option<String>,
     /// Bytes per uploaded part (every part but the last).
     pub part_size: usize,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &self.credentials.as_ref().map(|(key, _)| key))
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl S3Config {
@@ -93,7 +104,7 @@ impl S3Config {
 }
 
 /// Reels in an S3 bucket under a key prefix.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct S3Storage {
     bucket: Bucket,
     credentials: Option<Credentials>,
@@ -110,7 +121,7 @@ pub struct S3Storage {
 impl S3Storage {
     /// Reels in `bucket` under `prefix` (empty or ending in `/`). Sends no request.
     pub fn new(bucket: &str, prefix: &str, config: S3Config) -> Result<S3Storage> {
-        let url = format!("s3://{bucket}/{}", prefix.trim_end_matches('/'));
+        let url = super::s3_url(bucket, prefix);
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&config.part_size) {
             return Err(Error::invalid(
                 "S3 part size",
@@ -360,15 +371,7 @@ impl ReelStorage for S3Storage {
             &self.url,
             name,
             Box::new(S3Upload {
-                storage: S3Storage {
-                    bucket: self.bucket.clone(),
-                    credentials: self.credentials.clone(),
-                    prefix: self.prefix.clone(),
-                    part_size: self.part_size,
-                    url: self.url.clone(),
-                    endpoint_note: self.endpoint_note.clone(),
-                    agent: self.agent.clone(),
-                },
+                storage: self.clone(),
                 name: name.to_string(),
                 key,
                 upload_id,
@@ -648,6 +651,29 @@ fn xml_unescape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_debug_leaves_the_secret_out() {
+        let config = S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            credentials: Some(("AKIDKEY".into(), "very-secret".into())),
+            session_token: Some("session-token".into()),
+            part_size: DEFAULT_PART_SIZE,
+        };
+        let text = format!("{config:?}");
+        assert!(text.contains("AKIDKEY"), "{text}");
+        assert!(
+            !text.contains("very-secret") && !text.contains("session-token"),
+            "{text}"
+        );
+        let storage = S3Storage::new("bucket", "", config).unwrap();
+        let text = format!("{storage:?}");
+        assert!(
+            !text.contains("very-secret") && !text.contains("session-token"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn server_error_takes_code_and_message() {
