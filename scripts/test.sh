@@ -9,6 +9,8 @@ bash scripts/deps.sh
 bash scripts/fetch-minilm.sh >/dev/null
 # The Python reference readers (numpy, gguf) and the real .pth and GGUF files tests/formats.rs reads.
 bash scripts/test-venv.sh >/dev/null
+# The S3-compatible server tests/objects.rs starts (s3s-fs, built once into target/tools).
+bash scripts/test-services.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

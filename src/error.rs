@@ -86,6 +86,11 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+
+    /// Where reels live (a directory or an S3 bucket) refused or failed a request. `location`
+    /// is a URL without credentials.
+    #[error("reel storage {location}: {problem}")]
+    ReelStorage { location: String, problem: String },
 }
 
 /// What the Hub did not find.

@@ -14,6 +14,7 @@ mod check;
 mod fingerprints;
 mod gc;
 mod names;
+pub mod objects;
 mod registry;
 
 pub use check::CheckReport;

@@ -10,4 +10,6 @@ pub mod fixtures;
 pub mod hub_server;
 pub mod minilm;
 pub mod postgres;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod venv;

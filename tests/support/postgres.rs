@@ -19,7 +19,7 @@ pub struct Postgres {
 /// True (with a note on stderr) when the environment asks to run without services.
 pub fn services_disabled(test: &str) -> bool {
     if std::env::var("WEIGHTREEL_NO_SERVICES").is_ok_and(|v| v == "1") {
-        eprintln!("{test}: skipped: WEIGHTREEL_NO_SERVICES=1 (needs PostgreSQL)");
+        eprintln!("{test}: skipped: WEIGHTREEL_NO_SERVICES=1 (needs a test service: PostgreSQL or the S3 server)");
         return true;
     }
     false
@@ -43,7 +43,7 @@ fn bin_dir() -> PathBuf {
         .expect("no PostgreSQL server binaries under /usr/lib/postgresql")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
