@@ -713,17 +713,40 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
                     if t.frames == 1 { "" } else { "s" },
                 );
             } else if *batch_frames > 1 {
+                // Full frames of the cap, then the rest in smaller frames (see FrameCuts).
+                let full = t.params / options.frame.max_values;
+                let rest = t.params - full * options.frame.max_values;
+                let tail = t.frames.saturating_sub(full);
+                let tail_text = if tail == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        ", then the other {} in {} smaller frame{}",
+                        group(rest),
+                        group(tail),
+                        if tail == 1 { "" } else { "s" }
+                    )
+                };
                 println!(
-                    "Frames: {} frames of up to {} values (batch mode: {} values exceed the frame cap)",
+                    "Frames: {} frames: {} of {} values{} (batch mode: {} values exceed the frame cap)",
                     group(t.frames),
+                    group(full),
                     group(options.frame.max_values),
+                    tail_text,
                     group(t.params),
                 );
             } else {
                 println!("Frames: 1 frame of {} values (batch mode)", group(t.params));
             }
+            let (size, whose) = if t.frames > 1 && entry.settings.method != "chunk" {
+                ("up to ", "the frames'")
+            } else if t.frames > 1 {
+                ("", "the frames'")
+            } else {
+                ("", "its")
+            };
             println!(
-                "Frame Size: {}x{} ({:.1}% of its pixels hold values)",
+                "Frame Size: {size}{}x{} ({:.1}% of {whose} pixels hold values)",
                 frame_size.0,
                 frame_size.1,
                 efficiency * 100.0

@@ -595,7 +595,7 @@ fn batch_mode_splits_at_the_frame_cap_and_stays_exact() {
         "--max-frame-values",
         "4194304",
     ]);
-    assert!(out.contains("Frames: 10 frames of up to 4,194,304 values (batch mode: 22,713,216 values exceed the frame cap)"), "{out}");
+    assert!(out.contains("Frames: 10 frames: 5 of 4,194,304 values, then the other 1,741,696 in 5 smaller frames (batch mode: 22,713,216 values exceed the frame cap)"), "{out}");
     let reel = PathBuf::from(
         out.lines()
             .find_map(|l| l.strip_prefix("Reel: "))
