@@ -51,6 +51,7 @@ Environment:
   HF_TOKEN_PATH      where `hf auth login` saved the token (default $HF_HOME/token)
   HF_HUB_OFFLINE     1: never use the network (like --offline)
   WEIGHTREEL_STORE   store directory (default ./weightreel_store)
+  WEIGHTREEL_QUEUE   the job queue's PostgreSQL URL (queue, worker)
   WEIGHTREEL_HUB_CONNECTIONS, WEIGHTREEL_HUB_CONNECT_TIMEOUT, WEIGHTREEL_HUB_READ_TIMEOUT,
   WEIGHTREEL_HUB_TIMEOUT, WEIGHTREEL_HUB_RETRIES
                      Hub connections, timeouts (seconds) and retries (see the README)";
@@ -1142,7 +1143,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     s.sampled,
                     s.verbatim,
                     group(s.values),
-                    s.frames_read,
+                    group(s.frames_read),
                     s.out.display(),
                     if s.replaced { " (replaced the file that was there)" } else { "" }
                 );
@@ -1338,7 +1339,7 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
         (None, true) => {
             use clap::CommandFactory;
             eprintln!(
-                "error: nothing to do: give a command (encode, inspect, list, stats, decode, frames, fingerprint, search, compare, tree, rm, check, gc, serve, completions) or --model M, --models A B, --list-models, --statistics, --search-similar M (see --help)"
+                "error: nothing to do: give a command (encode, inspect, list, show, stats, decode, frames, fingerprint, search, compare, tree, rm, check, gc, serve, queue, worker, completions) or --model M, --models A B, --list-models, --statistics, --search-similar M (see --help)"
             );
             eprintln!("\n{}", Cli::command().render_usage());
             return Ok(ExitCode::from(2));
