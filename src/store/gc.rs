@@ -191,11 +191,22 @@ impl Store {
 
     /// Interrupted encodes whose work is kept for a resume.
     pub fn interrupted(&self) -> Result<Vec<Leftover>> {
-        Ok(self
-            .leftovers(true)?
+        // Only the work directories: `list` calls this, and the reels' side of `leftovers`
+        // lists every entry again (half of `list`'s time on a store of 100 entries).
+        let mut out: Vec<Leftover> = std::fs::read_dir(self.work_dir())
             .into_iter()
-            .filter(|l| l.kind == "interrupted encode")
-            .collect())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|dir| dir.is_dir() && !is_live(dir))
+            .map(|dir| Leftover {
+                bytes: size_of(&dir),
+                path: dir,
+                kind: "interrupted encode",
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     /// Remove what belongs to no entry and no running encode, keeping interrupted encodes'
