@@ -227,6 +227,9 @@ pub struct StoreStats {
 pub struct Store {
     pub(super) dir: PathBuf,
     pub(super) conn: Connection,
+    /// Whether the registry has the fingerprint tables (schema 3; a read-only store of an
+    /// older schema is never migrated), looked up once.
+    pub(super) has_fingerprints: std::cell::OnceCell<bool>,
 }
 
 /// Version 1 kept every frame's pyramid and histogram as JSON (4.5 KB a frame); version 2 keeps
@@ -364,6 +367,7 @@ impl Store {
             return Ok(Store {
                 dir: dir.to_path_buf(),
                 conn,
+                has_fingerprints: std::cell::OnceCell::new(),
             });
         }
         use rusqlite::OpenFlags;
@@ -415,6 +419,7 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             conn,
+            has_fingerprints: std::cell::OnceCell::new(),
         })
     }
 
@@ -475,6 +480,7 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             conn,
+            has_fingerprints: std::cell::OnceCell::new(),
         })
     }
 
