@@ -195,6 +195,10 @@ enum Command {
         /// Bound of the in-memory PNG cache, in MiB
         #[arg(long, default_value_t = 64, value_name = "MIB")]
         cache_mib: usize,
+        /// Show this job queue's progress on /queue (a PostgreSQL URL; default:
+        /// $WEIGHTREEL_QUEUE)
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
     },
     /// Remove what interrupted or crashed encodes left behind (reporting the bytes freed)
     Gc {
@@ -885,9 +889,11 @@ fn run_serve(
     bind: Option<&str>,
     open: bool,
     cache_mib: usize,
+    queue: Option<String>,
 ) -> Result<()> {
     let addr = weightreel::serve::listen_address(bind, port)?;
-    let gallery = weightreel::serve::Gallery::open(&store_dir(dir), cache_mib << 20)?;
+    let gallery =
+        weightreel::serve::Gallery::open(&store_dir(dir), cache_mib << 20)?.with_queue(queue);
     weightreel::serve::run(gallery, addr, |bound| {
         let url = if bound.ip().is_unspecified() {
             format!("http://127.0.0.1:{}/", bound.port())
@@ -1094,12 +1100,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bind,
             open,
             cache_mib,
+            queue,
         }) => run_serve(
             storage_dir.as_deref(),
             port,
             bind.as_deref(),
             open,
             cache_mib,
+            queue.or_else(|| {
+                std::env::var("WEIGHTREEL_QUEUE")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            }),
         )?,
         Some(Command::Stats {
             model: Some(model),

@@ -601,3 +601,49 @@ fn png_cache_stays_within_its_bound() {
         .body;
     assert_eq!(again, first);
 }
+
+#[test]
+fn the_queue_page_shows_the_queues_jobs_and_a_gallery_without_one_says_so() {
+    if support::postgres::services_disabled("the_queue_page_shows_the_queues_jobs") {
+        return;
+    }
+    let pg = support::postgres::Postgres::start();
+    let url = pg.url();
+    let out = run(&["queue", "add", "org/a", "org/b", "org/c", "--queue", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One job parked as a worker would leave it, with its error.
+    pg.query(
+        "UPDATE wr_jobs SET state = 'parked', attempts = 3, error = 'HTTP 404 for org/c' WHERE model = 'org/c'",
+    );
+    let f = fixture();
+    let server = Server::start_with(&f.store, &["--queue", &url]);
+    let status = server.json("/api/queue");
+    assert_eq!(
+        (status["queued"].as_i64(), status["parked"].as_i64()),
+        (Some(2), Some(1)),
+        "{status}"
+    );
+
+    let browser = Browser::start();
+    browser.open(&format!("{}queue", server.url));
+    browser.wait_for("return document.body.dataset.ready === '1'");
+    let shown = browser.run(
+        "return ['queued', 'running', 'done', 'parked'].map((id) => document.getElementById(id).textContent)",
+    );
+    assert_eq!(shown, serde_json::json!(["2", "0", "0", "1"]));
+    let parked = browser.run("return document.getElementById('parked-jobs').textContent");
+    assert!(
+        parked.as_str().unwrap().contains("HTTP 404 for org/c"),
+        "{parked}"
+    );
+
+    // Without --queue the endpoint says what to do.
+    let plain = Server::start(&f.store);
+    let (code, body) = plain.get("/api/queue");
+    assert_eq!(code, 404);
+    assert!(String::from_utf8_lossy(&body).contains("--queue URL"));
+}

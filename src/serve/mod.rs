@@ -27,6 +27,7 @@
 //! | `/api/search?q=&top=&method=` | the ranked list |
 //! | `/api/families` | family trees (waits for them) |
 //! | `/api/families/page?page=&per=` | one page of the families, or how far computing them is |
+//! | `/queue`, `/api/queue` | the job queue's progress (feature `queue`; `serve --queue URL`), as `queue status --json` prints it |
 
 pub mod render;
 
@@ -119,6 +120,8 @@ pub struct Gallery {
     /// the system's temporary directory (removed with the gallery): the store is only read.
     previews: std::collections::HashMap<i64, PathBuf>,
     preview_dir: PathBuf,
+    /// The job queue whose progress `/queue` shows (a PostgreSQL URL), if any.
+    queue: Option<String>,
 }
 
 impl Drop for Gallery {
@@ -268,7 +271,7 @@ fn page(kind: &str, title: &str, data: &[(&str, &str)]) -> Reply {
 <title>{} · weightreel</title><link rel=\"stylesheet\" href=\"/assets/style.css\">\
 <script src=\"/assets/app.js\" defer></script></head>\
 <body data-page=\"{kind}\"{attrs}><nav><a href=\"/\">Store</a> <a href=\"/search\">Search</a> \
-<a href=\"/compare\">Compare</a> <a href=\"/families\">Families</a></nav>\
+<a href=\"/compare\">Compare</a> <a href=\"/families\">Families</a> <a href=\"/queue\">Queue</a></nav>\
 <main id=\"main\"><p class=\"loading\">Loading…</p></main></body></html>\n",
             esc(title)
         ),
@@ -399,12 +402,41 @@ impl Gallery {
     /// of PNGs.
     /// The gallery over the store at `dir`; the family trees start computing in the
     /// background at once.
+    /// Show the progress of the job queue at `url` (a PostgreSQL URL) on `/queue`.
+    pub fn with_queue(mut self, url: Option<String>) -> Gallery {
+        self.queue = url;
+        self
+    }
+
+    /// `/api/queue`: `queue status --json`, read anew at every request (workers move it).
+    fn queue_status(&self) -> Result<Reply> {
+        let Some(url) = &self.queue else {
+            return Ok(Reply::error(
+                404,
+                "no job queue: start the gallery with --queue URL (or $WEIGHTREEL_QUEUE)",
+            ));
+        };
+        #[cfg(feature = "queue")]
+        {
+            Ok(Reply::json(&crate::queue::Queue::connect(url)?.status()?))
+        }
+        #[cfg(not(feature = "queue"))]
+        {
+            let _ = url;
+            Ok(Reply::error(
+                404,
+                "this build has no job queue (feature `queue`)",
+            ))
+        }
+    }
+
     pub fn open(dir: &Path, cache_bytes: usize) -> Result<Gallery> {
         let mut gallery = Gallery {
             store: Store::open_read_only(dir)?,
             cache: PngCache::new(cache_bytes),
             families: None,
             previews: Default::default(),
+            queue: None,
             preview_dir: std::env::temp_dir().join(format!(
                 "weightreel-serve-{}-{}",
                 std::process::id(),
@@ -450,6 +482,8 @@ impl Gallery {
             ),
             ["search"] => page("search", "Search", &[("q", t.get("q").unwrap_or(""))]),
             ["families"] => page("families", "Families", &[]),
+            ["queue"] => page("queue", "Queue", &[]),
+            ["api", "queue"] => self.queue_status()?,
             ["api", "list"] => Reply::json(&self.store.listing()?.entries),
             ["api", "stats"] => Reply::json(&self.store.stats()?),
             ["api", "models"] => self.models_page(t)?,

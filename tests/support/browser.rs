@@ -21,9 +21,16 @@ pub struct Server {
 impl Server {
     /// Serve the store at `store`.
     pub fn start(store: &Path) -> Server {
+        Server::start_with(store, &[])
+    }
+
+    /// Serve the store at `store` with more `serve` flags.
+    pub fn start_with(store: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
             .args(["serve", "--port", "0", "--storage-dir"])
             .arg(store)
+            .args(extra)
+            .env_remove("WEIGHTREEL_QUEUE")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

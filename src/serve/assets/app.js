@@ -429,7 +429,37 @@ function familyGraph(f) {
   return el("div", {}, el("h2", { text: f.root }), svg);
 }
 
-const PAGES = { store: storePage, model: modelPage, compare: comparePage, search: searchPage, families: familiesPage };
+// ---------------------------------------------------------------- queue page
+
+// The job queue's progress, read again every two seconds while the page is open.
+async function queuePage() {
+  async function draw() {
+    const s = await api("/api/queue");
+    const counts = el("table", { id: "queue-counts", class: "data" },
+      el("tr", {}, ...["Queued", "Running", "Done", "Parked", "Done per minute (5 min)"].map((h) => el("th", { text: h }))),
+      el("tr", {},
+        el("td", { id: "queued", class: "num", text: group(s.queued) }),
+        el("td", { id: "running", class: "num", text: group(s.running) }),
+        el("td", { id: "done", class: "num", text: group(s.done) }),
+        el("td", { id: "parked", class: "num", text: group(s.parked) }),
+        el("td", { class: "num", text: fixed(s.done_per_minute, 1) })));
+    const running = el("table", { id: "running-jobs", class: "data" },
+      el("tr", {}, ...["Job", "Model", "Worker", "Try"].map((h) => el("th", { text: h }))),
+      ...s.running_jobs.map((j) => el("tr", {}, el("td", { text: `#${j.id}` }), el("td", { text: j.model }),
+        el("td", { text: j.worker }), el("td", { class: "num", text: j.attempt }))));
+    const parked = el("table", { id: "parked-jobs", class: "data" },
+      el("tr", {}, ...["Job", "Model", "Tries", "Error"].map((h) => el("th", { text: h }))),
+      ...s.parked_jobs.map((j) => el("tr", {}, el("td", { text: `#${j.id}` }), el("td", { text: j.model }),
+        el("td", { class: "num", text: j.attempts }), el("td", { text: j.error }))));
+    main().replaceChildren(el("h1", { text: "Queue" }), counts,
+      el("h2", { text: "Running" }), running, el("h2", { text: "Parked" }), parked);
+    document.body.dataset.ready = "1";
+  }
+  await draw();
+  setInterval(() => draw().catch(fail), 2000);
+}
+
+const PAGES = { store: storePage, model: modelPage, compare: comparePage, search: searchPage, families: familiesPage, queue: queuePage };
 document.addEventListener("DOMContentLoaded", () => {
   (PAGES[document.body.dataset.page] || storePage)().catch((e) => { fail(e); document.body.dataset.ready = "error"; });
 });
