@@ -471,3 +471,65 @@ fn workers_ride_out_a_postgresql_restart() {
     let check = w.run(&["check", "--store", path(&store)]);
     assert!(check.contains("12 entries ok, 0 problems"), "{check}");
 }
+
+#[test]
+fn fingerprint_only_jobs_on_one_worker_with_three_threads_make_a_searchable_census() {
+    if services_disabled("fingerprint_only_jobs_on_one_worker_with_three_threads") {
+        return;
+    }
+    let w = World::new(6, &["--fingerprint-only"]);
+    let store = w.tmp.path().join("census");
+    let log = w.tmp.path().join("worker.log");
+    let mut worker = [weightreel(
+        &[
+            "worker",
+            "--queue",
+            &w.url,
+            "--store",
+            path(&store),
+            "--concurrency",
+            "3",
+            "--exit-when-empty",
+            "--poll",
+            "0.2",
+        ],
+        w.server.url(),
+        &w.home,
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap()];
+    wait_all(&mut worker, Duration::from_secs(120));
+    let s = w.status();
+    assert_eq!(
+        (s["done"].as_i64(), s["parked"].as_i64()),
+        (Some(6), Some(0)),
+        "{s}"
+    );
+    // The three threads each ran jobs.
+    let text = std::fs::read_to_string(&log).unwrap();
+    for k in 0..3 {
+        assert!(
+            text.contains(&format!(":{k}: job #")),
+            "thread {k} ran nothing: {text}"
+        );
+    }
+    // Fingerprints only: no entry, no reel, yet every model can be searched for.
+    assert!(w.stored(&store).is_empty());
+    let reels = std::fs::read_dir(store.join("reels")).map_or(0, |d| d.count());
+    assert_eq!(reels, 0);
+    let hits = ranking(&store, "org/model-03", w.server.url(), &w.home);
+    let mut names: Vec<&str> = hits.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "org/model-00",
+            "org/model-01",
+            "org/model-02",
+            "org/model-04",
+            "org/model-05"
+        ]
+    );
+}
