@@ -364,7 +364,8 @@ fn work_loop(
         let started = Instant::now();
         let result = std::thread::scope(|scope| {
             let beat = scope.spawn(|| heartbeat(args, name, job.id, &job_cancel, &lost));
-            let result = run_job(args.store, &job, &job_cancel, cancel);
+            let receipt = job_receipt(args.url, job.id);
+            let result = run_job(args.store, &job, &receipt, &job_cancel, cancel);
             job_cancel.store(true, Ordering::SeqCst);
             let beat = beat.join().expect("heartbeat thread");
             (result, beat)
@@ -447,9 +448,16 @@ fn heartbeat(
 }
 
 /// Run one job; `Ok(None)` when it was stopped before it finished.
+/// The receipt an encode job's entry is committed with: the queue (without its password) and
+/// the job's id.
+fn job_receipt(url: &str, id: i64) -> String {
+    format!("{}#{id}", weightreel::queue::redacted(url))
+}
+
 fn run_job(
     store_dir: &Path,
     job: &Job,
+    receipt: &str,
     job_cancel: &AtomicBool,
     stop_all: &AtomicBool,
 ) -> Result<Option<serde_json::Value>> {
@@ -467,6 +475,14 @@ fn run_job(
             })))
         }
         JobKind::Encode => {
+            // A worker that committed this job's entry and died before marking the job done
+            // left the entry's receipt: the job is done, not to be encoded again.
+            if let Some(entry) = store.receipt(receipt)? {
+                return Ok(Some(serde_json::json!({
+                    "status": "already committed",
+                    "entry_id": entry,
+                })));
+            }
             let argv: Vec<String> = ["weightreel", "encode", job.model.as_str()]
                 .iter()
                 .map(|s| s.to_string())
@@ -484,7 +500,8 @@ fn run_job(
             else {
                 unreachable!("the argument list starts with encode");
             };
-            let options = encode_args.options(&select)?;
+            let mut options = encode_args.options(&select)?;
+            options.receipt = Some(receipt.to_string());
             options.validate()?;
             let model = Model::open(&job.model, &source.options()?)?;
             let outcome = cancel.run(|flag| encode(&mut store, &model, &options, flag))?;

@@ -65,6 +65,10 @@ pub struct EncodeOptions {
     /// `frame.mode` is only the fallback: the mode is chosen to fit the source (see
     /// [`EncodeOptions::fitted_to`]). The CLI sets this when `--mode` is not given.
     pub fit_mode_to_source: bool,
+    /// A receipt committed with the entry, in its transaction (see [`Store::receipt`]): the
+    /// job queue's worker passes its job, so that a worker taking over a job whose entry was
+    /// committed by a worker that then died finds it done rather than encoding it again.
+    pub receipt: Option<String>,
 }
 
 impl Default for EncodeOptions {
@@ -80,6 +84,7 @@ impl Default for EncodeOptions {
             progress: ProgressMode::Quiet,
             checkpoint_every: Duration::from_secs(2),
             fit_mode_to_source: false,
+            receipt: None,
         }
     }
 }
@@ -424,6 +429,7 @@ fn encode_planned(
         &joined,
         &plan.template,
         (&print_source, &fingerprint),
+        options.receipt.as_deref(),
     )?;
     work.remove();
     Ok(EncodeOutcome::Completed {
@@ -905,6 +911,7 @@ fn commit(
     joined: &Joined,
     manifest: &Manifest,
     fingerprint: (&FingerprintSource, &Fingerprint),
+    receipt: Option<&str>,
 ) -> Result<(i64, bool, FramesShape)> {
     let mut shape = FramesShape::default();
     let result = reel::ReelReader::open(&joined.path).and_then(|mut reader| {
@@ -922,7 +929,7 @@ fn commit(
             }
             row
         });
-        store.commit_entry_with(entry, rows, Some(fingerprint))
+        store.commit_entry_with(entry, rows, Some(fingerprint), receipt)
     });
     match result {
         Ok((id, replaced)) => {

@@ -558,6 +558,7 @@ impl EncodeArgs {
             chunk_size: self.chunk_size,
             chunk_encoding: self.chunk_encoding,
             fit_mode_to_source: self.mode.is_none(),
+            receipt: None,
             frame: FrameOptions {
                 mode: PixelMode::parse(self.mode.as_deref().unwrap_or("u16"))?,
                 max_values: self.max_frame_values,

@@ -533,3 +533,31 @@ fn fingerprint_only_jobs_on_one_worker_with_three_threads_make_a_searchable_cens
         ]
     );
 }
+
+#[test]
+fn a_job_committed_by_a_worker_that_died_before_marking_it_done_is_not_encoded_again() {
+    if services_disabled("a_job_committed_by_a_worker_that_died_before_marking_it_done") {
+        return;
+    }
+    let w = World::new(1, &[]);
+    let store = w.tmp.path().join("store");
+    wait_all(&mut w.workers(1, &store), Duration::from_secs(120));
+    let entries = || -> Value {
+        serde_json::from_str(&w.run(&["list", "--store", path(&store), "--json"])).unwrap()
+    };
+    let before = entries();
+    assert_eq!(before.as_array().unwrap().len(), 1, "{before}");
+    // As a worker that died between the registry's commit and the queue's update leaves it:
+    // running, its lease run out, no result.
+    w.pg.query(
+        "UPDATE wr_jobs SET state = 'running', worker = 'gone:1:0', finished = NULL, result = NULL,
+                lease_until = now() - interval '1 second' WHERE id = 1 RETURNING id",
+    );
+    wait_all(&mut w.workers(1, &store), Duration::from_secs(120));
+    assert_eq!(
+        w.pg.query("SELECT state || ' ' || attempts || ' ' || (result->>'status') FROM wr_jobs WHERE id = 1"),
+        "done 2 already committed"
+    );
+    // The entry is the one the first worker committed: not encoded a second time.
+    assert_eq!(entries(), before);
+}

@@ -223,6 +223,14 @@ pub struct StoreStats {
     pub chunk_sizes: Vec<u64>,
 }
 
+/// Receipts of commits made for someone else's bookkeeping (the job queue's jobs): created
+/// when the first one is written, so stores that never take one are unchanged. A receipt
+/// whose entry was replaced or removed names no entry (the lookup joins `models`).
+const RECEIPTS_TABLE: &str = "CREATE TABLE IF NOT EXISTS receipts (
+    tag      TEXT PRIMARY KEY,
+    model_id INTEGER NOT NULL
+) WITHOUT ROWID;";
+
 /// An open store.
 pub struct Store {
     pub(super) dir: PathBuf,
@@ -514,7 +522,7 @@ impl Store {
     where
         I: IntoIterator<Item = Result<FrameRecord>>,
     {
-        self.commit_entry_with(entry, frames, None)
+        self.commit_entry_with(entry, frames, None, None)
     }
 
     /// [`Store::commit_entry`], storing the model's fingerprint in the same transaction.
@@ -523,6 +531,7 @@ impl Store {
         entry: &EntryRecord,
         frames: I,
         fingerprint: Option<(&FingerprintSource, &Fingerprint)>,
+        receipt: Option<&str>,
     ) -> Result<(i64, Option<String>)>
     where
         I: IntoIterator<Item = Result<FrameRecord>>,
@@ -621,8 +630,44 @@ impl Store {
             super::fingerprints::put_fingerprint_in(&tx, source, fp)
                 .map_err(|e| sql_err(&db, e))?;
         }
+        if let Some(tag) = receipt {
+            tx.execute_batch(RECEIPTS_TABLE)
+                .and_then(|()| {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO receipts (tag, model_id) VALUES (?1, ?2)",
+                        params![tag, id],
+                    )
+                })
+                .map_err(|e| sql_err(&db, e))?;
+        }
         tx.commit().map_err(|e| sql_err(&db, e))?;
         Ok((id, old.map(|(_, reel)| reel)))
+    }
+
+    /// The entry committed with `tag` (see [`crate::encode::EncodeOptions::receipt`]), if it is
+    /// still in the store. A store that never took a receipt has none.
+    pub fn receipt(&self, tag: &str) -> Result<Option<i64>> {
+        let db = self.dir.join("registry.sqlite");
+        let has_table = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'receipts'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| sql_err(&db, e))?
+            > 0;
+        if !has_table {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT r.model_id FROM receipts r JOIN models m ON m.id = r.model_id WHERE r.tag = ?1",
+                [tag],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| sql_err(&db, e))
     }
 
     /// The query of one entry by id, with its fingerprint's parameter count when the
