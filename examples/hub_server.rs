@@ -37,16 +37,7 @@ fn main() {
     let server = HubServer::start();
     serve_guide_repos(&server, &work);
     let minilm = support::minilm::dir();
-    let id = "sentence-transformers/all-MiniLM-L6-v2";
-    server.add_repo(
-        id,
-        Repo::new(id)
-            .small(
-                "config.json",
-                std::fs::read(minilm.join("config.json")).expect("config.json"),
-            )
-            .disk("model.safetensors", minilm.join("model.safetensors"), true),
-    );
+    server.add_repo(support::minilm::REPO, support::minilm::repo(true));
     // A private repo (token `hf_test_private_token`) for the 401/403 paths.
     let private = "weightreel-test/private-model";
     server.add_repo(

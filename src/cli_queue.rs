@@ -359,17 +359,24 @@ fn work_loop(
             printable(&job.model),
             job.attempt
         );
-        let lost = AtomicBool::new(false);
-        let job_cancel = AtomicBool::new(false);
+        // `stop_job` is the one flag the library sees: the heartbeat sets it when the lease
+        // is lost or Ctrl-C came (`cancel`); `job_done` ends the heartbeat.
+        let flags = JobFlags {
+            stop_all: cancel,
+            stop_job: AtomicBool::new(false),
+            job_done: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+        };
         let started = Instant::now();
         let result = std::thread::scope(|scope| {
-            let beat = scope.spawn(|| heartbeat(args, name, job.id, &job_cancel, &lost));
+            let beat = scope.spawn(|| heartbeat(args, name, job.id, &flags));
             let receipt = job_receipt(args.url, job.id);
-            let result = run_job(args.store, &job, &receipt, &job_cancel, cancel);
-            job_cancel.store(true, Ordering::SeqCst);
+            let result = run_job(args.store, &job, &receipt, &flags.stop_job);
+            flags.job_done.store(true, Ordering::SeqCst);
             let beat = beat.join().expect("heartbeat thread");
             (result, beat)
         });
+        let lost = flags.lost;
         let (result, beat) = result;
         if let Err(e) = beat {
             // The heartbeat's connection failed: the job's lease will run out and another
@@ -394,7 +401,7 @@ fn work_loop(
                     );
                 }
             }
-            Ok(None) => {
+            Ok(None) | Err(Error::Interrupted) => {
                 // Stopped by Ctrl-C: give it back untried.
                 queue.run(|q| q.release(job.id, name))?;
                 eprintln!("worker {name}: job #{} given back", job.id);
@@ -420,54 +427,62 @@ fn work_loop(
     Ok(())
 }
 
-/// Extend the lease every third of it until the job ends; a lease found lost stops the job.
-fn heartbeat(
-    args: &WorkerArgs<'_>,
-    name: &str,
-    id: i64,
-    job_done: &AtomicBool,
-    lost: &AtomicBool,
-) -> Result<()> {
+/// The flags of one running job.
+struct JobFlags<'a> {
+    /// Ctrl-C: every job stops after its current frame.
+    stop_all: &'a AtomicBool,
+    /// What the job's encode or fingerprint watches.
+    stop_job: AtomicBool,
+    /// The job returned; the heartbeat ends.
+    job_done: AtomicBool,
+    /// The lease was found taken over.
+    lost: AtomicBool,
+}
+
+/// Extend the lease every third of it until the job ends, and stop the job when the lease is
+/// lost or Ctrl-C came.
+fn heartbeat(args: &WorkerArgs<'_>, name: &str, id: i64, flags: &JobFlags<'_>) -> Result<()> {
     let mut queue = Reconnecting::new(args.url, name)?;
     let every = args.lease / 3;
     let mut last = Instant::now();
-    while !job_done.load(Ordering::SeqCst) {
+    while !flags.job_done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50).min(every));
+        if flags.stop_all.load(Ordering::SeqCst) {
+            flags.stop_job.store(true, Ordering::SeqCst);
+        }
         if last.elapsed() < every {
             continue;
         }
         last = Instant::now();
         if !queue.run(|q| q.heartbeat(id, name, args.lease))? {
-            lost.store(true, Ordering::SeqCst);
-            // The job must stop: another worker owns it now.
-            job_done.store(true, Ordering::SeqCst);
+            // Another worker owns the job now: it must stop.
+            flags.lost.store(true, Ordering::SeqCst);
+            flags.stop_job.store(true, Ordering::SeqCst);
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// Run one job; `Ok(None)` when it was stopped before it finished.
 /// The receipt an encode job's entry is committed with: the queue (without its password) and
 /// the job's id.
 fn job_receipt(url: &str, id: i64) -> String {
     format!("{}#{id}", weightreel::queue::redacted(url))
 }
 
+/// Run one job, stopping after the current frame when `stop` is set; `Ok(None)` when it was
+/// stopped before it finished.
 fn run_job(
     store_dir: &Path,
     job: &Job,
     receipt: &str,
-    job_cancel: &AtomicBool,
-    stop_all: &AtomicBool,
+    stop: &AtomicBool,
 ) -> Result<Option<serde_json::Value>> {
-    // Either flag stops the job: a lost lease (job_cancel) or Ctrl-C (stop_all).
-    let cancel = EitherFlag(job_cancel, stop_all);
     let mut store = Store::open(store_dir)?;
     match job.kind {
         JobKind::Fingerprint => {
             let model = Model::open(&job.model, &default_open()?)?;
-            let (fp, cost) = cancel.run(|flag| store_fingerprint(&mut store, &model, flag))?;
+            let (fp, cost) = store_fingerprint(&mut store, &model, stop)?;
             Ok(Some(serde_json::json!({
                 "tensors": fp.tensors.len(),
                 "read_bytes": cost.stream.data.bytes,
@@ -504,7 +519,7 @@ fn run_job(
             options.receipt = Some(receipt.to_string());
             options.validate()?;
             let model = Model::open(&job.model, &source.options()?)?;
-            let outcome = cancel.run(|flag| encode(&mut store, &model, &options, flag))?;
+            let outcome = encode(&mut store, &model, &options, stop)?;
             match outcome {
                 EncodeOutcome::Interrupted { .. } => Ok(None),
                 completed => Ok(Some(
@@ -523,30 +538,6 @@ fn default_open() -> Result<weightreel::source::OpenOptions> {
         ..weightreel::source::OpenOptions::default()
     }
     .with_env())
-}
-
-/// Two stop flags seen as one: the library takes one `&AtomicBool`, so a watcher thread copies
-/// either flag into a third while the job runs.
-struct EitherFlag<'a>(&'a AtomicBool, &'a AtomicBool);
-
-impl EitherFlag<'_> {
-    fn run<T>(&self, f: impl FnOnce(&AtomicBool) -> T) -> T {
-        let merged = AtomicBool::new(false);
-        let finished = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                while !finished.load(Ordering::SeqCst) {
-                    if self.0.load(Ordering::SeqCst) || self.1.load(Ordering::SeqCst) {
-                        merged.store(true, Ordering::SeqCst);
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            });
-            let out = f(&merged);
-            finished.store(true, Ordering::SeqCst);
-            out
-        })
-    }
 }
 
 /// How long a worker keeps trying to get its queue back (PostgreSQL restarting, a network

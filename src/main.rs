@@ -20,7 +20,7 @@ use weightreel::encode::{
     encode, EncodeOptions, EncodeOutcome, CHECKPOINT_SECS, DEFAULT_CHUNK_SIZE,
 };
 use weightreel::error::{Error, Result};
-use weightreel::frames::{FrameOptions, PixelMode, DEFAULT_MAX_FRAME_VALUES};
+use weightreel::frames::{FrameCuts, FrameOptions, PixelMode, DEFAULT_MAX_FRAME_VALUES};
 use weightreel::inspect::{group, Report};
 use weightreel::progress::ProgressMode;
 use weightreel::report::{models_table, statistics_block};
@@ -719,10 +719,11 @@ fn print_outcome(outcome: &EncodeOutcome, options: &EncodeOptions) {
                     if t.frames == 1 { "" } else { "s" },
                 );
             } else if *batch_frames > 1 {
-                // Full frames of the cap, then the rest in smaller frames (see FrameCuts).
-                let full = t.params / options.frame.max_values;
+                // Full frames of the cap, then the rest in smaller frames.
+                let cuts = FrameCuts::new(t.params, options.frame.max_values, true);
+                let full = cuts.full_frames();
                 let rest = t.params - full * options.frame.max_values;
-                let tail = t.frames.saturating_sub(full);
+                let tail = cuts.count() - full;
                 let tail_text = if tail == 0 {
                     String::new()
                 } else {

@@ -17,7 +17,7 @@ use weightreel::inspect::Report;
 use weightreel::selection::Selection;
 use weightreel::source::{HubSettings, Model, OpenOptions, Origin};
 
-const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+const MINILM: &str = minilm::REPO;
 const TOKEN: &str = "hf_TESTsecretTOKEN0123456789";
 
 fn hub_options(server: &HubServer) -> OpenOptions {
@@ -54,20 +54,25 @@ fn open_err(server: &HubServer, repo: &str, options: OpenOptions) -> String {
     text
 }
 
+/// A private repo `acme/private` (six distilgpt2 tensors, token [`TOKEN`]) written under `dir`.
+fn serve_private(server: &HubServer, dir: &Path) {
+    let local = dir.join("m.safetensors");
+    fixtures::write_model(&local, &arch_tensors("distilgpt2", Dims::default())[..6], 2);
+    server.add_repo(
+        "acme/private",
+        Repo::new("acme/private")
+            .disk("model.safetensors", &local, true)
+            .private(TOKEN),
+    );
+}
+
 fn serve_minilm(server: &HubServer, large: bool) {
-    let dir = minilm::dir();
     server.add_repo(
         MINILM,
-        Repo::new(MINILM)
-            .small(
-                "config.json",
-                std::fs::read(dir.join("config.json")).unwrap(),
-            )
-            .small(
-                ".gitattributes",
-                "*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
-            )
-            .disk("model.safetensors", minilm::safetensors(), large),
+        minilm::repo(large).small(
+            ".gitattributes",
+            "*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+        ),
     );
 }
 
@@ -184,14 +189,7 @@ fn large_files_follow_the_redirect_to_the_cdn_relative_and_absolute() {
 fn private_repo_needs_the_right_token_and_never_prints_it() {
     let server = HubServer::start();
     let tmp = tempfile::tempdir().unwrap();
-    let local = tmp.path().join("m.safetensors");
-    fixtures::write_model(&local, &arch_tensors("distilgpt2", Dims::default())[..6], 2);
-    server.add_repo(
-        "acme/private",
-        Repo::new("acme/private")
-            .disk("model.safetensors", &local, true)
-            .private(TOKEN),
-    );
+    serve_private(&server, tmp.path());
 
     let with_token = OpenOptions {
         token: Some(TOKEN.into()),
@@ -1124,14 +1122,7 @@ fn minilm_fingerprint_over_http_is_cheap_and_equals_the_local_one() {
 fn the_saved_login_token_is_read() {
     let server = HubServer::start();
     let tmp = tempfile::tempdir().unwrap();
-    let local = tmp.path().join("m.safetensors");
-    fixtures::write_model(&local, &arch_tensors("distilgpt2", Dims::default())[..6], 2);
-    server.add_repo(
-        "acme/private",
-        Repo::new("acme/private")
-            .disk("model.safetensors", &local, true)
-            .private(TOKEN),
-    );
+    serve_private(&server, tmp.path());
     let home = tmp.path().join("hf-home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join("token"), format!("{TOKEN}\n")).unwrap();

@@ -13,10 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::hub_server::{HubServer, Repo};
+use support::hub_server::HubServer;
 use support::minilm;
 
-const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+const MINILM: &str = minilm::REPO;
 const COLUMNS: u16 = 64;
 
 /// A pseudo-terminal of `cols` × 24: (master, slave).
@@ -84,16 +84,7 @@ fn wait_for(seen: &Mutex<Vec<u8>>, what: impl Fn(&str) -> bool, deadline: Durati
 #[test]
 fn the_bar_fits_the_pty_redraws_and_acknowledges_ctrl_c_at_once() {
     let server = HubServer::start();
-    let dir = minilm::dir();
-    server.add_repo(
-        MINILM,
-        Repo::new(MINILM)
-            .small(
-                "config.json",
-                std::fs::read(dir.join("config.json")).unwrap(),
-            )
-            .disk("model.safetensors", minilm::safetensors(), true),
-    );
+    server.add_repo(MINILM, minilm::repo(true));
     // A slow link: every request waits, so the encode takes several seconds.
     server.set_delay(Duration::from_millis(150));
     let tmp = tempfile::tempdir().unwrap();

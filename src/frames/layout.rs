@@ -303,9 +303,14 @@ impl FrameCuts {
         1u64 << (63 - rest.leading_zeros())
     }
 
+    /// Frames holding `per_frame` values; the others (the tail) are smaller.
+    pub fn full_frames(&self) -> u64 {
+        self.total / self.per_frame
+    }
+
     /// Frames in all.
     pub fn count(&self) -> u64 {
-        let full = self.total / self.per_frame;
+        let full = self.full_frames();
         let mut count = full;
         let mut start = full * self.per_frame;
         while start < self.total {
@@ -317,7 +322,7 @@ impl FrameCuts {
 
     /// The distinct frame lengths, largest first (at most ~25: the full length and the tail's).
     pub fn distinct_lens(&self) -> Vec<u64> {
-        let full = self.total / self.per_frame;
+        let full = self.full_frames();
         let mut lens = Vec::new();
         if full > 0 {
             lens.push(self.per_frame);

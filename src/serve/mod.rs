@@ -122,6 +122,10 @@ pub struct Gallery {
     preview_dir: PathBuf,
     /// The job queue whose progress `/queue` shows (a PostgreSQL URL), if any.
     queue: Option<String>,
+    /// Its connection, kept between requests (the page asks every two seconds); dropped after
+    /// an error, so the next request connects again.
+    #[cfg(feature = "queue")]
+    queue_client: Option<crate::queue::Queue>,
 }
 
 impl Drop for Gallery {
@@ -409,7 +413,7 @@ impl Gallery {
     }
 
     /// `/api/queue`: `queue status --json`, read anew at every request (workers move it).
-    fn queue_status(&self) -> Result<Reply> {
+    fn queue_status(&mut self) -> Result<Reply> {
         let Some(url) = &self.queue else {
             return Ok(Reply::error(
                 404,
@@ -418,7 +422,18 @@ impl Gallery {
         };
         #[cfg(feature = "queue")]
         {
-            Ok(Reply::json(&crate::queue::Queue::connect(url)?.status()?))
+            let client = match self.queue_client.take() {
+                Some(client) => client,
+                None => crate::queue::Queue::connect(url)?,
+            };
+            let client = self.queue_client.insert(client);
+            match client.status() {
+                Ok(status) => Ok(Reply::json(&status)),
+                Err(e) => {
+                    self.queue_client = None;
+                    Err(e)
+                }
+            }
         }
         #[cfg(not(feature = "queue"))]
         {
@@ -437,6 +452,8 @@ impl Gallery {
             families: None,
             previews: Default::default(),
             queue: None,
+            #[cfg(feature = "queue")]
+            queue_client: None,
             preview_dir: std::env::temp_dir().join(format!(
                 "weightreel-serve-{}-{}",
                 std::process::id(),

@@ -39,19 +39,11 @@ pub struct IndexRow {
 }
 
 impl Store {
-    fn has_fingerprints_table(&self) -> Result<bool> {
+    pub(super) fn has_fingerprints_table(&self) -> Result<bool> {
         if let Some(&known) = self.has_fingerprints.get() {
             return Ok(known);
         }
-        let found = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fingerprints'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)
-            .map_err(|e| self.fp_err(e))?;
+        let found = self.has_table("fingerprints")?;
         Ok(*self.has_fingerprints.get_or_init(|| found))
     }
 

@@ -154,34 +154,28 @@ impl Store {
                 });
             }
         }
-        if let Ok(rd) = std::fs::read_dir(&work) {
-            for entry in rd.filter_map(|e| e.ok()) {
-                let dir = entry.path();
-                if !dir.is_dir() || is_live(&dir) {
-                    continue;
-                }
-                if interrupted {
+        for dir in self.stale_work_dirs() {
+            if interrupted {
+                out.push(Leftover {
+                    bytes: size_of(&dir),
+                    path: dir,
+                    kind: "interrupted encode",
+                });
+                continue;
+            }
+            // A part being written when the encode died is never resumed from.
+            for f in std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+            {
+                let p = f.path();
+                if p.to_string_lossy().ends_with(".tmp") {
                     out.push(Leftover {
-                        bytes: size_of(&dir),
-                        path: dir,
-                        kind: "interrupted encode",
+                        bytes: size_of(&p),
+                        path: p,
+                        kind: "temporary file",
                     });
-                    continue;
-                }
-                // A part being written when the encode died is never resumed from.
-                for f in std::fs::read_dir(&dir)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.ok())
-                {
-                    let p = f.path();
-                    if p.to_string_lossy().ends_with(".tmp") {
-                        out.push(Leftover {
-                            bytes: size_of(&p),
-                            path: p,
-                            kind: "temporary file",
-                        });
-                    }
                 }
             }
         }
@@ -193,20 +187,28 @@ impl Store {
     pub fn interrupted(&self) -> Result<Vec<Leftover>> {
         // Only the work directories: `list` calls this, and the reels' side of `leftovers`
         // lists every entry again (half of `list`'s time on a store of 100 entries).
-        let mut out: Vec<Leftover> = std::fs::read_dir(self.work_dir())
+        Ok(self
+            .stale_work_dirs()
             .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|dir| dir.is_dir() && !is_live(dir))
             .map(|dir| Leftover {
                 bytes: size_of(&dir),
                 path: dir,
                 kind: "interrupted encode",
             })
+            .collect())
+    }
+
+    /// Work directories that no running encode owns, sorted.
+    fn stale_work_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.work_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|dir| dir.is_dir() && !is_live(dir))
             .collect();
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
+        dirs.sort();
+        dirs
     }
 
     /// Remove what belongs to no entry and no running encode, keeping interrupted encodes'

@@ -644,19 +644,23 @@ impl Store {
         Ok((id, old.map(|(_, reel)| reel)))
     }
 
+    /// Whether the registry has table `name` (a store opened read-only keeps its older schema).
+    pub(super) fn has_table(&self, name: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| sql_err(&self.dir.join("registry.sqlite"), e))
+    }
+
     /// The entry committed with `tag` (see [`crate::encode::EncodeOptions::receipt`]), if it is
     /// still in the store. A store that never took a receipt has none.
     pub fn receipt(&self, tag: &str) -> Result<Option<i64>> {
         let db = self.dir.join("registry.sqlite");
-        let has_table = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'receipts'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(|e| sql_err(&db, e))?
-            > 0;
+        let has_table = self.has_table("receipts")?;
         if !has_table {
             return Ok(None);
         }
@@ -673,15 +677,7 @@ impl Store {
     /// The query of one entry by id, with its fingerprint's parameter count when the
     /// registry has fingerprints (a version-1 or -2 registry opened read-only has none).
     fn entry_query(&self) -> &'static str {
-        let has_prints = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fingerprints'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .is_ok_and(|n| n > 0);
-        if has_prints {
+        if self.has_fingerprints_table().unwrap_or(false) {
             "SELECT m.*, f.params AS fp_params FROM models m
              LEFT JOIN fingerprints f ON f.name = m.name WHERE m.id = ?1"
         } else {

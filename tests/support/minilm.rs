@@ -33,3 +33,17 @@ pub fn dir() -> PathBuf {
 pub fn safetensors() -> PathBuf {
     dir().join("model.safetensors")
 }
+
+/// Its Hub repo id.
+pub const REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+/// The repo as the Hub serves it: `config.json` and `model.safetensors` (`large`: through the
+/// CDN redirect, as the Hub serves LFS files).
+pub fn repo(large: bool) -> super::hub_server::Repo {
+    super::hub_server::Repo::new(REPO)
+        .small(
+            "config.json",
+            std::fs::read(dir().join("config.json")).expect("MiniLM config.json"),
+        )
+        .disk("model.safetensors", safetensors(), large)
+}
