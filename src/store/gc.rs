@@ -111,9 +111,16 @@ impl Store {
         // before the reel appears, and drops the claim only after the registry names the
         // reel. So a reel listed here is claimed when the claims are read next, or named
         // when the registry is read after that.
-        let reels: Vec<std::fs::DirEntry> = std::fs::read_dir(self.reels_dir())
-            .map(|rd| rd.filter_map(|e| e.ok()).collect())
-            .unwrap_or_default();
+        // A shared store's `reels/` (PostgreSQL registry) is written by other machines too,
+        // whose claims are in their own work directories: only their registry commit tells
+        // what is theirs, so nothing there is taken for garbage here.
+        let reels: Vec<std::fs::DirEntry> = if self.shared {
+            Vec::new()
+        } else {
+            std::fs::read_dir(self.reels_dir())
+                .map(|rd| rd.filter_map(|e| e.ok()).collect())
+                .unwrap_or_default()
+        };
         let claimed = claimed_reels(self.dir(), &work);
         let named: HashSet<PathBuf> = self
             .list()?

@@ -9,13 +9,23 @@
 //! - the replaced reel is deleted only after that commit.
 //!
 //! The schema carries a version in `PRAGMA user_version`; a newer one is refused.
+//!
+//! The registry sits behind [`Registry`] (`backend.rs`), one module per backend: `sqlite.rs`
+//! (the store directory, the default) and `postgres.rs` (`--store postgres://…`, feature
+//! `queue`); see [`Store::open_url`].
 
+mod backend;
 mod check;
 mod fingerprints;
 mod gc;
 mod names;
 pub mod objects;
+#[cfg(feature = "queue")]
+mod postgres;
 mod registry;
+mod sqlite;
+
+pub use backend::{Registry, Removed};
 
 pub use check::CheckReport;
 pub use fingerprints::{FingerprintSource, IndexRow};
@@ -40,3 +50,21 @@ pub fn store_dir(flag: Option<&std::path::Path>) -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_STORE_DIR))
 }
+
+/// The PostgreSQL URL a store "directory" names (`postgres://…` or `postgresql://…`), if it
+/// names one: the CLI's `--store` and `$WEIGHTREEL_STORE` take either a directory or a URL.
+pub fn registry_url(dir: &std::path::Path) -> Option<&str> {
+    dir.to_str()
+        .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
+#[cfg(not(feature = "queue"))]
+fn open_postgres(url: &str, _writable: bool) -> crate::error::Result<Store> {
+    Err(crate::error::Error::store(
+        url.split('@').next_back().unwrap_or("postgres"),
+        "this weightreel was built without PostgreSQL support (cargo feature `queue`)",
+    ))
+}
+
+#[cfg(feature = "queue")]
+use postgres::open_postgres;
