@@ -477,7 +477,7 @@ fn transient(e: &postgres::Error) -> bool {
 }
 
 /// The server's message when there is one (postgres::Error's Display says only "db error").
-fn describe(e: &postgres::Error) -> String {
+pub(crate) fn describe(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return db.message().to_string();
     }

@@ -56,6 +56,25 @@ impl Store {
                     let _ = std::fs::remove_file(joined);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                // The work directory is on another file system (a PostgreSQL store's local
+                // work, a shared reel directory): a copy beside the target, then the link.
+                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                    // Named after this encode's (locked) work directory: no other encode
+                    // writes the same copy.
+                    let owner = work.file_name().unwrap_or_default().to_string_lossy();
+                    let copy = self.reels_dir().join(format!(".{owner}.placing.tmp"));
+                    let linked = std::fs::copy(joined, &copy)
+                        .and_then(|_| std::fs::File::open(&copy)?.sync_all())
+                        .and_then(|()| std::fs::hard_link(&copy, &target));
+                    let _ = std::fs::remove_file(&copy);
+                    match linked {
+                        Ok(()) => {
+                            let _ = std::fs::remove_file(joined);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                        Err(e) => return Err(Error::io(&target, e)),
+                    }
+                }
                 // A file system without hard links: a rename, checked just before.
                 Err(_) if !target.exists() => {
                     std::fs::rename(joined, &target).map_err(|e| Error::io(&target, e))?;

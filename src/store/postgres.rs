@@ -1,8 +1,741 @@
-//! The PostgreSQL registry.
+//! The PostgreSQL registry (`--store postgres://user@host:port/db`, feature `queue`): the same
+//! schema concepts as `sqlite.rs` — entries, their frame rows, one fingerprint per model name
+//! with its compact index row in a table of its own, and receipts — in tables named `wr_…`, so
+//! that one database can hold the registry and the job queue.
+//!
+//! - The schema is versioned (table `wr_registry_schema`): the version is read first under a
+//!   transaction-scoped advisory lock, a newer one is refused, and the missing migrations run
+//!   in that transaction, so machines starting at once migrate once.
+//! - Every commit point is one transaction (READ COMMITTED). Writers of one model name
+//!   serialize on a transaction-scoped advisory lock keyed by the name (`pg_advisory_xact_lock`
+//!   of [`NAME_LOCK`] and `hashtext(name)`), taken before the entry being replaced is looked up:
+//!   the same replace/add rules as SQLite's one writer at a time (same name and settings key:
+//!   the later commit replaces the earlier and returns its reel for deletion; other settings:
+//!   both kept), so two machines writing the same model lose nothing and never fail on the
+//!   unique key. Writers of different models do not wait for each other.
+//! - Search's candidate stage reads `wr_fingerprint_index` only (~0.7 KB a model); the bodies
+//!   are in `wr_fingerprints`. pgvector is not used.
+//!
+//! Reels of a PostgreSQL store are files under a directory every machine sees (see
+//! [`reel_root`]); the work of encodes in progress is local (see [`work_root`]).
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::{Client, Config, NoTls, Transaction};
+
+use super::backend::{Registry, Removed};
+use super::fingerprints::{FingerprintSource, IndexRow};
+use super::registry::{EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Totals};
 use super::Store;
 use crate::error::{Error, Result};
+use crate::fingerprint::{self, Fingerprint};
 
-pub(super) fn open_postgres(url: &str, _writable: bool) -> Result<Store> {
-    Err(Error::store(crate::queue::redacted(url), "not yet"))
+/// Version of the PostgreSQL registry schema this build writes and reads.
+pub const PG_SCHEMA_VERSION: i32 = 1;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE wr_models (
+    id              BIGSERIAL PRIMARY KEY,
+    name            TEXT NOT NULL,
+    settings_key    TEXT NOT NULL,
+    settings_json   TEXT NOT NULL,
+    source_kind     TEXT NOT NULL,
+    source          TEXT NOT NULL,
+    revision        TEXT,
+    commit_sha      TEXT,
+    format          TEXT NOT NULL,
+    model_type      TEXT,
+    architectures   TEXT NOT NULL,
+    chunk_size      BIGINT NOT NULL,
+    layers          TEXT NOT NULL,
+    include_re      TEXT,
+    exclude_re      TEXT,
+    max_params      BIGINT,
+    sample          TEXT NOT NULL,
+    mode            TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    params          BIGINT NOT NULL,
+    chunks          BIGINT NOT NULL,
+    frames          BIGINT NOT NULL,
+    bytes_read      BIGINT NOT NULL,
+    read_requests   BIGINT NOT NULL,
+    encoding_secs   DOUBLE PRECISION NOT NULL,
+    params_per_sec  DOUBLE PRECISION NOT NULL,
+    peak_rss_bytes  BIGINT NOT NULL,
+    reel_file       TEXT NOT NULL,
+    reel_bytes      BIGINT NOT NULL,
+    created_at      TEXT NOT NULL,
+    UNIQUE (name, settings_key)
+);
+CREATE TABLE wr_frames (
+    model_id    BIGINT NOT NULL REFERENCES wr_models(id) ON DELETE CASCADE,
+    idx         BIGINT NOT NULL,
+    first_value BIGINT NOT NULL,
+    count       BIGINT NOT NULL,
+    width       BIGINT NOT NULL,
+    height      BIGINT NOT NULL,
+    checksum    BIGINT NOT NULL,
+    nonfinite   BIGINT NOT NULL,
+    min         REAL NOT NULL,
+    max         REAL NOT NULL,
+    mean        REAL NOT NULL,
+    std         REAL NOT NULL,
+    PRIMARY KEY (model_id, idx)
+);
+CREATE TABLE wr_fingerprints (
+    name        TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    revision    TEXT,
+    model_type  TEXT,
+    params      BIGINT NOT NULL,
+    tensors     BIGINT NOT NULL,
+    created_at  TEXT NOT NULL,
+    body        BYTEA NOT NULL
+);
+CREATE TABLE wr_fingerprint_index (
+    name        TEXT PRIMARY KEY REFERENCES wr_fingerprints(name) ON DELETE CASCADE,
+    params      BIGINT NOT NULL,
+    sketch      BYTEA NOT NULL,
+    features    BYTEA NOT NULL
+);
+CREATE TABLE wr_receipts (
+    tag      TEXT PRIMARY KEY,
+    model_id BIGINT NOT NULL
+);
+"];
+
+/// The advisory lock the migrations run under ("wr_regis").
+const MIGRATION_LOCK: i64 = 0x7772_5f72_6567_6973;
+
+/// The first key of the per-model-name advisory locks ("wrnm"); the second is `hashtext(name)`.
+pub const NAME_LOCK: i32 = 0x7772_6e6d;
+
+/// The columns of `wr_models` an entry is read from (with the fingerprint's parameters).
+const ENTRY_COLUMNS: &str = "m.id, m.name, m.settings_json, m.source_kind, m.source, m.revision,
+    m.commit_sha, m.format, m.model_type, m.architectures, m.params, m.chunks, m.frames,
+    m.bytes_read, m.read_requests, m.encoding_secs, m.params_per_sec, m.peak_rss_bytes,
+    m.reel_file, m.reel_bytes, m.created_at, f.params AS fp_params";
+
+/// The PostgreSQL registry.
+pub struct PgRegistry {
+    client: Mutex<Client>,
+    /// The URL without its password.
+    label: String,
+}
+
+/// `store postgres://…: registry: <the server's message>`.
+fn pg_err(label: &str, e: postgres::Error) -> Error {
+    Error::store(label, format!("registry: {}", crate::queue::describe(&e)))
+}
+
+impl PgRegistry {
+    /// Connect to `url`. Writable: create or migrate the schema. Read-only: a database
+    /// without the registry is an error saying so. A newer schema is refused either way.
+    pub fn connect(url: &str, writable: bool) -> Result<PgRegistry> {
+        let label = crate::queue::redacted(url);
+        let mut config: Config = url.parse().map_err(|e| {
+            Error::store(
+                &label,
+                format!("not a PostgreSQL URL ({e}); expected postgres://user@host:port/db"),
+            )
+        })?;
+        config.connect_timeout(Duration::from_secs(10));
+        config.application_name("weightreel");
+        let mut client = config.connect(NoTls).map_err(|e| {
+            Error::store(
+                &label,
+                format!("cannot connect: {}", crate::queue::describe(&e)),
+            )
+        })?;
+        migrate(&mut client, &label, writable)?;
+        Ok(PgRegistry {
+            client: Mutex::new(client),
+            label,
+        })
+    }
+
+    fn err(&self, e: postgres::Error) -> Error {
+        pg_err(&self.label, e)
+    }
+
+    /// The connection (a panic of another thread holding it leaves it usable: every use is
+    /// a statement or a transaction that ends with the call).
+    fn client(&self) -> std::sync::MutexGuard<'_, Client> {
+        self.client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn summary(&self, row: &postgres::Row) -> std::result::Result<EntrySummary, String> {
+        let settings_json: String = row.get("settings_json");
+        let settings: Settings = serde_json::from_str(&settings_json)
+            .map_err(|e| format!("its settings do not parse: {e}"))?;
+        let architectures: String = row.get("architectures");
+        let key = settings.key();
+        let u = |c: &str| row.get::<_, i64>(c).max(0) as u64;
+        Ok(EntrySummary {
+            short_key: super::short_key(&key).to_string(),
+            settings_key: key,
+            model_params: row
+                .get::<_, Option<i64>>("fp_params")
+                .map(|p| p.max(0) as u64),
+            id: row.get("id"),
+            record: EntryRecord {
+                name: row.get("name"),
+                source_kind: row.get("source_kind"),
+                source: row.get("source"),
+                revision: row.get("revision"),
+                commit: row.get("commit_sha"),
+                format: row.get("format"),
+                model_type: row.get("model_type"),
+                architectures: serde_json::from_str(&architectures).unwrap_or_default(),
+                settings,
+                totals: Totals {
+                    params: u("params"),
+                    chunks: u("chunks"),
+                    frames: u("frames"),
+                    bytes_read: u("bytes_read"),
+                    read_requests: u("read_requests"),
+                    encoding_secs: row.get("encoding_secs"),
+                    params_per_sec: row.get("params_per_sec"),
+                    peak_rss_bytes: u("peak_rss_bytes"),
+                    reel_file: row.get("reel_file"),
+                    reel_bytes: u("reel_bytes"),
+                },
+                created_at: row.get("created_at"),
+            },
+        })
+    }
+}
+
+/// Read the schema version first (under the migration lock), refuse a newer one, and run the
+/// missing migrations (writable) or refuse a missing or older schema (read-only).
+fn migrate(client: &mut Client, label: &str, writable: bool) -> Result<()> {
+    let err = |e| pg_err(label, e);
+    let mut tx = client.transaction().map_err(err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(err)?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass('wr_registry_schema') IS NOT NULL",
+            &[],
+        )
+        .map_err(err)?
+        .get(0);
+    let version: i32 = if exists {
+        tx.query_opt("SELECT version FROM wr_registry_schema", &[])
+            .map_err(err)?
+            .map_or(0, |row| row.get(0))
+    } else {
+        0
+    };
+    if version > PG_SCHEMA_VERSION {
+        return Err(Error::store(
+            label,
+            format!("registry schema version {version} is newer than this weightreel supports ({PG_SCHEMA_VERSION}); upgrade weightreel"),
+        ));
+    }
+    if version == PG_SCHEMA_VERSION {
+        return tx.commit().map_err(err);
+    }
+    if !writable {
+        return Err(Error::store(
+            label,
+            if version == 0 {
+                "no weightreel registry in this database; encode a model into it first".to_string()
+            } else {
+                format!("registry schema version {version} is older than this weightreel's ({PG_SCHEMA_VERSION}); run a writing command (encode, fingerprint) to migrate it")
+            },
+        ));
+    }
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE wr_registry_schema (version INT NOT NULL);
+             INSERT INTO wr_registry_schema VALUES (0);",
+        )
+        .map_err(err)?;
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.batch_execute(migration).map_err(err)?;
+        tx.execute(
+            "UPDATE wr_registry_schema SET version = $1",
+            &[&(i as i32 + 1)],
+        )
+        .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+/// Serialize this transaction with every other writer of model `name` until it ends.
+fn lock_name(tx: &mut Transaction<'_>, name: &str) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&NAME_LOCK, &name],
+    )
+    .map(|_| ())
+}
+
+/// Insert or replace a fingerprint and its index row inside `tx`.
+fn put_fingerprint_in(
+    tx: &mut Transaction<'_>,
+    source: &FingerprintSource,
+    fp: &Fingerprint,
+) -> std::result::Result<(), postgres::Error> {
+    let params = fp.params() as i64;
+    let tensors = fp.tensors.len() as i64;
+    tx.execute(
+        "INSERT INTO wr_fingerprints
+            (name, source, revision, model_type, params, tensors, created_at, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source, revision = EXCLUDED.revision,
+            model_type = EXCLUDED.model_type, params = EXCLUDED.params,
+            tensors = EXCLUDED.tensors, created_at = EXCLUDED.created_at, body = EXCLUDED.body",
+        &[
+            &source.name,
+            &source.source,
+            &source.revision,
+            &source.model_type,
+            &params,
+            &tensors,
+            &source.created_at,
+            &fp.to_bytes(),
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO wr_fingerprint_index (name, params, sketch, features)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET params = EXCLUDED.params, sketch = EXCLUDED.sketch,
+            features = EXCLUDED.features",
+        &[
+            &source.name,
+            &params,
+            &fp.sketch_bytes(),
+            &fingerprint::features_bytes(&fp.role_features()),
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Why a commit failed: the frame stream (the caller's error) or the server.
+enum CommitError {
+    Frames(Error),
+    Server(postgres::Error),
+}
+
+impl From<postgres::Error> for CommitError {
+    fn from(e: postgres::Error) -> Self {
+        CommitError::Server(e)
+    }
+}
+
+fn commit_in(
+    label: &str,
+    tx: &mut Transaction<'_>,
+    entry: &EntryRecord,
+    frames: &mut dyn Iterator<Item = Result<FrameRecord>>,
+    fingerprint: Option<(&FingerprintSource, &Fingerprint)>,
+    receipt: Option<&str>,
+) -> std::result::Result<(i64, Option<String>), CommitError> {
+    let key = entry.settings.key();
+    let settings_json = serde_json::to_string(&entry.settings).expect("settings serialize");
+    lock_name(tx, &entry.name)?;
+    let old = tx.query_opt(
+        "DELETE FROM wr_models WHERE name = $1 AND settings_key = $2 RETURNING reel_file",
+        &[&entry.name, &key],
+    )?;
+    let s = &entry.settings;
+    let t = &entry.totals;
+    let i = |v: u64| v as i64;
+    let row = tx.query_one(
+        "INSERT INTO wr_models (name, settings_key, settings_json, source_kind, source, revision,
+            commit_sha, format, model_type, architectures, chunk_size, layers, include_re,
+            exclude_re, max_params, sample, mode, method, params, chunks, frames, bytes_read,
+            read_requests, encoding_secs, params_per_sec, peak_rss_bytes, reel_file, reel_bytes,
+            created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+            $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
+         RETURNING id",
+        &[
+            &entry.name,
+            &key,
+            &settings_json,
+            &entry.source_kind,
+            &entry.source,
+            &entry.revision,
+            &entry.commit,
+            &entry.format,
+            &entry.model_type,
+            &serde_json::to_string(&entry.architectures).expect("strings serialize"),
+            &i(s.chunk_size),
+            &s.layers,
+            &s.include,
+            &s.exclude,
+            &s.max_params.map(i),
+            &s.sample,
+            &s.mode,
+            &s.method,
+            &i(t.params),
+            &i(t.chunks),
+            &i(t.frames),
+            &i(t.bytes_read),
+            &i(t.read_requests),
+            &t.encoding_secs,
+            &t.params_per_sec,
+            &i(t.peak_rss_bytes),
+            &t.reel_file,
+            &i(t.reel_bytes),
+            &entry.created_at,
+        ],
+    )?;
+    let id: i64 = row.get(0);
+    {
+        // COPY in text form: one round trip for all the frame rows (numbers only, nothing
+        // to escape; Rust's float formatting reads back to the same f32).
+        use std::io::Write;
+        let mut copy = tx.copy_in(
+            "COPY wr_frames (model_id, idx, first_value, count, width, height, checksum,
+                nonfinite, min, max, mean, std) FROM STDIN",
+        )?;
+        let mut line = String::new();
+        for frame in &mut *frames {
+            let f = frame.map_err(CommitError::Frames)?;
+            use std::fmt::Write as _;
+            line.clear();
+            let _ = writeln!(
+                line,
+                "{id}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                f.index,
+                f.first_value,
+                f.count,
+                f.width,
+                f.height,
+                f.checksum,
+                f.nonfinite,
+                f.min,
+                f.max,
+                f.mean,
+                f.std
+            );
+            copy.write_all(line.as_bytes()).map_err(|e| {
+                CommitError::Frames(Error::store(label, format!("registry: sending frame rows: {e}")))
+            })?;
+        }
+        copy.finish()?;
+    }
+    if let Some((source, fp)) = fingerprint {
+        put_fingerprint_in(tx, source, fp)?;
+    }
+    if let Some(tag) = receipt {
+        tx.execute(
+            "INSERT INTO wr_receipts (tag, model_id) VALUES ($1, $2)
+             ON CONFLICT (tag) DO UPDATE SET model_id = EXCLUDED.model_id",
+            &[&tag, &id],
+        )?;
+    }
+    Ok((id, old.map(|r| r.get(0))))
+}
+
+impl Registry for PgRegistry {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn commit(
+        &mut self,
+        entry: &EntryRecord,
+        frames: &mut dyn Iterator<Item = Result<FrameRecord>>,
+        fingerprint: Option<(&FingerprintSource, &Fingerprint)>,
+        receipt: Option<&str>,
+    ) -> Result<(i64, Option<String>)> {
+        let label = self.label.clone();
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(|e| pg_err(&label, e))?;
+        // On any error the transaction is dropped, which rolls it back: nothing is visible.
+        let done = match commit_in(&label, &mut tx, entry, frames, fingerprint, receipt) {
+            Ok(done) => done,
+            Err(CommitError::Frames(e)) => return Err(e),
+            Err(CommitError::Server(e)) => return Err(pg_err(&label, e)),
+        };
+        tx.commit().map_err(|e| pg_err(&label, e))?;
+        Ok(done)
+    }
+
+    fn receipt(&self, tag: &str) -> Result<Option<i64>> {
+        self.client()
+            .query_opt(
+                "SELECT r.model_id FROM wr_receipts r JOIN wr_models m ON m.id = r.model_id
+                 WHERE r.tag = $1",
+                &[&tag],
+            )
+            .map(|row| row.map(|r| r.get(0)))
+            .map_err(|e| self.err(e))
+    }
+
+    fn listing(&self) -> Result<Listing> {
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM wr_models m
+                     LEFT JOIN wr_fingerprints f ON f.name = m.name ORDER BY m.id"
+                ),
+                &[],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut listing = Listing::default();
+        for row in &rows {
+            match self.summary(row) {
+                Ok(entry) => listing.entries.push(entry),
+                Err(why) => listing.unreadable.push((row.get("id"), why)),
+            }
+        }
+        Ok(listing)
+    }
+
+    fn entry(&self, id: i64) -> Result<Option<EntrySummary>> {
+        let row = self
+            .client()
+            .query_opt(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM wr_models m
+                     LEFT JOIN wr_fingerprints f ON f.name = m.name WHERE m.id = $1"
+                ),
+                &[&id],
+            )
+            .map_err(|e| self.err(e))?;
+        row.map(|r| {
+            self.summary(&r)
+                .map_err(|why| Error::store(&self.label, format!("entry #{id}: {why}")))
+        })
+        .transpose()
+    }
+
+    fn frames(&self, id: i64) -> Result<Vec<FrameRecord>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT idx, first_value, count, width, height, checksum, nonfinite, min, max, mean, std
+                 FROM wr_frames WHERE model_id = $1 ORDER BY idx",
+                &[&id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let u = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+                FrameRecord {
+                    index: u(0),
+                    first_value: u(1),
+                    count: u(2),
+                    width: u(3) as u32,
+                    height: u(4) as u32,
+                    checksum: u(5) as u32,
+                    nonfinite: u(6),
+                    min: r.get(7),
+                    max: r.get(8),
+                    mean: r.get(9),
+                    std: r.get(10),
+                }
+            })
+            .collect())
+    }
+
+    fn remove(&mut self, name: &str, settings_key: Option<&str>) -> Result<Removed> {
+        let label = self.label.clone();
+        let mut client = self.client();
+        let run = |tx: &mut Transaction<'_>| -> std::result::Result<Removed, postgres::Error> {
+            lock_name(tx, name)?;
+            let rows = tx.query(
+                "SELECT id, settings_json, reel_file FROM wr_models WHERE name = $1 ORDER BY id",
+                &[&name],
+            )?;
+            let mut reels = Vec::new();
+            for row in &rows {
+                let json: String = row.get(1);
+                let key = serde_json::from_str::<Settings>(&json).map(|s| s.key()).ok();
+                if settings_key.is_none_or(|k| key.as_deref() == Some(k)) {
+                    let id: i64 = row.get(0);
+                    tx.execute("DELETE FROM wr_models WHERE id = $1", &[&id])?;
+                    reels.push(row.get::<_, String>(2));
+                }
+            }
+            // The fingerprint goes with the model's last entry, or alone for a model that
+            // was only fingerprinted (`rm NAME` without a settings key).
+            let left: i64 = tx
+                .query_one("SELECT count(*) FROM wr_models WHERE name = $1", &[&name])?
+                .get(0);
+            let mut fingerprints = 0;
+            if left == 0 && (settings_key.is_none() || !reels.is_empty()) {
+                tx.execute("DELETE FROM wr_fingerprint_index WHERE name = $1", &[&name])?;
+                fingerprints =
+                    tx.execute("DELETE FROM wr_fingerprints WHERE name = $1", &[&name])? as usize;
+            }
+            Ok(Removed {
+                reels,
+                fingerprints,
+            })
+        };
+        let mut tx = client.transaction().map_err(|e| pg_err(&label, e))?;
+        let removed = run(&mut tx).map_err(|e| pg_err(&label, e))?;
+        tx.commit().map_err(|e| pg_err(&label, e))?;
+        Ok(removed)
+    }
+
+    fn put_fingerprints(&mut self, rows: &[(&FingerprintSource, &Fingerprint)]) -> Result<()> {
+        let label = self.label.clone();
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(|e| pg_err(&label, e))?;
+        for (source, fp) in rows {
+            put_fingerprint_in(&mut tx, source, fp).map_err(|e| pg_err(&label, e))?;
+        }
+        tx.commit().map_err(|e| pg_err(&label, e))
+    }
+
+    fn fingerprint(&self, name: &str) -> Result<Option<Fingerprint>> {
+        let body: Option<Vec<u8>> = self
+            .client()
+            .query_opt("SELECT body FROM wr_fingerprints WHERE name = $1", &[&name])
+            .map_err(|e| self.err(e))?
+            .map(|r| r.get(0));
+        body.map(|b| {
+            Fingerprint::from_bytes(&b)
+                .map_err(|p| Error::store(&self.label, format!("fingerprint of '{name}': {p}")))
+        })
+        .transpose()
+    }
+
+    fn fingerprint_names(&self) -> Result<Vec<String>> {
+        // COLLATE "C": the byte order SQLite's ORDER BY gives, whatever the database's locale.
+        Ok(self
+            .client()
+            .query(
+                "SELECT name FROM wr_fingerprints ORDER BY name COLLATE \"C\"",
+                &[],
+            )
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn fingerprint_source(&self, name: &str) -> Result<Option<FingerprintSource>> {
+        Ok(self
+            .client()
+            .query_opt(
+                "SELECT name, source, revision, model_type, created_at FROM wr_fingerprints
+                 WHERE name = $1",
+                &[&name],
+            )
+            .map_err(|e| self.err(e))?
+            .map(|r| FingerprintSource {
+                name: r.get(0),
+                source: r.get(1),
+                revision: r.get(2),
+                model_type: r.get(3),
+                created_at: r.get(4),
+            }))
+    }
+
+    fn fingerprint_index(&self) -> Result<Vec<IndexRow>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT name, params, sketch, features FROM wr_fingerprint_index
+                 ORDER BY name COLLATE \"C\"",
+                &[],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let name: String = r.get(0);
+            let damaged =
+                |p: String| Error::store(&self.label, format!("fingerprint of '{name}': {p}"));
+            out.push(IndexRow {
+                sketch: fingerprint::sketch_from_bytes(r.get(2)).map_err(damaged)?,
+                features: fingerprint::features_from_bytes(r.get(3)).map_err(damaged)?,
+                params: r.get::<_, i64>(1).max(0) as u64,
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    fn entries_without_fingerprint(&self) -> Result<Vec<(String, String)>> {
+        // One per name, as SQLite's GROUP BY gives: the source of the name's first entry.
+        Ok(self
+            .client()
+            .query(
+                "SELECT DISTINCT ON (name COLLATE \"C\") name, source FROM wr_models
+                 WHERE name NOT IN (SELECT name FROM wr_fingerprints)
+                 ORDER BY name COLLATE \"C\", id",
+                &[],
+            )
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+}
+
+/// Where a PostgreSQL store's reels are: `$WEIGHTREEL_REELS`, a directory every machine sees
+/// (a plain path or `file:///dir`), holding them under `reels/` as a store directory does.
+/// There is no default: reels on one machine's local disk would be missing on the others.
+///
+/// The one place a PostgreSQL store's reel location is chosen: when `--reels` and object
+/// storage are wired (`ReelLocation`, `s3://…`), this is what changes.
+pub fn reel_root(label: &str) -> Result<PathBuf> {
+    let Some(text) = std::env::var("WEIGHTREEL_REELS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Err(Error::store(
+            label,
+            "a PostgreSQL store needs a reel directory every machine sees: set WEIGHTREEL_REELS=DIR (or file:///DIR)",
+        ));
+    };
+    match super::objects::ReelLocation::parse(&text)? {
+        super::objects::ReelLocation::Directory(dir) => Ok(dir),
+        super::objects::ReelLocation::S3 { .. } => Err(Error::store(
+            label,
+            format!("WEIGHTREEL_REELS={text}: reels in object storage are not wired to the PostgreSQL registry yet; give a shared directory"),
+        )),
+    }
+}
+
+/// The local work directory of encodes into a PostgreSQL store (their parts and locks):
+/// `$WEIGHTREEL_WORK`, else `$XDG_CACHE_HOME/weightreel/work`, else
+/// `~/.cache/weightreel/work`.
+pub fn work_root() -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("WEIGHTREEL_WORK") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(cache) = var("XDG_CACHE_HOME") {
+        return Ok(Path::new(&cache).join("weightreel").join("work"));
+    }
+    if let Some(home) = var("HOME") {
+        return Ok(Path::new(&home).join(".cache/weightreel/work"));
+    }
+    Err(Error::store(
+        "work directory",
+        "none of WEIGHTREEL_WORK, XDG_CACHE_HOME and HOME is set: set WEIGHTREEL_WORK=DIR",
+    ))
+}
+
+/// Open the store whose registry is at `url`, reels under [`reel_root`], work in
+/// [`work_root`] (created when `writable`).
+pub(super) fn open_postgres(url: &str, writable: bool) -> Result<Store> {
+    let label = crate::queue::redacted(url);
+    let reels = reel_root(&label)?;
+    let work = work_root()?;
+    let registry = PgRegistry::connect(url, writable)?;
+    if writable {
+        let reel_dir = reels.join("reels");
+        std::fs::create_dir_all(&reel_dir).map_err(|e| Error::io(&reel_dir, e))?;
+        std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    }
+    Ok(Store::with_registry(Box::new(registry), &reels, &work))
 }
