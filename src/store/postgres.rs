@@ -219,10 +219,7 @@ fn migrate(client: &mut Client, label: &str, writable: bool) -> Result<()> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(err)?;
     let exists: bool = tx
-        .query_one(
-            "SELECT to_regclass('wr_registry_schema') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('wr_registry_schema') IS NOT NULL", &[])
         .map_err(err)?
         .get(0);
     let version: i32 = if exists {
@@ -420,7 +417,10 @@ fn commit_in(
                 f.std
             );
             copy.write_all(line.as_bytes()).map_err(|e| {
-                CommitError::Frames(Error::store(label, format!("registry: sending frame rows: {e}")))
+                CommitError::Frames(Error::store(
+                    label,
+                    format!("registry: sending frame rows: {e}"),
+                ))
             })?;
         }
         copy.finish()?;
@@ -555,7 +555,9 @@ impl Registry for PgRegistry {
             let mut reels = Vec::new();
             for row in &rows {
                 let json: String = row.get(1);
-                let key = serde_json::from_str::<Settings>(&json).map(|s| s.key()).ok();
+                let key = serde_json::from_str::<Settings>(&json)
+                    .map(|s| s.key())
+                    .ok();
                 if settings_key.is_none_or(|k| key.as_deref() == Some(k)) {
                     let id: i64 = row.get(0);
                     tx.execute("DELETE FROM wr_models WHERE id = $1", &[&id])?;
@@ -731,11 +733,22 @@ pub(super) fn open_postgres(url: &str, writable: bool) -> Result<Store> {
     let label = crate::queue::redacted(url);
     let reels = reel_root(&label)?;
     let work = work_root()?;
+    open_postgres_at(url, &reels, &work, writable)
+}
+
+/// Open the store whose registry is at `url` with reels under `reels/reels` and work in
+/// `work` (both created when `writable`).
+pub(super) fn open_postgres_at(
+    url: &str,
+    reels: &Path,
+    work: &Path,
+    writable: bool,
+) -> Result<Store> {
     let registry = PgRegistry::connect(url, writable)?;
     if writable {
         let reel_dir = reels.join("reels");
         std::fs::create_dir_all(&reel_dir).map_err(|e| Error::io(&reel_dir, e))?;
-        std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+        std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
     }
-    Ok(Store::with_registry(Box::new(registry), &reels, &work))
+    Ok(Store::with_registry(Box::new(registry), reels, work))
 }

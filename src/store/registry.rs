@@ -267,6 +267,22 @@ impl Store {
         Ok(Store::local(dir, Box::new(registry)))
     }
 
+    /// Open (creating or migrating) the store `location` names: a directory (SQLite), or
+    /// `postgres://user[:password]@host:port/db` for a PostgreSQL registry, whose reels are
+    /// under `$WEIGHTREEL_REELS/reels` (a directory every machine sees) and whose encodes
+    /// keep their work in `$WEIGHTREEL_WORK`, else `~/.cache/weightreel/work`. The same as
+    /// [`Store::open`], which takes either too.
+    pub fn open_url(location: &str) -> Result<Store> {
+        Store::open(Path::new(location))
+    }
+
+    /// Open (creating or migrating) the PostgreSQL registry at `url` with reels under
+    /// `reels/reels` and encodes' work in `work`, whatever the environment says.
+    #[cfg(feature = "queue")]
+    pub fn open_postgres(url: &str, reels: &Path, work: &Path) -> Result<Store> {
+        super::postgres::open_postgres_at(url, reels, work, true)
+    }
+
     /// A store directory's store: reels in `dir/reels`, work in `dir/work`.
     fn local(dir: &Path, registry: Box<dyn Registry>) -> Store {
         Store {

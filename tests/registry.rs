@@ -1,0 +1,856 @@
+//! One conformance suite for the registry backends (tantivy's habit): every case runs against
+//! a SQLite store directory and a PostgreSQL registry (a private cluster, see
+//! `support/postgres.rs`), asserts the rules on each, and checks that both give the same
+//! answers. Then what only PostgreSQL has (two machines writing one model, its schema table)
+//! and the CLI over `--store postgres://…`.
+//!
+//! Tests that need PostgreSQL skip only when `WEIGHTREEL_NO_SERVICES=1` is set, and say so.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use support::cli::path;
+use support::fixtures::{write_arch, GUIDE_DIMS};
+use support::postgres::{services_disabled, Postgres};
+use weightreel::fingerprint::Fingerprint;
+use weightreel::store::{
+    EntryRecord, FingerprintSource, FrameRecord, Settings, Store, Totals, SCHEMA_VERSION,
+};
+use weightreel::Error;
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+fn settings(chunk: u64) -> Settings {
+    Settings {
+        revision: "main".into(),
+        chunk_size: chunk,
+        layers: "all".into(),
+        include: None,
+        exclude: None,
+        max_params: Some(40_000),
+        sample: "stratified".into(),
+        mode: "u16".into(),
+        method: "chunk".into(),
+        max_frame_values: 1 << 24,
+        min_efficiency: 0.5,
+        pyramid_finest: 8,
+    }
+}
+
+fn entry(name: &str, chunk: u64, params: u64, reel: &str) -> EntryRecord {
+    EntryRecord {
+        name: name.into(),
+        source_kind: "file".into(),
+        source: format!("/models/{name}"),
+        revision: None,
+        commit: None,
+        format: "safetensors".into(),
+        model_type: Some("bert".into()),
+        architectures: vec!["BertModel".into()],
+        settings: settings(chunk),
+        totals: Totals {
+            params,
+            chunks: params.div_ceil(chunk),
+            frames: params.div_ceil(chunk),
+            bytes_read: 123_456,
+            read_requests: 7,
+            encoding_secs: 2.5,
+            params_per_sec: params as f64 / 2.5,
+            peak_rss_bytes: 1 << 20,
+            reel_file: reel.into(),
+            reel_bytes: 4096,
+        },
+        created_at: "2026-12-01T00:00:00Z".into(),
+    }
+}
+
+fn frames(n: u64) -> Vec<weightreel::Result<FrameRecord>> {
+    (0..n)
+        .map(|i| {
+            Ok(FrameRecord {
+                index: i,
+                first_value: i * 8000,
+                count: 8000,
+                width: 128,
+                height: 64,
+                checksum: 0xdead_0000 + i as u32,
+                nonfinite: i,
+                min: -1.5 - i as f32 / 3.0,
+                max: 2.25,
+                mean: 0.1 + i as f32 * 1e-7,
+                std: 0.5,
+            })
+        })
+        .collect()
+}
+
+/// Real fingerprints of three small models (taken once with `weightreel fingerprint` into a
+/// scratch store), by name.
+fn prints() -> &'static Vec<(String, Fingerprint)> {
+    static P: OnceLock<Vec<(String, Fingerprint)>> = OnceLock::new();
+    P.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("store");
+        let mut out = Vec::new();
+        for (name, seed) in [("alpha", 11), ("beta", 12), ("gamma", 13)] {
+            let dir = tmp.path().join(name);
+            write_arch(&dir, "bert-base-uncased", GUIDE_DIMS, seed);
+            ok(weightreel(
+                &["fingerprint", path(&dir), "--store", path(&store)],
+                &[],
+            ));
+            let s = Store::open_read_only(&store).unwrap();
+            let stored = s.stored_name_of(path(&dir)).unwrap().unwrap();
+            out.push((name.to_string(), s.fingerprint(&stored).unwrap().unwrap()));
+        }
+        out
+    })
+}
+
+fn source(name: &str) -> FingerprintSource {
+    FingerprintSource {
+        name: name.into(),
+        source: format!("/models/{name}"),
+        revision: None,
+        model_type: Some("bert".into()),
+        created_at: "2026-12-01T00:00:00Z".into(),
+    }
+}
+
+fn print(name: &str) -> &'static Fingerprint {
+    &prints().iter().find(|(n, _)| n == name).unwrap().1
+}
+
+// ---------------------------------------------------------------------------------------
+// The two backends
+
+/// A fresh store of each backend: a SQLite store directory, and a database of its own on
+/// `pg` with reels and work in directories of their own.
+struct Pair {
+    _tmp: tempfile::TempDir,
+    sqlite: Store,
+    postgres: Store,
+}
+
+fn database(pg: &Postgres, name: &str) -> String {
+    let out = pg.psql("postgres", &format!("CREATE DATABASE {name}"));
+    assert!(
+        out.status.success(),
+        "createdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("postgres://weightreel@127.0.0.1:{}/{name}", pg.port)
+}
+
+fn pair(pg: &Postgres, db: &str) -> Pair {
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&tmp.path().join("store")).unwrap();
+    let url = database(pg, db);
+    let postgres =
+        Store::open_postgres(&url, &tmp.path().join("shared"), &tmp.path().join("work")).unwrap();
+    Pair {
+        _tmp: tmp,
+        sqlite,
+        postgres,
+    }
+}
+
+/// Run `case` on both backends of a fresh pair; each asserts the rules and returns what it
+/// saw, which must be the same on both.
+fn conform(test: &str, case: fn(&mut Store) -> Vec<String>) {
+    if services_disabled(test) {
+        return;
+    }
+    let pg = Postgres::start();
+    let mut p = pair(&pg, "conformance");
+    let on_sqlite = case(&mut p.sqlite);
+    let on_postgres = case(&mut p.postgres);
+    assert_eq!(
+        on_sqlite, on_postgres,
+        "{test}: SQLite (left) and PostgreSQL (right) disagree"
+    );
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            conform(stringify!($name), cases::$name);
+        }
+    )*};
+}
+
+conformance!(
+    commit_then_list_find_entry_and_frames,
+    same_settings_replace_and_other_settings_add,
+    a_failed_commit_leaves_nothing_visible,
+    remove_takes_entries_and_the_last_entry_takes_the_fingerprint,
+    stats_sum_the_entries,
+    receipts_name_committed_entries_only,
+    fingerprints_put_get_list_and_index,
+    search_ranks_the_same,
+);
+
+mod cases {
+    use super::*;
+
+    fn seen(label: &str, v: impl std::fmt::Debug) -> String {
+        format!("{label}: {v:?}")
+    }
+
+    /// Entries without their ids: PostgreSQL's sequence is not transactional, so a rolled-back
+    /// commit uses up an id there (ids stay unique and increasing, not dense).
+    fn entries(list: Vec<weightreel::store::EntrySummary>) -> Vec<String> {
+        list.into_iter()
+            .map(|e| format!("{:?} {} {:?}", e.record, e.settings_key, e.model_params))
+            .collect()
+    }
+
+    pub fn commit_then_list_find_entry_and_frames(s: &mut Store) -> Vec<String> {
+        let e = entry("bert", 8000, 40_000, "reels/bert-1.mkv");
+        let (id, replaced) = s.commit_entry(&e, frames(5)).unwrap();
+        assert_eq!(replaced, None);
+        let list = s.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            list[0].record,
+            e,
+            "{}: the entry reads back as written",
+            s.registry_label()
+        );
+        assert_eq!(list[0].id, id);
+        assert_eq!(s.entry(id).unwrap().unwrap(), list[0]);
+        assert_eq!(s.entry(id + 1000).unwrap(), None);
+        assert_eq!(s.find("bert").unwrap(), list);
+        assert!(s.find("gpt2").unwrap().is_empty());
+        let rows = s.frames(id).unwrap();
+        let want: Vec<FrameRecord> = frames(5).into_iter().map(|f| f.unwrap()).collect();
+        assert_eq!(rows, want, "frame rows read back exactly");
+        assert!(s.frames(id + 1000).unwrap().is_empty());
+        assert!(s.listing().unwrap().unreadable.is_empty());
+        vec![seen("list", &list), seen("frames", &rows)]
+    }
+
+    pub fn same_settings_replace_and_other_settings_add(s: &mut Store) -> Vec<String> {
+        let (id1, r) = s
+            .commit_entry(&entry("gpt2", 8000, 40_000, "reels/a.mkv"), frames(5))
+            .unwrap();
+        assert_eq!(r, None);
+        let (id2, r) = s
+            .commit_entry(&entry("gpt2", 8000, 40_000, "reels/b.mkv"), frames(5))
+            .unwrap();
+        assert_eq!(r.as_deref(), Some("reels/a.mkv"), "same settings replace");
+        assert_ne!(id1, id2);
+        assert!(
+            s.frames(id1).unwrap().is_empty(),
+            "the replaced frames are gone"
+        );
+        let (_, r) = s
+            .commit_entry(&entry("gpt2", 5000, 40_000, "reels/c.mkv"), frames(8))
+            .unwrap();
+        assert_eq!(r, None, "other settings add");
+        let (_, r) = s
+            .commit_entry(&entry("bert", 8000, 40_000, "reels/d.mkv"), frames(5))
+            .unwrap();
+        assert_eq!(r, None, "another model with the same settings adds");
+        let reels: Vec<String> = s
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.record.totals.reel_file)
+            .collect();
+        assert_eq!(reels, ["reels/b.mkv", "reels/c.mkv", "reels/d.mkv"]);
+        vec![
+            seen("reels", reels),
+            seen("gpt2", entries(s.find("gpt2").unwrap())),
+        ]
+    }
+
+    pub fn a_failed_commit_leaves_nothing_visible(s: &mut Store) -> Vec<String> {
+        let (alpha, fp) = (source("alpha"), print("alpha"));
+        s.commit_entry_with(
+            &entry("alpha", 8000, 40_000, "reels/a.mkv"),
+            frames(5),
+            Some((&alpha, fp)),
+            Some("job-1"),
+        )
+        .unwrap();
+        let before = (s.list().unwrap(), s.fingerprint_index().unwrap().len());
+        // The replacing commit fails in its frame stream: the old entry stays, and neither
+        // the new fingerprint nor the receipt is visible.
+        let mut bad = frames(3);
+        bad.push(Err(Error::Frame("boom".into())));
+        let beta = source("beta");
+        let err = s
+            .commit_entry_with(
+                &entry("alpha", 8000, 40_000, "reels/b.mkv"),
+                bad,
+                Some((&beta, print("beta"))),
+                Some("job-2"),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+        // A new model's failed commit adds nothing either.
+        let mut bad = frames(2);
+        bad.push(Err(Error::Frame("bang".into())));
+        assert!(s
+            .commit_entry_with(
+                &entry("delta", 8000, 40_000, "reels/c.mkv"),
+                bad,
+                Some((&beta, print("beta"))),
+                Some("job-3"),
+            )
+            .is_err());
+        let after = (s.list().unwrap(), s.fingerprint_index().unwrap().len());
+        assert_eq!(before, after);
+        assert_eq!(s.frames(after.0[0].id).unwrap().len(), 5);
+        assert_eq!(s.receipt("job-2").unwrap(), None);
+        assert_eq!(s.receipt("job-3").unwrap(), None);
+        assert_eq!(s.fingerprint("beta").unwrap(), None);
+        assert!(s.receipt("job-1").unwrap().is_some());
+        // The store still takes commits after a failed one.
+        s.commit_entry(&entry("delta", 8000, 40_000, "reels/c.mkv"), frames(1))
+            .unwrap();
+        vec![seen("after", entries(s.list().unwrap()))]
+    }
+
+    pub fn remove_takes_entries_and_the_last_entry_takes_the_fingerprint(
+        s: &mut Store,
+    ) -> Vec<String> {
+        let reels = s.reels_dir();
+        for f in ["a.mkv", "b.mkv", "c.mkv"] {
+            std::fs::write(reels.join(f), b"reel").unwrap();
+        }
+        let (alpha, fp) = (source("alpha"), print("alpha"));
+        s.commit_entry_with(
+            &entry("alpha", 8000, 40_000, "reels/a.mkv"),
+            frames(2),
+            Some((&alpha, fp)),
+            None,
+        )
+        .unwrap();
+        s.commit_entry(&entry("alpha", 5000, 40_000, "reels/b.mkv"), frames(2))
+            .unwrap();
+        let key = settings(8000).key();
+        assert_eq!(s.remove("alpha", Some(&key)).unwrap(), 1);
+        assert!(
+            !reels.join("a.mkv").exists(),
+            "the removed entry's reel goes"
+        );
+        assert!(reels.join("b.mkv").exists());
+        assert!(
+            s.fingerprint("alpha").unwrap().is_some(),
+            "the fingerprint stays while an entry does"
+        );
+        assert_eq!(s.remove("alpha", Some("v3-000000000000")).unwrap(), 0);
+        assert_eq!(s.remove("alpha", None).unwrap(), 1);
+        assert_eq!(
+            s.fingerprint("alpha").unwrap(),
+            None,
+            "and goes with the last"
+        );
+        assert!(!reels.join("b.mkv").exists());
+        // A model only fingerprinted is removed by name alone.
+        let beta = source("beta");
+        s.put_fingerprint(&beta, print("beta")).unwrap();
+        assert_eq!(s.remove("beta", None).unwrap(), 1);
+        assert_eq!(s.fingerprint_names().unwrap(), Vec::<String>::new());
+        assert_eq!(s.remove("nobody", None).unwrap(), 0);
+        assert!(
+            reels.join("c.mkv").exists(),
+            "unnamed reels are not touched"
+        );
+        vec![seen("left", entries(s.list().unwrap()))]
+    }
+
+    pub fn stats_sum_the_entries(s: &mut Store) -> Vec<String> {
+        let empty = s.stats().unwrap();
+        assert_eq!(empty.encoded_models, 0);
+        assert_eq!(empty.average_encoding_time, 0.0);
+        s.commit_entry(&entry("gpt2", 8000, 40_000, "reels/a.mkv"), frames(5))
+            .unwrap();
+        s.commit_entry(&entry("gpt2", 5000, 40_000, "reels/c.mkv"), frames(8))
+            .unwrap();
+        let stats = s.stats().unwrap();
+        assert_eq!(stats.encoded_models, 2);
+        assert_eq!(stats.total_parameters, 80_000);
+        assert_eq!(stats.total_chunks, 13);
+        assert_eq!(stats.chunk_sizes, vec![5000, 8000]);
+        assert!((stats.average_chunks_per_model - 6.5).abs() < 1e-9);
+        vec![seen("stats", stats)]
+    }
+
+    pub fn receipts_name_committed_entries_only(s: &mut Store) -> Vec<String> {
+        assert_eq!(s.receipt("queue-1/job-1").unwrap(), None);
+        let (id, _) = s
+            .commit_entry_with(
+                &entry("gpt2", 8000, 40_000, "reels/a.mkv"),
+                frames(1),
+                None,
+                Some("queue-1/job-1"),
+            )
+            .unwrap();
+        assert_eq!(s.receipt("queue-1/job-1").unwrap(), Some(id));
+        // Replaced by a commit without that receipt: the receipt names no entry any more.
+        s.commit_entry(&entry("gpt2", 8000, 40_000, "reels/b.mkv"), frames(1))
+            .unwrap();
+        assert_eq!(s.receipt("queue-1/job-1").unwrap(), None);
+        // The same tag again (a retried job) names the newest commit.
+        let (id3, _) = s
+            .commit_entry_with(
+                &entry("gpt2", 8000, 40_000, "reels/c.mkv"),
+                frames(1),
+                None,
+                Some("queue-1/job-1"),
+            )
+            .unwrap();
+        assert_eq!(s.receipt("queue-1/job-1").unwrap(), Some(id3));
+        s.remove("gpt2", None).unwrap();
+        assert_eq!(s.receipt("queue-1/job-1").unwrap(), None);
+        vec![]
+    }
+
+    pub fn fingerprints_put_get_list_and_index(s: &mut Store) -> Vec<String> {
+        assert_eq!(s.fingerprint("alpha").unwrap(), None);
+        assert!(s.fingerprint_index().unwrap().is_empty());
+        let (a, b, g) = (source("alpha"), source("beta"), source("gamma"));
+        s.put_fingerprints([(&g, print("gamma")), (&a, print("alpha"))])
+            .unwrap();
+        s.put_fingerprint(&b, print("beta")).unwrap();
+        assert_eq!(s.fingerprint_names().unwrap(), ["alpha", "beta", "gamma"]);
+        assert_eq!(s.fingerprint("beta").unwrap().as_ref(), Some(print("beta")));
+        assert_eq!(s.fingerprint_source("alpha").unwrap(), Some(a.clone()));
+        // Replacing a fingerprint replaces its index row too.
+        let mut a2 = a.clone();
+        a2.source = "/elsewhere/alpha".into();
+        s.put_fingerprint(&a2, print("gamma")).unwrap();
+        assert_eq!(s.fingerprint_source("alpha").unwrap(), Some(a2));
+        let index = s.fingerprint_index().unwrap();
+        let names: Vec<&str> = index.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "beta", "gamma"]);
+        assert_eq!(index[0].sketch, index[2].sketch);
+        // The index keeps the sketch at 16 bits a value.
+        let want = &print("beta").sketch;
+        assert_eq!(index[1].sketch.len(), want.len());
+        assert!(index[1]
+            .sketch
+            .iter()
+            .zip(want)
+            .all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs().max(1e-2)));
+        assert_eq!(index[1].params, print("beta").params());
+        // Entries without a fingerprint, one per name.
+        s.commit_entry(&entry("old", 8000, 16_000, "reels/o1.mkv"), frames(1))
+            .unwrap();
+        s.commit_entry(&entry("old", 5000, 16_000, "reels/o2.mkv"), frames(1))
+            .unwrap();
+        s.commit_entry(&entry("beta", 8000, 16_000, "reels/b.mkv"), frames(1))
+            .unwrap();
+        assert_eq!(
+            s.entries_without_fingerprint().unwrap(),
+            [("old".to_string(), "/models/old".to_string())]
+        );
+        let beta = s.find("beta").unwrap();
+        assert_eq!(beta[0].model_params, Some(print("beta").params()));
+        vec![seen("index", &index), seen("beta", entries(beta))]
+    }
+
+    pub fn search_ranks_the_same(s: &mut Store) -> Vec<String> {
+        for (name, fp) in prints() {
+            s.put_fingerprint(&source(name), fp).unwrap();
+        }
+        let index = s.fingerprint_index().unwrap();
+        let mut out = Vec::new();
+        for method in ["exact", "features", "hierarchical", "hybrid"] {
+            let result = weightreel::search::search(
+                s,
+                &index,
+                print("alpha"),
+                weightreel::search::SearchOptions {
+                    top: 10,
+                    method: weightreel::search::Method::parse(method).unwrap(),
+                    exclude: Some("alpha"),
+                    roles: &[],
+                },
+            )
+            .unwrap();
+            let ranking: Vec<(String, String)> = result
+                .hits
+                .iter()
+                .map(|h| (h.name.clone(), format!("{:.12}", h.score)))
+                .collect();
+            assert_eq!(ranking.len(), 2, "{method}");
+            out.push(seen(method, ranking));
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL only
+
+#[test]
+fn two_writers_of_one_model_on_postgres_lose_nothing() {
+    if services_disabled("two_writers_of_one_model_on_postgres_lose_nothing") {
+        return;
+    }
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = pg.url();
+    // Two "machines" (threads with their own connection) commit the same model, with the
+    // same settings and with settings of their own, 20 times each, racing.
+    let handles: Vec<_> = (0..2)
+        .map(|w| {
+            let (url, root) = (url.clone(), tmp.path().to_path_buf());
+            std::thread::spawn(move || {
+                let mut s = Store::open_postgres(
+                    &url,
+                    &root.join("shared"),
+                    &root.join(format!("work{w}")),
+                )
+                .unwrap();
+                let mut committed = Vec::new();
+                let mut replaced = Vec::new();
+                for i in 0..20 {
+                    for chunk in [8000, 6000 + w as u64] {
+                        let reel = format!("reels/w{w}-{chunk}-{i}.mkv");
+                        let (_, old) = s
+                            .commit_entry(&entry("shared/model", chunk, 48_000, &reel), frames(50))
+                            .unwrap();
+                        committed.push(reel);
+                        replaced.extend(old);
+                    }
+                }
+                (committed, replaced)
+            })
+        })
+        .collect();
+    let mut committed = Vec::new();
+    let mut replaced = Vec::new();
+    for h in handles {
+        let (c, r) = h.join().unwrap();
+        committed.extend(c);
+        replaced.extend(r);
+    }
+    let s = Store::open_postgres(&url, &tmp.path().join("shared"), &tmp.path().join("w")).unwrap();
+    let list = s.list().unwrap();
+    // One entry per settings key: the shared key, and each writer's own.
+    let mut keys: Vec<u64> = list.iter().map(|e| e.record.settings.chunk_size).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [6000, 6001, 8000]);
+    // Every commit is either an entry now or was handed back, exactly once, to the commit
+    // that replaced it (whose caller deletes its reel): no reel is lost track of.
+    let mut accounted: Vec<String> = list
+        .iter()
+        .map(|e| e.record.totals.reel_file.clone())
+        .chain(replaced.iter().cloned())
+        .collect();
+    accounted.sort();
+    committed.sort();
+    assert_eq!(accounted, committed);
+    for e in &list {
+        assert_eq!(
+            s.frames(e.id).unwrap().len(),
+            50,
+            "{}",
+            e.record.totals.reel_file
+        );
+    }
+    assert_eq!(
+        pg.query("SELECT count(*) FROM wr_frames"),
+        "150",
+        "no frame rows of replaced entries are left"
+    );
+}
+
+#[test]
+fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
+    let test = "a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store";
+    if services_disabled(test) {
+        return;
+    }
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        ("WEIGHTREEL_REELS", tmp.path().join("shared")),
+        ("WEIGHTREEL_WORK", tmp.path().join("work")),
+    ];
+    let url = pg.url().replace("weightreel@", "weightreel:s3cret@");
+    // Reading a database without a registry says so (and creates nothing).
+    let out = weightreel(&["list", "--store", &url], &env)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no weightreel registry in this database"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cret"),
+        "the password is never printed: {err}"
+    );
+    assert_eq!(pg.query("SELECT to_regclass('wr_models') IS NULL"), "t");
+    // A writable open creates the schema at this build's version.
+    drop(Store::open_postgres(&url, &env[0].1, &env[1].1).unwrap());
+    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "1");
+    pg.query("UPDATE wr_registry_schema SET version = 2");
+    for read_only in [false, true] {
+        let err = if read_only {
+            let out = weightreel(&["stats", "--store", &url], &env)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1));
+            String::from_utf8_lossy(&out.stderr).to_string()
+        } else {
+            Store::open_postgres(&url, &env[0].1, &env[1].1)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            err.contains("registry schema version 2 is newer than this weightreel supports (1); upgrade weightreel"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "2");
+    // The SQLite side refuses a newer schema too (its own version constant).
+    assert!(SCHEMA_VERSION >= 3);
+}
+
+#[test]
+fn a_postgres_store_without_a_reel_directory_is_refused() {
+    let test = "a_postgres_store_without_a_reel_directory_is_refused";
+    if services_disabled(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_arch(&model, "bert-base-uncased", GUIDE_DIMS, 5);
+    // No server is needed to refuse: the reel directory is checked first.
+    let out = weightreel(
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            "postgres://u:pw@127.0.0.1:9/db",
+            "-q",
+        ],
+        &[("WEIGHTREEL_WORK", tmp.path().join("work"))],
+    )
+    .env_remove("WEIGHTREEL_REELS")
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("store postgres://u@127.0.0.1:9/db: a PostgreSQL store needs a reel directory every machine sees: set WEIGHTREEL_REELS=DIR"),
+        "{err}"
+    );
+    assert!(!err.contains("pw@"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The CLI over both backends
+
+fn weightreel(args: &[&str], env: &[(&str, PathBuf)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weightreel"));
+    cmd.args(args)
+        .env_remove("WEIGHTREEL_STORE")
+        .env_remove("WEIGHTREEL_REELS")
+        .env_remove("WEIGHTREEL_WORK");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn ok(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What `list --json` shows that does not depend on when or how fast the encode ran.
+fn listed(json: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(json).unwrap();
+    let entries = v
+        .as_array()
+        .or_else(|| v["entries"].as_array())
+        .unwrap_or_else(|| panic!("list --json: {json}"));
+    entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "name": e["name"], "settings_key": e["settings_key"], "settings": e["settings"],
+                "params": e["totals"]["params"], "frames": e["totals"]["frames"],
+                "chunks": e["totals"]["chunks"],
+                "model_params": e["model_params"],
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn cli_encode_list_stats_search_and_decode_work_on_postgres_as_on_sqlite() {
+    let test = "cli_encode_list_stats_search_and_decode_work_on_postgres_as_on_sqlite";
+    if services_disabled(test) {
+        return;
+    }
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_store = tmp.path().join("store");
+    let url = pg.url();
+    let env = [
+        ("WEIGHTREEL_REELS", tmp.path().join("shared")),
+        ("WEIGHTREEL_WORK", tmp.path().join("work")),
+    ];
+    let models: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let d = tmp.path().join(format!("model-{i}"));
+            write_arch(&d, "bert-base-uncased", GUIDE_DIMS, 100 + i);
+            d
+        })
+        .collect();
+    for m in &models {
+        for store in [path(&dir_store), url.as_str()] {
+            ok(weightreel(
+                &["encode", path(m), "--store", store, "-q"],
+                &env,
+            ));
+        }
+    }
+    // A second encode with other settings adds an entry on both.
+    for store in [path(&dir_store), url.as_str()] {
+        ok(weightreel(
+            &[
+                "encode",
+                path(&models[0]),
+                "--store",
+                store,
+                "--chunk-size",
+                "5000",
+                "-q",
+            ],
+            &env,
+        ));
+    }
+    let both = |args: &[&str]| -> (String, String) {
+        let run = |store: &str| {
+            let mut a = args.to_vec();
+            a.extend(["--store", store]);
+            ok(weightreel(&a, &env))
+        };
+        (run(path(&dir_store)), run(&url))
+    };
+    let (a, b) = both(&["list", "--json"]);
+    let entries = listed(&b);
+    assert_eq!(listed(&a), entries);
+    assert_eq!(entries.len(), 4);
+    let (a, b) = both(&["stats", "--json"]);
+    let pick = |s: &str| {
+        let v: Value = serde_json::from_str(s).unwrap();
+        (
+            v["encoded_models"].clone(),
+            v["total_parameters"].clone(),
+            v["total_chunks"].clone(),
+            v["chunk_sizes"].clone(),
+        )
+    };
+    assert_eq!(pick(&a), pick(&b));
+    assert_eq!(pick(&b).0, 4);
+    let name0 = entries[0]["name"].as_str().unwrap().to_string();
+    let (a, b) = both(&["search", &name0, "--top", "10", "--json"]);
+    let hits = |s: &str| -> Vec<(String, String)> {
+        let v: Value = serde_json::from_str(s).unwrap();
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_string(),
+                    format!("{:.9}", h["score"].as_f64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(hits(&a), hits(&b));
+    assert_eq!(hits(&b).len(), 2);
+    // The guide's form.
+    let (a, b) = both(&["--search-similar", &name0]);
+    assert_eq!(a, b);
+    // Decode from each store gives the same file.
+    let key = entries[0]["settings_key"].as_str().unwrap().to_string();
+    let outs: Vec<PathBuf> = [path(&dir_store), url.as_str()]
+        .iter()
+        .enumerate()
+        .map(|(i, store)| {
+            let out = tmp.path().join(format!("decoded-{i}.safetensors"));
+            ok(weightreel(
+                &[
+                    "decode",
+                    &name0,
+                    "--store",
+                    store,
+                    "--settings-key",
+                    &key,
+                    "--out",
+                    path(&out),
+                ],
+                &env,
+            ));
+            out
+        })
+        .collect();
+    // The same tensors and data; the metadata names the reel each was decoded from.
+    let split = |p: &PathBuf| {
+        let bytes = std::fs::read(p).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let reel = header["__metadata__"]
+            .as_object_mut()
+            .unwrap()
+            .remove("weightreel_reel")
+            .unwrap();
+        (header, bytes[8 + n..].to_vec(), reel)
+    };
+    let (h0, d0, r0) = split(&outs[0]);
+    let (h1, d1, r1) = split(&outs[1]);
+    assert!(!d0.is_empty());
+    assert_eq!((h0, d0), (h1, d1));
+    assert!(
+        r1.as_str().unwrap().starts_with(path(&env[0].1)),
+        "{r1} {r0}"
+    );
+    // The reels are in the shared directory, the work directory is left empty.
+    assert_eq!(
+        std::fs::read_dir(env[0].1.join("reels")).unwrap().count(),
+        4,
+        "one reel per entry"
+    );
+    assert_eq!(std::fs::read_dir(&env[1].1).unwrap().count(), 0);
+    // rm on PostgreSQL removes the entry and its reel.
+    ok(weightreel(
+        &["rm", &name0, "--store", &url, "--settings-key", &key],
+        &env,
+    ));
+    assert_eq!(
+        listed(&ok(weightreel(&["list", "--json", "--store", &url], &env))).len(),
+        3
+    );
+    assert_eq!(
+        std::fs::read_dir(env[0].1.join("reels")).unwrap().count(),
+        3
+    );
+}
