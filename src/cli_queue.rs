@@ -301,7 +301,7 @@ pub fn run_worker(args: &WorkerArgs<'_>, cancel: Arc<AtomicBool>) -> Result<Exit
         args.concurrency,
         if args.concurrency == 1 { "" } else { "s" },
         weightreel::queue::redacted(args.url),
-        args.store.display()
+        weightreel::store::shown(args.store)
     );
     let tally = Mutex::new(Tally::default());
     let first_error: Mutex<Option<Error>> = Mutex::new(None);

@@ -85,13 +85,13 @@ pub fn searchable(store: &Store) -> Result<Vec<weightreel::store::IndexRow>> {
             missing.len(),
             if missing.len() == 1 { "" } else { "s" },
             if missing.len() == 1 { "s" } else { "ve" },
-            store.dir().display(),
+            store.location(),
             if missing.len() == 1 { "it" } else { "them" },
         );
     }
     if index.is_empty() {
         return Err(Error::store(
-            store.dir(),
+            store.location(),
             "holds no fingerprinted models yet (encode or `weightreel fingerprint` some first)",
         ));
     }

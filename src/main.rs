@@ -984,7 +984,7 @@ fn warn_unreadable(store: &Store, rows: &[(i64, String)]) {
     for (id, why) in rows {
         eprintln!(
             "warning: {}: registry entry #{id} cannot be read and is left out ({}); `weightreel check` reports on the store",
-            store.dir().display(),
+            store.location(),
             weightreel::text::printable(why)
         );
     }
@@ -1426,7 +1426,7 @@ fn with_stored_names(err: Error, store: &std::path::Path) -> Error {
         format!(
             "{problem}; did you mean {} (stored in {})?",
             near.join(" or "),
-            store.display()
+            weightreel::store::shown(store)
         )
     };
     Error::NotOnHub {

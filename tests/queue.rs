@@ -167,7 +167,14 @@ fn queue_add_checks_settings_and_adds_each_job_once() {
 }
 
 fn spawn_worker(store: &Path, url: &str, endpoint: &str, home: &Path, log: &Path) -> Child {
-    weightreel(
+    worker_command(store, url, endpoint, home, log)
+        .spawn()
+        .unwrap()
+}
+
+/// The command of a worker draining the queue at `url` into `store`, logging to `log`.
+fn worker_command(store: &Path, url: &str, endpoint: &str, home: &Path, log: &Path) -> Command {
+    let mut cmd = weightreel(
         &[
             "worker",
             "--queue",
@@ -182,11 +189,10 @@ fn spawn_worker(store: &Path, url: &str, endpoint: &str, home: &Path, log: &Path
         ],
         endpoint,
         home,
-    )
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(log).unwrap())
-    .spawn()
-    .unwrap()
+    );
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
 }
 
 fn wait_all(children: &mut [Child], limit: Duration) {
@@ -560,4 +566,94 @@ fn a_job_committed_by_a_worker_that_died_before_marking_it_done_is_not_encoded_a
     );
     // The entry is the one the first worker committed: not encoded a second time.
     assert_eq!(entries(), before);
+}
+
+#[test]
+fn workers_on_two_machines_share_a_postgresql_registry_and_search_it_as_one_store() {
+    let test = "workers_on_two_machines_share_a_postgresql_registry_and_search_it_as_one_store";
+    if services_disabled(test) {
+        return;
+    }
+    let settings = ["--chunk-encoding", "--chunk-size", "2048"];
+    let w = World::new(12, &settings);
+    w.server.set_delay(Duration::from_millis(5));
+    // The registry is the queue's database; the reels are in one directory both "machines"
+    // see, and each has its own local work directory.
+    let shared = w.tmp.path().join("shared-reels");
+    let machine_env = |m: usize| {
+        [
+            ("WEIGHTREEL_REELS", shared.clone()),
+            (
+                "WEIGHTREEL_WORK",
+                w.tmp.path().join(format!("machine-{m}-work")),
+            ),
+        ]
+    };
+    let store = Path::new(&w.url);
+    let mut workers: Vec<Child> = (0..4)
+        .map(|k| {
+            let log = w.tmp.path().join(format!("worker-{k}.log"));
+            let mut cmd = worker_command(store, &w.url, w.server.url(), &w.home, &log);
+            cmd.envs(machine_env(k % 2));
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    wait_all(&mut workers, Duration::from_secs(300));
+    let s = w.status();
+    assert_eq!(
+        (s["done"].as_i64(), s["parked"].as_i64()),
+        (Some(12), Some(0)),
+        "{s}"
+    );
+    let run = |args: &[&str]| {
+        let mut cmd = weightreel(args, w.server.url(), &w.home);
+        cmd.envs(machine_env(0));
+        ok(cmd)
+    };
+    let list: Value = serde_json::from_str(&run(&["list", "--store", &w.url, "--json"])).unwrap();
+    let mut names: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, w.models, "one entry per model");
+    let check = run(&["check", "--store", &w.url]);
+    assert!(check.contains("12 entries ok, 0 problems"), "{check}");
+    assert!(!check.contains("orphan"), "{check}");
+    for m in 0..2 {
+        let work = w.tmp.path().join(format!("machine-{m}-work"));
+        let left = std::fs::read_dir(&work).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "machine {m} left work behind");
+    }
+    // Search over the shared registry answers as a store built by one process does.
+    let single = w.tmp.path().join("single-store");
+    let mut encode: Vec<&str> = vec!["encode", "--store", path(&single), "-q"];
+    encode.extend(w.models.iter().map(String::as_str));
+    encode.extend_from_slice(&settings);
+    w.server.set_delay(Duration::ZERO);
+    w.run(&encode);
+    let ranked = |store: &str, query: &str| -> Vec<(String, String)> {
+        let json: Value = serde_json::from_str(&run(&[
+            "search", query, "--store", store, "--top", "50", "--json",
+        ]))
+        .unwrap();
+        json["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_string(),
+                    format!("{:.9}", h["score"].as_f64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    for query in ["org/model-03", "org/model-10"] {
+        let over_postgres = ranked(&w.url, query);
+        assert_eq!(over_postgres.len(), 11, "{over_postgres:?}");
+        assert_eq!(over_postgres, ranked(path(&single), query), "{query}");
+    }
 }

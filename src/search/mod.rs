@@ -171,9 +171,12 @@ pub fn search(
     let mut fingerprints_read = 0;
     let mut load = |name: &str| -> Result<Fingerprint> {
         fingerprints_read += 1;
-        store
-            .fingerprint(name)?
-            .ok_or_else(|| Error::store(store.dir(), format!("fingerprint of '{name}' vanished")))
+        store.fingerprint(name)?.ok_or_else(|| {
+            Error::store(
+                store.location(),
+                format!("fingerprint of '{name}' vanished"),
+            )
+        })
     };
     let mut hits: Vec<Hit> = match options.method {
         Method::Features => {

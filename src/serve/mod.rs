@@ -145,14 +145,15 @@ struct FamilyJob {
 }
 
 impl FamilyJob {
-    fn start(dir: &Path, names: Vec<String>) -> FamilyJob {
+    fn start(store: &Store, names: Vec<String>) -> FamilyJob {
         let done = Arc::new(AtomicU64::new(0));
         let result = Arc::new(Mutex::new(None));
-        let (dir, job_names) = (dir.to_path_buf(), names.clone());
+        // A handle of its own on the same store (directory or PostgreSQL) for the thread.
+        let (opened, job_names) = (store.reopen_read_only(), names.clone());
         let (d, r) = (Arc::clone(&done), Arc::clone(&result));
         let thread = std::thread::spawn(move || {
             let trees = (|| -> Result<Value> {
-                let store = Store::open_read_only(&dir)?;
+                let store = opened?;
                 let mut models = Vec::new();
                 for name in &job_names {
                     if let Some(fp) = store.fingerprint(name)? {
@@ -782,7 +783,7 @@ impl Gallery {
     fn family_job(&mut self) -> Result<&mut FamilyJob> {
         let names = self.store.fingerprint_names()?;
         if self.families.as_ref().is_none_or(|job| job.names != names) {
-            self.families = Some(FamilyJob::start(self.store.dir(), names));
+            self.families = Some(FamilyJob::start(&self.store, names));
         }
         Ok(self.families.as_mut().expect("just set"))
     }

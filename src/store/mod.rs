@@ -58,6 +58,17 @@ pub fn registry_url(dir: &std::path::Path) -> Option<&str> {
         .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
 }
 
+/// A store location (`--store`) as messages show it: a PostgreSQL URL loses its password.
+pub fn shown(location: &std::path::Path) -> String {
+    match registry_url(location) {
+        #[cfg(feature = "queue")]
+        Some(url) => crate::queue::redacted(url),
+        #[cfg(not(feature = "queue"))]
+        Some(_) => "the PostgreSQL store".to_string(),
+        None => location.display().to_string(),
+    }
+}
+
 #[cfg(not(feature = "queue"))]
 fn open_postgres(url: &str, _writable: bool) -> crate::error::Result<Store> {
     Err(crate::error::Error::store(

@@ -160,7 +160,7 @@ impl Store {
                 format!(" (closest: {})", near.join(", "))
             };
             return Err(Error::store(
-                self.dir(),
+                self.location(),
                 format!("no model named '{typed}'{hint}"),
             ));
         }

@@ -733,7 +733,9 @@ pub(super) fn open_postgres(url: &str, writable: bool) -> Result<Store> {
     let label = crate::queue::redacted(url);
     let reels = reel_root(&label)?;
     let work = work_root()?;
-    open_postgres_at(url, &reels, &work, writable)
+    let mut store = open_postgres_at(url, &reels, &work, writable)?;
+    store.set_opened_as(Path::new(url));
+    Ok(store)
 }
 
 /// Open the store whose registry is at `url` with reels under `reels/reels` and work in

@@ -152,6 +152,9 @@ pub struct Store {
     /// Whether other machines may write the registry and `reels/` (PostgreSQL): their claims
     /// on reel names are not visible here, so a sweep leaves `reels/` alone.
     pub(super) shared: bool,
+    /// What the store was opened from (a directory, or a PostgreSQL URL that may hold a
+    /// password: never shown).
+    opened_as: PathBuf,
 }
 
 /// Entries as listed, and the rows that could not be read (id and why), which are skipped.
@@ -290,6 +293,7 @@ impl Store {
             work: dir.join("work"),
             registry,
             shared: false,
+            opened_as: dir.to_path_buf(),
         }
     }
 
@@ -301,7 +305,25 @@ impl Store {
             work: work.to_path_buf(),
             registry,
             shared: true,
+            opened_as: dir.to_path_buf(),
         }
+    }
+
+    pub(super) fn set_opened_as(&mut self, location: &Path) {
+        self.opened_as = location.to_path_buf();
+    }
+
+    /// Another read-only handle on the same store (for a thread of its own).
+    pub fn reopen_read_only(&self) -> Result<Store> {
+        if self.shared && super::registry_url(&self.opened_as).is_none() {
+            // Opened with explicit directories (`Store::open_postgres`): not reopenable
+            // from a location.
+            return Err(Error::store(
+                self.location(),
+                "this store was opened from explicit directories and cannot be reopened",
+            ));
+        }
+        Store::open_read_only(&self.opened_as)
     }
 
     /// The registry backend.
@@ -312,6 +334,16 @@ impl Store {
     /// Where the registry is, for messages (a PostgreSQL URL without its password).
     pub fn registry_label(&self) -> String {
         self.registry.label()
+    }
+
+    /// The store as the user names it, for messages: its directory, or the PostgreSQL URL
+    /// without its password.
+    pub fn location(&self) -> String {
+        if self.shared {
+            self.registry.label()
+        } else {
+            self.dir.display().to_string()
+        }
     }
 
     /// The store directory (for a PostgreSQL store, the directory holding `reels/`).
