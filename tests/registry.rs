@@ -17,9 +17,7 @@ use support::cli::path;
 use support::fixtures::{write_arch, GUIDE_DIMS};
 use support::postgres::{services_disabled, Postgres};
 use weightreel::fingerprint::Fingerprint;
-use weightreel::store::{
-    EntryRecord, FingerprintSource, FrameRecord, Settings, Store, Totals, SCHEMA_VERSION,
-};
+use weightreel::store::{EntryRecord, FingerprintSource, FrameRecord, Settings, Store, Totals};
 use weightreel::Error;
 
 // ---------------------------------------------------------------------------------------
@@ -619,8 +617,6 @@ fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
         assert!(!err.contains("s3cret"), "{err}");
     }
     assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "2");
-    // The SQLite side refuses a newer schema too (its own version constant).
-    assert!(SCHEMA_VERSION >= 3);
 }
 
 #[test]
@@ -852,5 +848,127 @@ fn cli_encode_list_stats_search_and_decode_work_on_postgres_as_on_sqlite() {
     assert_eq!(
         std::fs::read_dir(env[0].1.join("reels")).unwrap().count(),
         3
+    );
+}
+
+/// `weightreel serve` on `store` (a directory or a URL), stopped when dropped.
+#[cfg(all(feature = "serve", feature = "hub"))]
+struct Gallery {
+    child: std::process::Child,
+    url: String,
+}
+
+#[cfg(all(feature = "serve", feature = "hub"))]
+impl Gallery {
+    fn start(store: &str, env: &[(&str, PathBuf)]) -> Gallery {
+        use std::io::BufRead;
+        let mut child = weightreel(&["serve", "--port", "0", "--store", store], env)
+            .env_remove("WEIGHTREEL_QUEUE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("weightreel gallery: ")
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_string();
+        Gallery { child, url }
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let response = match ureq::get(&format!("{}{path}", self.url)).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {path}: {e}"),
+        };
+        let status = response.status();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+        (status, body)
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
+#[cfg(all(feature = "serve", feature = "hub"))]
+impl Drop for Gallery {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(all(feature = "serve", feature = "hub"))]
+#[test]
+fn the_gallery_serves_a_postgres_store_as_it_serves_a_store_directory() {
+    let test = "the_gallery_serves_a_postgres_store_as_it_serves_a_store_directory";
+    if services_disabled(test) {
+        return;
+    }
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_store = tmp.path().join("store");
+    let url = pg.url();
+    let env = [
+        ("WEIGHTREEL_REELS", tmp.path().join("shared")),
+        ("WEIGHTREEL_WORK", tmp.path().join("work")),
+    ];
+    for i in 0..2 {
+        let d = tmp.path().join(format!("model-{i}"));
+        write_arch(&d, "bert-base-uncased", GUIDE_DIMS, 200 + i);
+        for store in [path(&dir_store), url.as_str()] {
+            ok(weightreel(
+                &["encode", path(&d), "--store", store, "-q"],
+                &env,
+            ));
+        }
+    }
+    let (local, shared) = (
+        Gallery::start(path(&dir_store), &env),
+        Gallery::start(&url, &env),
+    );
+    let a = local.json("/api/list");
+    let b = shared.json("/api/list");
+    assert_eq!(listed(&a.to_string()), listed(&b.to_string()), "/api/list");
+    assert_eq!(listed(&b.to_string()).len(), 2);
+    let stats = |v: Value| (v["encoded_models"].clone(), v["total_chunks"].clone());
+    assert_eq!(
+        stats(local.json("/api/stats")),
+        stats(shared.json("/api/stats"))
+    );
+    let hits = |v: Value| -> Vec<(String, String)> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_string(),
+                    format!("{:.9}", h["score"].as_f64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    let q = "/api/search?q=model-0&top=5";
+    assert_eq!(hits(local.json(q)), hits(shared.json(q)));
+    assert_eq!(hits(shared.json(q)).len(), 1);
+    // A frame is read from the shared reel directory.
+    let id = b.as_array().unwrap()[0]["id"].as_i64().unwrap();
+    let (status, png) = shared.get(&format!("/api/model/{id}/frame/0.png"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&png));
+    assert!(png.starts_with(b"\x89PNG"));
+    let families = |v: Value| v.to_string();
+    assert_eq!(
+        families(local.json("/api/families")),
+        families(shared.json("/api/families"))
     );
 }

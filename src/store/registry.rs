@@ -309,6 +309,7 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "queue")]
     pub(super) fn set_opened_as(&mut self, location: &Path) {
         self.opened_as = location.to_path_buf();
     }
