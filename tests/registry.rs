@@ -621,10 +621,6 @@ fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
 
 #[test]
 fn a_postgres_store_without_a_reel_directory_is_refused() {
-    let test = "a_postgres_store_without_a_reel_directory_is_refused";
-    if services_disabled(test) {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("m");
     write_arch(&model, "bert-base-uncased", GUIDE_DIMS, 5);
