@@ -657,3 +657,66 @@ fn workers_on_two_machines_share_a_postgresql_registry_and_search_it_as_one_stor
         assert_eq!(over_postgres, ranked(path(&single), query), "{query}");
     }
 }
+
+#[test]
+fn workers_into_a_postgresql_store_ride_out_a_postgresql_restart() {
+    let test = "workers_into_a_postgresql_store_ride_out_a_postgresql_restart";
+    if services_disabled(test) {
+        return;
+    }
+    let w = World::new(12, &[]);
+    let env = [
+        ("WEIGHTREEL_REELS", w.tmp.path().join("shared-reels")),
+        ("WEIGHTREEL_WORK", w.tmp.path().join("work")),
+    ];
+    let store = Path::new(&w.url);
+    let mut workers: Vec<Child> = (0..2)
+        .map(|k| {
+            let log = w.tmp.path().join(format!("worker-{k}.log"));
+            let mut cmd = worker_command(store, &w.url, w.server.url(), &w.home, &log);
+            cmd.envs(env.clone());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(120);
+    while w
+        .pg
+        .query("SELECT count(*) FROM wr_jobs WHERE state = 'done'")
+        .parse::<u32>()
+        .unwrap()
+        < 2
+    {
+        assert!(Instant::now() < end, "no job finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server holding both the queue and the registry goes away at once and comes back:
+    // a job caught in it fails its try (nothing of it visible) and runs again.
+    w.pg.restart();
+    wait_all(&mut workers, Duration::from_secs(300));
+    let s = w.status();
+    assert_eq!(
+        (s["done"].as_i64(), s["parked"].as_i64()),
+        (Some(12), Some(0)),
+        "{s}"
+    );
+    let mut cmd = weightreel(
+        &["list", "--store", &w.url, "--json"],
+        w.server.url(),
+        &w.home,
+    );
+    cmd.envs(env.clone());
+    let list: Value = serde_json::from_str(&ok(cmd)).unwrap();
+    let mut names: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, w.models, "each model committed exactly once");
+    assert_eq!(w.pg.query("SELECT count(*) FROM wr_receipts"), "12");
+    let mut cmd = weightreel(&["check", "--store", &w.url], w.server.url(), &w.home);
+    cmd.envs(env.clone());
+    let check = ok(cmd);
+    assert!(check.contains("12 entries ok, 0 problems"), "{check}");
+}

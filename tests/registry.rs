@@ -566,6 +566,40 @@ fn two_writers_of_one_model_on_postgres_lose_nothing() {
 }
 
 #[test]
+fn a_postgres_store_rides_out_a_server_restart() {
+    if services_disabled("a_postgres_store_rides_out_a_server_restart") {
+        return;
+    }
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Store::open_postgres(
+        &pg.url(),
+        &tmp.path().join("shared"),
+        &tmp.path().join("work"),
+    )
+    .unwrap();
+    s.commit_entry(&entry("bert", 8000, 40_000, "reels/a.mkv"), frames(3))
+        .unwrap();
+    // Gone at once, as in a crash, and back: the same handle reads and commits again.
+    pg.restart();
+    assert_eq!(s.list().unwrap().len(), 1);
+    s.commit_entry(&entry("gpt2", 8000, 40_000, "reels/b.mkv"), frames(3))
+        .unwrap();
+    pg.restart();
+    s.put_fingerprint(&source("alpha"), print("alpha")).unwrap();
+    pg.restart();
+    assert_eq!(s.remove("gpt2", None).unwrap(), 1);
+    let names: Vec<String> = s
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record.name)
+        .collect();
+    assert_eq!(names, ["bert"]);
+    assert_eq!(s.fingerprint_names().unwrap(), ["alpha"]);
+}
+
+#[test]
 fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
     let test = "a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store";
     if services_disabled(test) {

@@ -466,7 +466,7 @@ fn queue_err(label: &str, e: postgres::Error) -> Error {
 /// A failure that another try may not meet: the connection (no answer from the server), or
 /// the server saying it is shutting down, starting or out of connections (SQLSTATE classes 08
 /// and 57, and 53300).
-fn transient(e: &postgres::Error) -> bool {
+pub(crate) fn transient(e: &postgres::Error) -> bool {
     match e.as_db_error() {
         None => true,
         Some(db) => {

@@ -16,6 +16,13 @@
 //! - Search's candidate stage reads `wr_fingerprint_index` only (~0.7 KB a model); the bodies
 //!   are in `wr_fingerprints`. pgvector is not used.
 //!
+//! - A lost connection (a server restart) is made again, for up to 15 s: a write checks the
+//!   connection first (one round trip), and a read caught by a lost connection is run once
+//!   more. A commit caught by it is never run
+//!   again (its frame stream is spent): once the connection is back, the entry is looked up
+//!   by its reel name, which is unique, so a commit whose COMMIT reached the server is
+//!   reported as done and its reel kept.
+//!
 //! Reels of a PostgreSQL store are files under a directory every machine sees (see
 //! [`reel_root`]); the work of encodes in progress is local (see [`work_root`]).
 
@@ -122,9 +129,14 @@ const ENTRY_COLUMNS: &str = "m.id, m.name, m.settings_json, m.source_kind, m.sou
 /// The PostgreSQL registry.
 pub struct PgRegistry {
     client: Mutex<Client>,
+    /// How to connect again after the connection was lost (a server restart).
+    config: Config,
     /// The URL without its password.
     label: String,
 }
+
+/// How long a lost connection is tried again before the request fails.
+const RECONNECT_FOR: Duration = Duration::from_secs(15);
 
 /// `store postgres://…: registry: <the server's message>`.
 fn pg_err(label: &str, e: postgres::Error) -> Error {
@@ -153,8 +165,67 @@ impl PgRegistry {
         migrate(&mut client, &label, writable)?;
         Ok(PgRegistry {
             client: Mutex::new(client),
+            config,
             label,
         })
+    }
+
+    /// Replace a lost connection, trying for up to [`RECONNECT_FOR`].
+    fn reconnect(&self, client: &mut Client) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.config.connect(NoTls) {
+                Ok(fresh) => {
+                    *client = fresh;
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() < RECONNECT_FOR => {
+                    let _ = e;
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(Error::store(
+                        &self.label,
+                        format!(
+                            "registry: connection lost and not back within {}s: {}",
+                            RECONNECT_FOR.as_secs(),
+                            crate::queue::describe(&e)
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Before a write: a connection the server dropped (a restart) is made again, so that a
+    /// write is never begun on a dead connection (one round trip).
+    fn ready(&self, client: &mut Client) -> Result<()> {
+        if client.is_closed() || client.is_valid(Duration::from_secs(10)).is_err() {
+            self.reconnect(client)?;
+        }
+        Ok(())
+    }
+
+    /// Run a read on the connection; a lost connection (a server restart) is made again
+    /// and the read run once more.
+    fn read<T>(
+        &self,
+        f: impl Fn(&mut Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut client = self.client();
+        if client.is_closed() {
+            self.reconnect(&mut client)?;
+        }
+        match f(&mut client) {
+            Ok(v) => Ok(v),
+            Err(e) if crate::queue::transient(&e) => {
+                self.reconnect(&mut client)?;
+                f(&mut client).map_err(|e| self.err(e))
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     fn err(&self, e: postgres::Error) -> Error {
@@ -335,7 +406,8 @@ fn commit_in(
     frames: &mut dyn Iterator<Item = Result<FrameRecord>>,
     fingerprint: Option<(&FingerprintSource, &Fingerprint)>,
     receipt: Option<&str>,
-) -> std::result::Result<(i64, Option<String>), CommitError> {
+    replaced: &mut Option<String>,
+) -> std::result::Result<i64, CommitError> {
     let key = entry.settings.key();
     let settings_json = serde_json::to_string(&entry.settings).expect("settings serialize");
     lock_name(tx, &entry.name)?;
@@ -343,6 +415,7 @@ fn commit_in(
         "DELETE FROM wr_models WHERE name = $1 AND settings_key = $2 RETURNING reel_file",
         &[&entry.name, &key],
     )?;
+    *replaced = old.map(|r| r.get(0));
     let s = &entry.settings;
     let t = &entry.totals;
     let i = |v: u64| v as i64;
@@ -435,7 +508,7 @@ fn commit_in(
             &[&tag, &id],
         )?;
     }
-    Ok((id, old.map(|r| r.get(0))))
+    Ok(id)
 }
 
 impl Registry for PgRegistry {
@@ -452,39 +525,74 @@ impl Registry for PgRegistry {
     ) -> Result<(i64, Option<String>)> {
         let label = self.label.clone();
         let mut client = self.client();
-        let mut tx = client.transaction().map_err(|e| pg_err(&label, e))?;
+        self.ready(&mut client)?;
+        let mut replaced = None;
         // On any error the transaction is dropped, which rolls it back: nothing is visible.
-        let done = match commit_in(&label, &mut tx, entry, frames, fingerprint, receipt) {
-            Ok(done) => done,
-            Err(CommitError::Frames(e)) => return Err(e),
-            Err(CommitError::Server(e)) => return Err(pg_err(&label, e)),
-        };
-        tx.commit().map_err(|e| pg_err(&label, e))?;
-        Ok(done)
+        let outcome = (|| {
+            let mut tx = client.transaction()?;
+            let id = commit_in(
+                &label,
+                &mut tx,
+                entry,
+                frames,
+                fingerprint,
+                receipt,
+                &mut replaced,
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })();
+        match outcome {
+            Ok(id) => Ok((id, replaced)),
+            Err(CommitError::Frames(e)) => Err(e),
+            Err(CommitError::Server(e)) if crate::queue::transient(&e) => {
+                // The connection was lost: if it went during COMMIT, the entry may be in.
+                // Its reel name is unique (claimed when placed), so the entry is found by
+                // it once the server is back; the caller must not delete a committed reel.
+                let lost = pg_err(&label, e);
+                self.reconnect(&mut client).map_err(|_| {
+                    Error::store(
+                        &label,
+                        format!("{lost}; the server did not come back, so whether the entry was committed is unknown (`weightreel check` tells)"),
+                    )
+                })?;
+                let found = client
+                    .query_opt(
+                        "SELECT id FROM wr_models
+                         WHERE name = $1 AND settings_key = $2 AND reel_file = $3",
+                        &[&entry.name, &entry.settings.key(), &entry.totals.reel_file],
+                    )
+                    .map_err(|e| pg_err(&label, e))?;
+                match found {
+                    Some(row) => Ok((row.get(0), replaced)),
+                    None => Err(lost),
+                }
+            }
+            Err(CommitError::Server(e)) => Err(pg_err(&label, e)),
+        }
     }
 
     fn receipt(&self, tag: &str) -> Result<Option<i64>> {
-        self.client()
-            .query_opt(
+        self.read(|c| {
+            c.query_opt(
                 "SELECT r.model_id FROM wr_receipts r JOIN wr_models m ON m.id = r.model_id
                  WHERE r.tag = $1",
                 &[&tag],
             )
-            .map(|row| row.map(|r| r.get(0)))
-            .map_err(|e| self.err(e))
+        })
+        .map(|row| row.map(|r| r.get(0)))
     }
 
     fn listing(&self) -> Result<Listing> {
-        let rows = self
-            .client()
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 &format!(
                     "SELECT {ENTRY_COLUMNS} FROM wr_models m
                      LEFT JOIN wr_fingerprints f ON f.name = m.name ORDER BY m.id"
                 ),
                 &[],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         let mut listing = Listing::default();
         for row in &rows {
             match self.summary(row) {
@@ -496,16 +604,15 @@ impl Registry for PgRegistry {
     }
 
     fn entry(&self, id: i64) -> Result<Option<EntrySummary>> {
-        let row = self
-            .client()
-            .query_opt(
+        let row = self.read(|c| {
+            c.query_opt(
                 &format!(
                     "SELECT {ENTRY_COLUMNS} FROM wr_models m
                      LEFT JOIN wr_fingerprints f ON f.name = m.name WHERE m.id = $1"
                 ),
                 &[&id],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         row.map(|r| {
             self.summary(&r)
                 .map_err(|why| Error::store(&self.label, format!("entry #{id}: {why}")))
@@ -514,14 +621,11 @@ impl Registry for PgRegistry {
     }
 
     fn frames(&self, id: i64) -> Result<Vec<FrameRecord>> {
-        let rows = self
-            .client()
-            .query(
+        let rows = self.read(|c| c.query(
                 "SELECT idx, first_value, count, width, height, checksum, nonfinite, min, max, mean, std
                  FROM wr_frames WHERE model_id = $1 ORDER BY idx",
                 &[&id],
-            )
-            .map_err(|e| self.err(e))?;
+            ))?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -546,6 +650,7 @@ impl Registry for PgRegistry {
     fn remove(&mut self, name: &str, settings_key: Option<&str>) -> Result<Removed> {
         let label = self.label.clone();
         let mut client = self.client();
+        self.ready(&mut client)?;
         let run = |tx: &mut Transaction<'_>| -> std::result::Result<Removed, postgres::Error> {
             lock_name(tx, name)?;
             let rows = tx.query(
@@ -589,6 +694,7 @@ impl Registry for PgRegistry {
     fn put_fingerprints(&mut self, rows: &[(&FingerprintSource, &Fingerprint)]) -> Result<()> {
         let label = self.label.clone();
         let mut client = self.client();
+        self.ready(&mut client)?;
         let mut tx = client.transaction().map_err(|e| pg_err(&label, e))?;
         for (source, fp) in rows {
             put_fingerprint_in(&mut tx, source, fp).map_err(|e| pg_err(&label, e))?;
@@ -598,9 +704,7 @@ impl Registry for PgRegistry {
 
     fn fingerprint(&self, name: &str) -> Result<Option<Fingerprint>> {
         let body: Option<Vec<u8>> = self
-            .client()
-            .query_opt("SELECT body FROM wr_fingerprints WHERE name = $1", &[&name])
-            .map_err(|e| self.err(e))?
+            .read(|c| c.query_opt("SELECT body FROM wr_fingerprints WHERE name = $1", &[&name]))?
             .map(|r| r.get(0));
         body.map(|b| {
             Fingerprint::from_bytes(&b)
@@ -612,12 +716,12 @@ impl Registry for PgRegistry {
     fn fingerprint_names(&self) -> Result<Vec<String>> {
         // COLLATE "C": the byte order SQLite's ORDER BY gives, whatever the database's locale.
         Ok(self
-            .client()
-            .query(
-                "SELECT name FROM wr_fingerprints ORDER BY name COLLATE \"C\"",
-                &[],
-            )
-            .map_err(|e| self.err(e))?
+            .read(|c| {
+                c.query(
+                    "SELECT name FROM wr_fingerprints ORDER BY name COLLATE \"C\"",
+                    &[],
+                )
+            })?
             .iter()
             .map(|r| r.get(0))
             .collect())
@@ -625,13 +729,13 @@ impl Registry for PgRegistry {
 
     fn fingerprint_source(&self, name: &str) -> Result<Option<FingerprintSource>> {
         Ok(self
-            .client()
-            .query_opt(
-                "SELECT name, source, revision, model_type, created_at FROM wr_fingerprints
+            .read(|c| {
+                c.query_opt(
+                    "SELECT name, source, revision, model_type, created_at FROM wr_fingerprints
                  WHERE name = $1",
-                &[&name],
-            )
-            .map_err(|e| self.err(e))?
+                    &[&name],
+                )
+            })?
             .map(|r| FingerprintSource {
                 name: r.get(0),
                 source: r.get(1),
@@ -642,14 +746,13 @@ impl Registry for PgRegistry {
     }
 
     fn fingerprint_index(&self) -> Result<Vec<IndexRow>> {
-        let rows = self
-            .client()
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 "SELECT name, params, sketch, features FROM wr_fingerprint_index
                  ORDER BY name COLLATE \"C\"",
                 &[],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let name: String = r.get(0);
@@ -668,14 +771,14 @@ impl Registry for PgRegistry {
     fn entries_without_fingerprint(&self) -> Result<Vec<(String, String)>> {
         // One per name, as SQLite's GROUP BY gives: the source of the name's first entry.
         Ok(self
-            .client()
-            .query(
-                "SELECT DISTINCT ON (name COLLATE \"C\") name, source FROM wr_models
+            .read(|c| {
+                c.query(
+                    "SELECT DISTINCT ON (name COLLATE \"C\") name, source FROM wr_models
                  WHERE name NOT IN (SELECT name FROM wr_fingerprints)
                  ORDER BY name COLLATE \"C\", id",
-                &[],
-            )
-            .map_err(|e| self.err(e))?
+                    &[],
+                )
+            })?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect())
