@@ -1002,3 +1002,77 @@ fn the_gallery_serves_a_postgres_store_as_it_serves_a_store_directory() {
         families(shared.json("/api/families"))
     );
 }
+
+/// Search's candidate stage on PostgreSQL at scale, for the README: `N` fingerprints (the
+/// three real ones under `N` names; default 10,000), the index load and a top-10 hybrid query,
+/// on both backends. `WEIGHTREEL_SCALE_N=100000 cargo test --release --test registry --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement (minutes), not a check"]
+fn search_index_load_at_scale_on_both_backends() {
+    let test = "search_index_load_at_scale_on_both_backends";
+    if services_disabled(test) {
+        return;
+    }
+    let n: usize = std::env::var("WEIGHTREEL_SCALE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let pg = Postgres::start();
+    let mut p = pair(&pg, "scale");
+    for (label, store) in [("SQLite", &mut p.sqlite), ("PostgreSQL", &mut p.postgres)] {
+        let started = std::time::Instant::now();
+        for batch in (0..n).collect::<Vec<_>>().chunks(2000) {
+            let rows: Vec<(FingerprintSource, &Fingerprint)> = batch
+                .iter()
+                .map(|&i| (source(&format!("model-{i:06}")), &prints()[i % 3].1))
+                .collect();
+            store
+                .put_fingerprints(rows.iter().map(|(s, f)| (s, *f)))
+                .unwrap();
+        }
+        let built = started.elapsed().as_secs_f64();
+        let mut loads = Vec::new();
+        let mut queries = Vec::new();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let index = store.fingerprint_index().unwrap();
+            loads.push(t.elapsed().as_secs_f64());
+            assert_eq!(index.len(), n);
+            let t = std::time::Instant::now();
+            let result = weightreel::search::search(
+                store,
+                &index,
+                print("alpha"),
+                weightreel::search::SearchOptions {
+                    top: 10,
+                    method: weightreel::search::Method::parse("hybrid").unwrap(),
+                    exclude: None,
+                    roles: &[],
+                },
+            )
+            .unwrap();
+            queries.push(t.elapsed().as_secs_f64());
+            assert_eq!(result.hits.len(), 10);
+        }
+        loads.sort_by(f64::total_cmp);
+        queries.sort_by(f64::total_cmp);
+        println!(
+            "{label}: {n} fingerprints stored in {built:.1} s; index load {:.0} ms, top-10 hybrid query {:.0} ms (medians of 3)",
+            loads[1] * 1e3,
+            queries[1] * 1e3
+        );
+    }
+    let size = |table: &str| {
+        let out = pg.psql(
+            "scale",
+            &format!("SELECT pg_size_pretty(pg_total_relation_size('{table}'))"),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    println!(
+        "PostgreSQL sizes: wr_fingerprint_index {}, wr_fingerprints {}",
+        size("wr_fingerprint_index"),
+        size("wr_fingerprints")
+    );
+}

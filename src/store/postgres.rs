@@ -15,13 +15,11 @@
 //!   unique key. Writers of different models do not wait for each other.
 //! - Search's candidate stage reads `wr_fingerprint_index` only (~0.7 KB a model); the bodies
 //!   are in `wr_fingerprints`. pgvector is not used.
-//!
 //! - A lost connection (a server restart) is made again, for up to 15 s: a write checks the
 //!   connection first (one round trip), and a read caught by a lost connection is run once
-//!   more. A commit caught by it is never run
-//!   again (its frame stream is spent): once the connection is back, the entry is looked up
-//!   by its reel name, which is unique, so a commit whose COMMIT reached the server is
-//!   reported as done and its reel kept.
+//!   more. A commit caught by it is never run again (its frame stream is spent): once the
+//!   connection is back, the entry is looked up by its reel name, which is unique, so a
+//!   commit whose COMMIT reached the server is reported as done and its reel kept.
 //!
 //! Reels of a PostgreSQL store are files under a directory every machine sees (see
 //! [`reel_root`]); the work of encodes in progress is local (see [`work_root`]).
@@ -37,7 +35,7 @@ use super::fingerprints::{FingerprintSource, IndexRow};
 use super::registry::{EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Totals};
 use super::Store;
 use crate::error::{Error, Result};
-use crate::fingerprint::{self, Fingerprint};
+use crate::fingerprint::{self, Fingerprint, RoleFeatures};
 
 /// Version of the PostgreSQL registry schema this build writes and reads.
 pub const PG_SCHEMA_VERSION: i32 = 1;
@@ -180,8 +178,7 @@ impl PgRegistry {
                     *client = fresh;
                     return Ok(());
                 }
-                Err(e) if started.elapsed() < RECONNECT_FOR => {
-                    let _ = e;
+                Err(_) if started.elapsed() < RECONNECT_FOR => {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }
@@ -714,17 +711,15 @@ impl Registry for PgRegistry {
     }
 
     fn fingerprint_names(&self) -> Result<Vec<String>> {
-        // COLLATE "C": the byte order SQLite's ORDER BY gives, whatever the database's locale.
-        Ok(self
-            .read(|c| {
-                c.query(
-                    "SELECT name FROM wr_fingerprints ORDER BY name COLLATE \"C\"",
-                    &[],
-                )
-            })?
+        // Sorted here: Rust's string order is the byte order SQLite's ORDER BY gives, whatever
+        // the database's collation.
+        let mut names: Vec<String> = self
+            .read(|c| c.query("SELECT name FROM wr_fingerprints", &[]))?
             .iter()
             .map(|r| r.get(0))
-            .collect())
+            .collect();
+        names.sort_unstable();
+        Ok(names)
     }
 
     fn fingerprint_source(&self, name: &str) -> Result<Option<FingerprintSource>> {
@@ -746,25 +741,44 @@ impl Registry for PgRegistry {
     }
 
     fn fingerprint_index(&self) -> Result<Vec<IndexRow>> {
-        let rows = self.read(|c| {
-            c.query(
-                "SELECT name, params, sketch, features FROM wr_fingerprint_index
-                 ORDER BY name COLLATE \"C\"",
-                &[],
-            )
+        // Streamed and decoded row by row (one copy of the index in memory), unsorted: sorting
+        // by name in the server under the "C" collation would spill the whole table to a
+        // disk sort; Rust's string order is that byte order.
+        type Raw = (
+            String,
+            i64,
+            std::result::Result<Vec<f32>, String>,
+            std::result::Result<Vec<RoleFeatures>, String>,
+        );
+        let raw: Vec<Raw> = self.read(|c| {
+            use postgres::fallible_iterator::FallibleIterator;
+            let mut rows = c.query_raw(
+                "SELECT name, params, sketch, features FROM wr_fingerprint_index",
+                std::iter::empty::<i32>(),
+            )?;
+            let mut out = Vec::with_capacity(rows.size_hint().0);
+            while let Some(r) = rows.next()? {
+                out.push((
+                    r.get(0),
+                    r.get(1),
+                    fingerprint::sketch_from_bytes(r.get(2)),
+                    fingerprint::features_from_bytes(r.get(3)),
+                ));
+            }
+            Ok(out)
         })?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let name: String = r.get(0);
+        let mut out = Vec::with_capacity(raw.len());
+        for (name, params, sketch, features) in raw {
             let damaged =
                 |p: String| Error::store(&self.label, format!("fingerprint of '{name}': {p}"));
             out.push(IndexRow {
-                sketch: fingerprint::sketch_from_bytes(r.get(2)).map_err(damaged)?,
-                features: fingerprint::features_from_bytes(r.get(3)).map_err(damaged)?,
-                params: r.get::<_, i64>(1).max(0) as u64,
+                sketch: sketch.map_err(damaged)?,
+                features: features.map_err(damaged)?,
+                params: params.max(0) as u64,
                 name,
             });
         }
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
