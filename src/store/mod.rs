@@ -1,5 +1,6 @@
 //! Stage 5: the store — a directory holding reels and a SQLite registry (`registry.sqlite`, WAL
-//! mode) that records every encoded model, its settings, totals and per-frame index.
+//! mode), or a PostgreSQL registry with reels in a shared directory, that records every encoded
+//! model, its settings, totals and per-frame index.
 //!
 //! Visibility rules that make the store crash-safe:
 //! - a reel is written to a temporary name, fsynced and renamed before the registry row that
@@ -8,7 +9,8 @@
 //!   entry it replaces (same name, same settings), so readers see the old entry or the new one;
 //! - the replaced reel is deleted only after that commit.
 //!
-//! The schema carries a version in `PRAGMA user_version`; a newer one is refused.
+//! The schema carries a version (SQLite: `PRAGMA user_version`; PostgreSQL: the table
+//! `wr_registry_schema`); a newer one is refused.
 //!
 //! The registry sits behind [`Registry`] (`backend.rs`), one module per backend: `sqlite.rs`
 //! (the store directory, the default) and `postgres.rs` (`--store postgres://…`, feature
