@@ -783,6 +783,10 @@ fn cli_encode_list_stats_search_and_decode_work_on_postgres_as_on_sqlite() {
     let entries = listed(&b);
     assert_eq!(listed(&a), entries);
     assert_eq!(entries.len(), 4);
+    // $WEIGHTREEL_STORE takes the URL too.
+    let mut from_env = weightreel(&["list", "--json"], &env);
+    from_env.env("WEIGHTREEL_STORE", &url);
+    assert_eq!(listed(&ok(from_env)), entries);
     let (a, b) = both(&["stats", "--json"]);
     let pick = |s: &str| {
         let v: Value = serde_json::from_str(s).unwrap();
