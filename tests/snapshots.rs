@@ -276,3 +276,37 @@ fn plain_progress_lines_group_thousands() {
     .unwrap();
     assert!(line.is_match(last), "{last}");
 }
+
+/// The encode summary, `show` and `inspect --tensors` of the tiny model: what a user reads after
+/// each step.
+#[test]
+fn encode_summary_show_and_inspect_of_the_tiny_model() {
+    let ws = Workspace::new();
+    let text = |args: &[&str]| {
+        let out = ws.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ws.normalise(&String::from_utf8_lossy(&out.stdout))
+    };
+    insta::assert_snapshot!(
+        "encode_summary",
+        text(&[
+            "encode",
+            "tiny-model",
+            "--store",
+            "store",
+            "--quiet",
+            "--chunk-encoding",
+            "--chunk-size",
+            "512",
+        ])
+    );
+    insta::assert_snapshot!("show", text(&["show", "tiny-model", "--store", "store"]));
+    insta::assert_snapshot!(
+        "inspect_tensors",
+        text(&["inspect", "tiny-model", "--tensors"])
+    );
+}
