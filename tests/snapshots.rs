@@ -1,5 +1,6 @@
 //! Snapshots of the CLI's text (issue 11, §7): every named bad invocation with its message and
-//! exit status, `--help`, and `list`/`stats` on a fixed store. A changed output shows as a diff
+//! exit status, `--help`, `list`/`stats` on a fixed store, and the encode summary, `show` and
+//! `inspect --tensors` of a tiny model. A changed output shows as a diff
 //! of `tests/snapshots/*.snap`; accept a deliberate change with `INSTA_UPDATE=always` (or
 //! `cargo insta review`) and review the diff like code.
 //!
