@@ -472,6 +472,49 @@ fn workers_ride_out_a_postgresql_restart() {
     assert!(check.contains("12 entries ok, 0 problems"), "{check}");
 }
 
+/// A worker losing its connection (a network cut, a proxy or an administrator ending it): every
+/// connection the workers hold is terminated by the server, over and over, while they run.
+/// They reconnect, and every job still ends done exactly once with one entry.
+#[test]
+fn workers_whose_connections_are_cut_reconnect_and_finish_every_job_once() {
+    if services_disabled("workers_whose_connections_are_cut_reconnect") {
+        return;
+    }
+    let w = World::new(10, &[]);
+    let store = w.tmp.path().join("store");
+    let mut workers = w.workers(2, &store);
+    let done = || {
+        w.pg.query("SELECT count(*) FROM wr_jobs WHERE state IN ('done', 'parked')")
+            .parse::<u32>()
+            .unwrap()
+    };
+    let end = Instant::now() + Duration::from_secs(240);
+    let mut cuts = 0;
+    while done() < 10 {
+        assert!(Instant::now() < end, "the jobs did not end: {}", w.status());
+        let cut = w.pg.query(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'weightreel' AND pid <> pg_backend_pid()",
+        );
+        cuts += cut.parse::<u32>().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    wait_all(&mut workers, Duration::from_secs(240));
+    assert!(cuts >= 4, "only {cuts} connections were cut");
+    let log = std::fs::read_to_string(w.tmp.path().join("worker-0.log")).unwrap()
+        + &std::fs::read_to_string(w.tmp.path().join("worker-1.log")).unwrap();
+    assert!(log.contains("reconnecting"), "{log}");
+    let s = w.status();
+    assert_eq!(
+        (s["done"].as_i64(), s["parked"].as_i64()),
+        (Some(10), Some(0)),
+        "{s}"
+    );
+    assert_eq!(w.stored(&store), w.models);
+    let check = w.run(&["check", "--store", path(&store)]);
+    assert!(check.contains("10 entries ok, 0 problems"), "{check}");
+}
+
 #[test]
 fn fingerprint_only_jobs_on_one_worker_with_three_threads_make_a_searchable_census() {
     if services_disabled("fingerprint_only_jobs_on_one_worker_with_three_threads") {
