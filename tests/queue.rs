@@ -283,6 +283,32 @@ impl World {
         status(&self.pg, self.server.url(), &self.home)
     }
 
+    /// The first `count` workers' logs, one after another.
+    fn logs(&self, count: usize) -> String {
+        (0..count)
+            .map(|k| {
+                std::fs::read_to_string(self.tmp.path().join(format!("worker-{k}.log"))).unwrap()
+            })
+            .collect()
+    }
+
+    /// Every job done, none parked, each model stored once, and `check` finds nothing wrong.
+    fn assert_every_model_stored_once(&self, store: &Path) {
+        let s = self.status();
+        let n = self.models.len() as i64;
+        assert_eq!(
+            (s["done"].as_i64(), s["parked"].as_i64()),
+            (Some(n), Some(0)),
+            "{s}"
+        );
+        assert_eq!(self.stored(store), self.models);
+        let check = self.run(&["check", "--store", path(store)]);
+        assert!(
+            check.contains(&format!("{n} entries ok, 0 problems")),
+            "{check}"
+        );
+    }
+
     /// The store's entry names, sorted.
     fn stored(&self, store: &Path) -> Vec<String> {
         let list: Value =
@@ -455,21 +481,12 @@ fn workers_ride_out_a_postgresql_restart() {
     // The server goes away at once (as in a crash) and comes back on the same port.
     w.pg.restart();
     wait_all(&mut workers, Duration::from_secs(300));
-    let log = std::fs::read_to_string(w.tmp.path().join("worker-0.log")).unwrap()
-        + &std::fs::read_to_string(w.tmp.path().join("worker-1.log")).unwrap();
+    let log = w.logs(2);
     assert!(
         log.contains("reconnecting") && log.contains("queue connection back"),
         "{log}"
     );
-    let s = w.status();
-    assert_eq!(
-        (s["done"].as_i64(), s["parked"].as_i64()),
-        (Some(12), Some(0)),
-        "{s}"
-    );
-    assert_eq!(w.stored(&store), w.models);
-    let check = w.run(&["check", "--store", path(&store)]);
-    assert!(check.contains("12 entries ok, 0 problems"), "{check}");
+    w.assert_every_model_stored_once(&store);
 }
 
 /// A worker losing its connection (a network cut, a proxy or an administrator ending it): every
@@ -501,18 +518,9 @@ fn workers_whose_connections_are_cut_reconnect_and_finish_every_job_once() {
     }
     wait_all(&mut workers, Duration::from_secs(240));
     assert!(cuts >= 4, "only {cuts} connections were cut");
-    let log = std::fs::read_to_string(w.tmp.path().join("worker-0.log")).unwrap()
-        + &std::fs::read_to_string(w.tmp.path().join("worker-1.log")).unwrap();
+    let log = w.logs(2);
     assert!(log.contains("reconnecting"), "{log}");
-    let s = w.status();
-    assert_eq!(
-        (s["done"].as_i64(), s["parked"].as_i64()),
-        (Some(10), Some(0)),
-        "{s}"
-    );
-    assert_eq!(w.stored(&store), w.models);
-    let check = w.run(&["check", "--store", path(&store)]);
-    assert!(check.contains("10 entries ok, 0 problems"), "{check}");
+    w.assert_every_model_stored_once(&store);
 }
 
 #[test]
