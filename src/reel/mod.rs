@@ -53,6 +53,7 @@ pub mod manifest;
 mod preview;
 mod reader;
 pub mod record;
+pub mod stored;
 mod writer;
 
 use std::sync::Once;
