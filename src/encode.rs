@@ -379,6 +379,11 @@ fn encode_planned(
     // What crashed encodes left behind (and no running encode owns) goes first, so that a
     // full disk from one failed encode does not fail the next.
     store.sweep()?;
+    // A reel storage that refuses requests (wrong credentials, no such bucket, no server) is
+    // found before anything is encoded or written; the list is the one `put_reel` makes.
+    if let Some(storage) = store.reel_storage() {
+        storage.list(&reel_stem(model, plan))?;
+    }
     let work = WorkDir::lock(store, model, &plan.settings_key)?;
     let parts = load_parts(&work.path, &plan.template, &plan.spec)?;
     let resumed = PartTotals::of(&parts);
@@ -821,12 +826,9 @@ fn join_parts(
     let json = serde_json::to_vec(&manifest).expect("manifest serializes");
     let part_paths: Vec<PathBuf> = parts.iter().map(|p| p.path.clone()).collect();
     let joined = work.join("joined.mkv");
-    let info = reel::concat(&part_paths, &joined, &json)?;
-    let stem = format!(
-        "{}-{}",
-        crate::source::naming::slug(&model.name),
-        crate::store::short_key(&plan.settings_key)
-    );
+    // Reels read with range requests (from a reel storage) get an index of their packets.
+    let info = reel::concat(&part_paths, &joined, &json, store.reel_storage().is_some())?;
+    let stem = reel_stem(model, plan);
     let name = store.put_reel(&joined, &stem, work).inspect_err(|_| {
         // The parts stay for a resume; the joined copy is made again from them.
         let _ = std::fs::remove_file(&joined);
@@ -837,6 +839,15 @@ fn join_parts(
         store.dir().join(&name)
     };
     Ok(Joined { path, name, info })
+}
+
+/// The reel's name without `-N.mkv`: `<model slug>-<short settings key>`.
+fn reel_stem(model: &Model, plan: &EncodePlan) -> String {
+    format!(
+        "{}-{}",
+        crate::source::naming::slug(&model.name),
+        crate::store::short_key(&plan.settings_key)
+    )
 }
 
 /// The registry entry of a finished encode.
