@@ -474,10 +474,13 @@ fn gc_aborts_orphaned_uploads_and_removes_unreferenced_objects_but_not_a_running
         &server,
         &["gc", "--dry-run", "--store", path(&store), "--reels", reels],
     ));
-    assert!(
-        dry.contains("would remove orphaned upload: s3://gcreels/p/killed-0123abcd.mkv"),
-        "{dry}"
-    );
+    // The part the dead process sent is counted; the 10 bytes it still held are gone with it.
+    let killed = dry
+        .lines()
+        .find(|l| l.starts_with("would remove orphaned upload: s3://gcreels/p/killed-0123abcd.mkv"))
+        .unwrap_or_else(|| panic!("{dry}"));
+    assert_eq!(MIN_PART_SIZE, 5_242_880);
+    assert!(killed.ends_with("(5,242,880 bytes)"), "{killed}");
     assert!(
         dry.contains(
             "would remove unreferenced reel: s3://gcreels/p/uncommitted-0123abcd.mkv (14 bytes)"
@@ -581,4 +584,90 @@ fn the_gallery_draws_a_frame_of_an_s3_reel_like_the_directory_stores() {
     let from_s3 = frame(&s3_store, &["--reels", reels]);
     assert!(from_s3.starts_with(b"\x89PNG\r\n\x1a\n"));
     assert!(from_s3 == frame(&dir_store, &[]));
+}
+
+#[test]
+fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
+    if services_disabled("an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("killed");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reels = "s3://killed/k";
+    let before = server.files();
+    // Lossless MiniLM is a reel of ~80 MB: several parts, sent after the encode's
+    // marker object appears and before the upload is published.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args([
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ])
+        .args(["--mode", "lossless", "-q"])
+        .env_remove("WEIGHTREEL_STORE")
+        .env_remove("WEIGHTREEL_REELS")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if server
+            .files()
+            .iter()
+            .any(|f| f.starts_with("killed/k/.uploads/"))
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the encode ended before its upload was seen"
+        );
+        assert!(std::time::Instant::now() < deadline, "no upload began");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let s3 = storage(&server, "killed", "k/");
+    assert_eq!(s3.unfinished().unwrap().len(), 1);
+    assert!(
+        s3.list("").unwrap().is_empty(),
+        "the killed encode published its reel"
+    );
+    let list = ok(wr(&server, &["list", "--store", path(&store), "--json"]));
+    assert!(entries(&list).is_empty(), "{list}");
+
+    let dry = ok(wr(
+        &server,
+        &["gc", "--dry-run", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(
+        dry.contains("would remove orphaned upload: s3://killed/k/all-minilm-l6-v2-"),
+        "{dry}"
+    );
+    ok(wr(
+        &server,
+        &["gc", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(s3.unfinished().unwrap().is_empty());
+    assert!(s3.list("").unwrap().is_empty());
+    // Nothing of the upload is left on the server's disk but s3s-fs's own bookkeeping.
+    eprintln!("server files after gc: {:?}", server.files());
+    let left: Vec<String> = server
+        .files()
+        .into_iter()
+        .filter(|f| {
+            !before.contains(f) && !f.ends_with(".internal.json") && !f.ends_with(".metadata.json")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

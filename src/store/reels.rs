@@ -201,7 +201,8 @@ impl Store {
         {
             out.push(Leftover {
                 path: PathBuf::from(format!("{}/{} (upload {})", r.location.url(), u.name, u.id)),
-                bytes: 0,
+                // Best effort: a size the server cannot tell does not stop the collection.
+                bytes: r.storage.unfinished_bytes(&u).ok().flatten().unwrap_or(0),
                 kind: "orphaned upload",
                 upload: Some(u),
             });
