@@ -210,6 +210,65 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
     ok(out);
     assert_eq!(std::fs::read_dir(&png).unwrap().count(), 1);
 
+    // A shared directory (`file:///…`) serves the same way: the reel is a file there.
+    let shared = tmp.path().join("shared-reels");
+    let file_store = tmp.path().join("file");
+    let file_url = format!("file://{}", shared.display());
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&file_store),
+            "--reels",
+            &file_url,
+            "-q",
+        ],
+    ));
+    let files: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with("all-minilm-l6-v2-"));
+    assert_eq!(
+        std::fs::read_dir(file_store.join("reels")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        list(&file_store, &["--reels", &file_url]),
+        list(&dir_store, &[])
+    );
+    let c = tmp.path().join("c.safetensors");
+    ok(wr(
+        &server,
+        &[
+            "decode",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&file_store),
+            "--reels",
+            &file_url,
+            "--out",
+            path(&c),
+        ],
+    ));
+    assert!(tensors(&c) == tb);
+    let dry = ok(wr(
+        &server,
+        &[
+            "gc",
+            "--dry-run",
+            "--store",
+            path(&file_store),
+            "--reels",
+            &file_url,
+        ],
+    ));
+    assert!(dry.contains("Would free 0 items"), "{dry}");
+
     // Removing the model removes its object.
     ok(wr(
         &server,

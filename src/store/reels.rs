@@ -109,7 +109,7 @@ impl Store {
         match &self.reels {
             None => match std::fs::remove_file(self.dir().join(reel_file)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(Error::io(&self.dir().join(reel_file), e))
+                    Err(Error::io(self.dir().join(reel_file), e))
                 }
                 _ => Ok(()),
             },
