@@ -269,6 +269,39 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
     ));
     assert!(dry.contains("Would free 0 items"), "{dry}");
 
+    // Encoding it again replaces the entry: the new reel gets a free name, and the old one is
+    // deleted after the commit.
+    let first: Vec<String> = server
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("team-reels/shared/reels/"))
+        .collect();
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&s3_store),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    ));
+    let second: Vec<String> = server
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("team-reels/shared/reels/"))
+        .collect();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(first, second);
+    assert!(second[0].ends_with("-2.mkv"), "{second:?}");
+    let check = ok(wr(
+        &server,
+        &["check", "--store", path(&s3_store), "--reels", reels],
+    ));
+    assert!(check.contains("1 entries ok, 0 problems"), "{check}");
+
     // Removing the model removes its object.
     ok(wr(
         &server,
@@ -729,4 +762,70 @@ fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_s3_server_killed_during_the_upload_fails_the_encode_and_gc_cleans_up_after_it() {
+    if services_disabled("an_s3_server_killed_during_the_upload_fails_the_encode") {
+        return;
+    }
+    let mut server = S3Server::start();
+    server.create_bucket("gone");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reels = "s3://gone/g";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args([
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ])
+        .args(["--mode", "lossless", "-q"])
+        .env_remove("WEIGHTREEL_STORE")
+        .env_remove("WEIGHTREEL_REELS")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !server
+        .files()
+        .iter()
+        .any(|f| f.starts_with("gone/g/.uploads/"))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the encode ended before its upload was seen"
+        );
+        assert!(std::time::Instant::now() < deadline, "no upload began");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    server.stop();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: reel storage s3://gone/g: "),
+        "{err}"
+    );
+
+    server.restart_with_secret(SECRET_KEY);
+    let list = ok(wr(&server, &["list", "--store", path(&store), "--json"]));
+    assert!(entries(&list).is_empty(), "{list}");
+    let s3 = storage(&server, "gone", "g/");
+    assert!(s3.list("").unwrap().is_empty(), "a reel was published");
+    // The abort could not reach the server: the upload is left for gc.
+    assert_eq!(s3.unfinished().unwrap().len(), 1);
+    ok(wr(
+        &server,
+        &["gc", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(s3.unfinished().unwrap().is_empty());
 }
