@@ -498,7 +498,18 @@ impl EntryArgs {
         let store = Store::open_existing(&store_dir(self.storage_dir.as_deref()))?
             .with_reels(reels_location(self.reels.as_deref())?.as_ref())?;
         let entry = store.resolve(model, self.settings_key.as_deref())?;
-        Ok(store.reel_path(&entry.record.totals.reel_file))
+        let reel = store.reel_path(&entry.record.totals.reel_file);
+        if store.reel_storage().is_none() && !reel.exists() {
+            // The likeliest cause: the store's reels were written with --reels.
+            return Err(Error::store(
+                store.dir(),
+                format!(
+                    "entry #{} names reel '{}', which is not in the store's reels/ (if this store keeps its reels elsewhere, give --reels URL or $WEIGHTREEL_REELS)",
+                    entry.id, entry.record.totals.reel_file
+                ),
+            ));
+        }
+        Ok(reel)
     }
 }
 

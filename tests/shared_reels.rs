@@ -195,6 +195,26 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
         "the tensors decoded from S3 differ from the directory store's"
     );
 
+    // Without --reels the store looks in its own reels/, and says where else to look.
+    let out = wr(
+        &server,
+        &[
+            "decode",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&s3_store),
+            "--out",
+            path(&b),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("give --reels URL or $WEIGHTREEL_REELS"),
+        "{err}"
+    );
+
     // The same reels through $WEIGHTREEL_REELS, and a frame written as a PNG.
     let png = tmp.path().join("png");
     let out = Command::new(env!("CARGO_BIN_EXE_weightreel"))

@@ -10,7 +10,6 @@
 
 use std::ffi::{c_int, c_void};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ffmpeg_next::{ffi, format};
@@ -25,9 +24,6 @@ type Mounted = (String, Arc<dyn ReelStorage>);
 
 static MOUNTS: Mutex<Vec<Mounted>> = Mutex::new(Vec::new());
 
-/// Bytes read from mounted storages by this process (for tests and summaries).
-static BYTES_READ: AtomicU64 = AtomicU64::new(0);
-
 /// Make the reels of `storage` readable under `LOCATION/NAME` paths; returns the location.
 /// Mounting a location again replaces the earlier storage.
 pub fn mount(storage: Arc<dyn ReelStorage>) -> String {
@@ -36,11 +32,6 @@ pub fn mount(storage: Arc<dyn ReelStorage>) -> String {
     mounts.retain(|(l, _)| *l != location);
     mounts.push((location.clone(), storage));
     location
-}
-
-/// Bytes read from mounted storages so far by this process.
-pub fn stored_bytes_read() -> u64 {
-    BYTES_READ.load(Ordering::Relaxed)
 }
 
 /// The storage and reel name of a `LOCATION/NAME` path of a mounted storage.
@@ -101,7 +92,6 @@ unsafe extern "C" fn read_packet(opaque: *mut c_void, buf: *mut u8, buf_size: c_
     {
         Ok(()) => {
             source.position += n as u64;
-            BYTES_READ.fetch_add(n as u64, Ordering::Relaxed);
             n as c_int
         }
         Err(e) => {
