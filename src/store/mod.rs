@@ -15,12 +15,14 @@ mod fingerprints;
 mod gc;
 mod names;
 pub mod objects;
+mod reels;
 mod registry;
 
 pub use check::CheckReport;
 pub use fingerprints::{FingerprintSource, IndexRow};
 pub use gc::{GcReport, Leftover};
 pub use names::{entry_label, key_matches, short_key};
+pub use reels::reels_location;
 
 pub use registry::{
     EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Store, StoreStats, Totals,

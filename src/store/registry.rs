@@ -238,6 +238,8 @@ pub struct Store {
     /// Whether the registry has the fingerprint tables (schema 3; a read-only store of an
     /// older schema is never migrated), looked up once.
     pub(super) has_fingerprints: std::cell::OnceCell<bool>,
+    /// Where reels live when not in `reels/` (`--reels`; see `reels.rs`).
+    pub(super) reels: Option<super::reels::SharedReels>,
 }
 
 /// Version 1 kept every frame's pyramid and histogram as JSON (4.5 KB a frame); version 2 keeps
@@ -376,6 +378,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 conn,
                 has_fingerprints: std::cell::OnceCell::new(),
+                reels: None,
             });
         }
         use rusqlite::OpenFlags;
@@ -428,6 +431,7 @@ impl Store {
             dir: dir.to_path_buf(),
             conn,
             has_fingerprints: std::cell::OnceCell::new(),
+            reels: None,
         })
     }
 
@@ -489,6 +493,7 @@ impl Store {
             dir: dir.to_path_buf(),
             conn,
             has_fingerprints: std::cell::OnceCell::new(),
+            reels: None,
         })
     }
 
@@ -843,12 +848,7 @@ impl Store {
             return Ok(prints);
         }
         for v in &victims {
-            let reel = self.dir.join(&v.record.totals.reel_file);
-            match std::fs::remove_file(&reel) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&reel, e)),
-            }
+            self.delete_reel(&v.record.totals.reel_file)?;
         }
         Ok(victims.len())
     }
