@@ -217,7 +217,7 @@ impl Analysis {
             .fold(f64::NEG_INFINITY, f64::max);
         let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 0.0) };
         let mut histogram = Histogram::new(lo, hi, bins);
-        let reel = store.dir().join(&entry.record.totals.reel_file);
+        let reel = store.reel_path(&entry.record.totals.reel_file);
         let mut accs: Vec<Acc> = Vec::new();
         let manifest = crate::decode::scan_values(&reel, |tensor, values| {
             let t = tensor as usize;
@@ -415,8 +415,9 @@ pub fn analyse(
     typed: &str,
     settings_key: Option<&str>,
     bins: usize,
+    reels: Option<&crate::store::objects::ReelLocation>,
 ) -> Result<Analysis> {
-    let store = Store::open_existing(dir)?;
+    let store = Store::open_existing(dir)?.with_reels(reels)?;
     let entry = store.resolve(typed, settings_key)?;
     Analysis::of(&store, &entry, bins)
 }

@@ -275,6 +275,8 @@ fn status_text(s: &QueueStatus) -> String {
 pub struct WorkerArgs<'a> {
     pub url: &'a str,
     pub store: &'a Path,
+    /// Where the reels go (`--reels`; `None`: the store's `reels/`).
+    pub reels: Option<weightreel::store::objects::ReelLocation>,
     pub concurrency: usize,
     pub exit_when_empty: bool,
     pub lease: Duration,
@@ -293,7 +295,7 @@ struct Tally {
 pub fn run_worker(args: &WorkerArgs<'_>, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
     // Fail here, once, on a bad URL or store, rather than in every thread.
     drop(Queue::connect(args.url)?);
-    drop(Store::open(args.store)?);
+    drop(Store::open(args.store)?.with_reels(args.reels.as_ref())?);
     let host = hostname();
     let pid = std::process::id();
     eprintln!(
@@ -371,7 +373,7 @@ fn work_loop(
         let result = std::thread::scope(|scope| {
             let beat = scope.spawn(|| heartbeat(args, name, job.id, &flags));
             let receipt = job_receipt(args.url, job.id);
-            let result = run_job(args.store, &job, &receipt, &flags.stop_job);
+            let result = run_job(args, &job, &receipt, &flags.stop_job);
             flags.job_done.store(true, Ordering::SeqCst);
             let beat = beat.join().expect("heartbeat thread");
             (result, beat)
@@ -473,12 +475,12 @@ fn job_receipt(url: &str, id: i64) -> String {
 /// Run one job, stopping after the current frame when `stop` is set; `Ok(None)` when it was
 /// stopped before it finished.
 fn run_job(
-    store_dir: &Path,
+    args: &WorkerArgs<'_>,
     job: &Job,
     receipt: &str,
     stop: &AtomicBool,
 ) -> Result<Option<serde_json::Value>> {
-    let mut store = Store::open(store_dir)?;
+    let mut store = Store::open(args.store)?.with_reels(args.reels.as_ref())?;
     match job.kind {
         JobKind::Fingerprint => {
             let model = Model::open(&job.model, &default_open()?)?;

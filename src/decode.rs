@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -314,7 +314,26 @@ pub fn decode_reel_matching(
     let mut layout = layout(reel, &manifest, include)?;
     let tmp = temp_path(out);
     let file = create_for_user(&tmp)?;
-    let result = write_frames(reel, &mut reader, &manifest, &mut layout, &file, &tmp);
+    // With only some tensors wanted, frames that hold none of them are skipped unread where
+    // the settings say where every frame starts (see `FrameSkip`); should a frame read say
+    // otherwise, or a tensor come out short, everything is decoded again reading every frame.
+    let skip = include.and_then(|_| FrameSkip::new(&manifest, &layout, reader.frame_count()));
+    let mut result = write_frames(
+        reel,
+        &mut reader,
+        &manifest,
+        &mut layout,
+        &file,
+        &tmp,
+        skip.as_ref(),
+    );
+    if skip.is_some() && result.is_err() {
+        let mut again = ReelReader::open(reel)?;
+        layout = self::layout(reel, &manifest, include)?;
+        file.set_len(0).map_err(|e| Error::io(&tmp, e))?;
+        (&file).rewind().map_err(|e| Error::io(&tmp, e))?;
+        result = write_frames(reel, &mut again, &manifest, &mut layout, &file, &tmp, None);
+    }
     let result = result.and_then(|frames_read| {
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
@@ -409,6 +428,7 @@ fn write_frames(
     layout: &mut Layout,
     file: &File,
     tmp: &Path,
+    skip: Option<&FrameSkip>,
 ) -> Result<u64> {
     let io = |e| Error::io(tmp, e);
     (&*file).write_all(&layout.header).map_err(io)?;
@@ -420,6 +440,9 @@ fn write_frames(
     let mut decoded = 0u64;
     let mut buf = Vec::new();
     for index in 0..reader.frame_count() {
+        if skip.is_some_and(|s| !s.wanted(index)) {
+            continue;
+        }
         if manifest.frames.is_empty() && reader.is_tiled(index)? {
             decoded += u64::from(write_tiled_frame(
                 reel, reader, manifest, layout, file, tmp, index,
@@ -432,6 +455,9 @@ fn write_frames(
         } else {
             manifest.frames[index as usize].clone()
         };
+        if let Some(s) = skip {
+            s.check(reel, index, frame.first_value)?;
+        }
         let wanted = |t: u32| layout.outputs.get(t as usize).is_some_and(Option::is_some);
         if !frame.segments.iter().any(|s| wanted(s.tensor)) {
             continue;
@@ -485,6 +511,73 @@ fn write_frames(
         ));
     }
     Ok(decoded)
+}
+
+/// Which frames hold a wanted tensor, from where the encode's settings cut the frames
+/// (`FrameCuts` of the chunk size, or of the frame cap in batch mode) and the tensors'
+/// places in the value stream; read frames are checked against it.
+struct FrameSkip {
+    /// First value of every frame, and one past the last.
+    starts: Vec<u64>,
+    /// Stream ranges of the wanted tensors, in order.
+    wanted: Vec<std::ops::Range<u64>>,
+}
+
+impl FrameSkip {
+    /// `None` when the settings' cuts do not give `frames` frames (a reel of other cuts).
+    fn new(manifest: &Manifest, layout: &Layout, frames: u64) -> Option<FrameSkip> {
+        let s = &manifest.settings;
+        let total = manifest.total_values;
+        let cuts = match s.method.as_str() {
+            "chunk" => frames::FrameCuts::new(total, s.chunk_size, false),
+            "batch" => frames::FrameCuts::new(total, s.max_frame_values, true),
+            _ => return None,
+        };
+        let mut starts = vec![0u64];
+        let mut at = 0u64;
+        while at < total {
+            let len = cuts.len_at(at);
+            if len == 0 || starts.len() as u64 > frames {
+                return None;
+            }
+            at += len;
+            starts.push(at);
+        }
+        if starts.len() as u64 != frames + 1 {
+            return None;
+        }
+        let mut wanted = Vec::new();
+        let mut first = 0u64;
+        for (i, t) in manifest.tensors.iter().enumerate() {
+            if layout.outputs.get(i).is_some_and(Option::is_some) && t.selected > 0 {
+                wanted.push(first..first + t.selected);
+            }
+            first = first.checked_add(t.selected)?;
+        }
+        (first == total).then_some(FrameSkip { starts, wanted })
+    }
+
+    /// Whether frame `index` holds values of a wanted tensor.
+    fn wanted(&self, index: u64) -> bool {
+        let i = index as usize;
+        let (Some(&from), Some(&to)) = (self.starts.get(i), self.starts.get(i + 1)) else {
+            return true;
+        };
+        self.wanted.iter().any(|r| r.start < to && from < r.end)
+    }
+
+    /// A frame read must start where the cuts say.
+    fn check(&self, reel: &Path, index: u64, first_value: u64) -> Result<()> {
+        match self.starts.get(index as usize) {
+            Some(&s) if s == first_value => Ok(()),
+            _ => Err(Error::reel(
+                reel,
+                format!(
+                    "frame {index} starts at value {first_value}, not where the settings cut it"
+                ),
+            )),
+        }
+    }
 }
 
 /// Values of one tensor decoded from a frame, to be written at their place.

@@ -26,7 +26,7 @@ use weightreel::progress::ProgressMode;
 use weightreel::report::{models_table, statistics_block};
 use weightreel::selection::{parse_regex, parse_roles, SampleMode, Selection};
 use weightreel::source::{HubSettings, Model, OpenOptions};
-use weightreel::store::{store_dir, Store};
+use weightreel::store::{reels_location, store_dir, Store};
 
 /// Shown after `--help`: examples and the environment read.
 const AFTER_HELP: &str = "\
@@ -183,6 +183,9 @@ enum Command {
         /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
         #[arg(long, visible_alias = "store", value_name = "DIR")]
         storage_dir: Option<PathBuf>,
+        /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else the store's reels/)
+        #[arg(long, value_name = "URL")]
+        reels: Option<String>,
         /// Port to listen on (0: any free port)
         #[arg(long, default_value_t = weightreel::serve::DEFAULT_PORT, value_name = "P", value_parser = parse_port)]
         port: u16,
@@ -477,6 +480,9 @@ struct EntryArgs {
     /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
     #[arg(long, visible_alias = "store", value_name = "DIR")]
     storage_dir: Option<PathBuf>,
+    /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else the store's reels/)
+    #[arg(long, value_name = "URL")]
+    reels: Option<String>,
     /// The entry with this settings key (full or short, as `list` shows), when the model has several
     #[arg(long, value_name = "KEY")]
     settings_key: Option<String>,
@@ -489,9 +495,21 @@ impl EntryArgs {
         if path.is_file() && path.extension().is_some_and(|x| x == "mkv") {
             return Ok(path.to_path_buf());
         }
-        let store = Store::open_existing(&store_dir(self.storage_dir.as_deref()))?;
+        let store = Store::open_existing(&store_dir(self.storage_dir.as_deref()))?
+            .with_reels(reels_location(self.reels.as_deref())?.as_ref())?;
         let entry = store.resolve(model, self.settings_key.as_deref())?;
-        Ok(store.dir().join(&entry.record.totals.reel_file))
+        let reel = store.reel_path(&entry.record.totals.reel_file);
+        if store.reel_storage().is_none() && !reel.exists() {
+            // The likeliest cause: the store's reels were written with --reels.
+            return Err(Error::store(
+                store.dir(),
+                format!(
+                    "entry #{} names reel '{}', which is not in the store's reels/ (if this store keeps its reels elsewhere, give --reels URL or $WEIGHTREEL_REELS)",
+                    entry.id, entry.record.totals.reel_file
+                ),
+            ));
+        }
+        Ok(reel)
     }
 }
 
@@ -500,6 +518,9 @@ struct StoreArgs {
     /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
     #[arg(long, visible_alias = "store", value_name = "DIR")]
     storage_dir: Option<PathBuf>,
+    /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else the store's reels/)
+    #[arg(long, value_name = "URL")]
+    reels: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
@@ -659,7 +680,8 @@ fn run_encode(
     }
     let open = source.options()?;
     let dir = store_dir(args.store.storage_dir.as_deref());
-    let mut store = Store::open(&dir)?;
+    let mut store =
+        Store::open(&dir)?.with_reels(reels_location(args.store.reels.as_deref())?.as_ref())?;
     let cancel = cancel_flag();
     let mut outcomes = Vec::new();
     for name in models {
@@ -831,7 +853,8 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, render: impl FnOnce(&T) -> S
 /// Read commands open the store read-only: they work on read-only mounts and for users who
 /// may not write it, and never create or migrate anything.
 fn run_list(args: &StoreArgs) -> Result<()> {
-    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?
+        .with_reels(reels_location(args.reels.as_deref())?.as_ref())?;
     let listing = store.listing()?;
     warn_unreadable(&store, &listing.unreadable);
     emit(args.json, &listing.entries, |e| models_table(e));
@@ -887,6 +910,7 @@ fn parse_port(text: &str) -> std::result::Result<u16, String> {
 #[cfg(feature = "serve")]
 fn run_serve(
     dir: Option<&std::path::Path>,
+    reels: Option<&str>,
     port: u16,
     bind: Option<&str>,
     open: bool,
@@ -894,8 +918,9 @@ fn run_serve(
     queue: Option<String>,
 ) -> Result<()> {
     let addr = weightreel::serve::listen_address(bind, port)?;
-    let gallery =
-        weightreel::serve::Gallery::open(&store_dir(dir), cache_mib << 20)?.with_queue(queue);
+    let gallery = weightreel::serve::Gallery::open(&store_dir(dir), cache_mib << 20)?
+        .with_reels(reels_location(reels)?.as_ref())?
+        .with_queue(queue);
     weightreel::serve::run(gallery, addr, |bound| {
         let url = if bound.ip().is_unspecified() {
             format!("http://127.0.0.1:{}/", bound.port())
@@ -923,7 +948,8 @@ fn run_serve(
 
 /// `--list-models --statistics --json`: `{"models": […], "statistics": {…}}`.
 fn run_list_and_stats_json(args: &StoreArgs) -> Result<()> {
-    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?
+        .with_reels(reels_location(args.reels.as_deref())?.as_ref())?;
     let listing = store.listing()?;
     warn_unreadable(&store, &listing.unreadable);
     let both = serde_json::json!({
@@ -953,6 +979,7 @@ fn run_show(model: &str, settings_key: Option<&str>, bins: usize, args: &StoreAr
         model,
         settings_key,
         bins,
+        reels_location(args.reels.as_deref())?.as_ref(),
     )?;
     emit(
         args.json,
@@ -973,7 +1000,8 @@ fn parse_bins(text: &str) -> std::result::Result<usize, String> {
 }
 
 fn run_stats(args: &StoreArgs) -> Result<()> {
-    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?
+        .with_reels(reels_location(args.reels.as_deref())?.as_ref())?;
     warn_unreadable(&store, &store.listing()?.unreadable);
     emit(args.json, &store.stats()?, statistics_block);
     Ok(())
@@ -991,7 +1019,8 @@ fn warn_unreadable(store: &Store, rows: &[(i64, String)]) {
 }
 
 fn run_check(args: &StoreArgs, deep: bool) -> Result<ExitCode> {
-    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?;
+    let store = Store::open_existing(&store_dir(args.storage_dir.as_deref()))?
+        .with_reels(reels_location(args.reels.as_deref())?.as_ref())?;
     let report = store.check(deep)?;
     emit(args.json, &report, |r| {
         let mut out = String::new();
@@ -1087,6 +1116,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &cli_queue::WorkerArgs {
                     url: &url,
                     store: &dir,
+                    reels: reels_location(store.reels.as_deref())?,
                     concurrency,
                     exit_when_empty,
                     lease: Duration::from_secs_f64(lease),
@@ -1098,6 +1128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(feature = "serve")]
         Some(Command::Serve {
             storage_dir,
+            reels,
             port,
             bind,
             open,
@@ -1105,6 +1136,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             queue,
         }) => run_serve(
             storage_dir.as_deref(),
+            reels.as_deref(),
             port,
             bind.as_deref(),
             open,
@@ -1199,7 +1231,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),
         Some(Command::Gc { dry_run, store }) => {
-            let s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
+            let s = Store::open(&store_dir(store.storage_dir.as_deref()))?
+                .with_reels(reels_location(store.reels.as_deref())?.as_ref())?;
             let report = s.collect_garbage(dry_run)?;
             emit(store.json, &report, |r| {
                 let mut out = String::new();
@@ -1228,7 +1261,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
         }) => {
             let open = source.options()?;
-            let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
+            let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?
+                .with_reels(reels_location(store.reels.as_deref())?.as_ref())?;
             let cancel = cancel_flag();
             cli_related::run_fingerprint(&mut s, &models, missing, &open, &cancel, store.json)?;
         }
@@ -1247,7 +1281,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 json: store.json,
             };
             let open = source.options()?;
-            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?;
+            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?
+                .with_reels(reels_location(store.reels.as_deref())?.as_ref())?;
             cli_related::run_search(&s, &model, &args, &open, &cancel_flag())?;
         }
         Some(Command::Compare {
@@ -1258,7 +1293,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
         }) => {
             let open = source.options()?;
-            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?;
+            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?
+                .with_reels(reels_location(store.reels.as_deref())?.as_ref())?;
             cli_related::run_compare(
                 &s,
                 &a,
@@ -1270,7 +1306,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
         }
         Some(Command::Tree { dot, store }) => {
-            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?;
+            let s = Store::open_existing(&store_dir(store.storage_dir.as_deref()))?
+                .with_reels(reels_location(store.reels.as_deref())?.as_ref())?;
             cli_related::run_tree(&s, store.json, dot.as_deref())?;
         }
         Some(Command::Rm {
@@ -1278,7 +1315,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             settings_key,
             store,
         }) => {
-            let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?;
+            let mut s = Store::open(&store_dir(store.storage_dir.as_deref()))?
+                .with_reels(reels_location(store.reels.as_deref())?.as_ref())?;
             // A source path or a short key names the entries as `list` shows them.
             let matched = s.matching(&name, settings_key.as_deref())?;
             let stored_name = s.stored_name_of(&name)?.unwrap_or(name.clone());
@@ -1326,7 +1364,8 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
             json: guide.encode.store.json,
         };
         let open = guide.source.options()?;
-        let s = Store::open_existing(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
+        let s = Store::open_existing(&store_dir(guide.encode.store.storage_dir.as_deref()))?
+            .with_reels(reels_location(guide.encode.store.reels.as_deref())?.as_ref())?;
         cli_related::run_search(&s, model, &args, &open, &cancel_flag())?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -1361,7 +1400,8 @@ fn run_guide(guide: GuideArgs) -> Result<ExitCode> {
     };
     let code = run_encode(&models, &guide.source, &guide.select, &guide.encode)?;
     if models.len() > 1 && code == ExitCode::SUCCESS && !guide.encode.store.json {
-        let s = Store::open_existing(&store_dir(guide.encode.store.storage_dir.as_deref()))?;
+        let s = Store::open_existing(&store_dir(guide.encode.store.storage_dir.as_deref()))?
+            .with_reels(reels_location(guide.encode.store.reels.as_deref())?.as_ref())?;
         print!("{}", cli_related::similarity_matrix(&s, &models)?);
     }
     Ok(code)

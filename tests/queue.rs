@@ -289,6 +289,32 @@ impl World {
         status(&self.pg, self.server.url(), &self.home)
     }
 
+    /// The first `count` workers' logs, one after another.
+    fn logs(&self, count: usize) -> String {
+        (0..count)
+            .map(|k| {
+                std::fs::read_to_string(self.tmp.path().join(format!("worker-{k}.log"))).unwrap()
+            })
+            .collect()
+    }
+
+    /// Every job done, none parked, each model stored once, and `check` finds nothing wrong.
+    fn assert_every_model_stored_once(&self, store: &Path) {
+        let s = self.status();
+        let n = self.models.len() as i64;
+        assert_eq!(
+            (s["done"].as_i64(), s["parked"].as_i64()),
+            (Some(n), Some(0)),
+            "{s}"
+        );
+        assert_eq!(self.stored(store), self.models);
+        let check = self.run(&["check", "--store", path(store)]);
+        assert!(
+            check.contains(&format!("{n} entries ok, 0 problems")),
+            "{check}"
+        );
+    }
+
     /// The store's entry names, sorted.
     fn stored(&self, store: &Path) -> Vec<String> {
         let list: Value =
@@ -461,21 +487,46 @@ fn workers_ride_out_a_postgresql_restart() {
     // The server goes away at once (as in a crash) and comes back on the same port.
     w.pg.restart();
     wait_all(&mut workers, Duration::from_secs(300));
-    let log = std::fs::read_to_string(w.tmp.path().join("worker-0.log")).unwrap()
-        + &std::fs::read_to_string(w.tmp.path().join("worker-1.log")).unwrap();
+    let log = w.logs(2);
     assert!(
         log.contains("reconnecting") && log.contains("queue connection back"),
         "{log}"
     );
-    let s = w.status();
-    assert_eq!(
-        (s["done"].as_i64(), s["parked"].as_i64()),
-        (Some(12), Some(0)),
-        "{s}"
-    );
-    assert_eq!(w.stored(&store), w.models);
-    let check = w.run(&["check", "--store", path(&store)]);
-    assert!(check.contains("12 entries ok, 0 problems"), "{check}");
+    w.assert_every_model_stored_once(&store);
+}
+
+/// A worker losing its connection (a network cut, a proxy or an administrator ending it): every
+/// connection the workers hold is terminated by the server, over and over, while they run.
+/// They reconnect, and every job still ends done exactly once with one entry.
+#[test]
+fn workers_whose_connections_are_cut_reconnect_and_finish_every_job_once() {
+    if services_disabled("workers_whose_connections_are_cut_reconnect") {
+        return;
+    }
+    let w = World::new(10, &[]);
+    let store = w.tmp.path().join("store");
+    let mut workers = w.workers(2, &store);
+    let done = || {
+        w.pg.query("SELECT count(*) FROM wr_jobs WHERE state IN ('done', 'parked')")
+            .parse::<u32>()
+            .unwrap()
+    };
+    let end = Instant::now() + Duration::from_secs(240);
+    let mut cuts = 0;
+    while done() < 10 {
+        assert!(Instant::now() < end, "the jobs did not end: {}", w.status());
+        let cut = w.pg.query(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'weightreel' AND pid <> pg_backend_pid()",
+        );
+        cuts += cut.parse::<u32>().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    wait_all(&mut workers, Duration::from_secs(240));
+    assert!(cuts >= 4, "only {cuts} connections were cut");
+    let log = w.logs(2);
+    assert!(log.contains("reconnecting"), "{log}");
+    w.assert_every_model_stored_once(&store);
 }
 
 #[test]

@@ -796,7 +796,7 @@ fn tiled_frames_read_back_tile_by_tile_and_join() {
         }
     }
     let joined = dir.path().join("joined.mkv");
-    weightreel::reel::concat(&[part.clone(), part.clone()], &joined, JSON).unwrap();
+    weightreel::reel::concat(&[part.clone(), part.clone()], &joined, JSON, false).unwrap();
     for path in [&part, &joined] {
         let mut r = ReelReader::open(path).unwrap();
         assert_eq!(r.format_version(), REEL_FORMAT_VERSION);

@@ -320,9 +320,10 @@ mod cases {
     pub fn remove_takes_entries_and_the_last_entry_takes_the_fingerprint(
         s: &mut Store,
     ) -> Vec<String> {
-        let reels = s.reels_dir();
-        for f in ["a.mkv", "b.mkv", "c.mkv"] {
-            std::fs::write(reels.join(f), b"reel").unwrap();
+        let reel = |name: &str| s.reel_path(&format!("reels/{name}"));
+        let (a, b, c) = (reel("a.mkv"), reel("b.mkv"), reel("c.mkv"));
+        for f in [&a, &b, &c] {
+            std::fs::write(f, b"reel").unwrap();
         }
         let (alpha, fp) = (source("alpha"), print("alpha"));
         s.commit_entry_with(
@@ -336,11 +337,8 @@ mod cases {
             .unwrap();
         let key = settings(8000).key();
         assert_eq!(s.remove("alpha", Some(&key)).unwrap(), 1);
-        assert!(
-            !reels.join("a.mkv").exists(),
-            "the removed entry's reel goes"
-        );
-        assert!(reels.join("b.mkv").exists());
+        assert!(!a.exists(), "the removed entry's reel goes");
+        assert!(b.exists());
         assert!(
             s.fingerprint("alpha").unwrap().is_some(),
             "the fingerprint stays while an entry does"
@@ -352,17 +350,14 @@ mod cases {
             None,
             "and goes with the last"
         );
-        assert!(!reels.join("b.mkv").exists());
+        assert!(!b.exists());
         // A model only fingerprinted is removed by name alone.
         let beta = source("beta");
         s.put_fingerprint(&beta, print("beta")).unwrap();
         assert_eq!(s.remove("beta", None).unwrap(), 1);
         assert_eq!(s.fingerprint_names().unwrap(), Vec::<String>::new());
         assert_eq!(s.remove("nobody", None).unwrap(), 0);
-        assert!(
-            reels.join("c.mkv").exists(),
-            "unnamed reels are not touched"
-        );
+        assert!(c.exists(), "unnamed reels are not touched");
         vec![seen("left", entries(s.list().unwrap()))]
     }
 
@@ -654,31 +649,32 @@ fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
 }
 
 #[test]
-fn a_postgres_store_without_a_reel_directory_is_refused() {
+fn a_postgres_store_without_a_reel_location_is_refused() {
+    let test = "a_postgres_store_without_a_reel_location_is_refused";
+    if services_disabled(test) {
+        return;
+    }
+    let pg = Postgres::start();
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("m");
     write_arch(&model, "bert-base-uncased", GUIDE_DIMS, 5);
-    // No server is needed to refuse: the reel directory is checked first.
-    let out = weightreel(
-        &[
-            "encode",
-            path(&model),
-            "--store",
-            "postgres://u:pw@127.0.0.1:9/db",
-            "-q",
-        ],
-        &[("WEIGHTREEL_WORK", tmp.path().join("work"))],
-    )
-    .env_remove("WEIGHTREEL_REELS")
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("store postgres://u@127.0.0.1:9/db: a PostgreSQL store needs a reel directory every machine sees: set WEIGHTREEL_REELS=DIR"),
-        "{err}"
-    );
-    assert!(!err.contains("pw@"), "{err}");
+    let url = pg.url().replace("weightreel@", "weightreel:pw@");
+    for args in [
+        vec!["encode", path(&model), "--store", &url, "-q"],
+        vec!["list", "--store", &url],
+    ] {
+        let out = weightreel(&args, &[("WEIGHTREEL_WORK", tmp.path().join("work"))])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let want = format!(
+            "store {}: a PostgreSQL store needs a reel location every machine reaches: give --reels",
+            pg.url()
+        );
+        assert!(err.contains(&want), "{err}");
+        assert!(!err.contains(":pw@"), "{err}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -690,8 +686,13 @@ fn weightreel(args: &[&str], env: &[(&str, PathBuf)]) -> Command {
         .env_remove("WEIGHTREEL_STORE")
         .env_remove("WEIGHTREEL_REELS")
         .env_remove("WEIGHTREEL_WORK");
+    // The reel location is the PostgreSQL store's: `$WEIGHTREEL_REELS` would send a store
+    // directory's reels there too.
+    let postgres = args.iter().any(|a| a.starts_with("postgres://"));
     for (k, v) in env {
-        cmd.env(k, v);
+        if *k != "WEIGHTREEL_REELS" || postgres {
+            cmd.env(k, v);
+        }
     }
     cmd
 }
@@ -784,7 +785,7 @@ fn cli_encode_list_stats_search_and_decode_work_on_postgres_as_on_sqlite() {
     assert_eq!(listed(&a), entries);
     assert_eq!(entries.len(), 4);
     // $WEIGHTREEL_STORE takes the URL too.
-    let mut from_env = weightreel(&["list", "--json"], &env);
+    let mut from_env = weightreel(&["list", "--json", "--reels", path(&env[0].1)], &env);
     from_env.env("WEIGHTREEL_STORE", &url);
     assert_eq!(listed(&ok(from_env)), entries);
     let (a, b) = both(&["stats", "--json"]);
@@ -864,11 +865,19 @@ fn cli_encode_list_stats_search_and_decode_work_on_postgres_as_on_sqlite() {
         "{r1} {r0}"
     );
     // The reels are in the shared directory, the work directory is left empty.
-    assert_eq!(
-        std::fs::read_dir(env[0].1.join("reels")).unwrap().count(),
-        4,
-        "one reel per entry"
-    );
+    let reels = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "mkv")
+            })
+            .count()
+    };
+    assert_eq!(reels(&env[0].1), 4, "one reel per entry");
     assert_eq!(std::fs::read_dir(&env[1].1).unwrap().count(), 0);
     // rm on PostgreSQL removes the entry and its reel.
     ok(weightreel(
@@ -879,10 +888,7 @@ fn cli_encode_list_stats_search_and_decode_work_on_postgres_as_on_sqlite() {
         listed(&ok(weightreel(&["list", "--json", "--store", &url], &env))).len(),
         3
     );
-    assert_eq!(
-        std::fs::read_dir(env[0].1.join("reels")).unwrap().count(),
-        3
-    );
+    assert_eq!(reels(&env[0].1), 3);
 }
 
 /// `weightreel serve` on `store` (a directory or a URL), stopped when dropped.

@@ -1,10 +1,11 @@
 //! Snapshots of the CLI's text (issue 11, §7): every named bad invocation with its message and
-//! exit status, `--help`, and `list`/`stats` on a fixed store. A changed output shows as a diff
+//! exit status, `--help`, `list`/`stats` on a fixed store, and the encode summary, `show` and
+//! `inspect --tensors` of a tiny model. A changed output shows as a diff
 //! of `tests/snapshots/*.snap`; accept a deliberate change with `INSTA_UPDATE=always` (or
 //! `cargo insta review`) and review the diff like code.
 //!
-//! Paths, dates and timings are normalised: `[TMP]` is the test's directory, durations read
-//! `#.##s`, rates `#`, dates `YYYY-MM-DD`.
+//! Paths, dates, timings and reel sizes are normalised: `[TMP]` is the test's directory,
+//! durations read `#.##s`, rates and reel bytes `#`, dates `YYYY-MM-DD`.
 
 mod support;
 
@@ -58,6 +59,22 @@ impl Workspace {
             .unwrap()
     }
 
+    /// What a command that must succeed and print nothing on stderr printed, normalised.
+    fn stdout_of(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.normalise(&String::from_utf8_lossy(&out.stdout))
+    }
+
     /// The text with the workspace's path, dates and timings replaced.
     fn normalise(&self, text: &str) -> String {
         let dir = self.path().to_str().unwrap();
@@ -73,6 +90,9 @@ impl Workspace {
         });
         let rate = regex_lite::Regex::new(r"[\d,]+ params/s").unwrap();
         let text = rate.replace_all(&text, "# params/s");
+        // A reel holds its encode's time and date, whose text varies in length.
+        let reel = regex_lite::Regex::new(r"(\.mkv) \([\d,]+ bytes\)").unwrap();
+        let text = reel.replace_all(&text, "$1 (# bytes)");
         let date = regex_lite::Regex::new(r"\b\d{4}-\d{2}-\d{2}\b").unwrap();
         date.replace_all(&text, "YYYY-MM-DD").into_owned()
     }
@@ -224,20 +244,7 @@ fn fixed_store(ws: &Workspace) -> PathBuf {
 fn list_and_stats_of_a_fixed_store() {
     let ws = Workspace::new();
     fixed_store(&ws);
-    let text = |args: &[&str]| {
-        let out = ws.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.stderr.is_empty(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ws.normalise(&String::from_utf8_lossy(&out.stdout))
-    };
+    let text = |args: &[&str]| ws.stdout_of(args);
     insta::assert_snapshot!("list", text(&["list", "--store", "store"]));
     insta::assert_snapshot!("stats", text(&["stats", "--store", "store"]));
     // The guide's pair prints both, the list first, a blank line between.
@@ -275,4 +282,30 @@ fn plain_progress_lines_group_thousands() {
     )
     .unwrap();
     assert!(line.is_match(last), "{last}");
+}
+
+/// The encode summary, `show` and `inspect --tensors` of the tiny model: what a user reads after
+/// each step.
+#[test]
+fn encode_summary_show_and_inspect_of_the_tiny_model() {
+    let ws = Workspace::new();
+    let text = |args: &[&str]| ws.stdout_of(args);
+    insta::assert_snapshot!(
+        "encode_summary",
+        text(&[
+            "encode",
+            "tiny-model",
+            "--store",
+            "store",
+            "--quiet",
+            "--chunk-encoding",
+            "--chunk-size",
+            "512",
+        ])
+    );
+    insta::assert_snapshot!("show", text(&["show", "tiny-model", "--store", "store"]));
+    insta::assert_snapshot!(
+        "inspect_tensors",
+        text(&["inspect", "tiny-model", "--tensors"])
+    );
 }

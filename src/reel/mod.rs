@@ -53,6 +53,7 @@ pub mod manifest;
 mod preview;
 mod reader;
 pub mod record;
+pub mod stored;
 mod writer;
 
 use std::sync::Once;
@@ -73,17 +74,22 @@ pub use reader::{read_joinable_metadata, read_metadata, ReelReader, TileOut, Til
 pub use writer::{ReelWriter, TileIn};
 
 /// Join finished reels (parts of one encode, in order) into one reel at `out` with
-/// `metadata_json`, copying their packets without re-encoding.
+/// `metadata_json`, copying their packets without re-encoding; with `cues`, indexed for
+/// range reads (see [`ReelWriter::with_cues`]).
 pub fn concat(
     parts: &[std::path::PathBuf],
     out: &std::path::Path,
     metadata_json: &[u8],
+    cues: bool,
 ) -> crate::error::Result<ReelInfo> {
     let first = parts
         .first()
         .ok_or_else(|| crate::error::Error::reel(out, "nothing to join: no parts"))?;
     let spec = reader::open_envelope(first)?.1.spec;
     let mut writer = ReelWriter::create(out, spec)?;
+    if cues {
+        writer = writer.with_cues();
+    }
     for part in parts {
         writer.append_reel(part)?;
     }

@@ -52,14 +52,49 @@ pub(super) fn open_input(path: &Path) -> std::result::Result<format::context::In
     }
 }
 
-/// Open `path` as Matroska and read and verify its metadata envelope (magic, version, CRCs),
-/// without opening any decoder.
-pub(super) fn open_envelope(path: &Path) -> Result<(format::context::Input, Envelope)> {
-    init();
+/// A demuxer, with the custom I/O of a stored reel (see [`super::stored`]) when it reads one;
+/// the I/O is freed after the demuxer (field order).
+pub(super) struct Demuxer {
+    input: format::context::Input,
+    _io: Option<super::stored::StoredIo>,
+}
+
+impl std::ops::Deref for Demuxer {
+    type Target = format::context::Input;
+    fn deref(&self) -> &Self::Target {
+        &self.input
+    }
+}
+
+impl std::ops::DerefMut for Demuxer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.input
+    }
+}
+
+/// Open a demuxer on `path`: a file, or `LOCATION/NAME` of a mounted reel storage.
+fn open_demuxer(path: &Path) -> Result<Demuxer> {
     let bad = |problem: String| Error::reel(path, problem);
+    if let Some((storage, name)) = super::stored::resolve(path) {
+        let (input, io) = super::stored::open(storage, &name)
+            .map_err(|e| bad(format!("cannot open it in the reel storage ({e})")))?;
+        return Ok(Demuxer {
+            input,
+            _io: Some(io),
+        });
+    }
     // A plain open first, so that a missing or unreadable file gets the OS's message.
     std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let input = open_input(path).map_err(|e| bad(format!("not a readable Matroska file ({e})")))?;
+    Ok(Demuxer { input, _io: None })
+}
+
+/// Open `path` as Matroska and read and verify its metadata envelope (magic, version, CRCs),
+/// without opening any decoder.
+pub(super) fn open_envelope(path: &Path) -> Result<(Demuxer, Envelope)> {
+    init();
+    let bad = |problem: String| Error::reel(path, problem);
+    let input = open_demuxer(path)?;
     let name = input.format().name().to_string();
     if !name.split(',').any(|n| n == "matroska") {
         return Err(bad(format!("not a Matroska file (it reads as '{name}')")));
@@ -89,7 +124,7 @@ pub fn read_joinable_metadata(path: &Path, spec: &ReelSpec) -> Result<Option<Vec
 /// An open reel.
 pub struct ReelReader {
     path: PathBuf,
-    input: format::context::Input,
+    input: Demuxer,
     env: Envelope,
     /// One decoder per track, track 0 first.
     decoders: Vec<decoder::Video>,

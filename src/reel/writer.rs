@@ -56,6 +56,8 @@ pub struct ReelWriter {
     open_frame: Option<OpenFrame>,
     /// Format version the envelope will say: 3 once a tiled frame is in, else 2.
     version: u32,
+    /// Write Cues (see [`ReelWriter::with_cues`]).
+    cues: bool,
 }
 
 /// A frame pushed tile by tile that is not complete yet.
@@ -419,7 +421,16 @@ impl ReelWriter {
             pictures: 0,
             open_frame: None,
             version: super::UNTILED_FORMAT_VERSION,
+            cues: false,
         })
+    }
+
+    /// Write a Cues element (an index of every packet) at the end, as for reels read with
+    /// range requests from object storage: a reader then seeks to a frame without reading the
+    /// clusters before it. The muxer holds ~100 bytes a frame for it until the trailer.
+    pub fn with_cues(mut self) -> ReelWriter {
+        self.cues = true;
+        self
     }
 
     /// Frames pushed so far.
@@ -1078,7 +1089,9 @@ impl ReelWriter {
         // track is one) until the trailer — ~100 bytes a frame, 13 MiB at 134,284 frames —
         // and writes no Cues element; every picture is intra, so the reader and players seek
         // without them (see the reader).
-        muxer.set("live", "1");
+        if !self.cues {
+            muxer.set("live", "1");
+        }
         octx.write_header_with(muxer)
             .map_err(|e| format!("cannot write the header: {e}"))?;
         let bases: Vec<Rational> = (0..self.configs.len())

@@ -446,6 +446,15 @@ impl Gallery {
         }
     }
 
+    /// Read the reels from `location` (`--reels`) instead of the store's `reels/`.
+    pub fn with_reels(
+        mut self,
+        location: Option<&crate::store::objects::ReelLocation>,
+    ) -> Result<Gallery> {
+        self.store.set_reels(location)?;
+        Ok(self)
+    }
+
     pub fn open(dir: &Path, cache_bytes: usize) -> Result<Gallery> {
         let mut gallery = Gallery {
             store: Store::open_read_only(dir)?,
@@ -602,7 +611,7 @@ impl Gallery {
                 ),
             ));
         }
-        Ok(self.store.dir().join(rel))
+        Ok(self.store.reel_path(&e.record.totals.reel_file))
     }
 
     fn models_page(&self, t: &Target) -> Result<Reply> {

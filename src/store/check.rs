@@ -52,7 +52,7 @@ impl Store {
                 "{} (entry #{}, {})",
                 rec.name, entry.id, rec.totals.reel_file
             );
-            let path = self.dir().join(&rec.totals.reel_file);
+            let path = self.reel_path(&rec.totals.reel_file);
             named.insert(path.clone());
             match self.check_entry(entry.id, &path, rec.totals.frames, deep) {
                 Ok(()) => report.ok.push(label),
@@ -66,6 +66,14 @@ impl Store {
                 .collect();
             orphans.sort();
             report.orphan_reels = orphans;
+        }
+        if let Some(storage) = self.reel_storage() {
+            for s in storage.list("")? {
+                let path = self.reel_path(&format!("reels/{}", s.name));
+                if !named.contains(&path) {
+                    report.orphan_reels.push(path);
+                }
+            }
         }
         if let Ok(rd) = std::fs::read_dir(self.work_dir()) {
             let mut work: Vec<PathBuf> = rd
@@ -86,7 +94,7 @@ impl Store {
         frames: u64,
         deep: bool,
     ) -> std::result::Result<(), String> {
-        if !path.is_file() {
+        if crate::reel::stored::resolve(path).is_none() && !path.is_file() {
             return Err("the reel is missing".into());
         }
         let mut reader = ReelReader::open(path).map_err(|e| e.to_string())?;

@@ -29,8 +29,11 @@ pub struct Leftover {
     pub path: PathBuf,
     /// Bytes it takes.
     pub bytes: u64,
-    /// `temporary file`, `unreferenced reel` or `interrupted encode`.
+    /// `temporary file`, `unreferenced reel`, `interrupted encode` or `orphaned upload`.
     pub kind: &'static str,
+    /// The upload, for an orphaned upload in the reel storage (`--reels`).
+    #[serde(skip)]
+    pub upload: Option<super::objects::UnfinishedUpload>,
 }
 
 /// What a sweep or `gc` removed (or, dry, would remove).
@@ -91,6 +94,20 @@ fn claimed_reels(store: &Path, work: &Path) -> HashSet<PathBuf> {
         .filter(|dir| dir.is_dir() && is_live(dir))
         .filter_map(|dir| std::fs::read_to_string(dir.join(super::names::CLAIM_FILE)).ok())
         .map(|name| store.join(name.trim()))
+        .collect()
+}
+
+/// The reel files (`reels/NAME`) that running encodes of the store whose work directory is
+/// `work` have claimed.
+pub(super) fn claimed_names(work: &Path) -> HashSet<String> {
+    std::fs::read_dir(work)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|dir| dir.is_dir() && is_live(dir))
+        .filter_map(|dir| std::fs::read_to_string(dir.join(super::names::CLAIM_FILE)).ok())
+        .map(|name| name.trim().to_string())
         .collect()
 }
 
@@ -158,6 +175,7 @@ impl Store {
                     bytes: size_of(&path),
                     path,
                     kind,
+                    upload: None,
                 });
             }
         }
@@ -167,6 +185,7 @@ impl Store {
                     bytes: size_of(&dir),
                     path: dir,
                     kind: "interrupted encode",
+                    upload: None,
                 });
                 continue;
             }
@@ -182,6 +201,7 @@ impl Store {
                         bytes: size_of(&p),
                         path: p,
                         kind: "temporary file",
+                        upload: None,
                     });
                 }
             }
@@ -201,6 +221,7 @@ impl Store {
                 bytes: size_of(&dir),
                 path: dir,
                 kind: "interrupted encode",
+                upload: None,
             })
             .collect())
     }
@@ -225,9 +246,12 @@ impl Store {
     }
 
     /// `weightreel gc`: remove (or with `dry_run`, list) every leftover, interrupted encodes
-    /// included.
+    /// included, and in the reel storage `--reels` names, objects no entry names and uploads
+    /// never finished (see `reels.rs`).
     pub fn collect_garbage(&self, dry_run: bool) -> Result<GcReport> {
-        self.remove_leftovers(self.leftovers(true)?, dry_run)
+        let mut leftovers = self.leftovers(true)?;
+        leftovers.extend(self.storage_leftovers()?);
+        self.remove_leftovers(leftovers, dry_run)
     }
 
     fn remove_leftovers(&self, leftovers: Vec<Leftover>, dry_run: bool) -> Result<GcReport> {
@@ -236,7 +260,9 @@ impl Store {
             ..GcReport::default()
         };
         for l in leftovers {
-            if !dry_run {
+            if !dry_run && (l.upload.is_some() || self.is_stored(&l.path)) {
+                self.remove_stored(&l)?;
+            } else if !dry_run {
                 let removed = if l.path.is_dir() {
                     std::fs::remove_dir_all(&l.path)
                 } else {

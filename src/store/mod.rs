@@ -24,6 +24,7 @@ mod names;
 pub mod objects;
 #[cfg(feature = "queue")]
 mod postgres;
+mod reels;
 mod registry;
 mod sqlite;
 
@@ -33,6 +34,7 @@ pub use check::CheckReport;
 pub use fingerprints::{FingerprintSource, IndexRow};
 pub use gc::{GcReport, Leftover};
 pub use names::{entry_label, key_matches, short_key};
+pub use reels::reels_location;
 
 pub use registry::{
     EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Store, StoreStats, Totals,

@@ -21,8 +21,9 @@
 //!   connection is back, the entry is looked up by its reel name, which is unique, so a
 //!   commit whose COMMIT reached the server is reported as done and its reel kept.
 //!
-//! Reels of a PostgreSQL store are files under a directory every machine sees (see
-//! [`reel_root`]); the work of encodes in progress is local (see [`work_root`]).
+//! Reels of a PostgreSQL store are in the reel storage `--reels` / `$WEIGHTREEL_REELS` names
+//! (`s3://…`, or a directory every machine sees; required); the work of encodes in progress is
+//! local (see [`work_root`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -799,31 +800,6 @@ impl Registry for PgRegistry {
     }
 }
 
-/// Where a PostgreSQL store's reels are: `$WEIGHTREEL_REELS`, a directory every machine sees
-/// (a plain path or `file:///dir`), holding them under `reels/` as a store directory does.
-/// There is no default: reels on one machine's local disk would be missing on the others.
-///
-/// The one place a PostgreSQL store's reel location is chosen: when `--reels` and object
-/// storage are wired (`ReelLocation`, `s3://…`), this is what changes.
-pub fn reel_root(label: &str) -> Result<PathBuf> {
-    let Some(text) = std::env::var("WEIGHTREEL_REELS")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        return Err(Error::store(
-            label,
-            "a PostgreSQL store needs a reel directory every machine sees: set WEIGHTREEL_REELS=DIR (or file:///DIR)",
-        ));
-    };
-    match super::objects::ReelLocation::parse(&text)? {
-        super::objects::ReelLocation::Directory(dir) => Ok(dir),
-        super::objects::ReelLocation::S3 { .. } => Err(Error::store(
-            label,
-            format!("WEIGHTREEL_REELS={text}: reels in object storage are not wired to the PostgreSQL registry yet; give a shared directory"),
-        )),
-    }
-}
-
 /// The local work directory of encodes into a PostgreSQL store (their parts and locks):
 /// `$WEIGHTREEL_WORK`, else `$XDG_CACHE_HOME/weightreel/work`, else
 /// `~/.cache/weightreel/work`.
@@ -844,18 +820,26 @@ pub fn work_root() -> Result<PathBuf> {
     ))
 }
 
-/// Open the store whose registry is at `url`, reels under [`reel_root`], work in
-/// [`work_root`] (created when `writable`).
+/// Open the store whose registry is at `url`, its work in [`work_root`] (created when
+/// `writable`), and its reels where `$WEIGHTREEL_REELS` says (the CLI's `--reels` replaces it
+/// through [`Store::with_reels`]); a PostgreSQL store has no reel directory of its own, since
+/// reels on one machine's disk would be missing on the others.
 pub(super) fn open_postgres(url: &str, writable: bool) -> Result<Store> {
-    let label = crate::queue::redacted(url);
-    let reels = reel_root(&label)?;
     let work = work_root()?;
-    let mut store = open_postgres_at(url, &reels, &work, writable)?;
+    let local = work.parent().unwrap_or(&work).to_path_buf();
+    let registry = PgRegistry::connect(url, writable)?;
+    if writable {
+        std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    }
+    let mut store = Store::with_registry(Box::new(registry), &local, &work);
     store.set_opened_as(Path::new(url));
+    if let Some(location) = super::reels::reels_location(None)? {
+        store.set_reels(Some(&location))?;
+    }
     Ok(store)
 }
 
-/// Open the store whose registry is at `url` with reels under `reels/reels` and work in
+/// Open the store whose registry is at `url` with reels in the directory `reels` and work in
 /// `work` (both created when `writable`).
 pub(super) fn open_postgres_at(
     url: &str,
@@ -865,9 +849,12 @@ pub(super) fn open_postgres_at(
 ) -> Result<Store> {
     let registry = PgRegistry::connect(url, writable)?;
     if writable {
-        let reel_dir = reels.join("reels");
-        std::fs::create_dir_all(&reel_dir).map_err(|e| Error::io(&reel_dir, e))?;
+        std::fs::create_dir_all(reels).map_err(|e| Error::io(reels, e))?;
         std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
     }
-    Ok(Store::with_registry(Box::new(registry), reels, work))
+    let mut store = Store::with_registry(Box::new(registry), work, work);
+    store.set_reels(Some(&super::objects::ReelLocation::Directory(
+        reels.to_path_buf(),
+    )))?;
+    Ok(store)
 }

@@ -143,8 +143,9 @@ pub struct StoreStats {
 
 /// An open store.
 pub struct Store {
-    /// The directory whose `reels/` holds the reels: the store directory of a SQLite store,
-    /// the shared reel directory of a PostgreSQL one.
+    /// The store directory of a SQLite store (its `reels/` holds the reels unless `--reels`
+    /// says otherwise); a local directory of a PostgreSQL one, whose reels are always in
+    /// [`Store::with_reels`]'s location.
     pub(super) dir: PathBuf,
     /// Where encodes in progress keep their parts and locks.
     pub(super) work: PathBuf,
@@ -155,6 +156,8 @@ pub struct Store {
     /// What the store was opened from (a directory, or a PostgreSQL URL that may hold a
     /// password: never shown).
     opened_as: PathBuf,
+    /// Where reels live when not in `reels/` (`--reels`; see `reels.rs`).
+    pub(super) reels: Option<super::reels::SharedReels>,
 }
 
 /// Entries as listed, and the rows that could not be read (id and why), which are skipped.
@@ -272,15 +275,15 @@ impl Store {
 
     /// Open (creating or migrating) the store `location` names: a directory (SQLite), or
     /// `postgres://user[:password]@host:port/db` for a PostgreSQL registry, whose reels are
-    /// under `$WEIGHTREEL_REELS/reels` (a directory every machine sees) and whose encodes
-    /// keep their work in `$WEIGHTREEL_WORK`, else `~/.cache/weightreel/work`. The same as
-    /// [`Store::open`], which takes either too.
+    /// where `$WEIGHTREEL_REELS` says (or [`Store::with_reels`] later; required) and whose
+    /// encodes keep their work in `$WEIGHTREEL_WORK`, else `~/.cache/weightreel/work`. The
+    /// same as [`Store::open`], which takes either too.
     pub fn open_url(location: &str) -> Result<Store> {
         Store::open(Path::new(location))
     }
 
-    /// Open (creating or migrating) the PostgreSQL registry at `url` with reels under
-    /// `reels/reels` and encodes' work in `work`, whatever the environment says.
+    /// Open (creating or migrating) the PostgreSQL registry at `url` with reels in the
+    /// directory `reels` and encodes' work in `work`, whatever the environment says.
     #[cfg(feature = "queue")]
     pub fn open_postgres(url: &str, reels: &Path, work: &Path) -> Result<Store> {
         super::postgres::open_postgres_at(url, reels, work, true)
@@ -294,11 +297,12 @@ impl Store {
             registry,
             shared: false,
             opened_as: dir.to_path_buf(),
+            reels: None,
         }
     }
 
-    /// A store of `registry` with reels under `dir/reels` and encodes' work in `work`, which
-    /// other machines share (a PostgreSQL registry).
+    /// A store of `registry` shared with other machines (PostgreSQL): `dir` is local (its
+    /// reels come from [`Store::with_reels`]), encodes' work is in `work`.
     pub fn with_registry(registry: Box<dyn Registry>, dir: &Path, work: &Path) -> Store {
         Store {
             dir: dir.to_path_buf(),
@@ -306,6 +310,7 @@ impl Store {
             registry,
             shared: true,
             opened_as: dir.to_path_buf(),
+            reels: None,
         }
     }
 
@@ -436,12 +441,7 @@ impl Store {
             return Ok(removed.fingerprints);
         }
         for file in &removed.reels {
-            let reel = self.dir.join(file);
-            match std::fs::remove_file(&reel) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&reel, e)),
-            }
+            self.delete_reel(file)?;
         }
         Ok(removed.reels.len())
     }

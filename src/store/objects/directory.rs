@@ -177,6 +177,15 @@ impl ReelStorage for DirectoryStorage {
         Ok(uploads)
     }
 
+    fn unfinished_bytes(&self, upload: &UnfinishedUpload) -> Result<Option<u64>> {
+        if upload.id.contains('/') || !upload.id.ends_with(PART) {
+            return Ok(None);
+        }
+        Ok(fs::metadata(self.root.join(UPLOADS).join(&upload.id))
+            .ok()
+            .map(|m| m.len()))
+    }
+
     fn abort_unfinished(&self, upload: &UnfinishedUpload) -> Result<()> {
         // The id is a file name this storage made; refuse anything else.
         if upload.id.contains('/') || !upload.id.ends_with(PART) {

@@ -84,6 +84,11 @@ pub trait ReelStorage: Send + Sync {
 
     /// Remove an unfinished upload and what it had stored.
     fn abort_unfinished(&self, upload: &UnfinishedUpload) -> Result<()>;
+
+    /// Bytes an unfinished upload holds, when the backend can tell (`gc --dry-run` shows it).
+    fn unfinished_bytes(&self, _upload: &UnfinishedUpload) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// One backend's half of an upload; [`Upload`] adds the rules every backend shares.

@@ -474,6 +474,48 @@ impl ReelStorage for S3Storage {
         Ok(uploads)
     }
 
+    fn unfinished_bytes(&self, upload: &UnfinishedUpload) -> Result<Option<u64>> {
+        let key = self.key(&upload.name)?;
+        let what = format!("parts of the upload of reel '{}'", upload.name);
+        let mut bytes = 0u64;
+        let mut marker: Option<u16> = None;
+        loop {
+            let mut action = self
+                .bucket
+                .list_parts(self.credentials.as_ref(), &key, &upload.id);
+            if let Some(m) = marker {
+                action.set_part_number_marker(m);
+            }
+            let url = action.sign(SIGNED_FOR);
+            let response = match self.send(&what, "GET", url, &[], &[]) {
+                Ok(r) => r,
+                // Completed or aborted since it was listed.
+                Err(Failure::Status(404, _)) => return Ok(None),
+                Err(f) => return Err(f.into_error()),
+            };
+            let text = response.into_string().map_err(|e| self.fail(&what, e))?;
+            // Read by hand: servers leave out elements rusty-s3's parser requires (s3s-fs
+            // sends no ETag).
+            let mut parts = 0;
+            for part in xml_elements(&text, "Part") {
+                let size = xml_elements(part, "Size")
+                    .next()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| self.fail(&what, "a part without a Size"))?;
+                bytes += size;
+                parts += 1;
+            }
+            let truncated = xml_elements(&text, "IsTruncated").next() == Some("true");
+            let next = xml_elements(&text, "NextPartNumberMarker")
+                .next()
+                .and_then(|m| m.trim().parse::<u16>().ok());
+            match next {
+                Some(m) if truncated && parts > 0 && Some(m) != marker => marker = Some(m),
+                _ => return Ok(Some(bytes)),
+            }
+        }
+    }
+
     fn abort_unfinished(&self, upload: &UnfinishedUpload) -> Result<()> {
         if upload.id.is_empty() || upload.id.contains('/') {
             return Err(storage_error(

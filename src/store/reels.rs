@@ -1,0 +1,268 @@
+//! Where a store's reels live: its own `reels/` directory (the default, unchanged), or a
+//! [`ReelStorage`] given by `--reels` / `$WEIGHTREEL_REELS` (`s3://bucket/prefix`, `file:///dir`,
+//! a directory), set once when the store is opened ([`Store::with_reels`]).
+//!
+//! An entry's `reel_file` is `reels/NAME` on every backend; `NAME` is the reel's name in the
+//! storage (the key under the S3 prefix, the file in the directory). Encoding into a storage:
+//! - the final reel is joined in the encode's locked work directory as today (the Matroska
+//!   muxer seeks back to write sizes, cues and the seek head, so it cannot write into a
+//!   forward-only upload), then streamed into the storage's upload 8 MiB at a time (an S3
+//!   multipart upload: one part in memory at a time);
+//! - the name is claimed in the work directory first (as for `reels/`), so that `gc` leaves the
+//!   upload and the object alone while that encode runs;
+//! - the upload is published before the registry commit, like the rename into `reels/`: a
+//!   crash between the two leaves an object no entry names (removed by `gc`), never an entry
+//!   without its reel; a failed commit deletes the object. A crash during the upload leaves an
+//!   unfinished upload, which `gc` aborts.
+//!
+//! Reading: reels in a directory are opened by path; reels in S3 through
+//! [`crate::reel::stored`], with range requests.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::gc::Leftover;
+use super::objects::{ReelLocation, ReelStorage};
+use super::registry::Store;
+use crate::error::{Error, Result};
+
+/// Bytes read from the joined reel per upload write.
+const UPLOAD_CHUNK: usize = 8 << 20;
+
+/// A store's reel storage, when `--reels` names one.
+pub struct SharedReels {
+    location: ReelLocation,
+    storage: Arc<dyn ReelStorage>,
+    /// The path prefix its reels are read under (see [`crate::reel::stored::mount`]).
+    mount: String,
+}
+
+/// The reel location from `--reels`, else `$WEIGHTREEL_REELS`; `None`: the store's `reels/`.
+pub fn reels_location(flag: Option<&str>) -> Result<Option<ReelLocation>> {
+    let text = match flag {
+        Some(f) => Some(f.to_string()),
+        None => std::env::var("WEIGHTREEL_REELS")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    };
+    text.map(|t| ReelLocation::parse(&t)).transpose()
+}
+
+/// The storage name of an entry's `reel_file` (`reels/NAME` → `NAME`).
+fn storage_name(reel_file: &str) -> &str {
+    reel_file.strip_prefix("reels/").unwrap_or(reel_file)
+}
+
+impl Store {
+    /// Keep this store's reels in `location` (`None`: its own `reels/` directory).
+    pub fn with_reels(mut self, location: Option<&ReelLocation>) -> Result<Store> {
+        self.set_reels(location)?;
+        Ok(self)
+    }
+
+    /// [`Store::with_reels`] in place.
+    pub fn set_reels(&mut self, location: Option<&ReelLocation>) -> Result<()> {
+        self.reels = match location {
+            // A shared registry (PostgreSQL) has no reels/ of its own.
+            None if self.shared => {
+                return Err(Error::store(
+                    self.location(),
+                    "a PostgreSQL store needs a reel location every machine reaches: give --reels s3://BUCKET/PREFIX or a shared directory (or set WEIGHTREEL_REELS)",
+                ))
+            }
+            None => None,
+            Some(location) => {
+                let storage: Arc<dyn ReelStorage> = Arc::from(location.open()?);
+                let mount = crate::reel::stored::mount(Arc::clone(&storage));
+                Some(SharedReels {
+                    location: location.clone(),
+                    storage,
+                    mount,
+                })
+            }
+        };
+        Ok(())
+    }
+
+    /// Where the reels live, for messages: `file:///…/STORE/reels` or the `--reels` URL.
+    pub fn reels_url(&self) -> String {
+        match &self.reels {
+            None => super::objects::directory_url(&self.reels_dir()),
+            Some(r) => r.location.url(),
+        }
+    }
+
+    /// The reel storage `--reels` named, if any.
+    pub fn reel_storage(&self) -> Option<&Arc<dyn ReelStorage>> {
+        self.reels.as_ref().map(|r| &r.storage)
+    }
+
+    /// The path every reel reader opens for an entry's `reel_file`: a file, or
+    /// `LOCATION/NAME` of a storage read with range requests.
+    pub fn reel_path(&self, reel_file: &str) -> PathBuf {
+        match &self.reels {
+            None => self.dir().join(reel_file),
+            Some(SharedReels {
+                location: ReelLocation::Directory(dir),
+                ..
+            }) => dir.join(storage_name(reel_file)),
+            Some(r) => PathBuf::from(format!("{}/{}", r.mount, storage_name(reel_file))),
+        }
+    }
+
+    /// Delete the reel `reel_file` names; a missing reel is not an error.
+    pub fn delete_reel(&self, reel_file: &str) -> Result<()> {
+        match &self.reels {
+            None => match std::fs::remove_file(self.dir().join(reel_file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io(self.dir().join(reel_file), e))
+                }
+                _ => Ok(()),
+            },
+            Some(r) => {
+                let name = storage_name(reel_file);
+                // A reel already gone is what was wanted; other failures are reported.
+                if r.storage.list(name)?.iter().any(|s| s.name == name) {
+                    r.storage.delete(name)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Put the joined reel at `joined` where the reels live under a free name
+    /// `reels/STEM[-N].mkv`, claimed in the encode's work directory `work` first; returns the
+    /// name, which no entry references yet.
+    pub(crate) fn put_reel(&self, joined: &Path, stem: &str, work: &Path) -> Result<String> {
+        let Some(r) = &self.reels else {
+            if self.shared {
+                return Err(Error::store(
+                    self.location(),
+                    "a PostgreSQL store needs a reel location every machine reaches: give --reels s3://BUCKET/PREFIX or a shared directory (or set WEIGHTREEL_REELS)",
+                ));
+            }
+            return self.place_reel(joined, stem, work);
+        };
+        let referenced: std::collections::HashSet<String> = self
+            .list()?
+            .into_iter()
+            .map(|e| e.record.totals.reel_file)
+            .collect();
+        let existing: std::collections::HashSet<String> =
+            r.storage.list(stem)?.into_iter().map(|s| s.name).collect();
+        let name = (1..=1000u32)
+            .map(|n| match n {
+                1 => format!("{stem}.mkv"),
+                n => format!("{stem}-{n}.mkv"),
+            })
+            .find(|n| !existing.contains(n) && !referenced.contains(&format!("reels/{n}")))
+            .ok_or_else(|| {
+                Error::store(
+                    self.dir(),
+                    format!("no free reel name for '{stem}' in {}", r.location.url()),
+                )
+            })?;
+        let reel_file = format!("reels/{name}");
+        let claim = work.join(super::names::CLAIM_FILE);
+        std::fs::write(&claim, reel_file.as_bytes()).map_err(|e| Error::io(&claim, e))?;
+        let mut upload = r.storage.begin(&name)?;
+        let mut file = std::fs::File::open(joined).map_err(|e| Error::io(joined, e))?;
+        let mut buf = vec![0u8; UPLOAD_CHUNK];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| Error::io(joined, e))?;
+            if n == 0 {
+                break;
+            }
+            upload.append(&buf[..n])?;
+        }
+        upload.publish()?;
+        Ok(reel_file)
+    }
+
+    /// In the reel storage `--reels` named: objects no entry names and uploads never finished,
+    /// leaving those a running encode of this store has claimed.
+    pub(super) fn storage_leftovers(&self) -> Result<Vec<Leftover>> {
+        let Some(r) = &self.reels else {
+            return Ok(Vec::new());
+        };
+        // A shared registry (PostgreSQL): other machines' encodes claim their names in their
+        // own work directories, so an object or upload no entry names yet may be theirs, in
+        // flight. Nothing is taken for garbage (not done yet: an age rule or claims in the
+        // registry).
+        if self.shared {
+            return Ok(Vec::new());
+        }
+        // Listed before the claims and the registry are read, as for `reels/` (see gc.rs).
+        let stored = r.storage.list("")?;
+        let unfinished = r.storage.unfinished()?;
+        let claimed = super::gc::claimed_names(&self.work_dir());
+        let named: std::collections::HashSet<String> = self
+            .list()?
+            .into_iter()
+            .map(|e| e.record.totals.reel_file)
+            .collect();
+        let owned = |name: &str| {
+            let reel_file = format!("reels/{name}");
+            claimed.contains(&reel_file) || named.contains(&reel_file)
+        };
+        let mut out = Vec::new();
+        for s in stored.into_iter().filter(|s| !owned(&s.name)) {
+            out.push(Leftover {
+                path: self.reel_path(&format!("reels/{}", s.name)),
+                bytes: s.size,
+                kind: "unreferenced reel",
+                upload: None,
+            });
+        }
+        for u in unfinished
+            .into_iter()
+            .filter(|u| !claimed.contains(&format!("reels/{}", u.name)))
+        {
+            out.push(Leftover {
+                path: PathBuf::from(format!("{}/{} (upload {})", r.location.url(), u.name, u.id)),
+                // Best effort: a size the server cannot tell does not stop the collection.
+                bytes: r.storage.unfinished_bytes(&u).ok().flatten().unwrap_or(0),
+                kind: "orphaned upload",
+                upload: Some(u),
+            });
+        }
+        Ok(out)
+    }
+
+    /// True when `path` is a reel in the storage `--reels` names.
+    pub(super) fn is_stored(&self, path: &Path) -> bool {
+        match &self.reels {
+            None => false,
+            Some(SharedReels {
+                location: ReelLocation::Directory(dir),
+                ..
+            }) => path.starts_with(dir),
+            Some(_) => crate::reel::stored::resolve(path).is_some(),
+        }
+    }
+
+    /// Remove one leftover of [`Store::storage_leftovers`].
+    pub(super) fn remove_stored(&self, leftover: &Leftover) -> Result<()> {
+        let Some(r) = &self.reels else {
+            return Ok(());
+        };
+        match &leftover.upload {
+            Some(u) => r.storage.abort_unfinished(u),
+            None => {
+                let name = match crate::reel::stored::resolve(&leftover.path) {
+                    Some((_, name)) => name,
+                    None => leftover
+                        .path
+                        .strip_prefix(match &r.location {
+                            ReelLocation::Directory(d) => d.as_path(),
+                            ReelLocation::S3 { .. } => Path::new(""),
+                        })
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                };
+                r.storage.delete(&name)
+            }
+        }
+    }
+}

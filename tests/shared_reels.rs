@@ -1,0 +1,851 @@
+//! A store whose reels live in object storage (`--reels s3://…`) against a real S3-compatible
+//! server (s3s-fs, tests/support/s3.rs): MiniLM encoded there reads back like a directory
+//! store's, one tensor's decode fetches a small part of the object, a refusing server fails
+//! the encode cleanly, `gc` removes what crashed encodes left, and the gallery draws a frame.
+#![cfg(feature = "s3")]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use support::cli::{listing, path};
+use support::postgres::services_disabled;
+use support::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use weightreel::store::objects::{
+    ReelStorage, S3Config, S3Storage, StoredReel, UnfinishedUpload, Upload, MIN_PART_SIZE,
+};
+
+/// Run the binary against `server` with `secret`, with no store or reels from the environment.
+fn wr_with(server: &S3Server, secret: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args(args)
+        .env_remove("WEIGHTREEL_STORE")
+        .env_remove("WEIGHTREEL_REELS")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+        .output()
+        .unwrap()
+}
+
+fn wr(server: &S3Server, args: &[&str]) -> Output {
+    wr_with(server, SECRET_KEY, args)
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn storage(server: &S3Server, bucket: &str, prefix: &str) -> S3Storage {
+    let config = S3Config {
+        endpoint: Some(server.endpoint()),
+        region: "us-east-1".into(),
+        credentials: Some((ACCESS_KEY.into(), SECRET_KEY.into())),
+        session_token: None,
+        part_size: MIN_PART_SIZE,
+    };
+    S3Storage::new(bucket, prefix, config).unwrap()
+}
+
+fn minilm() -> PathBuf {
+    support::minilm::dir()
+}
+
+/// The tensors of a safetensors file, by name: dtype, shape and bytes.
+fn tensors(file: &Path) -> Vec<(String, String, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            (
+                name,
+                format!("{:?}", t.dtype()),
+                t.shape().to_vec(),
+                t.data().to_vec(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The `list --json` entries without what differs between two encodes of one model (times,
+/// dates, ids, memory).
+fn entries(json: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let list = v
+        .get("entries")
+        .or(Some(&v))
+        .and_then(|e| e.as_array())
+        .unwrap_or_else(|| panic!("list --json: {json}"))
+        .clone();
+    list.into_iter()
+        .map(|e| {
+            let r = &e;
+            let t = &r["totals"];
+            serde_json::json!({
+                "name": r["name"], "settings": r["settings"], "params": t["params"],
+                "frames": t["frames"], "chunks": t["chunks"], "reel_file": t["reel_file"],
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
+    if services_disabled("minilm_in_s3_lists_checks_and_decodes_bit_exact") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("team-reels");
+    let tmp = tempfile::tempdir().unwrap();
+    let (s3_store, dir_store) = (tmp.path().join("s3"), tmp.path().join("dir"));
+    let reels = "s3://team-reels/shared/reels";
+    let model = minilm();
+    let encoded = ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&s3_store),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    ));
+    assert!(
+        encoded.contains("Reel: s3://team-reels/shared/reels/all-minilm-l6-v2-"),
+        "{encoded}"
+    );
+    ok(wr(
+        &server,
+        &["encode", path(&model), "--store", path(&dir_store), "-q"],
+    ));
+
+    // The reel is an object under the prefix, and nothing is in the store's own reels/.
+    let objects: Vec<String> = server
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("team-reels/"))
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert!(objects[0].starts_with("team-reels/shared/reels/all-minilm-l6-v2-"));
+    assert_eq!(
+        std::fs::read_dir(s3_store.join("reels")).unwrap().count(),
+        0
+    );
+
+    let list = |store: &Path, extra: &[&str]| {
+        let mut args = vec!["list", "--store", path(store), "--json"];
+        args.extend_from_slice(extra);
+        entries(&ok(wr(&server, &args)))
+    };
+    assert_eq!(list(&s3_store, &["--reels", reels]), list(&dir_store, &[]));
+
+    let check = ok(wr(
+        &server,
+        &["check", "--store", path(&s3_store), "--reels", reels],
+    ));
+    assert!(check.contains("1 entries ok, 0 problems"), "{check}");
+
+    let (a, b) = (
+        tmp.path().join("a.safetensors"),
+        tmp.path().join("b.safetensors"),
+    );
+    ok(wr(
+        &server,
+        &[
+            "decode",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&s3_store),
+            "--reels",
+            reels,
+            "--out",
+            path(&a),
+        ],
+    ));
+    ok(wr(
+        &server,
+        &[
+            "decode",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&dir_store),
+            "--out",
+            path(&b),
+        ],
+    ));
+    let (ta, tb) = (tensors(&a), tensors(&b));
+    assert_eq!(ta.len(), 104);
+    assert!(
+        ta == tb,
+        "the tensors decoded from S3 differ from the directory store's"
+    );
+
+    // Without --reels the store looks in its own reels/, and says where else to look.
+    let out = wr(
+        &server,
+        &[
+            "decode",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&s3_store),
+            "--out",
+            path(&b),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("give --reels URL or $WEIGHTREEL_REELS"),
+        "{err}"
+    );
+
+    // The same reels through $WEIGHTREEL_REELS, and a frame written as a PNG.
+    let png = tmp.path().join("png");
+    let out = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args(["frames", "all-MiniLM-L6-v2", "--store", path(&s3_store)])
+        .args(["--png", path(&png), "--frames", "2"])
+        .env_remove("WEIGHTREEL_STORE")
+        .env("WEIGHTREEL_REELS", reels)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+        .output()
+        .unwrap();
+    ok(out);
+    assert_eq!(std::fs::read_dir(&png).unwrap().count(), 1);
+
+    // A shared directory (`file:///…`) serves the same way: the reel is a file there.
+    let shared = tmp.path().join("shared-reels");
+    let file_store = tmp.path().join("file");
+    let file_url = format!("file://{}", shared.display());
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&file_store),
+            "--reels",
+            &file_url,
+            "-q",
+        ],
+    ));
+    let files: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with("all-minilm-l6-v2-"));
+    assert_eq!(
+        std::fs::read_dir(file_store.join("reels")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        list(&file_store, &["--reels", &file_url]),
+        list(&dir_store, &[])
+    );
+    let c = tmp.path().join("c.safetensors");
+    ok(wr(
+        &server,
+        &[
+            "decode",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&file_store),
+            "--reels",
+            &file_url,
+            "--out",
+            path(&c),
+        ],
+    ));
+    assert!(tensors(&c) == tb);
+    let dry = ok(wr(
+        &server,
+        &[
+            "gc",
+            "--dry-run",
+            "--store",
+            path(&file_store),
+            "--reels",
+            &file_url,
+        ],
+    ));
+    assert!(dry.contains("Would free 0 items"), "{dry}");
+
+    // Encoding it again replaces the entry: the new reel gets a free name, and the old one is
+    // deleted after the commit.
+    let first: Vec<String> = server
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("team-reels/shared/reels/"))
+        .collect();
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&s3_store),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    ));
+    let second: Vec<String> = server
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("team-reels/shared/reels/"))
+        .collect();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(first, second);
+    assert!(second[0].ends_with("-2.mkv"), "{second:?}");
+    let check = ok(wr(
+        &server,
+        &["check", "--store", path(&s3_store), "--reels", reels],
+    ));
+    assert!(check.contains("1 entries ok, 0 problems"), "{check}");
+
+    // Removing the model removes its object.
+    ok(wr(
+        &server,
+        &[
+            "rm",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&s3_store),
+            "--reels",
+            reels,
+        ],
+    ));
+    assert!(server
+        .files()
+        .iter()
+        .all(|f| !f.starts_with("team-reels/shared/")));
+}
+
+/// A real S3 storage that counts the bytes read from it.
+struct Counting {
+    inner: S3Storage,
+    read: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl ReelStorage for Counting {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn begin(&self, name: &str) -> weightreel::error::Result<Upload> {
+        self.inner.begin(name)
+    }
+    fn read_range(&self, name: &str, offset: u64, buf: &mut [u8]) -> weightreel::error::Result<()> {
+        self.read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_range(name, offset, buf)
+    }
+    fn size(&self, name: &str) -> weightreel::error::Result<u64> {
+        self.inner.size(name)
+    }
+    fn list(&self, prefix: &str) -> weightreel::error::Result<Vec<StoredReel>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> weightreel::error::Result<()> {
+        self.inner.delete(name)
+    }
+    fn unfinished(&self) -> weightreel::error::Result<Vec<UnfinishedUpload>> {
+        self.inner.unfinished()
+    }
+    fn abort_unfinished(&self, upload: &UnfinishedUpload) -> weightreel::error::Result<()> {
+        self.inner.abort_unfinished(upload)
+    }
+}
+
+#[test]
+fn decoding_one_tensor_of_an_s3_reel_reads_a_small_fraction_of_the_object() {
+    if services_disabled("decoding_one_tensor_of_an_s3_reel_reads_a_small_fraction") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("fraction");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    // One frame per 8,192-value chunk: 2,773 frames.
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&store),
+            "--reels",
+            "s3://fraction",
+            "--chunk-encoding",
+            "-q",
+        ],
+    ));
+    let counting = Arc::new(Counting {
+        inner: storage(&server, "fraction", ""),
+        read: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+    });
+    let reel = counting.list("").unwrap().remove(0);
+    let location = weightreel::reel::stored::mount(counting.clone());
+    let reel_path = PathBuf::from(format!("{location}/{}", reel.name));
+    let include =
+        regex_lite::Regex::new(r"^encoder\.layer\.3\.attention\.output\.LayerNorm\.bias$").unwrap();
+    let out = tmp.path().join("one.safetensors");
+    let summary =
+        weightreel::decode::decode_reel_matching(&reel_path, &out, Some(&include)).unwrap();
+    assert_eq!(summary.tensors, 1);
+    let read = counting.read.load(Ordering::Relaxed);
+    let requests = counting.requests.load(Ordering::Relaxed);
+    eprintln!(
+        "one tensor: {read} of {} bytes in {requests} range requests",
+        reel.size
+    );
+    assert!(
+        read * 20 < reel.size,
+        "decoding one tensor read {read} of {} bytes",
+        reel.size
+    );
+    // The tensor is the directory store's, bit for bit.
+    let local = tmp.path().join("local");
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&local),
+            "--chunk-encoding",
+            "-q",
+        ],
+    ));
+    let whole = tmp.path().join("whole.safetensors");
+    ok(wr(
+        &server,
+        &[
+            "decode",
+            "all-MiniLM-L6-v2",
+            "--store",
+            path(&local),
+            "--include",
+            include.as_str(),
+            "--out",
+            path(&whole),
+        ],
+    ));
+    assert!(tensors(&out) == tensors(&whole));
+}
+
+#[test]
+fn an_s3_server_refusing_requests_fails_the_encode_in_one_line_and_changes_nothing() {
+    if services_disabled("an_s3_server_refusing_requests_fails_the_encode") {
+        return;
+    }
+    let mut server = S3Server::start();
+    server.create_bucket("refusing");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let model = minilm();
+    let reels = "s3://refusing/r";
+    // A store holding one entry already (its reel in the bucket).
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+            "--mode",
+            "lossless",
+            "-q",
+        ],
+    ));
+    let before = listing(&store);
+    let objects = server.files();
+    let entries_before = ok(wr(&server, &["list", "--store", path(&store), "--json"]));
+
+    // Wrong credentials: refused at the first request.
+    let out = wr_with(
+        &server,
+        "not-the-secret",
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: reel storage s3://refusing/r"),
+        "{err}"
+    );
+    assert!(!err.contains("X-Amz-"), "{err}");
+    assert_eq!(listing(&store), before, "the store's files changed");
+    assert_eq!(server.files(), objects);
+
+    // No server at all.
+    server.stop();
+    let out = wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: reel storage s3://refusing/r"),
+        "{err}"
+    );
+    assert_eq!(listing(&store), before, "the store's files changed");
+    server.restart_with_secret(SECRET_KEY);
+    assert_eq!(server.files(), objects);
+    assert_eq!(
+        ok(wr(&server, &["list", "--store", path(&store), "--json"])),
+        entries_before
+    );
+}
+
+#[test]
+fn gc_aborts_orphaned_uploads_and_removes_unreferenced_objects_but_not_a_running_encodes() {
+    if services_disabled("gc_aborts_orphaned_uploads_and_removes_unreferenced_objects") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("gcreels");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reels = "s3://gcreels/p";
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    ));
+    let kept = server.files();
+    let s3 = storage(&server, "gcreels", "p/");
+    let part = vec![7u8; MIN_PART_SIZE + 10];
+    // What an encode killed while uploading leaves: a begun multipart upload with a part sent
+    // (forgotten: a dead process aborts nothing).
+    let mut upload = s3.begin("killed-0123abcd.mkv").unwrap();
+    upload.write_all(&part).unwrap();
+    std::mem::forget(upload);
+    // What an encode killed between publishing and committing leaves: an object no entry names.
+    let mut upload = s3.begin("uncommitted-0123abcd.mkv").unwrap();
+    upload.write_all(b"not referenced").unwrap();
+    upload.publish().unwrap();
+    // A running encode's upload, claimed in its locked work directory.
+    let live = store.join("work/running-0123abcd");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("claim"), "reels/running-0123abcd.mkv").unwrap();
+    let lock = std::fs::File::create(live.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let mut running = s3.begin("running-0123abcd.mkv").unwrap();
+    running.write_all(&part).unwrap();
+
+    let dry = ok(wr(
+        &server,
+        &["gc", "--dry-run", "--store", path(&store), "--reels", reels],
+    ));
+    // The part the dead process sent is counted; the 10 bytes it still held are gone with it.
+    let killed = dry
+        .lines()
+        .find(|l| l.starts_with("would remove orphaned upload: s3://gcreels/p/killed-0123abcd.mkv"))
+        .unwrap_or_else(|| panic!("{dry}"));
+    assert_eq!(MIN_PART_SIZE, 5_242_880);
+    assert!(killed.ends_with("(5,242,880 bytes)"), "{killed}");
+    assert!(
+        dry.contains(
+            "would remove unreferenced reel: s3://gcreels/p/uncommitted-0123abcd.mkv (14 bytes)"
+        ),
+        "{dry}"
+    );
+    assert!(!dry.contains("running"), "{dry}");
+    assert_eq!(s3.unfinished().unwrap().len(), 2);
+
+    let done = ok(wr(
+        &server,
+        &["gc", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(done.contains("removed orphaned upload"), "{done}");
+    let left = s3.unfinished().unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].name, "running-0123abcd.mkv");
+    let names: Vec<String> = s3.list("").unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("all-minilm-l6-v2-"));
+    // The running encode finishes; the entry's reel and the store read as before.
+    running.abort().unwrap();
+    drop(lock);
+    let check = ok(wr(
+        &server,
+        &["check", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(check.contains("1 entries ok, 0 problems"), "{check}");
+    let published: Vec<String> = kept
+        .into_iter()
+        .filter(|f| f.starts_with("gcreels/p/all-minilm"))
+        .collect();
+    assert_eq!(published.len(), 1);
+    assert!(server.files().contains(&published[0]));
+}
+
+#[test]
+fn the_gallery_draws_a_frame_of_an_s3_reel_like_the_directory_stores() {
+    if services_disabled("the_gallery_draws_a_frame_of_an_s3_reel") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("gallery");
+    let tmp = tempfile::tempdir().unwrap();
+    let (s3_store, dir_store) = (tmp.path().join("s3"), tmp.path().join("dir"));
+    let reels = "s3://gallery/g";
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&s3_store),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    ));
+    ok(wr(
+        &server,
+        &["encode", path(&minilm()), "--store", path(&dir_store), "-q"],
+    ));
+    let frame = |store: &Path, extra: &[&str]| -> Vec<u8> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+            .args(["serve", "--port", "0", "--store", path(store)])
+            .args(extra)
+            .env_remove("WEIGHTREEL_QUEUE")
+            .env_remove("WEIGHTREEL_REELS")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("weightreel gallery: ")
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_string();
+        let got = ureq::get(&format!(
+            "{url}api/model/1/frame/1.png?scale=frame&outline=0"
+        ))
+        .call()
+        .map_err(|e| e.to_string())
+        .and_then(|response| {
+            assert_eq!(response.status(), 200);
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut response.into_reader(), &mut body)
+                .map_err(|e| e.to_string())?;
+            Ok(body)
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        got.unwrap_or_else(|e| panic!("GET frame: {e}"))
+    };
+    let from_s3 = frame(&s3_store, &["--reels", reels]);
+    assert!(from_s3.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(from_s3 == frame(&dir_store, &[]));
+}
+
+#[test]
+fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
+    if services_disabled("an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("killed");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reels = "s3://killed/k";
+    let before = server.files();
+    // Lossless MiniLM is a reel of ~80 MB: several parts, sent after the encode's
+    // marker object appears and before the upload is published.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args([
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ])
+        .args(["--mode", "lossless", "-q"])
+        .env_remove("WEIGHTREEL_STORE")
+        .env_remove("WEIGHTREEL_REELS")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if server
+            .files()
+            .iter()
+            .any(|f| f.starts_with("killed/k/.uploads/"))
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the encode ended before its upload was seen"
+        );
+        assert!(std::time::Instant::now() < deadline, "no upload began");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let s3 = storage(&server, "killed", "k/");
+    assert_eq!(s3.unfinished().unwrap().len(), 1);
+    assert!(
+        s3.list("").unwrap().is_empty(),
+        "the killed encode published its reel"
+    );
+    let list = ok(wr(&server, &["list", "--store", path(&store), "--json"]));
+    assert!(entries(&list).is_empty(), "{list}");
+
+    let dry = ok(wr(
+        &server,
+        &["gc", "--dry-run", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(
+        dry.contains("would remove orphaned upload: s3://killed/k/all-minilm-l6-v2-"),
+        "{dry}"
+    );
+    ok(wr(
+        &server,
+        &["gc", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(s3.unfinished().unwrap().is_empty());
+    assert!(s3.list("").unwrap().is_empty());
+    // Nothing of the upload is left on the server's disk but s3s-fs's own bookkeeping.
+    eprintln!("server files after gc: {:?}", server.files());
+    let left: Vec<String> = server
+        .files()
+        .into_iter()
+        .filter(|f| {
+            !before.contains(f) && !f.ends_with(".internal.json") && !f.ends_with(".metadata.json")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_s3_server_killed_during_the_upload_fails_the_encode_and_gc_cleans_up_after_it() {
+    if services_disabled("an_s3_server_killed_during_the_upload_fails_the_encode") {
+        return;
+    }
+    let mut server = S3Server::start();
+    server.create_bucket("gone");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reels = "s3://gone/g";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        .args([
+            "encode",
+            path(&minilm()),
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ])
+        .args(["--mode", "lossless", "-q"])
+        .env_remove("WEIGHTREEL_STORE")
+        .env_remove("WEIGHTREEL_REELS")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !server
+        .files()
+        .iter()
+        .any(|f| f.starts_with("gone/g/.uploads/"))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the encode ended before its upload was seen"
+        );
+        assert!(std::time::Instant::now() < deadline, "no upload began");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    server.stop();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: reel storage s3://gone/g: "),
+        "{err}"
+    );
+
+    server.restart_with_secret(SECRET_KEY);
+    let list = ok(wr(&server, &["list", "--store", path(&store), "--json"]));
+    assert!(entries(&list).is_empty(), "{list}");
+    let s3 = storage(&server, "gone", "g/");
+    assert!(s3.list("").unwrap().is_empty(), "a reel was published");
+    // The abort could not reach the server: the upload is left for gc.
+    assert_eq!(s3.unfinished().unwrap().len(), 1);
+    ok(wr(
+        &server,
+        &["gc", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(s3.unfinished().unwrap().is_empty());
+}
