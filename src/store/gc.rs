@@ -212,7 +212,7 @@ impl Store {
                         path: p,
                         kind: "temporary file",
                         upload: None,
-                    age_seconds: None,
+                        age_seconds: None,
                     });
                 }
             }
@@ -261,11 +261,7 @@ impl Store {
     /// included, and in the reel storage `--reels` names, if this store owns it, objects no
     /// entry names and uploads never finished that are older than `min_age` (see `reels.rs`).
     /// The sweep of every encode never touches a reel storage.
-    pub fn collect_garbage(
-        &self,
-        dry_run: bool,
-        min_age: std::time::Duration,
-    ) -> Result<GcReport> {
+    pub fn collect_garbage(&self, dry_run: bool, min_age: std::time::Duration) -> Result<GcReport> {
         let mut leftovers = self.leftovers(true)?;
         let (stored, kept) = self.storage_leftovers(min_age)?;
         leftovers.extend(stored);

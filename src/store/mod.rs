@@ -21,9 +21,9 @@ mod registry;
 
 pub use check::CheckReport;
 pub use fingerprints::{FingerprintSource, IndexRow};
+pub use gc::Kept;
 pub use gc::{GcReport, Leftover};
 pub use names::{entry_label, key_matches, short_key};
-pub use gc::Kept;
 pub use owner::{age_text, parse_min_age, Owner, DEFAULT_MIN_AGE, OWNER_OBJECT, STORE_ID_FILE};
 pub use reels::reels_location;
 

@@ -196,9 +196,7 @@ pub fn parse_min_age(text: &str) -> Result<Duration> {
         return Err(bad());
     }
     let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(unit)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
+    n.checked_mul(unit).map(Duration::from_secs).ok_or_else(bad)
 }
 
 /// `45s`, `12m`, `5h`, `3d`: an age or a grace period, in its largest whole unit.
@@ -288,7 +286,11 @@ mod tests {
     fn an_owner_object_reads_back() {
         let bytes = owner().encode();
         assert_eq!(Owner::decode(&bytes), Ok(owner()));
-        assert!(bytes.ends_with(b"\"}\n"), "{}", String::from_utf8_lossy(&bytes));
+        assert!(
+            bytes.ends_with(b"\"}\n"),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
 
     #[test]
@@ -336,8 +338,18 @@ mod tests {
         assert_eq!(parse_min_age("7d").unwrap(), Duration::from_secs(604_800));
         assert_eq!(parse_min_age("0h").unwrap(), Duration::ZERO);
         for bad in [
-            "", "h", "24", "-1h", "1.5h", "24 h", " 24h", "24H", "1w", "h24",
-            "99999999999999999999d", "18446744073709551615d",
+            "",
+            "h",
+            "24",
+            "-1h",
+            "1.5h",
+            "24 h",
+            " 24h",
+            "24H",
+            "1w",
+            "h24",
+            "99999999999999999999d",
+            "18446744073709551615d",
         ] {
             let err = parse_min_age(bad).unwrap_err().to_string();
             assert!(err.contains(MIN_AGE_FORM), "{bad}: {err}");
@@ -346,13 +358,17 @@ mod tests {
 
     #[test]
     fn s3_times_parse_as_utc() {
-        let t = |s| {
-            parse_utc(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs())
-        };
+        let t = |s| parse_utc(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
         assert_eq!(t("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(t("2026-12-01T22:30:05.123Z"), Some(1_796_164_205));
         assert_eq!(t("2000-02-29T12:00:00+00:00"), Some(951_825_600));
-        for bad in ["", "2026-12-01", "2026-13-01T00:00:00Z", "2026-12-01T22:30:05", "x"] {
+        for bad in [
+            "",
+            "2026-12-01",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01T22:30:05",
+            "x",
+        ] {
             assert_eq!(t(bad), None, "{bad}");
         }
         assert_eq!(utc_text(1_796_164_205), "2026-12-01 22:30 UTC");

@@ -175,13 +175,15 @@ impl Store {
         let Some(bytes) = r.storage.read_owner()? else {
             return Ok(None);
         };
-        Owner::decode(&bytes).map(Some).map_err(|why| Error::ReelStorage {
-            location: r.location.url(),
-            problem: format!(
+        Owner::decode(&bytes)
+            .map(Some)
+            .map_err(|why| Error::ReelStorage {
+                location: r.location.url(),
+                problem: format!(
                 "its owner object '{OWNER_OBJECT}' is damaged: {why}; restore it, or remove it \
                  if only one store uses this location (the next encode claims it again)"
             ),
-        })
+            })
     }
 
     /// The refusal of a location another store owns.
