@@ -14,6 +14,13 @@
 //!   crash between the two leaves an object no entry names (removed by `gc`), never an entry
 //!   without its reel; a failed commit deletes the object. A crash during the upload leaves an
 //!   unfinished upload, which `gc` aborts.
+//! - the location belongs to one store (its owner object, `owner.rs`): an encode into another
+//!   store's location is refused before anything is written, and the first reel put into a
+//!   location without an owner claims it.
+//!
+//! `gc` collects in a storage only if this store owns it, and only what is older than its
+//! `--min-age` (a running encode of another machine sharing the registry is not seen by its
+//! lock); the sweep of every encode never touches a storage.
 //!
 //! Reading: reels in a directory are opened by path; reels in S3 through
 //! [`crate::reel::stored`], with range requests.
