@@ -210,6 +210,17 @@ pub fn age_text(d: Duration) -> String {
     }
 }
 
+/// A grace period in its largest exact unit up to hours (`150s`, `90m`, `24h`, `168h`), as
+/// `--min-age` takes it.
+pub fn grace_text(d: Duration) -> String {
+    match d.as_secs() {
+        0 => "0".to_string(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// 32 hex digits from the system's random source.
 fn random_id() -> Result<String> {
     let mut bytes = [0u8; 16];
@@ -380,5 +391,9 @@ mod tests {
         assert_eq!(age_text(Duration::from_secs(600)), "10m");
         assert_eq!(age_text(Duration::from_secs(86_400)), "24h");
         assert_eq!(age_text(Duration::from_secs(3 * 86_400)), "3d");
+        assert_eq!(grace_text(Duration::from_secs(150)), "150s");
+        assert_eq!(grace_text(Duration::from_secs(5400)), "90m");
+        assert_eq!(grace_text(Duration::from_secs(86_400)), "24h");
+        assert_eq!(grace_text(Duration::ZERO), "0");
     }
 }

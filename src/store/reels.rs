@@ -324,7 +324,7 @@ impl Store {
                 (None, None) => Some("age unknown".to_string()),
                 (None, Some(age)) if age < min_age => Some(format!(
                     "younger than --min-age {}",
-                    super::owner::age_text(min_age)
+                    super::owner::grace_text(min_age)
                 )),
                 _ => None,
             };
