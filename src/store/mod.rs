@@ -15,13 +15,16 @@ mod fingerprints;
 mod gc;
 mod names;
 pub mod objects;
+mod owner;
 mod reels;
 mod registry;
 
 pub use check::CheckReport;
 pub use fingerprints::{FingerprintSource, IndexRow};
+pub use gc::Kept;
 pub use gc::{GcReport, Leftover};
 pub use names::{entry_label, key_matches, short_key};
+pub use owner::{age_text, parse_min_age, Owner, DEFAULT_MIN_AGE, OWNER_OBJECT, STORE_ID_FILE};
 pub use reels::reels_location;
 
 pub use registry::{
