@@ -293,11 +293,12 @@ struct Tally {
 /// `weightreel worker`: `concurrency` threads, each claiming and running one job at a time.
 /// Ctrl-C stops every thread after its current frame and gives its job back.
 pub fn run_worker(args: &WorkerArgs<'_>, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
-    // Fail here, once, on a bad URL or store, rather than in every thread.
-    drop(Queue::connect(args.url)?);
-    drop(Store::open(args.store)?.with_reels(args.reels.as_ref())?);
     let host = hostname();
     let pid = std::process::id();
+    // Fail here, once, on a bad URL or store, rather than in every thread; a queue that is
+    // restarting or a connection cut is waited for (see `Reconnecting`).
+    drop(Reconnecting::new(args.url, &format!("{host}:{pid}"))?);
+    drop(Store::open(args.store)?.with_reels(args.reels.as_ref())?);
     eprintln!(
         "worker {host}:{pid}: {} thread{} on {}, store {}",
         args.concurrency,
@@ -554,15 +555,22 @@ struct Reconnecting<'a> {
     url: &'a str,
     name: &'a str,
     queue: Option<Queue>,
+    /// A connection was lost and not yet made again (for the "back" message).
+    lost: bool,
 }
 
 impl<'a> Reconnecting<'a> {
+    /// Connect, retrying as [`Reconnecting::run`] does: a worker starting while PostgreSQL
+    /// restarts, or whose first connection is cut, waits for it rather than exiting.
     fn new(url: &'a str, name: &'a str) -> Result<Reconnecting<'a>> {
-        Ok(Reconnecting {
+        let mut queue = Reconnecting {
             url,
             name,
-            queue: Some(Queue::connect(url)?),
-        })
+            queue: None,
+            lost: false,
+        };
+        queue.run(|_| Ok(()))?;
+        Ok(queue)
     }
 
     fn run<T>(&mut self, mut request: impl FnMut(&mut Queue) -> Result<T>) -> Result<T> {
@@ -572,7 +580,9 @@ impl<'a> Reconnecting<'a> {
             let outcome = match self.queue.as_mut() {
                 Some(queue) => request(queue),
                 None => Queue::connect(self.url).and_then(|queue| {
-                    eprintln!("worker {}: queue connection back", self.name);
+                    if std::mem::take(&mut self.lost) {
+                        eprintln!("worker {}: queue connection back", self.name);
+                    }
                     request(self.queue.insert(queue))
                 }),
             };
@@ -585,7 +595,8 @@ impl<'a> Reconnecting<'a> {
                     if started.elapsed() > RECONNECT_FOR {
                         return Err(e);
                     }
-                    if self.queue.take().is_some() {
+                    if self.queue.take().is_some() || !self.lost {
+                        self.lost = true;
                         eprintln!(
                             "worker {}: {}; reconnecting for up to {}s",
                             self.name,

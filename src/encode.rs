@@ -376,6 +376,8 @@ fn encode_planned(
     // encoded with different settings stay comparable; it is committed with the entry.
     progress.phase("fingerprinting");
     let (fingerprint, _) = Fingerprint::compute(model, Some(cancel))?;
+    // A reel storage another store owns is refused before anything is written.
+    store.check_reels_owner()?;
     // What crashed encodes left behind (and no running encode owns) goes first, so that a
     // full disk from one failed encode does not fail the next.
     store.sweep()?;

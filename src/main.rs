@@ -205,9 +205,13 @@ enum Command {
     },
     /// Remove what interrupted or crashed encodes left behind (reporting the bytes freed)
     Gc {
-        /// Only list what would be removed
+        /// Only list what would be removed, and what is kept and why
         #[arg(long)]
         dry_run: bool,
+        /// In a reel storage (--reels), remove only what is older than this: 0, or a whole
+        /// number with a unit s, m, h or d (30m, 24h, 7d)
+        #[arg(long, value_name = "DURATION", default_value = weightreel::store::DEFAULT_MIN_AGE)]
+        min_age: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -1230,19 +1234,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("Wrote {} PNG frames into {}", files.len(), png.display());
         }
         Some(Command::Check { deep, store }) => return run_check(&store, deep),
-        Some(Command::Gc { dry_run, store }) => {
+        Some(Command::Gc {
+            dry_run,
+            min_age,
+            store,
+        }) => {
+            let min_age = weightreel::store::parse_min_age(&min_age)?;
             let s = Store::open(&store_dir(store.storage_dir.as_deref()))?
                 .with_reels(reels_location(store.reels.as_deref())?.as_ref())?;
-            let report = s.collect_garbage(dry_run)?;
+            let report = s.collect_garbage(dry_run, min_age)?;
             emit(store.json, &report, |r| {
+                let age = |l: &weightreel::store::Leftover| match l.age_seconds {
+                    Some(a) => format!(
+                        ", age {}",
+                        weightreel::store::age_text(std::time::Duration::from_secs(a))
+                    ),
+                    None => String::new(),
+                };
                 let mut out = String::new();
                 for l in &r.removed {
                     out.push_str(&format!(
-                        "{} {}: {} ({} bytes)\n",
+                        "{} {}: {} ({} bytes{})\n",
                         if r.dry_run { "would remove" } else { "removed" },
                         l.kind,
                         l.path.display(),
-                        group(l.bytes)
+                        group(l.bytes),
+                        age(l)
+                    ));
+                }
+                for k in &r.kept {
+                    let l = &k.leftover;
+                    out.push_str(&format!(
+                        "kept {}: {} ({} bytes{}): {}\n",
+                        l.kind,
+                        l.path.display(),
+                        group(l.bytes),
+                        age(l),
+                        k.reason
                     ));
                 }
                 out.push_str(&format!(
@@ -1251,6 +1279,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.removed.len(),
                     group(r.bytes)
                 ));
+                if !r.kept.is_empty() {
+                    out.push_str(&format!(
+                        "Kept {} items in the reel storage\n",
+                        r.kept.len()
+                    ));
+                }
                 out
             });
         }

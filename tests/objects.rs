@@ -291,6 +291,46 @@ fn bad_names_are_refused(storage: &dyn ReelStorage) {
     assert!(names(storage, "").is_empty());
 }
 
+/// Listings tell when each reel was written and each unfinished upload last written to or
+/// begun (what `gc --min-age` goes by).
+fn listings_tell_when_reels_and_uploads_were_written(storage: &dyn ReelStorage) {
+    let slack = std::time::Duration::from_secs(5);
+    let before = std::time::SystemTime::now() - slack;
+    put(storage, "timed.mkv", b"timed");
+    let mut upload = storage.begin("pending.mkv").unwrap();
+    upload.write_all(b"pending").unwrap();
+    std::mem::forget(upload);
+    let after = std::time::SystemTime::now() + slack;
+    let listed = storage.list("").unwrap();
+    let unfinished = storage.unfinished().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    for t in [listed[0].modified, unfinished[0].modified] {
+        let t = t.expect("a time");
+        assert!(before <= t && t <= after, "{t:?}");
+    }
+    storage.abort_unfinished(&unfinished[0]).unwrap();
+}
+
+/// The owner object is written once (a second write keeps the first), read back as written,
+/// and never listed as a reel or an upload.
+fn the_owner_object_is_written_once_and_never_listed(storage: &dyn ReelStorage) {
+    assert_eq!(storage.read_owner().unwrap(), None);
+    put(storage, "a.mkv", b"a");
+    storage.create_owner(b"first owner\n").unwrap();
+    assert_eq!(
+        storage.read_owner().unwrap().as_deref(),
+        Some(&b"first owner\n"[..])
+    );
+    storage.create_owner(b"second owner\n").unwrap();
+    assert_eq!(
+        storage.read_owner().unwrap().as_deref(),
+        Some(&b"first owner\n"[..])
+    );
+    assert_eq!(names(storage, ""), ["a.mkv"]);
+    assert!(storage.unfinished().unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod directory {
@@ -333,6 +373,8 @@ conformance!(
     an_empty_reel_round_trips,
     delete_and_missing_reels,
     bad_names_are_refused,
+    listings_tell_when_reels_and_uploads_were_written,
+    the_owner_object_is_written_once_and_never_listed,
 );
 
 // --- S3: the backend's own guarantees and faults ------------------------------------------------

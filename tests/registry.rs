@@ -595,6 +595,31 @@ fn a_postgres_store_rides_out_a_server_restart() {
 }
 
 #[test]
+fn every_machines_handle_on_a_postgres_store_has_the_registrys_identity() {
+    let test = "every_machines_handle_on_a_postgres_store_has_the_registrys_identity";
+    if services_disabled(test) {
+        return;
+    }
+    let pg = Postgres::start();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = |t: &tempfile::TempDir| {
+        Store::open_postgres(&pg.url(), &t.path().join("reels"), &t.path().join("work")).unwrap()
+    };
+    let (a, b) = (open(&one), open(&two));
+    let id = pg.query("SELECT id FROM wr_registry_identity");
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(a.identity().unwrap(), id);
+    assert_eq!(
+        b.identity().unwrap(),
+        id,
+        "reel owner objects name one store"
+    );
+    // A store directory keeps its own.
+    let dir = tempfile::tempdir().unwrap();
+    assert_ne!(Store::open(dir.path()).unwrap().identity().unwrap(), id);
+}
+
+#[test]
 fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
     let test = "a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store";
     if services_disabled(test) {
@@ -624,8 +649,8 @@ fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
     assert_eq!(pg.query("SELECT to_regclass('wr_models') IS NULL"), "t");
     // A writable open creates the schema at this build's version.
     drop(Store::open_postgres(&url, &env[0].1, &env[1].1).unwrap());
-    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "1");
-    pg.query("UPDATE wr_registry_schema SET version = 2");
+    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "2");
+    pg.query("UPDATE wr_registry_schema SET version = 3");
     for read_only in [false, true] {
         let err = if read_only {
             let out = weightreel(&["stats", "--store", &url], &env)
@@ -640,12 +665,12 @@ fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
                 .to_string()
         };
         assert!(
-            err.contains("registry schema version 2 is newer than this weightreel supports (1); upgrade weightreel"),
+            err.contains("registry schema version 3 is newer than this weightreel supports (2); upgrade weightreel"),
             "{err}"
         );
         assert!(!err.contains("s3cret"), "{err}");
     }
-    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "2");
+    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "3");
 }
 
 #[test]

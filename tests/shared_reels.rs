@@ -140,7 +140,10 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
         .into_iter()
         .filter(|f| f.starts_with("team-reels/"))
         .collect();
-    assert_eq!(objects.len(), 1, "{objects:?}");
+    // Beside it, the owner object that says the location is this store's.
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert_eq!(objects[0], "team-reels/shared/reels/.weightreel-owner");
+    let objects = &objects[1..];
     assert!(objects[0].starts_with("team-reels/shared/reels/all-minilm-l6-v2-"));
     assert_eq!(
         std::fs::read_dir(s3_store.join("reels")).unwrap().count(),
@@ -294,7 +297,7 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
     let first: Vec<String> = server
         .files()
         .into_iter()
-        .filter(|f| f.starts_with("team-reels/shared/reels/"))
+        .filter(|f| f.starts_with("team-reels/shared/reels/") && f.ends_with(".mkv"))
         .collect();
     ok(wr(
         &server,
@@ -311,7 +314,7 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
     let second: Vec<String> = server
         .files()
         .into_iter()
-        .filter(|f| f.starts_with("team-reels/shared/reels/"))
+        .filter(|f| f.starts_with("team-reels/shared/reels/") && f.ends_with(".mkv"))
         .collect();
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(first, second);
@@ -334,10 +337,15 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
             reels,
         ],
     ));
-    assert!(server
-        .files()
-        .iter()
-        .all(|f| !f.starts_with("team-reels/shared/")));
+    // Only the owner object is left: the location stays this store's.
+    assert_eq!(
+        server
+            .files()
+            .into_iter()
+            .filter(|f| f.starts_with("team-reels/shared/"))
+            .collect::<Vec<_>>(),
+        ["team-reels/shared/reels/.weightreel-owner"]
+    );
 }
 
 /// A real S3 storage that counts the bytes read from it.
@@ -373,6 +381,12 @@ impl ReelStorage for Counting {
     }
     fn abort_unfinished(&self, upload: &UnfinishedUpload) -> weightreel::error::Result<()> {
         self.inner.abort_unfinished(upload)
+    }
+    fn read_owner(&self) -> weightreel::error::Result<Option<Vec<u8>>> {
+        self.inner.read_owner()
+    }
+    fn create_owner(&self, bytes: &[u8]) -> weightreel::error::Result<()> {
+        self.inner.create_owner(bytes)
     }
 }
 
@@ -582,9 +596,56 @@ fn gc_aborts_orphaned_uploads_and_removes_unreferenced_objects_but_not_a_running
     let mut running = s3.begin("running-0123abcd.mkv").unwrap();
     running.write_all(&part).unwrap();
 
-    let dry = ok(wr(
+    // With the default grace (24h) both are kept: another machine's encode sharing the
+    // registry may be uploading the one, or about to commit the entry naming the other.
+    let fresh = ok(wr(
         &server,
         &["gc", "--dry-run", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(
+        fresh.contains("kept orphaned upload: s3://gcreels/p/killed-0123abcd.mkv (upload ")
+            && fresh.contains(
+                "kept unreferenced reel: s3://gcreels/p/uncommitted-0123abcd.mkv (14 bytes, age "
+            )
+            && fresh.contains("): younger than --min-age 24h")
+            && fresh.contains("Would free 0 items, 0 bytes"),
+        "{fresh}"
+    );
+    assert!(!fresh.contains("running"), "{fresh}");
+    let grace = ok(wr(
+        &server,
+        &["gc", "--store", path(&store), "--reels", reels],
+    ));
+    assert!(grace.contains("Freed 0 items, 0 bytes"), "{grace}");
+    assert_eq!(s3.unfinished().unwrap().len(), 2);
+    assert_eq!(s3.list("").unwrap().len(), 2);
+    let grace = ok(wr(
+        &server,
+        &[
+            "gc",
+            "--min-age",
+            "2h",
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ],
+    ));
+    assert!(grace.contains("younger than --min-age 2h"), "{grace}");
+    assert_eq!(s3.unfinished().unwrap().len(), 2);
+
+    let dry = ok(wr(
+        &server,
+        &[
+            "gc",
+            "--dry-run",
+            "--min-age",
+            "0",
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ],
     ));
     // The part the dead process sent is counted; the 10 bytes it still held are gone with it.
     let killed = dry
@@ -592,10 +653,10 @@ fn gc_aborts_orphaned_uploads_and_removes_unreferenced_objects_but_not_a_running
         .find(|l| l.starts_with("would remove orphaned upload: s3://gcreels/p/killed-0123abcd.mkv"))
         .unwrap_or_else(|| panic!("{dry}"));
     assert_eq!(MIN_PART_SIZE, 5_242_880);
-    assert!(killed.ends_with("(5,242,880 bytes)"), "{killed}");
+    assert!(killed.contains(" (5,242,880 bytes, age "), "{killed}");
     assert!(
         dry.contains(
-            "would remove unreferenced reel: s3://gcreels/p/uncommitted-0123abcd.mkv (14 bytes)"
+            "would remove unreferenced reel: s3://gcreels/p/uncommitted-0123abcd.mkv (14 bytes, age "
         ),
         "{dry}"
     );
@@ -604,9 +665,21 @@ fn gc_aborts_orphaned_uploads_and_removes_unreferenced_objects_but_not_a_running
 
     let done = ok(wr(
         &server,
-        &["gc", "--store", path(&store), "--reels", reels],
+        &[
+            "gc",
+            "--min-age",
+            "0",
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ],
     ));
     assert!(done.contains("removed orphaned upload"), "{done}");
+    // The owner object is no reel: gc leaves it.
+    assert!(server
+        .files()
+        .contains(&"gcreels/p/.weightreel-owner".to_string()));
     let left = s3.unfinished().unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].name, "running-0123abcd.mkv");
@@ -760,7 +833,16 @@ fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
 
     let dry = ok(wr(
         &server,
-        &["gc", "--dry-run", "--store", path(&store), "--reels", reels],
+        &[
+            "gc",
+            "--dry-run",
+            "--min-age",
+            "0",
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ],
     ));
     assert!(
         dry.contains("would remove orphaned upload: s3://killed/k/all-minilm-l6-v2-"),
@@ -768,17 +850,32 @@ fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
     );
     ok(wr(
         &server,
-        &["gc", "--store", path(&store), "--reels", reels],
+        &[
+            "gc",
+            "--min-age",
+            "0",
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ],
     ));
     assert!(s3.unfinished().unwrap().is_empty());
     assert!(s3.list("").unwrap().is_empty());
-    // Nothing of the upload is left on the server's disk but s3s-fs's own bookkeeping.
+    // Nothing of the upload is left on the server's disk but s3s-fs's own bookkeeping, and
+    // the owner object the encode wrote before it began uploading.
     eprintln!("server files after gc: {:?}", server.files());
+    assert!(server
+        .files()
+        .contains(&"killed/k/.weightreel-owner".to_string()));
     let left: Vec<String> = server
         .files()
         .into_iter()
         .filter(|f| {
-            !before.contains(f) && !f.ends_with(".internal.json") && !f.ends_with(".metadata.json")
+            !before.contains(f)
+                && !f.ends_with(".internal.json")
+                && !f.ends_with(".metadata.json")
+                && f != "killed/k/.weightreel-owner"
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
@@ -845,7 +942,244 @@ fn an_s3_server_killed_during_the_upload_fails_the_encode_and_gc_cleans_up_after
     assert_eq!(s3.unfinished().unwrap().len(), 1);
     ok(wr(
         &server,
-        &["gc", "--store", path(&store), "--reels", reels],
+        &[
+            "gc",
+            "--min-age",
+            "0",
+            "--store",
+            path(&store),
+            "--reels",
+            reels,
+        ],
     ));
     assert!(s3.unfinished().unwrap().is_empty());
+}
+
+/// The files under `bucket/prefix/` on the server's disk, with their bytes.
+fn held(server: &S3Server, under: &str) -> Vec<(String, Vec<u8>)> {
+    server
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with(under))
+        .map(|f| {
+            let bytes = std::fs::read(server.root().join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_store_on_the_same_s3_prefix_is_refused_in_one_line_and_collects_nothing_there() {
+    if services_disabled("a_second_store_on_the_same_s3_prefix_is_refused") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("two");
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let reels = "s3://two/team";
+    let model = minilm();
+    ok(wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&a),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    ));
+    let owner = std::fs::read_to_string(server.root().join("two/team/.weightreel-owner")).unwrap();
+    let id = std::fs::read_to_string(a.join("store-id")).unwrap();
+    assert!(
+        owner.contains(&format!("\"store\":\"{}\"", id.trim())),
+        "{owner}"
+    );
+    let before = held(&server, "two/");
+    assert_eq!(
+        before
+            .iter()
+            .filter(|(f, _)| f.starts_with("two/team/all-minilm-l6-v2-"))
+            .count(),
+        1,
+        "{:?}",
+        server.files()
+    );
+
+    // Store B (its own registry) given A's prefix: refused before anything is written.
+    let out = wr(
+        &server,
+        &[
+            "encode",
+            path(&model),
+            "--store",
+            path(&b),
+            "--reels",
+            reels,
+            "-q",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("s3://two/team: belongs to another weightreel store")
+            && err.contains(id.trim())
+            && err.contains(&format!("file://{}", a.display()))
+            && err.contains("another --reels prefix"),
+        "{err}"
+    );
+    assert_eq!(held(&server, "two/"), before);
+    let list = ok(wr(&server, &["list", "--store", path(&b), "--json"]));
+    assert!(entries(&list).is_empty(), "{list}");
+
+    // B's gc, even with no grace, removes nothing of A's: every reel there is unreferenced
+    // for B, and kept because the location is A's.
+    let gc = ok(wr(
+        &server,
+        &[
+            "gc",
+            "--min-age",
+            "0",
+            "--store",
+            path(&b),
+            "--reels",
+            reels,
+        ],
+    ));
+    assert!(
+        gc.contains("kept unreferenced reel: s3://two/team/all-minilm-l6-v2-")
+            && gc.contains("the location belongs to store ")
+            && gc.contains("Freed 0 items"),
+        "{gc}"
+    );
+    assert_eq!(held(&server, "two/"), before);
+    // A's own gc keeps its reel (named) and the owner object; its check passes.
+    let gc = ok(wr(
+        &server,
+        &[
+            "gc",
+            "--min-age",
+            "0",
+            "--store",
+            path(&a),
+            "--reels",
+            reels,
+        ],
+    ));
+    assert!(gc.contains("Freed 0 items"), "{gc}");
+    assert_eq!(held(&server, "two/"), before);
+    let check = ok(wr(
+        &server,
+        &["check", "--store", path(&a), "--reels", reels],
+    ));
+    assert!(check.contains("1 entries ok, 0 problems"), "{check}");
+
+    // A bad --min-age is a usage error stating the valid form.
+    for bad in ["1.5h", "24", "-1h", "soon"] {
+        let out = wr(
+            &server,
+            &[
+                "gc",
+                &format!("--min-age={bad}"),
+                "--store",
+                path(&a),
+                "--reels",
+                reels,
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("invalid --min-age '{bad}'"))
+                && err.contains("0, or a whole number with a unit s, m, h or d"),
+            "{err}"
+        );
+    }
+    assert_eq!(held(&server, "two/"), before);
+
+    // A damaged owner object is named, and refuses both the encode and the gc.
+    let owner_file = server.root().join("two/team/.weightreel-owner");
+    std::fs::write(
+        &owner_file,
+        owner.replacen("\"store\":\"", "\"store\":\"0", 1),
+    )
+    .unwrap();
+    let damaged = held(&server, "two/");
+    for args in [
+        vec![
+            "encode",
+            path(&model),
+            "--store",
+            path(&a),
+            "--reels",
+            reels,
+            "-q",
+        ],
+        vec![
+            "gc",
+            "--min-age",
+            "0",
+            "--store",
+            path(&a),
+            "--reels",
+            reels,
+        ],
+    ] {
+        let out = wr(&server, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(
+                "s3://two/team: its owner object '.weightreel-owner' is damaged: CRC mismatch"
+            ),
+            "{err}"
+        );
+        assert_eq!(held(&server, "two/"), damaged);
+    }
+}
+
+#[test]
+fn a_second_store_on_the_same_reel_directory_is_refused_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, shared) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("shared"),
+    );
+    let shared_url = format!("file://{}", shared.display());
+    let model = minilm();
+    let run = |store: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_weightreel"))
+            .args([
+                "encode",
+                path(&model),
+                "--store",
+                path(store),
+                "--reels",
+                &shared_url,
+                "-q",
+            ])
+            .env_remove("WEIGHTREEL_STORE")
+            .env_remove("WEIGHTREEL_REELS")
+            .output()
+            .unwrap()
+    };
+    ok(run(&a));
+    assert!(shared.join(".weightreel-owner").is_file());
+    let before = listing(&shared);
+    let out = run(&b);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{shared_url}: belongs to another weightreel store"
+        )),
+        "{err}"
+    );
+    assert_eq!(listing(&shared), before);
 }

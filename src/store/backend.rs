@@ -33,6 +33,13 @@ pub trait Registry: Send {
     /// Where the registry is, for messages: a path, or a URL without its password.
     fn label(&self) -> String;
 
+    /// The store's identity when the registry keeps it (a shared registry: every machine's
+    /// handle names the same store in reel locations' owner objects); `None`: the store
+    /// directory's `store-id` file is it.
+    fn identity(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Commit `entry` with its `frames`, and optionally the model's fingerprint and a receipt
     /// tag, in one transaction replacing the entry with the same name and settings key.
     /// Returns the new id and the reel file of the replaced entry (which the caller deletes).

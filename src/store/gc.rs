@@ -34,6 +34,19 @@ pub struct Leftover {
     /// The upload, for an orphaned upload in the reel storage (`--reels`).
     #[serde(skip)]
     pub upload: Option<super::objects::UnfinishedUpload>,
+    /// How long ago it was last written, for what lies in a reel storage (`None`: unknown, or
+    /// not in a reel storage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<u64>,
+}
+
+/// Something in a reel storage that `gc` leaves, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    #[serde(flatten)]
+    pub leftover: Leftover,
+    /// `younger than --min-age 24h`, `age unknown`, `the location belongs to store …`.
+    pub reason: String,
 }
 
 /// What a sweep or `gc` removed (or, dry, would remove).
@@ -45,6 +58,8 @@ pub struct GcReport {
     pub bytes: u64,
     /// Nothing was removed: only reported.
     pub dry_run: bool,
+    /// What `gc` found in the reel storage (`--reels`) and leaves there.
+    pub kept: Vec<Kept>,
 }
 
 /// Bytes under `path` (a file, or a directory's files).
@@ -176,6 +191,7 @@ impl Store {
                     path,
                     kind,
                     upload: None,
+                    age_seconds: None,
                 });
             }
         }
@@ -186,6 +202,7 @@ impl Store {
                     path: dir,
                     kind: "interrupted encode",
                     upload: None,
+                    age_seconds: None,
                 });
                 continue;
             }
@@ -202,6 +219,7 @@ impl Store {
                         path: p,
                         kind: "temporary file",
                         upload: None,
+                        age_seconds: None,
                     });
                 }
             }
@@ -222,6 +240,7 @@ impl Store {
                 path: dir,
                 kind: "interrupted encode",
                 upload: None,
+                age_seconds: None,
             })
             .collect())
     }
@@ -246,12 +265,16 @@ impl Store {
     }
 
     /// `weightreel gc`: remove (or with `dry_run`, list) every leftover, interrupted encodes
-    /// included, and in the reel storage `--reels` names, objects no entry names and uploads
-    /// never finished (see `reels.rs`).
-    pub fn collect_garbage(&self, dry_run: bool) -> Result<GcReport> {
+    /// included, and in the reel storage `--reels` names, if this store owns it, objects no
+    /// entry names and uploads never finished that are older than `min_age` (see `reels.rs`).
+    /// The sweep of every encode never touches a reel storage.
+    pub fn collect_garbage(&self, dry_run: bool, min_age: std::time::Duration) -> Result<GcReport> {
         let mut leftovers = self.leftovers(true)?;
-        leftovers.extend(self.storage_leftovers()?);
-        self.remove_leftovers(leftovers, dry_run)
+        let (stored, kept) = self.storage_leftovers(min_age)?;
+        leftovers.extend(stored);
+        let mut report = self.remove_leftovers(leftovers, dry_run)?;
+        report.kept = kept;
+        Ok(report)
     }
 
     fn remove_leftovers(&self, leftovers: Vec<Leftover>, dry_run: bool) -> Result<GcReport> {

@@ -22,6 +22,7 @@ mod fingerprints;
 mod gc;
 mod names;
 pub mod objects;
+mod owner;
 #[cfg(feature = "queue")]
 mod postgres;
 mod reels;
@@ -32,8 +33,10 @@ pub use backend::{Registry, Removed};
 
 pub use check::CheckReport;
 pub use fingerprints::{FingerprintSource, IndexRow};
+pub use gc::Kept;
 pub use gc::{GcReport, Leftover};
 pub use names::{entry_label, key_matches, short_key};
+pub use owner::{age_text, parse_min_age, Owner, DEFAULT_MIN_AGE, OWNER_OBJECT, STORE_ID_FILE};
 pub use reels::reels_location;
 
 pub use registry::{

@@ -39,10 +39,11 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{self, Fingerprint, RoleFeatures};
 
 /// Version of the PostgreSQL registry schema this build writes and reads.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE wr_models (
     id              BIGSERIAL PRIMARY KEY,
     name            TEXT NOT NULL,
@@ -111,7 +112,14 @@ CREATE TABLE wr_receipts (
     tag      TEXT PRIMARY KEY,
     model_id BIGINT NOT NULL
 );
-"];
+",
+    // Version 2: the store's identity (32 hex digits), which reel locations' owner objects name,
+    // the same for every machine's handle.
+    "
+CREATE TABLE wr_registry_identity (id TEXT NOT NULL);
+INSERT INTO wr_registry_identity VALUES (md5(random()::text || clock_timestamp()::text));
+",
+];
 
 /// The advisory lock the migrations run under ("wr_regis").
 const MIGRATION_LOCK: i64 = 0x7772_5f72_6567_6973;
@@ -512,6 +520,13 @@ fn commit_in(
 impl Registry for PgRegistry {
     fn label(&self) -> String {
         self.label.clone()
+    }
+
+    fn identity(&self) -> Result<Option<String>> {
+        Ok(Some(
+            self.read(|c| c.query_one("SELECT id FROM wr_registry_identity", &[]))?
+                .get(0),
+        ))
     }
 
     fn commit(

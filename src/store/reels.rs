@@ -14,6 +14,13 @@
 //!   crash between the two leaves an object no entry names (removed by `gc`), never an entry
 //!   without its reel; a failed commit deletes the object. A crash during the upload leaves an
 //!   unfinished upload, which `gc` aborts.
+//! - the location belongs to one store (its owner object, `owner.rs`): an encode into another
+//!   store's location is refused before anything is written, and the first reel put into a
+//!   location without an owner claims it.
+//!
+//! `gc` collects in a storage only if this store owns it, and only what is older than its
+//! `--min-age` (a running encode of another machine sharing the registry is not seen by its
+//! lock); the sweep of every encode never touches a storage.
 //!
 //! Reading: reels in a directory are opened by path; reels in S3 through
 //! [`crate::reel::stored`], with range requests.
@@ -22,8 +29,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::gc::Leftover;
+use super::gc::{Kept, Leftover};
 use super::objects::{ReelLocation, ReelStorage};
+use super::owner::{Owner, OWNER_OBJECT};
 use super::registry::Store;
 use crate::error::{Error, Result};
 
@@ -163,6 +171,7 @@ impl Store {
                     format!("no free reel name for '{stem}' in {}", r.location.url()),
                 )
             })?;
+        self.claim_reels(r)?;
         let reel_file = format!("reels/{name}");
         let claim = work.join(super::names::CLAIM_FILE);
         std::fs::write(&claim, reel_file.as_bytes()).map_err(|e| Error::io(&claim, e))?;
@@ -180,19 +189,85 @@ impl Store {
         Ok(reel_file)
     }
 
-    /// In the reel storage `--reels` named: objects no entry names and uploads never finished,
-    /// leaving those a running encode of this store has claimed.
-    pub(super) fn storage_leftovers(&self) -> Result<Vec<Leftover>> {
-        let Some(r) = &self.reels else {
-            return Ok(Vec::new());
+    /// Who owns the reel storage `--reels` names: `None` when it has no owner object yet.
+    /// A damaged owner object is an error naming it.
+    fn reels_owner(&self, r: &SharedReels) -> Result<Option<Owner>> {
+        let Some(bytes) = r.storage.read_owner()? else {
+            return Ok(None);
         };
-        // A shared registry (PostgreSQL): other machines' encodes claim their names in their
-        // own work directories, so an object or upload no entry names yet may be theirs, in
-        // flight. Nothing is taken for garbage (not done yet: an age rule or claims in the
-        // registry).
-        if self.shared {
-            return Ok(Vec::new());
+        Owner::decode(&bytes)
+            .map(Some)
+            .map_err(|why| Error::ReelStorage {
+                location: r.location.url(),
+                problem: format!(
+                "its owner object '{OWNER_OBJECT}' is damaged: {why}; restore it, or remove it \
+                 if only one store uses this location (the next encode claims it again)"
+            ),
+            })
+    }
+
+    /// The refusal of a location another store owns.
+    fn not_ours(r: &SharedReels, owner: &Owner) -> Error {
+        Error::ReelStorage {
+            location: r.location.url(),
+            problem: format!(
+                "belongs to another weightreel store, {}; give this store a location of its \
+                 own (another --reels prefix or directory)",
+                owner.describe()
+            ),
         }
+    }
+
+    /// Refuse, before anything is written, an encode into a reel storage another store owns
+    /// (a location without an owner yet is claimed by the encode's [`Store::put_reel`]).
+    pub fn check_reels_owner(&self) -> Result<()> {
+        let Some(r) = &self.reels else {
+            return Ok(());
+        };
+        match self.reels_owner(r)? {
+            Some(owner) if owner.store != self.identity()? => Err(Self::not_ours(r, &owner)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Make sure this store owns the reel storage, claiming it if nobody does.
+    fn claim_reels(&self, r: &SharedReels) -> Result<()> {
+        let me = self.identity()?;
+        if self.reels_owner(r)?.is_none() {
+            let claimed_unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let owner = Owner {
+                store: me.clone(),
+                claimed_unix,
+                described: super::objects::directory_url(self.dir()),
+            };
+            r.storage.create_owner(&owner.encode())?;
+        }
+        // Read back: of two stores claiming at once, the one whose object is there won.
+        match self.reels_owner(r)? {
+            Some(owner) if owner.store == me => Ok(()),
+            Some(owner) => Err(Self::not_ours(r, &owner)),
+            None => Err(Error::ReelStorage {
+                location: r.location.url(),
+                problem: format!("the owner object '{OWNER_OBJECT}' just written is not there"),
+            }),
+        }
+    }
+
+    /// In the reel storage `--reels` named, if this store owns it: objects no entry names and
+    /// uploads never finished, leaving those a running encode of this store has claimed, and
+    /// those younger than `min_age` or of unknown age (the second list, with the reason): an
+    /// encode of another machine sharing the registry may be uploading them, or about to
+    /// commit the entry that names them.
+    pub(super) fn storage_leftovers(
+        &self,
+        min_age: std::time::Duration,
+    ) -> Result<(Vec<Leftover>, Vec<Kept>)> {
+        let Some(r) = &self.reels else {
+            return Ok((Vec::new(), Vec::new()));
+        };
         // Listed before the claims and the registry are read, as for `reels/` (see gc.rs).
         let stored = r.storage.list("")?;
         let unfinished = r.storage.unfinished()?;
@@ -206,28 +281,72 @@ impl Store {
             let reel_file = format!("reels/{name}");
             claimed.contains(&reel_file) || named.contains(&reel_file)
         };
-        let mut out = Vec::new();
+        // Not this store's location: nothing there is removed, whatever its age.
+        let foreign = match self.reels_owner(r)? {
+            None => Some("the location has no owner object (no encode of this store put a reel there since owner objects exist)".to_string()),
+            Some(owner) if owner.store != self.identity()? => {
+                Some(format!("the location belongs to {}", owner.describe()))
+            }
+            Some(_) => None,
+        };
+        let now = std::time::SystemTime::now();
+        let age_of = |t: Option<std::time::SystemTime>| {
+            // A time ahead of this clock counts as just written.
+            t.map(|t| now.duration_since(t).unwrap_or_default())
+        };
+        let mut found = Vec::new();
         for s in stored.into_iter().filter(|s| !owned(&s.name)) {
-            out.push(Leftover {
-                path: self.reel_path(&format!("reels/{}", s.name)),
-                bytes: s.size,
-                kind: "unreferenced reel",
-                upload: None,
-            });
+            found.push((
+                Leftover {
+                    path: self.reel_path(&format!("reels/{}", s.name)),
+                    bytes: s.size,
+                    kind: "unreferenced reel",
+                    upload: None,
+                    age_seconds: None,
+                },
+                age_of(s.modified),
+            ));
         }
         for u in unfinished
             .into_iter()
             .filter(|u| !claimed.contains(&format!("reels/{}", u.name)))
         {
-            out.push(Leftover {
-                path: PathBuf::from(format!("{}/{} (upload {})", r.location.url(), u.name, u.id)),
-                // Best effort: a size the server cannot tell does not stop the collection.
-                bytes: r.storage.unfinished_bytes(&u).ok().flatten().unwrap_or(0),
-                kind: "orphaned upload",
-                upload: Some(u),
-            });
+            let age = age_of(u.modified);
+            found.push((
+                Leftover {
+                    path: PathBuf::from(format!(
+                        "{}/{} (upload {})",
+                        r.location.url(),
+                        u.name,
+                        u.id
+                    )),
+                    // Best effort: a size the server cannot tell does not stop the collection.
+                    bytes: r.storage.unfinished_bytes(&u).ok().flatten().unwrap_or(0),
+                    kind: "orphaned upload",
+                    upload: Some(u),
+                    age_seconds: None,
+                },
+                age,
+            ));
         }
-        Ok(out)
+        let (mut out, mut kept) = (Vec::new(), Vec::new());
+        for (mut leftover, age) in found {
+            leftover.age_seconds = age.map(|a| a.as_secs());
+            let reason = match (&foreign, age) {
+                (Some(why), _) => Some(why.clone()),
+                (None, None) => Some("age unknown".to_string()),
+                (None, Some(age)) if age < min_age => Some(format!(
+                    "younger than --min-age {}",
+                    super::owner::grace_text(min_age)
+                )),
+                _ => None,
+            };
+            match reason {
+                Some(reason) => kept.push(Kept { leftover, reason }),
+                None => out.push(leftover),
+            }
+        }
+        Ok((out, kept))
     }
 
     /// True when `path` is a reel in the storage `--reels` names.

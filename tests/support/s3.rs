@@ -62,6 +62,11 @@ impl S3Server {
         std::fs::create_dir(self.root.path().join(name)).unwrap();
     }
 
+    /// The directory the server serves (a bucket is a directory of it).
+    pub fn root(&self) -> &std::path::Path {
+        self.root.path()
+    }
+
     /// Every file under the server's root, relative to it: what the server holds, whatever
     /// the S3 API shows.
     pub fn files(&self) -> Vec<String> {

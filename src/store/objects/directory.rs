@@ -14,6 +14,7 @@ use super::{
     UnfinishedUpload, Upload, UploadBackend,
 };
 use crate::error::{Error, Result};
+use crate::store::owner::OWNER_OBJECT;
 
 const UPLOADS: &str = ".uploads";
 const PART: &str = ".part";
@@ -137,6 +138,7 @@ impl ReelStorage for DirectoryStorage {
                     reels.push(StoredReel {
                         name,
                         size: meta.len(),
+                        modified: meta.modified().ok(),
                     });
                 }
             }
@@ -171,10 +173,42 @@ impl ReelStorage for DirectoryStorage {
             uploads.push(UnfinishedUpload {
                 name: name.replace('%', "/"),
                 id: file_name,
+                modified: entry.metadata().ok().and_then(|m| m.modified().ok()),
             });
         }
         uploads.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         Ok(uploads)
+    }
+
+    fn read_owner(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.root.join(OWNER_OBJECT);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn create_owner(&self, bytes: &[u8]) -> Result<()> {
+        let path = self.root.join(OWNER_OBJECT);
+        let temp = self
+            .root
+            .join(UPLOADS)
+            .join(format!("owner.{}.tmp", upload_id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&temp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            // A hard link takes the name only if it is free: of two stores claiming at once,
+            // one wins and the other reads its owner back.
+            match fs::hard_link(&temp, &path) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => File::open(&self.root).and_then(|d| d.sync_all()),
+            }
+        };
+        let written = write();
+        let _ = fs::remove_file(&temp);
+        written.map_err(|e| Error::io(&path, e))
     }
 
     fn unfinished_bytes(&self, upload: &UnfinishedUpload) -> Result<Option<u64>> {

@@ -47,6 +47,8 @@ pub struct StoredReel {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was last written, if the backend tells (`gc` removes nothing of unknown age).
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// An upload that was begun and neither published nor aborted (a crashed writer's leftovers).
@@ -56,6 +58,9 @@ pub struct UnfinishedUpload {
     pub name: String,
     /// The backend's handle for it: the temporary file's name, or the S3 upload id.
     pub id: String,
+    /// When it was last written to (a directory's temporary file) or begun (S3: its marker
+    /// object), if the backend tells.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Where reels live. Every method's error names the location and the reel.
@@ -84,6 +89,13 @@ pub trait ReelStorage: Send + Sync {
 
     /// Remove an unfinished upload and what it had stored.
     fn abort_unfinished(&self, upload: &UnfinishedUpload) -> Result<()>;
+
+    /// The owner object (`.weightreel-owner`, see `store/owner.rs`), if the location has one.
+    fn read_owner(&self) -> Result<Option<Vec<u8>>>;
+
+    /// Write the owner object unless the location has one (an existing one is kept); the
+    /// caller reads it back to learn who owns the location.
+    fn create_owner(&self, bytes: &[u8]) -> Result<()>;
 
     /// Bytes an unfinished upload holds, when the backend can tell (`gc --dry-run` shows it).
     fn unfinished_bytes(&self, _upload: &UnfinishedUpload) -> Result<Option<u64>> {

@@ -11,7 +11,7 @@
 //! - Reads are range GETs; nothing is read that was not asked for.
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -21,6 +21,7 @@ use super::{
     Upload, UploadBackend, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE,
 };
 use crate::error::{Error, Result};
+use crate::store::owner::{parse_utc, OWNER_OBJECT};
 
 /// How long a signed request stays valid: long enough for one part on a slow link.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
@@ -38,6 +39,9 @@ const RETRY_DELAYS: [Duration; 3] = [
 
 /// The most parts S3 takes in one upload.
 const MAX_PARTS: usize = 10_000;
+
+/// The most of an owner object read (it is about 200 bytes).
+const MAX_OWNER_BYTES: u64 = 64 << 10;
 
 /// The most of an error response kept for its message.
 const MAX_ERROR_BODY: u64 = 64 << 10;
@@ -264,8 +268,9 @@ impl S3Storage {
         }
     }
 
-    /// All keys (with sizes) under `key_prefix`, following continuation tokens.
-    fn list_keys(&self, key_prefix: &str) -> Result<Vec<(String, u64)>> {
+    /// All keys (with sizes and, when the server sends one, their `LastModified`) under
+    /// `key_prefix`, following continuation tokens.
+    fn list_keys(&self, key_prefix: &str) -> Result<Vec<(String, u64, Option<SystemTime>)>> {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -286,7 +291,8 @@ impl S3Storage {
                 let size = entry
                     .size
                     .ok_or_else(|| self.fail(&what, format!("'{}' has no Size", entry.key)))?;
-                keys.push((entry.key, size));
+                let modified = entry.last_modified.as_deref().and_then(parse_utc);
+                keys.push((entry.key, size, modified));
             }
             token = listing.next_continuation_token;
             if token.is_none() {
@@ -439,11 +445,13 @@ impl ReelStorage for S3Storage {
         let mut reels: Vec<StoredReel> = self
             .list_keys(&format!("{}{prefix}", self.prefix))?
             .into_iter()
-            .filter_map(|(key, size)| {
+            .filter_map(|(key, size, modified)| {
                 let name = key.strip_prefix(&self.prefix)?.to_string();
-                check_name(&name)
-                    .is_ok()
-                    .then_some(StoredReel { name, size })
+                check_name(&name).is_ok().then_some(StoredReel {
+                    name,
+                    size,
+                    modified,
+                })
             })
             .collect();
         reels.sort_by(|a, b| a.name.cmp(&b.name));
@@ -462,16 +470,54 @@ impl ReelStorage for S3Storage {
         let mut uploads: Vec<UnfinishedUpload> = self
             .list_keys(&markers)?
             .into_iter()
-            .filter_map(|(key, _)| {
+            .filter_map(|(key, _, modified)| {
                 let (name, id) = key.strip_prefix(&markers)?.rsplit_once('/')?;
                 check_name(name).is_ok().then(|| UnfinishedUpload {
                     name: name.to_string(),
                     id: id.to_string(),
+                    modified,
                 })
             })
             .collect();
         uploads.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         Ok(uploads)
+    }
+
+    fn read_owner(&self) -> Result<Option<Vec<u8>>> {
+        let key = format!("{}{OWNER_OBJECT}", self.prefix);
+        let url = self
+            .bucket
+            .get_object(self.credentials.as_ref(), &key)
+            .sign(SIGNED_FOR);
+        let what = format!("read the owner object '{OWNER_OBJECT}'");
+        let response = match self.send(&what, "GET", url, &[], &[]) {
+            Ok(r) => r,
+            Err(Failure::Status(404, _)) => return Ok(None),
+            Err(f) => return Err(f.into_error()),
+        };
+        let mut bytes = Vec::new();
+        response
+            .into_reader()
+            .take(MAX_OWNER_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.fail(&what, e))?;
+        Ok(Some(bytes))
+    }
+
+    fn create_owner(&self, bytes: &[u8]) -> Result<()> {
+        let key = format!("{}{OWNER_OBJECT}", self.prefix);
+        let url = self
+            .bucket
+            .put_object(self.credentials.as_ref(), &key)
+            .sign(SIGNED_FOR);
+        let what = format!("write the owner object '{OWNER_OBJECT}'");
+        // `If-None-Match: *` makes the put conditional on servers that support it (AWS since
+        // 2024, MinIO): of two stores claiming at once one wins, and 412 tells the other.
+        // Where it is ignored, the last writer wins, and each store reads back who did.
+        match self.send(&what, "PUT", url, &[("If-None-Match", "*")], bytes) {
+            Ok(_) | Err(Failure::Status(412, _)) => Ok(()),
+            Err(f) => Err(f.into_error()),
+        }
     }
 
     fn unfinished_bytes(&self, upload: &UnfinishedUpload) -> Result<Option<u64>> {
