@@ -1,7 +1,8 @@
 //! A store whose reels live in object storage (`--reels s3://…`) against a real S3-compatible
 //! server (s3s-fs, tests/support/s3.rs): MiniLM encoded there reads back like a directory
 //! store's, one tensor's decode fetches a small part of the object, a refusing server fails
-//! the encode cleanly, `gc` removes what crashed encodes left, and the gallery draws a frame.
+//! the encode cleanly, `gc` removes what crashed encodes left, and the gallery draws a frame;
+//! and the whole shared store, a PostgreSQL registry with reels in S3, used by two machines.
 #![cfg(feature = "s3")]
 
 mod support;
@@ -1182,4 +1183,85 @@ fn a_second_store_on_the_same_reel_directory_is_refused_too() {
         "{err}"
     );
     assert_eq!(listing(&shared), before);
+}
+
+/// The whole shared store of issue 14: a PostgreSQL registry and reels in S3, used by two
+/// machines (each with its own local work directory). What one machine encodes, the other
+/// lists, searches, checks and decodes bit-exactly; the reel location belongs to the one store
+/// both machines open, so neither's encode is refused and `gc` on either removes nothing that
+/// is referenced.
+#[test]
+fn a_postgres_registry_with_s3_reels_is_one_store_for_every_machine() {
+    let test = "a_postgres_registry_with_s3_reels_is_one_store_for_every_machine";
+    if services_disabled(test) {
+        return;
+    }
+    use support::fixtures::{write_arch, GUIDE_DIMS};
+    let pg = support::postgres::Postgres::start();
+    let server = S3Server::start();
+    server.create_bucket("team");
+    let tmp = tempfile::tempdir().unwrap();
+    let url = pg.url();
+    let reels = "s3://team/reels";
+    let machine = |k: usize, args: &[&str]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_weightreel"))
+            .args(args)
+            .args(["--store", &url, "--reels", reels])
+            .env_remove("WEIGHTREEL_STORE")
+            .env_remove("WEIGHTREEL_REELS")
+            .env("WEIGHTREEL_WORK", tmp.path().join(format!("work-{k}")))
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
+            .output()
+            .unwrap()
+    };
+    let models: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let d = tmp.path().join(format!("model-{i}"));
+            write_arch(&d, "bert-base-uncased", GUIDE_DIMS, 300 + i as u64);
+            d
+        })
+        .collect();
+    // Each machine encodes one model, losslessly.
+    for (k, m) in models.iter().enumerate() {
+        ok(machine(k, &["encode", path(m), "--mode", "lossless", "-q"]));
+    }
+    // Both machines see both entries, the same way.
+    let lists: Vec<String> = (0..2)
+        .map(|k| ok(machine(k, &["list", "--json"])))
+        .collect();
+    assert_eq!(entries(&lists[0]), entries(&lists[1]));
+    let names: Vec<String> = entries(&lists[0])
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["model-0", "model-1"], "{}", lists[0]);
+    // The bucket holds exactly the two reels (and the owner object).
+    let stored = storage(&server, "team", "reels/").list("").unwrap();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    // Machine 1 decodes what machine 0 encoded, bit for bit.
+    let out = tmp.path().join("back.safetensors");
+    ok(machine(1, &["decode", "model-0", "--out", path(&out)]));
+    let original = tensors(&models[0].join("model.safetensors"));
+    let back = tensors(&out);
+    for t in &back {
+        let o = original.iter().find(|o| o.0 == t.0).unwrap();
+        assert_eq!((&o.1, &o.2, &o.3), (&t.1, &t.2, &t.3), "{}", t.0);
+    }
+    assert_eq!(back.len(), original.len());
+    // Search from machine 0 finds machine 1's model; check is clean on both.
+    let hits: serde_json::Value =
+        serde_json::from_str(&ok(machine(0, &["search", "model-1", "--json"]))).unwrap();
+    assert_eq!(hits["hits"][0]["name"], "model-0", "{hits}");
+    for k in 0..2 {
+        let check = ok(machine(k, &["check"]));
+        assert!(check.contains("2 entries ok, 0 problems"), "{check}");
+        // The location is this store's on every machine: gc removes nothing referenced.
+        ok(machine(k, &["gc", "--min-age", "0"]));
+    }
+    assert_eq!(
+        storage(&server, "team", "reels/").list("").unwrap().len(),
+        2
+    );
 }
