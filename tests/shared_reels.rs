@@ -20,17 +20,21 @@ use weightreel::store::objects::{
     ReelStorage, S3Config, S3Storage, StoredReel, UnfinishedUpload, Upload, MIN_PART_SIZE,
 };
 
-/// Run the binary against `server` with `secret`, with no store or reels from the environment.
-fn wr_with(server: &S3Server, secret: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weightreel"))
-        .args(args)
-        .env_remove("WEIGHTREEL_STORE")
+/// The binary set to talk to `server` with `secret`, with no store or reels from the
+/// environment.
+fn wr_command(server: &S3Server, secret: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weightreel"));
+    cmd.env_remove("WEIGHTREEL_STORE")
         .env_remove("WEIGHTREEL_REELS")
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
-        .output()
-        .unwrap()
+        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint());
+    cmd
+}
+
+/// Run the binary against `server` with `secret`.
+fn wr_with(server: &S3Server, secret: &str, args: &[&str]) -> Output {
+    wr_command(server, secret).args(args).output().unwrap()
 }
 
 fn wr(server: &S3Server, args: &[&str]) -> Output {
@@ -221,14 +225,10 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
 
     // The same reels through $WEIGHTREEL_REELS, and a frame written as a PNG.
     let png = tmp.path().join("png");
-    let out = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+    let out = wr_command(&server, SECRET_KEY)
         .args(["frames", "all-MiniLM-L6-v2", "--store", path(&s3_store)])
         .args(["--png", path(&png), "--frames", "2"])
-        .env_remove("WEIGHTREEL_STORE")
         .env("WEIGHTREEL_REELS", reels)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
         .output()
         .unwrap();
     ok(out);
@@ -730,14 +730,10 @@ fn the_gallery_draws_a_frame_of_an_s3_reel_like_the_directory_stores() {
         &["encode", path(&minilm()), "--store", path(&dir_store), "-q"],
     ));
     let frame = |store: &Path, extra: &[&str]| -> Vec<u8> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        let mut child = wr_command(&server, SECRET_KEY)
             .args(["serve", "--port", "0", "--store", path(store)])
             .args(extra)
             .env_remove("WEIGHTREEL_QUEUE")
-            .env_remove("WEIGHTREEL_REELS")
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -785,7 +781,7 @@ fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
     let before = server.files();
     // Lossless MiniLM is a reel of ~80 MB: several parts, sent after the encode's
     // marker object appears and before the upload is published.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+    let mut child = wr_command(&server, SECRET_KEY)
         .args([
             "encode",
             path(&minilm()),
@@ -795,11 +791,6 @@ fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
             reels,
         ])
         .args(["--mode", "lossless", "-q"])
-        .env_remove("WEIGHTREEL_STORE")
-        .env_remove("WEIGHTREEL_REELS")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -892,7 +883,7 @@ fn an_s3_server_killed_during_the_upload_fails_the_encode_and_gc_cleans_up_after
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let reels = "s3://gone/g";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weightreel"))
+    let mut child = wr_command(&server, SECRET_KEY)
         .args([
             "encode",
             path(&minilm()),
@@ -902,11 +893,6 @@ fn an_s3_server_killed_during_the_upload_fails_the_encode_and_gc_cleans_up_after
             reels,
         ])
         .args(["--mode", "lossless", "-q"])
-        .env_remove("WEIGHTREEL_STORE")
-        .env_remove("WEIGHTREEL_REELS")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1204,15 +1190,10 @@ fn a_postgres_registry_with_s3_reels_is_one_store_for_every_machine() {
     let url = pg.url();
     let reels = "s3://team/reels";
     let machine = |k: usize, args: &[&str]| -> Output {
-        Command::new(env!("CARGO_BIN_EXE_weightreel"))
+        wr_command(&server, SECRET_KEY)
             .args(args)
             .args(["--store", &url, "--reels", reels])
-            .env_remove("WEIGHTREEL_STORE")
-            .env_remove("WEIGHTREEL_REELS")
             .env("WEIGHTREEL_WORK", tmp.path().join(format!("work-{k}")))
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("WEIGHTREEL_S3_ENDPOINT", server.endpoint())
             .output()
             .unwrap()
     };
