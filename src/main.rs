@@ -50,7 +50,12 @@ Environment:
   HF_TOKEN           Hub token (else the one `hf auth login` saved)
   HF_TOKEN_PATH      where `hf auth login` saved the token (default $HF_HOME/token)
   HF_HUB_OFFLINE     1: never use the network (like --offline)
-  WEIGHTREEL_STORE   store directory (default ./weightreel_store)
+  WEIGHTREEL_STORE   store directory or postgres:// registry URL (default ./weightreel_store)
+  WEIGHTREEL_REELS   where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory
+  WEIGHTREEL_WORK    local work directory of a PostgreSQL store (default ~/.cache/weightreel/work)
+  WEIGHTREEL_S3_ENDPOINT (or AWS_ENDPOINT_URL), AWS_REGION, AWS_ACCESS_KEY_ID,
+  AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+                     S3-compatible server and credentials for s3:// reels
   WEIGHTREEL_QUEUE   the job queue's PostgreSQL URL (queue, worker)
   WEIGHTREEL_HUB_CONNECTIONS, WEIGHTREEL_HUB_CONNECT_TIMEOUT, WEIGHTREEL_HUB_READ_TIMEOUT,
   WEIGHTREEL_HUB_TIMEOUT, WEIGHTREEL_HUB_RETRIES
@@ -180,7 +185,7 @@ enum Command {
     /// Serve a local web gallery of the store (models, frames, statistics, comparisons, families)
     #[cfg(feature = "serve")]
     Serve {
-        /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
+        /// Store directory or postgres:// registry URL (default: $WEIGHTREEL_STORE, else ./weightreel_store)
         #[arg(long, visible_alias = "store", value_name = "DIR")]
         storage_dir: Option<PathBuf>,
         /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else the store's reels/)
@@ -481,7 +486,7 @@ impl SelectArgs {
 /// Which stored entry a command reads: the store and, when a model has several, the key.
 #[derive(Args, Debug, Clone)]
 struct EntryArgs {
-    /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
+    /// Store directory or postgres:// registry URL (default: $WEIGHTREEL_STORE, else ./weightreel_store)
     #[arg(long, visible_alias = "store", value_name = "DIR")]
     storage_dir: Option<PathBuf>,
     /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else the store's reels/)
@@ -519,7 +524,7 @@ impl EntryArgs {
 
 #[derive(Args, Debug, Clone)]
 struct StoreArgs {
-    /// Store directory (default: $WEIGHTREEL_STORE, else ./weightreel_store)
+    /// Store directory or postgres:// registry URL (default: $WEIGHTREEL_STORE, else ./weightreel_store)
     #[arg(long, visible_alias = "store", value_name = "DIR")]
     storage_dir: Option<PathBuf>,
     /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else the store's reels/)
