@@ -343,6 +343,9 @@ fn work_loop(
     tally: &Mutex<Tally>,
 ) -> Result<()> {
     let mut queue = Reconnecting::new(args.url, name)?;
+    // The heartbeats' own connection (a job's heartbeat runs beside the job's queue requests),
+    // made once per worker thread rather than once per job.
+    let mut beats = Reconnecting::new(args.url, name)?;
     while !cancel.load(Ordering::SeqCst) {
         let Some(job) = queue.run(|q| q.claim(name, args.lease))? else {
             if args.exit_when_empty {
@@ -372,7 +375,7 @@ fn work_loop(
         };
         let started = Instant::now();
         let result = std::thread::scope(|scope| {
-            let beat = scope.spawn(|| heartbeat(args, name, job.id, &flags));
+            let beat = scope.spawn(|| heartbeat(args, &mut beats, name, job.id, &flags));
             let receipt = job_receipt(args.url, job.id);
             let result = run_job(args, &job, &receipt, &flags.stop_job);
             flags.job_done.store(true, Ordering::SeqCst);
@@ -444,8 +447,13 @@ struct JobFlags<'a> {
 
 /// Extend the lease every third of it until the job ends, and stop the job when the lease is
 /// lost or Ctrl-C came.
-fn heartbeat(args: &WorkerArgs<'_>, name: &str, id: i64, flags: &JobFlags<'_>) -> Result<()> {
-    let mut queue = Reconnecting::new(args.url, name)?;
+fn heartbeat(
+    args: &WorkerArgs<'_>,
+    queue: &mut Reconnecting<'_>,
+    name: &str,
+    id: i64,
+    flags: &JobFlags<'_>,
+) -> Result<()> {
     let every = args.lease / 3;
     let mut last = Instant::now();
     while !flags.job_done.load(Ordering::SeqCst) {

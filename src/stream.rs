@@ -222,92 +222,55 @@ pub type ByteRange = (usize, u64, u64);
 /// Read whole byte ranges of `model`'s shards (small side data such as the buffers a reel keeps
 /// verbatim, not values): neighbouring ranges of a shard merge into one read as in [`windows`]
 /// (gaps up to the source's read-through, reads up to [`MAX_READ`] unless one range is longer),
-/// and the merged reads run concurrently up to the source's concurrency, so a remote model pays
-/// a round trip or two, not one per range. Returns each range's bytes in the order given.
+/// and the merged reads go through the stream's own read pool ([`read_in_order`]), so a remote
+/// model pays a round trip or two, not one per range. Returns each range's bytes in the order
+/// given.
 pub fn read_byte_ranges(model: &Model, ranges: &[ByteRange]) -> Result<Vec<Vec<u8>>> {
-    /// One read and the ranges it serves.
-    struct Merged {
-        shard: usize,
-        begin: u64,
-        end: u64,
-        members: Vec<usize>,
-    }
-    let end_of = |i: usize| -> Result<u64> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| (ranges[i].0, ranges[i].1));
+    // Each read as a window without value pieces, and the ranges it serves.
+    let mut reads: Vec<(Window, Vec<usize>)> = Vec::new();
+    for i in order {
         let (shard, offset, len) = ranges[i];
-        offset.checked_add(len).ok_or_else(|| {
+        let end = offset.checked_add(len).ok_or_else(|| {
             Error::tensor(
                 model.shards[shard].source.name(),
                 "(buffer)",
                 format!("byte range {offset}+{len} overflows"),
             )
-        })
-    };
-    let mut order: Vec<usize> = (0..ranges.len()).collect();
-    order.sort_by_key(|&i| (ranges[i].0, ranges[i].1));
-    let mut reads: Vec<Merged> = Vec::new();
-    for i in order {
-        let (shard, offset, _) = ranges[i];
-        let end = end_of(i)?;
-        if let Some(last) = reads.last_mut() {
-            let gap_ok = offset
-                <= last
-                    .end
-                    .saturating_add(model.shards[shard].source.read_through());
-            if last.shard == shard && gap_ok && end.max(last.end) - last.begin <= MAX_READ {
+        })?;
+        if let Some((last, members)) = reads.last_mut() {
+            let reach = last
+                .end
+                .saturating_add(model.shards[shard].source.read_through());
+            if last.shard == shard && offset <= reach && end.max(last.end) - last.begin <= MAX_READ
+            {
                 last.end = last.end.max(end);
-                last.members.push(i);
+                members.push(i);
                 continue;
             }
         }
-        reads.push(Merged {
+        let window = Window {
             shard,
             begin: offset,
             end,
-            members: vec![i],
-        });
+            pieces: Vec::new(),
+        };
+        reads.push((window, vec![i]));
     }
-    let read = |m: &Merged| -> Result<Vec<u8>> {
-        let mut raw = vec![0; (m.end - m.begin) as usize];
-        model.shards[m.shard].source.read_at(m.begin, &mut raw)?;
-        Ok(raw)
-    };
-    let workers = reads
-        .iter()
-        .map(|m| model.shards[m.shard].source.concurrency())
-        .max()
-        .unwrap_or(1)
-        .min(reads.len());
-    let raws: Vec<Result<Vec<u8>>> = if workers <= 1 {
-        reads.iter().map(read).collect()
-    } else {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let done: Mutex<Vec<Option<Result<Vec<u8>>>>> =
-            Mutex::new((0..reads.len()).map(|_| None).collect());
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(m) = reads.get(k) else { break };
-                    let raw = read(m);
-                    done.lock().expect("read results")[k] = Some(raw);
-                });
-            }
-        });
-        done.into_inner()
-            .expect("read results")
-            .into_iter()
-            .map(|r| r.expect("every read ran"))
-            .collect()
-    };
     let mut out = vec![Vec::new(); ranges.len()];
-    for (m, raw) in reads.iter().zip(raws) {
-        let raw = raw?;
-        for &i in &m.members {
+    let mut next = 0;
+    let windows: Vec<Window> = reads.iter().map(|(w, _)| w.clone()).collect();
+    read_in_order(model, windows.into_iter(), None, &mut |window, raw| {
+        // Delivered in the order given, one call per read.
+        for &i in &reads[next].1 {
             let (_, offset, len) = ranges[i];
-            let at = (offset - m.begin) as usize;
+            let at = (offset - window.begin) as usize;
             out[i] = raw[at..at + len as usize].to_vec();
         }
-    }
+        next += 1;
+        Ok(true)
+    })?;
     Ok(out)
 }
 
