@@ -860,16 +860,27 @@ fn an_encode_killed_while_uploading_leaves_an_upload_that_gc_aborts() {
     assert!(server
         .files()
         .contains(&"killed/k/.weightreel-owner".to_string()));
-    let left: Vec<String> = server
-        .files()
-        .into_iter()
-        .filter(|f| {
-            !before.contains(f)
-                && !f.ends_with(".internal.json")
-                && !f.ends_with(".metadata.json")
-                && f != "killed/k/.weightreel-owner"
-        })
-        .collect();
+    let left_on_server = || -> Vec<String> {
+        server
+            .files()
+            .into_iter()
+            .filter(|f| {
+                !before.contains(f)
+                    && !f.ends_with(".internal.json")
+                    && !f.ends_with(".metadata.json")
+                    && f != "killed/k/.weightreel-owner"
+            })
+            .collect()
+    };
+    // s3s-fs receives a part into `.tmp.N.internal.part` and deletes it when the request is
+    // dropped, which happens only once it notices the killed client's connection is gone:
+    // give it that moment rather than count its half-received part as ours.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left = left_on_server();
+    while left.iter().any(|f| f.starts_with(".tmp.")) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left = left_on_server();
+    }
     assert!(left.is_empty(), "{left:?}");
 }
 
