@@ -17,7 +17,9 @@ use support::cli::path;
 use support::fixtures::{write_arch, GUIDE_DIMS};
 use support::postgres::{services_disabled, Postgres};
 use weightreel::fingerprint::Fingerprint;
-use weightreel::store::{EntryRecord, FingerprintSource, FrameRecord, Settings, Store, Totals};
+use weightreel::store::{
+    EntryRecord, FingerprintSource, FrameRecord, Settings, Store, Totals, PG_SCHEMA_VERSION,
+};
 use weightreel::Error;
 
 // ---------------------------------------------------------------------------------------
@@ -190,6 +192,7 @@ conformance!(
     remove_takes_entries_and_the_last_entry_takes_the_fingerprint,
     stats_sum_the_entries,
     receipts_name_committed_entries_only,
+    the_first_commit_records_where_the_reels_are,
     fingerprints_put_get_list_and_index,
     search_ranks_the_same,
 );
@@ -405,6 +408,24 @@ mod cases {
         assert_eq!(s.receipt("queue-1/job-1").unwrap(), Some(id3));
         s.remove("gpt2", None).unwrap();
         assert_eq!(s.receipt("queue-1/job-1").unwrap(), None);
+        vec![]
+    }
+
+    pub fn the_first_commit_records_where_the_reels_are(s: &mut Store) -> Vec<String> {
+        assert_eq!(s.registry().recorded_reels().unwrap(), None);
+        s.commit_entry(&entry("gpt2", 8000, 40_000, "reels/a.mkv"), frames(1))
+            .unwrap();
+        // The store directory's own reels/, or the location the PostgreSQL store was given.
+        let expected = match s.reel_storage() {
+            Some(_) => s.reels_url(),
+            None => "reels/".to_string(),
+        };
+        let recorded = s.registry().recorded_reels().unwrap();
+        assert_eq!(recorded.as_deref(), Some(expected.as_str()));
+        // Later commits leave the record as it is.
+        s.commit_entry(&entry("bert", 8000, 40_000, "reels/b.mkv"), frames(1))
+            .unwrap();
+        assert_eq!(s.registry().recorded_reels().unwrap(), recorded);
         vec![]
     }
 
@@ -649,8 +670,12 @@ fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
     assert_eq!(pg.query("SELECT to_regclass('wr_models') IS NULL"), "t");
     // A writable open creates the schema at this build's version.
     drop(Store::open_postgres(&url, &env[0].1, &env[1].1).unwrap());
-    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "2");
-    pg.query("UPDATE wr_registry_schema SET version = 3");
+    assert_eq!(
+        pg.query("SELECT version FROM wr_registry_schema"),
+        PG_SCHEMA_VERSION.to_string()
+    );
+    let newer = PG_SCHEMA_VERSION + 1;
+    pg.query(&format!("UPDATE wr_registry_schema SET version = {newer}"));
     for read_only in [false, true] {
         let err = if read_only {
             let out = weightreel(&["stats", "--store", &url], &env)
@@ -665,12 +690,86 @@ fn a_newer_postgres_schema_is_refused_and_an_empty_database_is_not_a_store() {
                 .to_string()
         };
         assert!(
-            err.contains("registry schema version 3 is newer than this weightreel supports (2); upgrade weightreel"),
+            err.contains(&format!("registry schema version {newer} is newer than this weightreel supports ({PG_SCHEMA_VERSION}); upgrade weightreel")),
             "{err}"
         );
         assert!(!err.contains("s3cret"), "{err}");
     }
-    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "3");
+    assert_eq!(
+        pg.query("SELECT version FROM wr_registry_schema"),
+        newer.to_string()
+    );
+}
+
+#[test]
+fn an_older_postgres_schema_migrates_in_place_keeping_its_entries() {
+    let test = "an_older_postgres_schema_migrates_in_place_keeping_its_entries";
+    if services_disabled(test) {
+        return;
+    }
+    let pg = Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let reels = tmp.path().join("shared");
+    let env = [
+        ("WEIGHTREEL_REELS", reels.clone()),
+        ("WEIGHTREEL_WORK", tmp.path().join("work")),
+    ];
+    let url = pg.url();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--store", &url]);
+        let out = weightreel(&all, &env).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let models: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let d = tmp.path().join(format!("model-{i}"));
+            write_arch(&d, "bert-base-uncased", GUIDE_DIMS, 700 + i as u64);
+            d
+        })
+        .collect();
+    let (code, _, err) = run(&["encode", path(&models[0]), "-q"]);
+    assert_eq!(code, Some(0), "{err}");
+    // What a registry of schema version 1 was: no identity (and so no owner object beside its
+    // reels) and nothing recorded about where its reels live.
+    pg.query(
+        "DROP TABLE wr_store_settings; DROP TABLE wr_registry_identity;
+         UPDATE wr_registry_schema SET version = 1",
+    );
+    std::fs::remove_file(reels.join(weightreel::store::OWNER_OBJECT)).unwrap();
+    // A reading command does not migrate: it says what will.
+    let (code, _, err) = run(&["list"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("registry schema version 1 is older than this weightreel's ({PG_SCHEMA_VERSION}); run a writing command")),
+        "{err}"
+    );
+    assert_eq!(pg.query("SELECT version FROM wr_registry_schema"), "1");
+    // A writing one migrates, in place: the old entry is still there and reads back.
+    let (code, _, err) = run(&["encode", path(&models[1]), "-q"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        pg.query("SELECT version FROM wr_registry_schema"),
+        PG_SCHEMA_VERSION.to_string()
+    );
+    assert_eq!(pg.query("SELECT count(*) FROM wr_registry_identity"), "1");
+    let (code, out, err) = run(&["check"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("2 entries ok, 0 problems"), "{out}");
+    let (code, out, err) = run(&["list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["model-0", "model-1"]);
 }
 
 #[test]

@@ -203,8 +203,9 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
         "the tensors decoded from S3 differ from the directory store's"
     );
 
-    // Without --reels the store looks in its own reels/, and says where else to look.
-    let out = wr(
+    // Without --reels the store reads where its first encode recorded its reels.
+    let d = tmp.path().join("d.safetensors");
+    ok(wr(
         &server,
         &[
             "decode",
@@ -212,16 +213,10 @@ fn minilm_in_s3_lists_checks_and_decodes_bit_exact_like_a_directory_store() {
             "--store",
             path(&s3_store),
             "--out",
-            path(&b),
+            path(&d),
         ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("give --reels URL or $WEIGHTREEL_REELS"),
-        "{err}"
-    );
+    ));
+    assert!(tensors(&d) == tb, "decoded without --reels");
 
     // The same reels through $WEIGHTREEL_REELS, and a frame written as a PNG.
     let png = tmp.path().join("png");
@@ -1242,6 +1237,14 @@ fn a_postgres_registry_with_s3_reels_is_one_store_for_every_machine() {
         assert_eq!((&o.1, &o.2, &o.3), (&t.1, &t.2, &t.3), "{}", t.0);
     }
     assert_eq!(back.len(), original.len());
+    // A third machine told only the registry finds the reels where the store recorded them.
+    let told_nothing = wr_command(&server, SECRET_KEY)
+        .args(["check", "--store", &url])
+        .env("WEIGHTREEL_WORK", tmp.path().join("work-2"))
+        .output()
+        .unwrap();
+    let check = ok(told_nothing);
+    assert!(check.contains("2 entries ok, 0 problems"), "{check}");
     // Search from machine 0 finds machine 1's model; check is clean on both.
     let hits: serde_json::Value =
         serde_json::from_str(&ok(machine(0, &["search", "model-1", "--json"]))).unwrap();
@@ -1256,4 +1259,101 @@ fn a_postgres_registry_with_s3_reels_is_one_store_for_every_machine() {
         storage(&server, "team", "reels/").list("").unwrap().len(),
         2
     );
+}
+
+/// Run `args` and return its one-line error (asserting exit code 1 and one line).
+fn refused(out: Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn a_store_remembers_where_its_reels_are_and_keeps_them_in_one_place() {
+    if services_disabled("a_store_remembers_where_its_reels_are") {
+        return;
+    }
+    let server = S3Server::start();
+    server.create_bucket("remember");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = minilm();
+    let encode = |store: &Path, reels: Option<&str>, max_params: &str| {
+        let mut args = vec!["encode", path(&model), "--store", path(store), "-q"];
+        args.extend(["--max-params", max_params]);
+        if let Some(reels) = reels {
+            args.extend(["--reels", reels]);
+        }
+        wr(&server, &args)
+    };
+    let check = |store: &Path, reels: Option<&str>| {
+        let mut args = vec!["check", "--store", path(store)];
+        if let Some(reels) = reels {
+            args.extend(["--reels", reels]);
+        }
+        wr(&server, &args)
+    };
+    let objects = |prefix: &str| storage(&server, "remember", prefix).list("").unwrap();
+
+    // Encoded into S3 once, the store reads there without being told again.
+    let s3_store = tmp.path().join("s3-store");
+    ok(encode(&s3_store, Some("s3://remember/a"), "50000"));
+    let report = ok(check(&s3_store, None));
+    assert!(report.contains("1 entries ok, 0 problems"), "{report}");
+
+    // A second place is refused before anything is written, naming where the reels are.
+    let before = listing(&s3_store);
+    let err = refused(encode(&s3_store, Some("s3://remember/b"), "40000"));
+    assert!(
+        err.starts_with("error: reel storage s3://remember/b: is not where this store keeps its reels: its entry has its reel in s3://remember/a"),
+        "{err}"
+    );
+    assert!(err.contains("give --reels s3://remember/a"), "{err}");
+    assert_eq!(listing(&s3_store), before, "the store's files changed");
+    assert!(objects("b/").is_empty(), "{:?}", objects("b/"));
+
+    // A store with reels in its own reels/ refuses S3 the same way.
+    let dir_store = tmp.path().join("dir-store");
+    ok(encode(&dir_store, None, "50000"));
+    let err = refused(encode(&dir_store, Some("s3://remember/c"), "40000"));
+    assert!(
+        err.contains("its entry has its reel in its own reels/"),
+        "{err}"
+    );
+    assert!(objects("c/").is_empty());
+
+    // Emptied, the store may move: the next encode records the new place.
+    ok(wr(
+        &server,
+        &["rm", "all-MiniLM-L6-v2", "--store", path(&s3_store)],
+    ));
+    ok(encode(&s3_store, Some("s3://remember/b"), "40000"));
+    assert_eq!(objects("b/").len(), 1, "{:?}", objects("b/"));
+    let report = ok(check(&s3_store, None));
+    assert!(report.contains("1 entries ok, 0 problems"), "{report}");
+
+    // A shared directory reached by another path is the same place (its owner file says this
+    // store's): accepted, and the record stays.
+    let shared = tmp.path().join("shared");
+    let other_path = tmp.path().join("mounted-elsewhere");
+    let file_store = tmp.path().join("file-store");
+    ok(encode(&file_store, Some(path(&shared)), "50000"));
+    std::os::unix::fs::symlink(&shared, &other_path).unwrap();
+    ok(encode(&file_store, Some(path(&other_path)), "40000"));
+    let report = ok(check(&file_store, None));
+    assert!(report.contains("2 entries ok, 0 problems"), "{report}");
+    // Moved away, the recorded directory is reported rather than created empty again.
+    let moved = tmp.path().join("moved");
+    std::fs::rename(&shared, &moved).unwrap();
+    let err = refused(check(&file_store, None));
+    assert!(
+        err.contains(&format!(
+            "reel storage file://{}: is where this store keeps its reels",
+            shared.display()
+        )),
+        "{err}"
+    );
+    assert!(!shared.exists(), "the recorded directory was created again");
+    let report = ok(check(&file_store, Some(path(&moved))));
+    assert!(report.contains("2 entries ok, 0 problems"), "{report}");
 }

@@ -154,7 +154,7 @@ fn encode(
     options.validate().map_err(py_err)?;
     let open = open_options(revision, token, offline);
     let outcome = run_cancellable(py, Arc::new(AtomicBool::new(false)), move |cancel| {
-        let mut store = Store::open(&storage_dir)?;
+        let mut store = open_store(&storage_dir, true)?;
         let model = Model::open(&model, &open)?;
         encode_model(&mut store, &model, &options, cancel)
     })?;
@@ -169,7 +169,7 @@ fn encode(
 /// The entries of a store, as `weightreel list --json`.
 #[pyfunction]
 fn list_models(storage_dir: PathBuf) -> PyResult<String> {
-    let store = Store::open_read_only(&storage_dir).map_err(py_err)?;
+    let store = open_store(&storage_dir, false).map_err(py_err)?;
     let entries = store.list().map_err(py_err)?;
     Ok(serde_json::to_string(&entries).expect("entries serialize"))
 }
@@ -177,7 +177,7 @@ fn list_models(storage_dir: PathBuf) -> PyResult<String> {
 /// The store's statistics, as `weightreel stats --json`.
 #[pyfunction]
 fn statistics(storage_dir: PathBuf) -> PyResult<String> {
-    let store = Store::open_read_only(&storage_dir).map_err(py_err)?;
+    let store = open_store(&storage_dir, false).map_err(py_err)?;
     Ok(serde_json::to_string(&store.stats().map_err(py_err)?).expect("stats serialize"))
 }
 
@@ -245,7 +245,7 @@ fn search_similar(
     }
     let open = open_options(revision, token, offline);
     run_cancellable(py, Arc::new(AtomicBool::new(false)), move |cancel| {
-        let store = Store::open_read_only(&storage_dir)?;
+        let store = open_store(&storage_dir, false)?;
         let index = store.fingerprint_index()?;
         if index.is_empty() {
             return Err(Error::store(
@@ -283,7 +283,7 @@ fn compare(
 ) -> PyResult<String> {
     let open = open_options(revision, token, offline);
     run_cancellable(py, Arc::new(AtomicBool::new(false)), move |cancel| {
-        let store = Store::open_read_only(&storage_dir)?;
+        let store = open_store(&storage_dir, false)?;
         let (fa, _) = query_fingerprint(&store, &a, &open, cancel)?;
         let (fb, _) = query_fingerprint(&store, &b, &open, cancel)?;
         let c = search::compare(&fa, &fb);
@@ -780,13 +780,24 @@ fn to_storage(dtype: safetensors::Dtype, data: &[u8]) -> (&'static str, Storage)
     (typestr, Storage::Bytes(data.to_vec()))
 }
 
+/// The store at `storage_dir` (a directory, or a `postgres://` URL) with its reels where
+/// `$WEIGHTREEL_REELS` says, else where the store recorded them, as the CLI opens it.
+fn open_store(storage_dir: &Path, writable: bool) -> Result<Store, Error> {
+    let store = if writable {
+        Store::open(storage_dir)?
+    } else {
+        Store::open_read_only(storage_dir)?
+    };
+    store.with_reels(weightreel::store::reels_location(None)?.as_ref())
+}
+
 /// A reel path as given, else the reel of the stored model of that name (the newest entry).
 fn reel_path(reel_or_name: &str, storage_dir: &Path) -> Result<PathBuf, Error> {
     let path = Path::new(reel_or_name);
     if path.extension().is_some_and(|e| e == "mkv") && path.exists() {
         return Ok(path.to_path_buf());
     }
-    let store = Store::open_read_only(storage_dir)?;
+    let store = open_store(storage_dir, false)?;
     // A stored name, or the source it was encoded from.
     let entry = store
         .matching(reel_or_name, None)?
@@ -801,7 +812,7 @@ fn reel_path(reel_or_name: &str, storage_dir: &Path) -> Result<PathBuf, Error> {
                 ),
             )
         })?;
-    Ok(storage_dir.join(entry.record.totals.reel_file))
+    Ok(store.reel_path(&entry.record.totals.reel_file))
 }
 
 #[pymodule]

@@ -209,3 +209,30 @@ def test_errors_are_python_exceptions_with_the_cli_message(hub, tmp_path):
         encoder.decode(str(bad))
     # Nothing was stored by any of these.
     assert encoder.list_encoded_models() == []
+
+
+def test_a_store_with_its_reels_elsewhere_reads_from_python_as_from_the_cli(minilm, tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.delenv("WEIGHTREEL_REELS", raising=False)
+    store, shared = tmp_path / "store", tmp_path / "shared-reels"
+    cli("encode", minilm, "--store", str(store), "--reels", f"file://{shared}",
+        "--mode", "lossless", "--layers", "norm", "-q")
+    assert list((store / "reels").glob("*.mkv")) == []
+    # Python is told only the store: the reels are where the store recorded them.
+    encoder = StreamingHuggingFaceEncoder(video_storage_dir=str(store), enable_progress=False)
+    [entry] = encoder.list_encoded_models()
+    reel = shared / entry["totals"]["reel_file"].removeprefix("reels/")
+    assert reel.is_file()
+    arrays = encoder.decode("all-MiniLM-L6-v2")
+    raw = pathlib.Path(minilm, "model.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    norms = [k for k in header if k != "__metadata__" and "LayerNorm" in k]
+    assert sorted(arrays) == sorted(norms)
+    for k in norms:
+        lo, hi = header[k]["data_offsets"]
+        assert arrays[k].tobytes() == raw[8 + n + lo:8 + n + hi], k
+    # An encode from Python goes to the same place.
+    encoder.stream_encode_model(minilm, target_layers=["attention"], max_total_params=20000)
+    assert len(list(shared.glob("*.mkv"))) == 2
+    assert list((store / "reels").glob("*.mkv")) == []

@@ -40,6 +40,13 @@ pub trait Registry: Send {
         Ok(None)
     }
 
+    /// Where the store keeps its reels, as last recorded by [`Registry::record_reels`] (see
+    /// `reels.rs`); `None`: nothing recorded (a store written before it was, or empty).
+    fn recorded_reels(&self) -> Result<Option<String>>;
+
+    /// Record where the store keeps its reels, replacing an earlier record.
+    fn record_reels(&mut self, value: &str) -> Result<()>;
+
     /// Commit `entry` with its `frames`, and optionally the model's fingerprint and a receipt
     /// tag, in one transaction replacing the entry with the same name and settings key.
     /// Returns the new id and the reel file of the replaced entry (which the caller deletes).

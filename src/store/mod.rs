@@ -39,6 +39,9 @@ pub use names::{entry_label, key_matches, short_key};
 pub use owner::{age_text, parse_min_age, Owner, DEFAULT_MIN_AGE, OWNER_OBJECT, STORE_ID_FILE};
 pub use reels::reels_location;
 
+#[cfg(feature = "queue")]
+pub use postgres::PG_SCHEMA_VERSION;
+
 pub use registry::{
     EntryRecord, EntrySummary, FrameRecord, Listing, Settings, Store, StoreStats, Totals,
     SCHEMA_VERSION,

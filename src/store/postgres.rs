@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{self, Fingerprint, RoleFeatures};
 
 /// Version of the PostgreSQL registry schema this build writes and reads.
-pub const PG_SCHEMA_VERSION: i32 = 2;
+pub const PG_SCHEMA_VERSION: i32 = 3;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -118,6 +118,14 @@ CREATE TABLE wr_receipts (
     "
 CREATE TABLE wr_registry_identity (id TEXT NOT NULL);
 INSERT INTO wr_registry_identity VALUES (md5(random()::text || clock_timestamp()::text));
+",
+    // Version 3: what the store records about itself, by key (`reels`: where its reels live,
+    // so that machines need not be told; see `reels.rs`).
+    "
+CREATE TABLE wr_store_settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ",
 ];
 
@@ -583,6 +591,29 @@ impl Registry for PgRegistry {
             }
             Err(CommitError::Server(e)) => Err(pg_err(&label, e)),
         }
+    }
+
+    fn recorded_reels(&self) -> Result<Option<String>> {
+        self.read(|c| {
+            c.query_opt(
+                "SELECT value FROM wr_store_settings WHERE key = 'reels'",
+                &[],
+            )
+        })
+        .map(|row| row.map(|r| r.get(0)))
+    }
+
+    fn record_reels(&mut self, value: &str) -> Result<()> {
+        let mut client = self.client();
+        self.ready(&mut client)?;
+        client
+            .execute(
+                "INSERT INTO wr_store_settings (key, value) VALUES ('reels', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     fn receipt(&self, tag: &str) -> Result<Option<i64>> {

@@ -18,6 +18,10 @@
 //!   store's location is refused before anything is written, and the first reel put into a
 //!   location without an owner claims it.
 //!
+//! - the store records where its reels are (see [`RecordedReels`]): a command told nothing
+//!   uses the record, and another location given to a store holding entries is refused unless
+//!   its owner object says it is this store's (the same storage reached another way).
+//!
 //! `gc` collects in a storage only if this store owns it, and only what is older than its
 //! `--min-age` (a running encode of another machine sharing the registry is not seen by its
 //! lock); the sweep of every encode never touches a storage.
@@ -46,7 +50,45 @@ pub struct SharedReels {
     mount: String,
 }
 
-/// The reel location from `--reels`, else `$WEIGHTREEL_REELS`; `None`: the store's `reels/`.
+/// Where a store keeps its reels, as its registry records it (table `store_settings` /
+/// `wr_store_settings`, key `reels`): the first commit records the location it used, so that
+/// later commands (and other machines sharing a PostgreSQL registry) find the reels without
+/// being told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RecordedReels {
+    /// The store directory's own `reels/`, recorded as [`OWN_REELS`].
+    Own,
+    /// A storage, recorded as its URL (`s3://…`, `file:///…`: always with a scheme, so never
+    /// [`OWN_REELS`]).
+    Storage(ReelLocation),
+}
+
+/// The record of [`RecordedReels::Own`].
+const OWN_REELS: &str = "reels/";
+
+impl RecordedReels {
+    fn encode(&self) -> String {
+        match self {
+            RecordedReels::Own => OWN_REELS.to_string(),
+            RecordedReels::Storage(l) => l.url(),
+        }
+    }
+
+    fn decode(text: &str) -> std::result::Result<RecordedReels, String> {
+        if text == OWN_REELS {
+            return Ok(RecordedReels::Own);
+        }
+        if !text.contains("://") {
+            return Err("neither 'reels/' nor a URL".into());
+        }
+        ReelLocation::parse(text)
+            .map(RecordedReels::Storage)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The reel location from `--reels`, else `$WEIGHTREEL_REELS`; `None`: the one the store
+/// recorded, else the store's `reels/`.
 pub fn reels_location(flag: Option<&str>) -> Result<Option<ReelLocation>> {
     let text = match flag {
         Some(f) => Some(f.to_string()),
@@ -69,8 +111,135 @@ impl Store {
         Ok(self)
     }
 
-    /// [`Store::with_reels`] in place.
-    pub fn set_reels(&mut self, location: Option<&ReelLocation>) -> Result<()> {
+    /// [`Store::with_reels`] in place. Without a location given, the one the store recorded
+    /// is used; a location given that differs from the record is refused unless the store is
+    /// empty or the location is this store's (see [`Store::check_against_record`]).
+    pub fn set_reels(&mut self, given: Option<&ReelLocation>) -> Result<()> {
+        let recorded = self.recorded_reels()?;
+        let location = match (given, &recorded) {
+            (Some(given), _) => Some(given.clone()),
+            (None, Some(RecordedReels::Storage(recorded))) => {
+                self.check_recorded_reachable(recorded)?;
+                Some(recorded.clone())
+            }
+            (None, _) => None,
+        };
+        self.mount_reels(location.as_ref())?;
+        let now = match location {
+            Some(l) => RecordedReels::Storage(l),
+            None => RecordedReels::Own,
+        };
+        self.reels_to_record = self.check_against_record(recorded.as_ref(), &now)?;
+        Ok(())
+    }
+
+    /// The record the next commit writes before its entry: the new location of a store that
+    /// was empty when it was given, or, when nothing is recorded yet (a new store, or one
+    /// written before stores recorded it), where this handle keeps its reels.
+    pub(super) fn reels_record_due(&self) -> Result<Option<String>> {
+        if let Some(value) = &self.reels_to_record {
+            return Ok(Some(value.clone()));
+        }
+        if self.registry.recorded_reels()?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(match &self.reels {
+            Some(r) => RecordedReels::Storage(r.location.clone()).encode(),
+            None => RecordedReels::Own.encode(),
+        }))
+    }
+
+    /// What the registry recorded about where the reels live.
+    fn recorded_reels(&self) -> Result<Option<RecordedReels>> {
+        let Some(text) = self.registry.recorded_reels()? else {
+            return Ok(None);
+        };
+        RecordedReels::decode(&text).map(Some).map_err(|why| {
+            Error::store(
+                self.location(),
+                format!(
+                    "the registry's record of where its reels live, '{text}', is damaged: {why}"
+                ),
+            )
+        })
+    }
+
+    /// A recorded directory must be there: opening it would create an empty one (on a machine
+    /// that mounts the shared directory elsewhere, or not at all).
+    fn check_recorded_reachable(&self, recorded: &ReelLocation) -> Result<()> {
+        match recorded {
+            ReelLocation::Directory(dir) if !dir.is_dir() => Err(Error::ReelStorage {
+                location: recorded.url(),
+                problem: "is where this store keeps its reels (recorded at its first encode \
+                          there), and it is not a directory on this machine; give --reels with \
+                          where that directory is here"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The record the next commit writes (`None`: the registry's is right), or the refusal of a
+    /// location given that differs from the record. A store has one reel location: an entry's
+    /// `reel_file` does not say where its reel is, so reels put elsewhere would be lost to it.
+    /// Different is allowed when the store has no entries (the next commit records the new
+    /// location), and when the location given is this store's own by its owner object (the
+    /// same shared directory mounted elsewhere, or an S3 prefix reached by another URL).
+    fn check_against_record(
+        &self,
+        recorded: Option<&RecordedReels>,
+        now: &RecordedReels,
+    ) -> Result<Option<String>> {
+        let Some(recorded) = recorded else {
+            // The commit records it (see `reels_record_due`).
+            return Ok(None);
+        };
+        if recorded.encode() == now.encode() {
+            return Ok(None);
+        }
+        let entries = self.list()?.len();
+        if entries == 0 {
+            return Ok(Some(now.encode()));
+        }
+        if let Some(r) = &self.reels {
+            if let Some(owner) = self.reels_owner(r)? {
+                if owner.store == self.identity()? {
+                    return Ok(None);
+                }
+            }
+        }
+        let (given, kept) = match (now, recorded) {
+            (RecordedReels::Storage(l), RecordedReels::Storage(r)) => (l.url(), r.url()),
+            (RecordedReels::Storage(l), RecordedReels::Own) => (
+                l.url(),
+                format!("its own reels/ ({})", self.reels_dir().display()),
+            ),
+            (RecordedReels::Own, RecordedReels::Storage(r)) => (
+                format!("its own reels/ ({})", self.reels_dir().display()),
+                r.url(),
+            ),
+            (RecordedReels::Own, RecordedReels::Own) => unreachable!("equal records return above"),
+        };
+        Err(Error::ReelStorage {
+            location: given,
+            problem: format!(
+                "is not where this store keeps its reels: {} in {kept}, and a store keeps \
+                 its reels in one place; give --reels {kept_flag}, or leave --reels out",
+                if entries == 1 {
+                    "its entry has its reel".to_string()
+                } else {
+                    format!("its {entries} entries have their reels")
+                },
+                kept_flag = match recorded {
+                    RecordedReels::Storage(r) => r.url(),
+                    RecordedReels::Own => "nothing (its own reels/)".into(),
+                },
+            ),
+        })
+    }
+
+    /// Mount `location` as this store's reel storage (`None`: its own `reels/`).
+    fn mount_reels(&mut self, location: Option<&ReelLocation>) -> Result<()> {
         self.reels = match location {
             // A shared registry (PostgreSQL) has no reels/ of its own.
             None if self.shared => {

@@ -158,6 +158,9 @@ pub struct Store {
     opened_as: PathBuf,
     /// Where reels live when not in `reels/` (`--reels`; see `reels.rs`).
     pub(super) reels: Option<super::reels::SharedReels>,
+    /// The reel location the next commit records in the registry because the store was empty
+    /// when another location was given (see `reels.rs`).
+    pub(super) reels_to_record: Option<String>,
 }
 
 /// Entries as listed, and the rows that could not be read (id and why), which are skipped.
@@ -298,6 +301,7 @@ impl Store {
             shared: false,
             opened_as: dir.to_path_buf(),
             reels: None,
+            reels_to_record: None,
         }
     }
 
@@ -311,6 +315,7 @@ impl Store {
             shared: true,
             opened_as: dir.to_path_buf(),
             reels: None,
+            reels_to_record: None,
         }
     }
 
@@ -392,6 +397,13 @@ impl Store {
     where
         I: IntoIterator<Item = Result<FrameRecord>>,
     {
+        // Before the entry, so that an error recording it is reported before anything is
+        // committed (a record the commit then does not follow names a location that holds none
+        // of the store's entries: harmless, see `reels.rs`).
+        if let Some(value) = self.reels_record_due()? {
+            self.registry.record_reels(&value)?;
+            self.reels_to_record = None;
+        }
         let mut frames = frames.into_iter();
         self.registry
             .commit(entry, &mut frames, fingerprint, receipt)

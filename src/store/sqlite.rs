@@ -107,6 +107,14 @@ const RECEIPTS_TABLE: &str = "CREATE TABLE IF NOT EXISTS receipts (
     model_id INTEGER NOT NULL
 ) WITHOUT ROWID;";
 
+/// What the store records about itself, by key (`reels`: where its reels live, see
+/// `reels.rs`): created when the first record is written, like [`RECEIPTS_TABLE`], so stores
+/// that never record anything are unchanged and older builds read them as before.
+const STORE_SETTINGS_TABLE: &str = "CREATE TABLE IF NOT EXISTS store_settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;";
+
 /// Version 1 kept every frame's pyramid and histogram as JSON (4.5 KB a frame); version 2 keeps
 /// a fixed summary, and settings keys of [`Settings::key`]'s second definition. The summary
 /// moves over; pyramids and histograms are derived data, computed again from the reels when
@@ -476,6 +484,37 @@ impl Registry for SqliteRegistry {
         }
         tx.commit().map_err(|e| sql_err(&db, e))?;
         Ok((id, old.map(|(_, reel)| reel)))
+    }
+
+    fn recorded_reels(&self) -> Result<Option<String>> {
+        if !self.has_table("store_settings")? {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT value FROM store_settings WHERE key = 'reels'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn record_reels(&mut self, value: &str) -> Result<()> {
+        let db = self.db.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_err(&db, e))?;
+        tx.execute_batch(STORE_SETTINGS_TABLE)
+            .map_err(|e| sql_err(&db, e))?;
+        tx.execute(
+            "INSERT INTO store_settings (key, value) VALUES ('reels', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [value],
+        )
+        .map_err(|e| sql_err(&db, e))?;
+        tx.commit().map_err(|e| sql_err(&db, e))
     }
 
     fn receipt(&self, tag: &str) -> Result<Option<i64>> {
