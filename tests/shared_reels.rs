@@ -1321,6 +1321,15 @@ fn a_store_remembers_where_its_reels_are_and_keeps_them_in_one_place() {
         "{err}"
     );
     assert!(objects("c/").is_empty());
+    // $WEIGHTREEL_REELS is a default for stores that recorded nothing else: this one keeps its
+    // own reels/ (a machine set up for a shared store still reads its local stores).
+    let out = wr_command(&server, SECRET_KEY)
+        .args(["check", "--store", path(&dir_store)])
+        .env("WEIGHTREEL_REELS", "s3://remember/c")
+        .output()
+        .unwrap();
+    let report = ok(out);
+    assert!(report.contains("1 entries ok, 0 problems"), "{report}");
 
     // Emptied, the store may move: the next encode records the new place.
     ok(wr(

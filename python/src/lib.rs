@@ -788,7 +788,7 @@ fn open_store(storage_dir: &Path, writable: bool) -> Result<Store, Error> {
     } else {
         Store::open_read_only(storage_dir)?
     };
-    store.with_reels(weightreel::store::reels_location(None)?.as_ref())
+    store.with_reels(None)
 }
 
 /// A reel path as given, else the reel of the stored model of that name (the newest entry).

@@ -879,8 +879,11 @@ pub(super) fn open_postgres(url: &str, writable: bool) -> Result<Store> {
     }
     let mut store = Store::with_registry(Box::new(registry), &local, &work);
     store.set_opened_as(Path::new(url));
-    if let Some(location) = super::reels::reels_location(None)? {
-        store.set_reels(Some(&location))?;
+    // The reels are where `$WEIGHTREEL_REELS` or the registry's record says; with neither,
+    // `Store::with_reels` must say before a reel is read or written.
+    let env_says = std::env::var_os("WEIGHTREEL_REELS").is_some_and(|v| !v.is_empty());
+    if env_says || store.registry().recorded_reels()?.is_some() {
+        store.set_reels(None)?;
     }
     Ok(store)
 }

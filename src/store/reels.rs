@@ -63,6 +63,16 @@ enum RecordedReels {
     Storage(ReelLocation),
 }
 
+/// What [`Store::verdict_on`] makes of a location given against the record.
+enum Verdict {
+    /// It is the recorded place (or nothing is recorded yet, which the next commit does).
+    Recorded,
+    /// The store is empty: the next commit records this new place.
+    Record(String),
+    /// Another place than the store's: the refusal to report.
+    Elsewhere(Error),
+}
+
 /// The record of [`RecordedReels::Own`].
 const OWN_REELS: &str = "reels/";
 
@@ -87,16 +97,19 @@ impl RecordedReels {
     }
 }
 
-/// The reel location from `--reels`, else `$WEIGHTREEL_REELS`; `None`: the one the store
-/// recorded, else the store's `reels/`.
+/// The reel location `--reels` names; `None` (not given): [`Store::set_reels`] looks at
+/// `$WEIGHTREEL_REELS`, then at the store's record, then uses its own `reels/`.
 pub fn reels_location(flag: Option<&str>) -> Result<Option<ReelLocation>> {
-    let text = match flag {
-        Some(f) => Some(f.to_string()),
-        None => std::env::var("WEIGHTREEL_REELS")
-            .ok()
-            .filter(|v| !v.is_empty()),
-    };
-    text.map(|t| ReelLocation::parse(&t)).transpose()
+    flag.map(ReelLocation::parse).transpose()
+}
+
+/// The reel location `$WEIGHTREEL_REELS` names, if set.
+fn env_reels() -> Result<Option<ReelLocation>> {
+    std::env::var("WEIGHTREEL_REELS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| ReelLocation::parse(&v))
+        .transpose()
 }
 
 /// The storage name of an entry's `reel_file` (`reels/NAME` → `NAME`).
@@ -111,26 +124,91 @@ impl Store {
         Ok(self)
     }
 
-    /// [`Store::with_reels`] in place. Without a location given, the one the store recorded
-    /// is used; a location given that differs from the record is refused unless the store is
-    /// empty or the location is this store's (see [`Store::check_against_record`]).
+    /// [`Store::with_reels`] in place. `None`: `$WEIGHTREEL_REELS` if set, else where the
+    /// store recorded its reels, else its own `reels/`. A location given that differs from the
+    /// record is refused (see [`Store::verdict_on`]); `$WEIGHTREEL_REELS` is a default, so a
+    /// store that recorded another place keeps that one.
     pub fn set_reels(&mut self, given: Option<&ReelLocation>) -> Result<()> {
         let recorded = self.recorded_reels()?;
-        let location = match (given, &recorded) {
-            (Some(given), _) => Some(given.clone()),
-            (None, Some(RecordedReels::Storage(recorded))) => {
-                self.check_recorded_reachable(recorded)?;
-                Some(recorded.clone())
+        let from_env = match given {
+            Some(_) => None,
+            None => env_reels()?,
+        };
+        self.reels_to_record = None;
+        let Some(chosen) = given.cloned().or_else(|| from_env.clone()) else {
+            return self.use_recorded(recorded.as_ref());
+        };
+        self.mount_reels(Some(&chosen))?;
+        match self.verdict_on(recorded.as_ref(), &chosen)? {
+            Verdict::Recorded => Ok(()),
+            Verdict::Record(value) => {
+                self.reels_to_record = Some(value);
+                Ok(())
             }
-            (None, _) => None,
+            Verdict::Elsewhere(_) if from_env.is_some() => self.use_recorded(recorded.as_ref()),
+            Verdict::Elsewhere(refusal) => Err(refusal),
+        }
+    }
+
+    /// Mount the recorded location (none, or `reels/`: the store's own).
+    fn use_recorded(&mut self, recorded: Option<&RecordedReels>) -> Result<()> {
+        match recorded {
+            Some(RecordedReels::Storage(r)) => {
+                self.check_recorded_reachable(r)?;
+                self.mount_reels(Some(r))
+            }
+            _ => self.mount_reels(None),
+        }
+    }
+
+    /// What to make of `given` against the record. A store has one reel location: an entry's
+    /// `reel_file` does not say where its reel is, so reels put elsewhere would be lost to it.
+    /// A different location is accepted when the store has no entries (the next commit
+    /// records it), and when its owner object says it is this store's (the same shared
+    /// directory mounted elsewhere, or an S3 prefix reached by another URL). `given` is mounted.
+    fn verdict_on(
+        &self,
+        recorded: Option<&RecordedReels>,
+        given: &ReelLocation,
+    ) -> Result<Verdict> {
+        let given_record = RecordedReels::Storage(given.clone()).encode();
+        // Nothing recorded: the next commit records it (see `reels_record_due`).
+        let Some(recorded) = recorded else {
+            return Ok(Verdict::Recorded);
         };
-        self.mount_reels(location.as_ref())?;
-        let now = match location {
-            Some(l) => RecordedReels::Storage(l),
-            None => RecordedReels::Own,
+        if recorded.encode() == given_record {
+            return Ok(Verdict::Recorded);
+        }
+        let entries = self.list()?.len();
+        if entries == 0 {
+            return Ok(Verdict::Record(given_record));
+        }
+        if let Some(r) = &self.reels {
+            if let Some(owner) = self.reels_owner(r)? {
+                if owner.store == self.identity()? {
+                    return Ok(Verdict::Recorded);
+                }
+            }
+        }
+        let (kept, instead) = match recorded {
+            RecordedReels::Storage(r) => (r.url(), format!("give --reels {}", r.url())),
+            RecordedReels::Own => (
+                format!("its own reels/ ({})", self.reels_dir().display()),
+                "leave --reels out".to_string(),
+            ),
         };
-        self.reels_to_record = self.check_against_record(recorded.as_ref(), &now)?;
-        Ok(())
+        Ok(Verdict::Elsewhere(Error::ReelStorage {
+            location: given.url(),
+            problem: format!(
+                "is not where this store keeps its reels: {} in {kept}, and a store keeps \
+                 its reels in one place; {instead}",
+                if entries == 1 {
+                    "its entry has its reel".to_string()
+                } else {
+                    format!("its {entries} entries have their reels")
+                },
+            ),
+        }))
     }
 
     /// The record the next commit writes before its entry: the new location of a store that
@@ -177,65 +255,6 @@ impl Store {
             }),
             _ => Ok(()),
         }
-    }
-
-    /// The record the next commit writes (`None`: the registry's is right), or the refusal of a
-    /// location given that differs from the record. A store has one reel location: an entry's
-    /// `reel_file` does not say where its reel is, so reels put elsewhere would be lost to it.
-    /// Different is allowed when the store has no entries (the next commit records the new
-    /// location), and when the location given is this store's own by its owner object (the
-    /// same shared directory mounted elsewhere, or an S3 prefix reached by another URL).
-    fn check_against_record(
-        &self,
-        recorded: Option<&RecordedReels>,
-        now: &RecordedReels,
-    ) -> Result<Option<String>> {
-        let Some(recorded) = recorded else {
-            // The commit records it (see `reels_record_due`).
-            return Ok(None);
-        };
-        if recorded.encode() == now.encode() {
-            return Ok(None);
-        }
-        let entries = self.list()?.len();
-        if entries == 0 {
-            return Ok(Some(now.encode()));
-        }
-        if let Some(r) = &self.reels {
-            if let Some(owner) = self.reels_owner(r)? {
-                if owner.store == self.identity()? {
-                    return Ok(None);
-                }
-            }
-        }
-        let (given, kept) = match (now, recorded) {
-            (RecordedReels::Storage(l), RecordedReels::Storage(r)) => (l.url(), r.url()),
-            (RecordedReels::Storage(l), RecordedReels::Own) => (
-                l.url(),
-                format!("its own reels/ ({})", self.reels_dir().display()),
-            ),
-            (RecordedReels::Own, RecordedReels::Storage(r)) => (
-                format!("its own reels/ ({})", self.reels_dir().display()),
-                r.url(),
-            ),
-            (RecordedReels::Own, RecordedReels::Own) => unreachable!("equal records return above"),
-        };
-        Err(Error::ReelStorage {
-            location: given,
-            problem: format!(
-                "is not where this store keeps its reels: {} in {kept}, and a store keeps \
-                 its reels in one place; give --reels {kept_flag}, or leave --reels out",
-                if entries == 1 {
-                    "its entry has its reel".to_string()
-                } else {
-                    format!("its {entries} entries have their reels")
-                },
-                kept_flag = match recorded {
-                    RecordedReels::Storage(r) => r.url(),
-                    RecordedReels::Own => "nothing (its own reels/)".into(),
-                },
-            ),
-        })
     }
 
     /// Mount `location` as this store's reel storage (`None`: its own `reels/`).
