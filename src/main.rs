@@ -52,7 +52,7 @@ Environment:
   HF_HUB_OFFLINE     1: never use the network (like --offline)
   WEIGHTREEL_STORE   store directory or postgres:// registry URL (default ./weightreel_store)
   WEIGHTREEL_REELS   where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory
-                     (default: where the store recorded them at its first encode)
+                     (for a store that has not recorded another place at its first encode)
   WEIGHTREEL_WORK    local work directory of a PostgreSQL store (default ~/.cache/weightreel/work)
   WEIGHTREEL_S3_ENDPOINT (or AWS_ENDPOINT_URL), AWS_REGION, AWS_ACCESS_KEY_ID,
   AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
@@ -189,7 +189,7 @@ enum Command {
         /// Store directory or postgres:// registry URL (default: $WEIGHTREEL_STORE, else ./weightreel_store)
         #[arg(long, visible_alias = "store", value_name = "DIR")]
         storage_dir: Option<PathBuf>,
-        /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else where the store recorded them at its first encode, else its reels/)
+        /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: where the store recorded them at its first encode, else $WEIGHTREEL_REELS, else its reels/)
         #[arg(long, value_name = "URL")]
         reels: Option<String>,
         /// Port to listen on (0: any free port)
@@ -490,7 +490,7 @@ struct EntryArgs {
     /// Store directory or postgres:// registry URL (default: $WEIGHTREEL_STORE, else ./weightreel_store)
     #[arg(long, visible_alias = "store", value_name = "DIR")]
     storage_dir: Option<PathBuf>,
-    /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else where the store recorded them at its first encode, else its reels/)
+    /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: where the store recorded them at its first encode, else $WEIGHTREEL_REELS, else its reels/)
     #[arg(long, value_name = "URL")]
     reels: Option<String>,
     /// The entry with this settings key (full or short, as `list` shows), when the model has several
@@ -528,7 +528,7 @@ struct StoreArgs {
     /// Store directory or postgres:// registry URL (default: $WEIGHTREEL_STORE, else ./weightreel_store)
     #[arg(long, visible_alias = "store", value_name = "DIR")]
     storage_dir: Option<PathBuf>,
-    /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: $WEIGHTREEL_REELS, else where the store recorded them at its first encode, else its reels/)
+    /// Where reels live: s3://BUCKET[/PREFIX], file:///DIR or a directory (default: where the store recorded them at its first encode, else $WEIGHTREEL_REELS, else its reels/)
     #[arg(long, value_name = "URL")]
     reels: Option<String>,
     /// Print JSON instead of text
