@@ -6,7 +6,8 @@
 #    in u16 and lossless, chunk (8192) and batch: wall time, params/s, peak RSS
 #    (/usr/bin/time -v), reel bytes / raw tensor bytes, registry bytes and bytes per frame;
 # 2. decode of each reel: wall time and peak RSS;
-# 3. `list` and `stats` on a store holding 100 entries the size of the 1.1 B model's;
+# 3. `list` and `stats` on a store holding 100 entries the size of the 1.1 B model's; one more
+#    encode and a name lookup on a store of 10,000 entries;
 # 4. with --zipnn: ZipNN's ratios on MiniLM's tensors beside ours (installs zipnn and torch
 #    into target/bench-venv on request only; never in setup, tests or CI).
 #
@@ -148,6 +149,45 @@ for cmd in (["list"], ["stats"], ["list", "--json"]):
     print(f"| weightreel {' '.join(cmd)} | {best * 1e3:.0f} ms | {size / 1e6:.0f} MB |")
 PY
 fi
+
+# --- a store of 10,000 entries: what one more encode and a name lookup cost -----------------
+echo
+echo "## A store of 10,000 entries (MiniLM, --max-params 20000)"
+echo
+rm -rf "$tmp/store-10k"
+"$wr" encode "$minilm" --store "$tmp/store-10k" --max-params 20000 -q > /dev/null
+python3 - "$tmp/store-10k/registry.sqlite" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+cols = [r[1] for r in c.execute("PRAGMA table_info(models)") if r[1] != "id"]
+def sel(n):
+    if n == "name":
+        return "name || '-' || ?1"
+    if n == "reel_file":
+        return "replace(reel_file, '.mkv', '-' || ?1 || '.mkv')"
+    return n
+q = f"INSERT INTO models ({', '.join(cols)}) SELECT {', '.join(map(sel, cols))} FROM models WHERE id = 1"
+for i in range(9999):
+    c.execute(q, (str(i),))
+c.commit()
+c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+PY
+python3 - "$wr" "$tmp/store-10k" "$minilm" <<'PY'
+import subprocess, sys, time
+wr, store, minilm = sys.argv[1:]
+def best(args, runs=5):
+    b = 1e9
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([wr, *args], check=True, stdout=subprocess.DEVNULL)
+        b = min(b, time.perf_counter() - t)
+    return b
+print("| command (10,000 entries) | best of 5 |")
+print("|---|---|")
+print(f"| weightreel show all-MiniLM-L6-v2 (a name lookup) | {best(['show', 'all-MiniLM-L6-v2', '--store', store]) * 1e3:.0f} ms |")
+print(f"| weightreel list | {best(['list', '--store', store]) * 1e3:.0f} ms |")
+print(f"| weightreel encode MiniLM --max-params 30000 | {best(['encode', minilm, '--store', store, '--max-params', '30000', '-q']) * 1e3:.0f} ms |")
+PY
 
 # --- ZipNN side by side (on request) --------------------------------------------------------
 if [ "$zipnn" = 1 ]; then

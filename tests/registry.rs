@@ -187,6 +187,7 @@ macro_rules! conformance {
 
 conformance!(
     commit_then_list_find_entry_and_frames,
+    names_and_reel_files_are_looked_up_one_by_one,
     same_settings_replace_and_other_settings_add,
     a_failed_commit_leaves_nothing_visible,
     remove_takes_entries_and_the_last_entry_takes_the_fingerprint,
@@ -235,6 +236,52 @@ mod cases {
         assert!(s.frames(id + 1000).unwrap().is_empty());
         assert!(s.listing().unwrap().unreadable.is_empty());
         vec![seen("list", &list), seen("frames", &rows)]
+    }
+
+    pub fn names_and_reel_files_are_looked_up_one_by_one(s: &mut Store) -> Vec<String> {
+        for (name, chunk, reel) in [
+            ("gpt2", 8000, "reels/gpt2-a.mkv"),
+            ("gpt2", 4096, "reels/gpt2-b.mkv"),
+            ("gpt2-large", 8000, "reels/gpt2-large-a.mkv"),
+            ("bert", 8000, "reels/bert-a.mkv"),
+        ] {
+            s.commit_entry(&entry(name, chunk, 40_000, reel), frames(1))
+                .unwrap();
+        }
+        // By name: exactly that name's entries, oldest first, as the listing has them.
+        let gpt2 = s.find("gpt2").unwrap();
+        let listed: Vec<_> = s
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.record.name == "gpt2")
+            .collect();
+        assert_eq!(gpt2, listed);
+        assert_eq!(gpt2.len(), 2);
+        assert!(s.find("gpt").unwrap().is_empty(), "a name is not a prefix");
+        // By reel-file prefix: every entry whose reel name begins so (a prefix, so a longer
+        // model name's reels too), and nothing else.
+        let mut files = s.registry().reel_files_starting("reels/gpt2").unwrap();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "reels/gpt2-a.mkv",
+                "reels/gpt2-b.mkv",
+                "reels/gpt2-large-a.mkv"
+            ]
+        );
+        assert!(s
+            .registry()
+            .reel_files_starting("reels/gpt2%")
+            .unwrap()
+            .is_empty());
+        assert!(s
+            .registry()
+            .reel_files_starting("reels/t5")
+            .unwrap()
+            .is_empty());
+        vec![seen("gpt2", entries(gpt2)), seen("files", files)]
     }
 
     pub fn same_settings_replace_and_other_settings_add(s: &mut Store) -> Vec<String> {

@@ -64,6 +64,13 @@ pub trait Registry: Send {
     /// All entries, oldest first, and the rows that could not be read.
     fn listing(&self) -> Result<Listing>;
 
+    /// The readable entries named `name`, oldest first (one indexed lookup, not a listing).
+    fn entries_named(&self, name: &str) -> Result<Vec<EntrySummary>>;
+
+    /// The reel files of entries that begin with `prefix` (to pick a free reel name without
+    /// listing every entry).
+    fn reel_files_starting(&self, prefix: &str) -> Result<Vec<String>>;
+
     /// The entry with id `id`.
     fn entry(&self, id: i64) -> Result<Option<EntrySummary>>;
 

@@ -154,10 +154,12 @@ impl Store {
                 .unwrap_or_default()
         };
         let claimed = claimed_reels(self.dir(), &work);
+        // Only the reel files (one column), not the entries: the sweep runs before every encode.
         let named: HashSet<PathBuf> = self
-            .list()?
+            .registry
+            .reel_files_starting("")?
             .into_iter()
-            .map(|e| self.dir().join(&e.record.totals.reel_file))
+            .map(|file| self.dir().join(file))
             .collect();
         let live = |owner: &str| is_live(&work.join(owner));
         let mut out = Vec::new();

@@ -34,11 +34,7 @@ impl Store {
     /// Move the finished reel `joined` (inside the locked work directory `work`) into `reels/`
     /// under the first free name of `stem`; returns that name relative to the store.
     pub fn place_reel(&self, joined: &Path, stem: &str, work: &Path) -> Result<String> {
-        let referenced: std::collections::HashSet<String> = self
-            .list()?
-            .into_iter()
-            .map(|e| e.record.totals.reel_file)
-            .collect();
+        let referenced = self.reel_files_of_stem(stem)?;
         let claim = work.join(CLAIM_FILE);
         for n in 1..=1000u32 {
             let name = if n == 1 {
@@ -95,16 +91,13 @@ impl Store {
     /// The entries `typed` names: entries of that model name, else entries whose source is
     /// that path (as typed or resolved), each kept if `settings_key` (full or short) matches.
     pub fn matching(&self, typed: &str, settings_key: Option<&str>) -> Result<Vec<EntrySummary>> {
-        let entries = self.list()?;
-        let mut found: Vec<EntrySummary> = entries
-            .iter()
-            .filter(|e| e.record.name == typed)
-            .cloned()
-            .collect();
+        // A name is one indexed lookup; only a path needs every entry's source.
+        let mut found = self.find(typed)?;
         if found.is_empty() {
             let canonical = |p: &str| std::fs::canonicalize(p).ok();
             let typed_path = canonical(typed);
-            found = entries
+            found = self
+                .list()?
                 .into_iter()
                 .filter(|e| {
                     e.record.source == typed

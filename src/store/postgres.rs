@@ -647,6 +647,31 @@ impl Registry for PgRegistry {
         Ok(listing)
     }
 
+    fn entries_named(&self, name: &str) -> Result<Vec<EntrySummary>> {
+        let rows = self.read(|c| {
+            c.query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM wr_models m
+                     LEFT JOIN wr_fingerprints f ON f.name = m.name
+                     WHERE m.name = $1 ORDER BY m.id"
+                ),
+                &[&name],
+            )
+        })?;
+        // Unreadable rows are skipped, as `listing` reports and `list` skips them.
+        Ok(rows.iter().filter_map(|r| self.summary(r).ok()).collect())
+    }
+
+    fn reel_files_starting(&self, prefix: &str) -> Result<Vec<String>> {
+        let rows = self.read(|c| {
+            c.query(
+                "SELECT reel_file FROM wr_models WHERE left(reel_file, length($1)) = $1",
+                &[&prefix],
+            )
+        })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     fn entry(&self, id: i64) -> Result<Option<EntrySummary>> {
         let row = self.read(|c| {
             c.query_opt(

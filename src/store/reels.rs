@@ -340,11 +340,7 @@ impl Store {
             }
             return self.place_reel(joined, stem, work);
         };
-        let referenced: std::collections::HashSet<String> = self
-            .list()?
-            .into_iter()
-            .map(|e| e.record.totals.reel_file)
-            .collect();
+        let referenced = self.reel_files_of_stem(stem)?;
         let existing: std::collections::HashSet<String> =
             r.storage.list(stem)?.into_iter().map(|s| s.name).collect();
         let name = (1..=1000u32)

@@ -433,10 +433,19 @@ impl Store {
 
     /// Entries named `name`.
     pub fn find(&self, name: &str) -> Result<Vec<EntrySummary>> {
+        self.registry.entries_named(name)
+    }
+
+    /// Reel files of entries that begin with `reels/STEM` (the names [`Store::place_reel`] and
+    /// [`Store::put_reel`] must not take).
+    pub(super) fn reel_files_of_stem(
+        &self,
+        stem: &str,
+    ) -> Result<std::collections::HashSet<String>> {
         Ok(self
-            .list()?
+            .registry
+            .reel_files_starting(&format!("reels/{stem}"))?
             .into_iter()
-            .filter(|e| e.record.name == name)
             .collect())
     }
 

@@ -557,6 +557,41 @@ impl Registry for SqliteRegistry {
         Ok(listing)
     }
 
+    fn entries_named(&self, name: &str) -> Result<Vec<EntrySummary>> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM models WHERE name = ?1 ORDER BY id")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([name], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))?
+        };
+        let mut stmt = self
+            .conn
+            .prepare(self.entry_query())
+            .map_err(|e| self.err(e))?;
+        // Unreadable rows are skipped, as `listing` reports and `list` skips them.
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| stmt.query_row([id], Self::row_to_summary).ok())
+            .collect())
+    }
+
+    fn reel_files_starting(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT reel_file FROM models WHERE substr(reel_file, 1, length(?1)) = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([prefix], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
     fn entry(&self, id: i64) -> Result<Option<EntrySummary>> {
         let mut stmt = self
             .conn
