@@ -152,22 +152,30 @@ def test_values_equal_the_file(minilm):
     assert np.array_equal(values, expected)
 
 
+def _layer_norms(minilm: str) -> dict:
+    """MiniLM's LayerNorm tensors, read from the file here: name -> (shape, bytes)."""
+    raw = pathlib.Path(minilm, "model.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for k, v in header.items():
+        if k != "__metadata__" and "LayerNorm" in k:
+            lo, hi = v["data_offsets"]
+            out[k] = (v["shape"], raw[8 + n + lo:8 + n + hi])
+    return out
+
+
 def test_decode_is_bit_exact_in_lossless_mode(minilm, tmp_path):
     encoder = StreamingHuggingFaceEncoder(video_storage_dir=str(tmp_path), mode="lossless",
                                           enable_progress=False)
     result = encoder.stream_encode_model(minilm, target_layers=["norm"])
     arrays = encoder.decode(minilm)
-    assert arrays == {} or len(arrays) > 0
-    raw = pathlib.Path(minilm, "model.safetensors").read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    norms = [k for k in header if k != "__metadata__" and "LayerNorm" in k]
+    norms = _layer_norms(minilm)
     assert sorted(arrays) == sorted(norms)
-    for k in norms:
-        lo, hi = header[k]["data_offsets"]
-        ref = np.frombuffer(raw[8 + n + lo:8 + n + hi], dtype="<f4").reshape(header[k]["shape"])
+    for k, (shape, data) in norms.items():
         assert arrays[k].dtype == np.float32
-        assert arrays[k].tobytes() == ref.tobytes(), k
+        assert list(arrays[k].shape) == shape, k
+        assert arrays[k].tobytes() == data, k
     # By reel path too.
     assert sorted(encoder.decode(result["video_path"])) == sorted(norms)
 
@@ -224,14 +232,10 @@ def test_a_store_with_its_reels_elsewhere_reads_from_python_as_from_the_cli(mini
     reel = shared / entry["totals"]["reel_file"].removeprefix("reels/")
     assert reel.is_file()
     arrays = encoder.decode("all-MiniLM-L6-v2")
-    raw = pathlib.Path(minilm, "model.safetensors").read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    norms = [k for k in header if k != "__metadata__" and "LayerNorm" in k]
+    norms = _layer_norms(minilm)
     assert sorted(arrays) == sorted(norms)
-    for k in norms:
-        lo, hi = header[k]["data_offsets"]
-        assert arrays[k].tobytes() == raw[8 + n + lo:8 + n + hi], k
+    for k, (_, data) in norms.items():
+        assert arrays[k].tobytes() == data, k
     # An encode from Python goes to the same place.
     encoder.stream_encode_model(minilm, target_layers=["attention"], max_total_params=20000)
     assert len(list(shared.glob("*.mkv"))) == 2
