@@ -240,3 +240,34 @@ def test_a_store_with_its_reels_elsewhere_reads_from_python_as_from_the_cli(mini
     encoder.stream_encode_model(minilm, target_layers=["attention"], max_total_params=20000)
     assert len(list(shared.glob("*.mkv"))) == 2
     assert list((store / "reels").glob("*.mkv")) == []
+
+
+def test_a_postgres_store_is_used_from_python_as_from_the_cli(minilm, postgres, tmp_path,
+                                                              monkeypatch):
+    shared = tmp_path / "shared-reels"
+    monkeypatch.setenv("WEIGHTREEL_WORK", str(tmp_path / "work"))
+    monkeypatch.delenv("WEIGHTREEL_REELS", raising=False)
+    # The first encode, from the CLI, says where the reels go; the store records it.
+    cli("encode", minilm, "--store", postgres, "--reels", f"file://{shared}",
+        "--mode", "lossless", "--layers", "norm", "-q")
+    # Python is given only the registry URL as its storage_dir.
+    encoder = StreamingHuggingFaceEncoder(video_storage_dir=postgres, enable_progress=False)
+    [entry] = encoder.list_encoded_models()
+    assert entry["name"] == "all-MiniLM-L6-v2"
+    arrays = encoder.decode("all-MiniLM-L6-v2")
+    norms = _layer_norms(minilm)
+    assert sorted(arrays) == sorted(norms)
+    for k, (_, data) in norms.items():
+        assert arrays[k].tobytes() == data, k
+    # An encode from Python commits to the same registry, its reel beside the first.
+    encoder.stream_encode_model(minilm, target_layers=["attention"], max_total_params=20000)
+    listed = json.loads(cli("list", "--store", postgres, "--json"))
+    assert len(listed) == 2
+    assert len(list(shared.glob("*.mkv"))) == 2
+    assert encoder.get_statistics()["encoded_models"] == 2
+    # The password is never printed, from Python either.
+    secret = postgres.replace("weightreel@", "weightreel:s3cret@").replace("/weightreel", "/nodb")
+    with pytest.raises(Exception) as failure:
+        StreamingHuggingFaceEncoder(video_storage_dir=secret,
+                                    enable_progress=False).list_encoded_models()
+    assert "s3cret" not in str(failure.value)
