@@ -1365,4 +1365,12 @@ fn a_store_remembers_where_its_reels_are_and_keeps_them_in_one_place() {
     assert!(!shared.exists(), "the recorded directory was created again");
     let report = ok(check(&file_store, Some(path(&moved))));
     assert!(report.contains("2 entries ok, 0 problems"), "{report}");
+    // So does $WEIGHTREEL_REELS naming it, as a machine that mounts it there would set it.
+    let out = wr_command(&server, SECRET_KEY)
+        .args(["check", "--store", path(&file_store)])
+        .env("WEIGHTREEL_REELS", &moved)
+        .output()
+        .unwrap();
+    let report = ok(out);
+    assert!(report.contains("2 entries ok, 0 problems"), "{report}");
 }

@@ -77,6 +77,15 @@ enum Verdict {
 const OWN_REELS: &str = "reels/";
 
 impl RecordedReels {
+    /// Whether the recorded place can be used from this machine without being told more: a
+    /// recorded directory must exist here (opening it would create an empty one).
+    fn reachable(&self) -> bool {
+        match self {
+            RecordedReels::Storage(ReelLocation::Directory(dir)) => dir.is_dir(),
+            _ => true,
+        }
+    }
+
     fn encode(&self) -> String {
         match self {
             RecordedReels::Own => OWN_REELS.to_string(),
@@ -124,19 +133,28 @@ impl Store {
         Ok(self)
     }
 
-    /// [`Store::with_reels`] in place. `None`: `$WEIGHTREEL_REELS` if set, else where the
-    /// store recorded its reels, else its own `reels/`. A location given that differs from the
-    /// record is refused (see [`Store::verdict_on`]); `$WEIGHTREEL_REELS` is a default, so a
-    /// store that recorded another place keeps that one.
+    /// [`Store::with_reels`] in place. `None`: where the store recorded its reels, else
+    /// `$WEIGHTREEL_REELS`, else its own `reels/`. A location given that differs from the
+    /// record is refused (see [`Store::verdict_on`]).
     pub fn set_reels(&mut self, given: Option<&ReelLocation>) -> Result<()> {
         let recorded = self.recorded_reels()?;
-        let from_env = match given {
-            Some(_) => None,
-            None => env_reels()?,
-        };
         self.reels_to_record = None;
-        let Some(chosen) = given.cloned().or_else(|| from_env.clone()) else {
-            return self.use_recorded(recorded.as_ref());
+        let chosen = match (given, env_reels()?) {
+            (Some(given), _) => given.clone(),
+            (None, None) => return self.use_recorded(recorded.as_ref()),
+            // `$WEIGHTREEL_REELS` is a default: a store that recorded another place keeps it
+            // (a machine set up for a shared store still reads its local stores' own reels),
+            // unless that place is a directory missing here, which the variable may name as
+            // mounted on this machine (its owner file tells, below).
+            (None, Some(from_env)) => match &recorded {
+                Some(r)
+                    if r.encode() != RecordedReels::Storage(from_env.clone()).encode()
+                        && r.reachable() =>
+                {
+                    return self.use_recorded(recorded.as_ref());
+                }
+                _ => from_env,
+            },
         };
         self.mount_reels(Some(&chosen))?;
         match self.verdict_on(recorded.as_ref(), &chosen)? {
@@ -145,7 +163,6 @@ impl Store {
                 self.reels_to_record = Some(value);
                 Ok(())
             }
-            Verdict::Elsewhere(_) if from_env.is_some() => self.use_recorded(recorded.as_ref()),
             Verdict::Elsewhere(refusal) => Err(refusal),
         }
     }
@@ -245,16 +262,16 @@ impl Store {
     /// A recorded directory must be there: opening it would create an empty one (on a machine
     /// that mounts the shared directory elsewhere, or not at all).
     fn check_recorded_reachable(&self, recorded: &ReelLocation) -> Result<()> {
-        match recorded {
-            ReelLocation::Directory(dir) if !dir.is_dir() => Err(Error::ReelStorage {
-                location: recorded.url(),
-                problem: "is where this store keeps its reels (recorded at its first encode \
-                          there), and it is not a directory on this machine; give --reels with \
-                          where that directory is here"
-                    .into(),
-            }),
-            _ => Ok(()),
+        if RecordedReels::Storage(recorded.clone()).reachable() {
+            return Ok(());
         }
+        Err(Error::ReelStorage {
+            location: recorded.url(),
+            problem: "is where this store keeps its reels (recorded at its first encode there), \
+                      and it is not a directory on this machine; give --reels with where that \
+                      directory is here"
+                .into(),
+        })
     }
 
     /// Mount `location` as this store's reel storage (`None`: its own `reels/`).
