@@ -165,6 +165,15 @@ def _layer_norms(minilm: str) -> dict:
     return out
 
 
+def _assert_decodes_layer_norms(encoder, minilm: str) -> None:
+    """The stored MiniLM (encoded with `--layers norm`, lossless) decodes bit-exact by name."""
+    arrays = encoder.decode("all-MiniLM-L6-v2")
+    norms = _layer_norms(minilm)
+    assert sorted(arrays) == sorted(norms)
+    for k, (_, data) in norms.items():
+        assert arrays[k].tobytes() == data, k
+
+
 def test_decode_is_bit_exact_in_lossless_mode(minilm, tmp_path):
     encoder = StreamingHuggingFaceEncoder(video_storage_dir=str(tmp_path), mode="lossless",
                                           enable_progress=False)
@@ -231,11 +240,7 @@ def test_a_store_with_its_reels_elsewhere_reads_from_python_as_from_the_cli(mini
     [entry] = encoder.list_encoded_models()
     reel = shared / entry["totals"]["reel_file"].removeprefix("reels/")
     assert reel.is_file()
-    arrays = encoder.decode("all-MiniLM-L6-v2")
-    norms = _layer_norms(minilm)
-    assert sorted(arrays) == sorted(norms)
-    for k, (_, data) in norms.items():
-        assert arrays[k].tobytes() == data, k
+    _assert_decodes_layer_norms(encoder, minilm)
     # An encode from Python goes to the same place.
     encoder.stream_encode_model(minilm, target_layers=["attention"], max_total_params=20000)
     assert len(list(shared.glob("*.mkv"))) == 2
@@ -254,11 +259,7 @@ def test_a_postgres_store_is_used_from_python_as_from_the_cli(minilm, postgres, 
     encoder = StreamingHuggingFaceEncoder(video_storage_dir=postgres, enable_progress=False)
     [entry] = encoder.list_encoded_models()
     assert entry["name"] == "all-MiniLM-L6-v2"
-    arrays = encoder.decode("all-MiniLM-L6-v2")
-    norms = _layer_norms(minilm)
-    assert sorted(arrays) == sorted(norms)
-    for k, (_, data) in norms.items():
-        assert arrays[k].tobytes() == data, k
+    _assert_decodes_layer_norms(encoder, minilm)
     # An encode from Python commits to the same registry, its reel beside the first.
     encoder.stream_encode_model(minilm, target_layers=["attention"], max_total_params=20000)
     listed = json.loads(cli("list", "--store", postgres, "--json"))
